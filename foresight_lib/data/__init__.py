@@ -1,0 +1,1 @@
+"""Clips: the synthetic benchmark, real video decoding, annotation readers and the frames store."""
