@@ -1,0 +1,185 @@
+"""The ``frames`` stage: decode every clip once into ``data/frames.zarr`` plus the ground-truth tables.
+
+Outputs (all or nothing; a killed run resumes from the last complete clip):
+- ``frames.zarr``: uint8 ``[clip, frame, H, W, 3]``, one chunk per clip; attributes: source, geometry, seed,
+  categories, n_clips.
+- ``annotations.parquet``: one row per visible (clip, frame, object): ``clip, frame, object_id, category,
+  category_id, x, y, w, h, visibility`` (COCO xywh pixels, category ids from 1).
+- ``clips.parquet``: ``clip, name, split, direction, direction_name, speed, fps, n_frames, source``.
+- ``skipped.json``: clips that could not be decoded, with their reasons, and the source's input report.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from ..errors import ForesightError
+from ..params import DataParams
+from ..store import PartialStore, write_json_atomic
+from .clip import DIRECTIONS, Clip, Skipped
+from .synthetic import CATEGORIES, make_clip
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+@dataclass
+class FramesOutputs:
+    """Paths of the frames stage's outputs."""
+
+    root: Path
+
+    @property
+    def frames(self) -> Path:
+        return self.root / "frames.zarr"
+
+    @property
+    def annotations(self) -> Path:
+        return self.root / "annotations.parquet"
+
+    @property
+    def clips(self) -> Path:
+        return self.root / "clips.parquet"
+
+    @property
+    def skipped(self) -> Path:
+        return self.root / "skipped.json"
+
+
+@dataclass
+class ClipSource:
+    """A data source: ``count`` clips in a fixed order, each loaded on demand (a resumed run skips done ones)."""
+
+    load: Callable[[int], Clip | Skipped]
+    count: int
+    categories: tuple[str, ...] | None  # known up front (synthetic), else collected from the clips
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def open_source(data: DataParams) -> ClipSource:
+    """The clip source that ``data.source`` names."""
+    if data.source == "synthetic":
+        s = data.synthetic
+        return ClipSource(
+            load=partial(make_clip, data.seed, height=data.height, width=data.width, n_frames=data.n_frames,
+                         min_objects=s.min_objects, max_objects=s.max_objects, occlusion_prob=s.occlusion_prob),
+            count=s.n_clips,
+            categories=CATEGORIES,
+        )
+    from .real import open_real_source
+
+    real = open_real_source(data)
+    return ClipSource(load=real.__getitem__, count=len(real), categories=None, report=real.report)
+
+
+def assign_splits(n: int, data: DataParams) -> list[str]:
+    """Deterministic split per stored clip index: a seeded permutation cut by the split fractions."""
+    n_val = max(1, round(n * data.splits.val))
+    n_test = max(1, round(n * data.splits.test))
+    if n - n_val - n_test < 1:
+        raise ForesightError(f"data: {n} clips cannot fill train/val/test splits; at least 3 are needed")
+    order = np.random.default_rng([data.seed, 1]).permutation(n)
+    splits = np.empty(n, dtype=object)
+    splits[order[:n_test]] = "test"
+    splits[order[n_test : n_test + n_val]] = "val"
+    splits[order[n_test + n_val :]] = "train"
+    return list(splits)
+
+
+def write_frames(data: DataParams, out_dir: str | Path, source: ClipSource | None = None,
+                 progress: bool = True) -> FramesOutputs:
+    """Decode every clip of ``data`` into the frames store and ground-truth tables under ``out_dir``."""
+    out = FramesOutputs(Path(out_dir))
+    out.root.mkdir(parents=True, exist_ok=True)
+    for old in (out.annotations, out.clips, out.skipped):  # a failed run must not leave stale outputs
+        old.unlink(missing_ok=True)
+    shutil.rmtree(out.frames, ignore_errors=True)
+    source = source or open_source(data)
+    if source.count == 0:
+        raise ForesightError(f"data: the {data.source} source has no clips")
+    fingerprint = {"data": data.model_dump(mode="json"), "count": source.count}
+    store = PartialStore(out.frames, fingerprint)
+    shape = (source.count, data.n_frames, data.height, data.width, 3)
+    arr = store.array(shape, chunks=(1, *shape[1:]), dtype="uint8",
+                      dimension_names=("clip", "frame", "y", "x", "rgb"), attributes={})
+    tables = out.root / (out.frames.name + ".partial") / "tables"
+    tables.mkdir(exist_ok=True)
+
+    n_kept = sum(1 for r in store.done.values() if r["kept"] is not None)
+    for i in tqdm(range(source.count), desc="frames", unit="clip", disable=not progress):
+        if store.is_done(i):
+            continue
+        item = source.load(i)
+        if isinstance(item, Skipped):
+            store.mark_done(i, {"kept": None, "name": item.name, "source": item.source, "reason": item.reason})
+            continue
+        if item.frames.shape != shape[1:]:
+            raise ForesightError(f"clip {item.name}: decoded to {item.frames.shape}, expected {shape[1:]}")
+        arr[n_kept] = item.frames
+        _clip_row(item, n_kept).to_parquet(tables / f"{n_kept:06d}.clip.parquet")
+        item.objects.assign(clip=n_kept).to_parquet(tables / f"{n_kept:06d}.objects.parquet")
+        store.mark_done(i, {"kept": n_kept, "name": item.name})
+        n_kept += 1
+
+    skipped = [{k: r[k] for k in ("name", "source", "reason")} for r in store.done.values() if r["kept"] is None]
+    fraction = len(skipped) / source.count
+    write_json_atomic(out.skipped, {"skipped": skipped, "fraction": fraction, "source_report": source.report})
+    if fraction > data.max_skipped_fraction:
+        store.discard()
+        reasons = "; ".join(f"{s['name']}: {s['reason']}" for s in skipped[:5])
+        raise ForesightError(
+            f"data: {len(skipped)} of {source.count} clips could not be decoded ({fraction:.0%} > "
+            f"data.max_skipped_fraction {data.max_skipped_fraction:.0%}); see {out.skipped}. First: {reasons}"
+        )
+
+    clips = pd.concat([pd.read_parquet(tables / f"{k:06d}.clip.parquet") for k in range(n_kept)], ignore_index=True)
+    clips["split"] = assign_splits(n_kept, data)
+    objects = [pd.read_parquet(tables / f"{k:06d}.objects.parquet") for k in range(n_kept)]
+    annotations = pd.concat(objects, ignore_index=True) if objects else pd.DataFrame()
+    categories = source.categories or tuple(sorted(annotations["category"].unique()))
+    annotations = _finish_annotations(annotations, categories)
+    arr.resize((n_kept, *shape[1:]))
+    _write_parquet_atomic(clips, out.clips)
+    _write_parquet_atomic(annotations, out.annotations)
+    store.finalize({
+        "source": data.source, "seed": data.seed, "height": data.height, "width": data.width,
+        "n_frames": data.n_frames, "n_clips": n_kept, "categories": list(categories),
+        "resize": data.resize if data.source != "synthetic" else None,
+    })
+    shutil.rmtree(out.frames / "tables")
+    return out
+
+
+def _clip_row(clip: Clip, index: int) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "clip": index, "name": clip.name, "direction": clip.direction,
+        "direction_name": DIRECTIONS[clip.direction] if clip.direction >= 0 else "unknown",
+        "speed": clip.speed, "fps": clip.fps, "n_frames": len(clip.frames), "source": clip.source,
+    }])
+
+
+def _finish_annotations(annotations: pd.DataFrame, categories: tuple[str, ...]) -> pd.DataFrame:
+    columns = ["clip", "frame", "object_id", "category", "category_id", "x", "y", "w", "h", "visibility"]
+    if annotations.empty:
+        return pd.DataFrame({c: pd.Series(dtype="float32" if c in "xywh" else "int64") for c in columns})
+    ids = {c: i + 1 for i, c in enumerate(categories)}
+    annotations = annotations.assign(category_id=annotations["category"].map(ids).astype("int64"))
+    for c in ("x", "y", "w", "h", "visibility"):
+        annotations[c] = annotations[c].astype("float32")
+    return annotations[columns].sort_values(["clip", "frame", "object_id"], ignore_index=True)
+
+
+def _write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+

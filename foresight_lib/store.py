@@ -1,0 +1,136 @@
+"""Chunked Zarr v3 stores that are never taken as finished before they are.
+
+A stage writes into ``<out>.partial/`` beside its output. Each finished unit of work (a clip) is
+recorded in ``progress.json`` (replaced atomically) only after its chunks are written, so a killed run
+resumes from the last complete clip. :meth:`PartialStore.finalize` renames the directory onto ``<out>``
+only when every unit is done, so DVC and later stages only ever see complete stores.
+A resumed run is accepted only when its ``fingerprint`` (everything that determines the content) matches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from .errors import ForesightError
+
+PROGRESS_FILE = "progress.json"
+
+
+def compressor() -> BloscCodec:
+    """The project's one codec choice: Blosc/zstd level 3 with bit shuffle (DESIGN.md section 7)."""
+    return BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write JSON via a temporary file and rename, so a reader never sees a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    os.replace(tmp, path)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+class PartialStore:
+    """A Zarr v3 array written clip by clip into ``<out>.partial`` and renamed onto ``<out>`` when complete.
+
+    ``progress.json`` holds the fingerprint and a record per finished clip (any JSON value, e.g. the
+    clip's stored index or a skip reason).
+    """
+
+    def __init__(self, out: str | Path, fingerprint: Mapping[str, Any]) -> None:
+        self.out = Path(out)
+        self.partial = self.out.with_name(self.out.name + ".partial")
+        self.fingerprint = json.loads(json.dumps(dict(fingerprint), sort_keys=True, default=_jsonable))
+        self.done: dict[str, Any] = {}
+        self.resumed = False
+        progress = self.partial / PROGRESS_FILE
+        if progress.is_file():
+            state = json.loads(progress.read_text())
+            if state.get("fingerprint") == self.fingerprint:
+                self.done = state["done"]
+                self.resumed = True
+        if not self.resumed and self.partial.exists():
+            shutil.rmtree(self.partial)
+
+    def array(
+        self,
+        shape: Sequence[int],
+        chunks: Sequence[int],
+        dtype: str | np.dtype,
+        dimension_names: Sequence[str],
+        attributes: Mapping[str, Any],
+        fill_value: Any = None,
+        shards: Sequence[int] | None = None,
+    ) -> zarr.Array:
+        """Open the array, creating it on a fresh start (float arrays default to fill NaN: unwritten is visible)."""
+        if self.resumed:
+            return zarr.open_array(self.partial, mode="r+")
+        if fill_value is None:
+            fill_value = float("nan") if np.dtype(dtype).kind == "f" else 0
+        arr = zarr.create_array(
+            store=str(self.partial),
+            shape=tuple(shape),
+            chunks=tuple(chunks),
+            shards=tuple(shards) if shards else None,
+            dtype=dtype,
+            fill_value=fill_value,
+            compressors=compressor(),
+            dimension_names=list(dimension_names),
+            attributes=json.loads(json.dumps(dict(attributes), default=_jsonable)),
+        )
+        self._save()
+        return arr
+
+    def mark_done(self, key: str | int, record: Any = True) -> None:
+        """Record a finished clip; call only after its chunks are written."""
+        self.done[str(key)] = record
+        self._save()
+
+    def is_done(self, key: str | int) -> bool:
+        return str(key) in self.done
+
+    def _save(self) -> None:
+        write_json_atomic(self.partial / PROGRESS_FILE, {"fingerprint": self.fingerprint, "done": self.done})
+
+    def finalize(self, attributes: Mapping[str, Any] | None = None) -> None:
+        """Add final attributes, drop the progress record and move the store onto ``out``."""
+        if attributes:
+            arr = zarr.open_array(self.partial, mode="r+")
+            arr.attrs.update(json.loads(json.dumps(dict(attributes), default=_jsonable)))
+        (self.partial / PROGRESS_FILE).unlink()
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        os.replace(self.partial, self.out)
+
+    def discard(self) -> None:
+        """Remove the partial store (a failed run that must not be resumed)."""
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+
+def open_complete(path: str | Path) -> zarr.Array:
+    """Open a finished store read-only; a missing or unfinished one is a clear error."""
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        partial = path.with_name(path.name + ".partial")
+        hint = f" (an unfinished run left {partial}; rerun its stage to resume)" if partial.exists() else ""
+        raise ForesightError(f"no finished store at {path}{hint}")
+    return zarr.open_array(path, mode="r")
