@@ -124,7 +124,12 @@ class LlmPoint(_Section):
     layer: int = Field(ge=0, description="LLM hidden state after decoder layer L, at the vision tokens")
 
 
-PointParams = Annotated[VitEmbedPoint | VitBlockPoint | MergerPoint | LlmPoint, Field(discriminator="kind")]
+class PixelsPoint(_Section):
+    kind: Literal["pixels"]
+    patch: int = Field(14, ge=1, le=224, description="raw patch x patch x 3 pixels per cell: the control every feature must beat")
+
+
+PointParams = Annotated[VitEmbedPoint | VitBlockPoint | MergerPoint | LlmPoint | PixelsPoint, Field(discriminator="kind")]
 
 
 # -------------------------------------------------------------------------------------- probe
@@ -189,7 +194,8 @@ class Params(_Section):
 
 
 _POINT_CLASSES: dict[str, type[BaseModel]] = {
-    c.model_fields["kind"].annotation.__args__[0]: c for c in (VitEmbedPoint, VitBlockPoint, MergerPoint, LlmPoint)
+    c.model_fields["kind"].annotation.__args__[0]: c
+    for c in (VitEmbedPoint, VitBlockPoint, MergerPoint, LlmPoint, PixelsPoint)
 }
 
 

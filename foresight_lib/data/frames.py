@@ -62,7 +62,8 @@ class ClipSource:
     load: Callable[[int], Clip | Skipped]
     count: int
     categories: tuple[str, ...] | None  # known up front (synthetic), else collected from the clips
-    report: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)  # what the source says before decoding
+    summarise: Callable[[dict[str, Any], list[Any]], dict[str, Any]] | None = None  # adds per-clip counts
 
 
 def open_source(data: DataParams) -> ClipSource:
@@ -75,10 +76,10 @@ def open_source(data: DataParams) -> ClipSource:
             count=s.n_clips,
             categories=CATEGORIES,
         )
-    from .real import open_real_source
+    from .real import open_real_source, summarise
 
     real = open_real_source(data)
-    return ClipSource(load=real.__getitem__, count=len(real), categories=None, report=real.report)
+    return ClipSource(load=real.__getitem__, count=len(real), categories=None, report=real.report, summarise=summarise)
 
 
 def assign_splits(n: int, data: DataParams) -> list[str]:
@@ -127,12 +128,15 @@ def write_frames(data: DataParams, out_dir: str | Path, source: ClipSource | Non
         arr[n_kept] = item.frames
         _clip_row(item, n_kept).to_parquet(tables / f"{n_kept:06d}.clip.parquet")
         item.objects.assign(clip=n_kept).to_parquet(tables / f"{n_kept:06d}.objects.parquet")
-        store.mark_done(i, {"kept": n_kept, "name": item.name})
+        store.mark_done(i, {"kept": n_kept, "name": item.name, "counts": item.extra.get("counts")})
         n_kept += 1
 
     skipped = [{k: r[k] for k in ("name", "source", "reason")} for r in store.done.values() if r["kept"] is None]
     fraction = len(skipped) / source.count
-    write_json_atomic(out.skipped, {"skipped": skipped, "fraction": fraction, "source_report": source.report})
+    report = source.report
+    if source.summarise is not None:
+        report = source.summarise(report, [r.get("counts") if r["kept"] is not None else None for r in store.done.values()])
+    write_json_atomic(out.skipped, {"skipped": skipped, "fraction": fraction, "source_report": report})
     if fraction > data.max_skipped_fraction:
         store.discard()
         reasons = "; ".join(f"{s['name']}: {s['reason']}" for s in skipped[:5])

@@ -1,0 +1,1 @@
+"""LTX-Video VAE: loading (real checkpoint or seeded tiny), clip geometry, encode and decode."""

@@ -1,0 +1,1 @@
+"""Every number the project reports has exactly one definition, here."""

@@ -1,0 +1,137 @@
+"""Box utilities, one-to-one matching and bbox / best-box IoU on hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from foresight_lib.metrics.boxes import (
+    FrameBoxes,
+    bbox_iou,
+    clip_boxes_xywh,
+    iou_matrix,
+    match_boxes,
+    matched_iou_per_object,
+    xywh_to_xyxy,
+    xyxy_to_xywh,
+)
+
+UNIT = [0.0, 0.0, 10.0, 10.0]
+
+
+def frame(gt: list, pred: list, scores: list | None = None, clip: str = "c0", image: str = "f0") -> FrameBoxes:
+    scores = [1.0] * len(pred) if scores is None else scores
+    return FrameBoxes(image_id=image, clip_id=clip, height=100, width=100,
+                      gt_boxes=np.array(gt, dtype=float), pred_boxes=np.array(pred, dtype=float),
+                      pred_scores=np.array(scores, dtype=float))
+
+
+@pytest.mark.parametrize(
+    ("other", "expected"),
+    [
+        ([20.0, 20.0, 5.0, 5.0], 0.0),  # disjoint
+        ([10.0, 0.0, 10.0, 10.0], 0.0),  # touching edges
+        ([2.0, 2.0, 5.0, 5.0], 25.0 / 100.0),  # nested: area ratio
+        (UNIT, 1.0),  # identical
+        ([5.0, 5.0, 10.0, 10.0], 25.0 / 175.0),  # partial: 5x5 overlap, union 100 + 100 - 25
+    ],
+)
+def test_iou_hand_cases(other: list, expected: float) -> None:
+    ious = iou_matrix(np.array([UNIT]), np.array([other]))
+    assert ious.shape == (1, 1)
+    assert ious[0, 0] == pytest.approx(expected)
+
+
+def test_iou_matrix_shapes_and_orientation() -> None:
+    a = np.array([UNIT, [5.0, 5.0, 10.0, 10.0]])
+    b = np.array([UNIT, [2.0, 2.0, 5.0, 5.0], [50.0, 50.0, 1.0, 1.0]])
+    ious = iou_matrix(a, b)
+    assert ious.shape == (2, 3)
+    np.testing.assert_allclose(ious[:, 0], [1.0, 25.0 / 175.0])
+    np.testing.assert_allclose(ious[0], [1.0, 0.25, 0.0])
+    # Non-contiguous views (reversed rows, Fortran order, strided columns) give the same answer.
+    np.testing.assert_allclose(iou_matrix(a[::-1], b), ious[::-1])
+    strided = np.zeros((3, 8))
+    strided[:, ::2] = b
+    np.testing.assert_allclose(iou_matrix(np.asfortranarray(a), strided[:, ::2]), ious)
+    assert iou_matrix(np.zeros((0, 4)), b).shape == (0, 3)
+    assert iou_matrix(a, np.zeros((0, 4))).shape == (2, 0)
+
+
+def test_box_conversions_round_trip_and_clip() -> None:
+    xywh = np.array([[1.0, 2.0, 3.0, 4.0]])
+    np.testing.assert_array_equal(xywh_to_xyxy(xywh), [[1.0, 2.0, 4.0, 6.0]])
+    np.testing.assert_array_equal(xyxy_to_xywh(xywh_to_xyxy(xywh)), xywh)
+    clipped = clip_boxes_xywh(np.array([[-5.0, 90.0, 20.0, 20.0], [200.0, 0.0, 5.0, 5.0]]), height=100, width=150)
+    np.testing.assert_array_equal(clipped, [[0.0, 90.0, 15.0, 10.0], [150.0, 0.0, 0.0, 5.0]])
+
+
+def test_bad_boxes_are_rejected() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        iou_matrix(np.zeros((2, 3)), np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="non-negative"):
+        iou_matrix(np.array([[0.0, 0.0, -1.0, 1.0]]), np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="pred_scores"):
+        frame([UNIT], [UNIT], scores=[0.5, 0.5])
+
+
+# All boxes span y in [0, 10], so IoU is the 1-D interval IoU along x.
+# g0=[0,10], g1=[2,12], p0=[0.5,10.5], p1=[-2,8]:
+#   IoU(g0,p0)=9.5/10.5, IoU(g0,p1)=8/12, IoU(g1,p0)=8.5/11.5, IoU(g1,p1)=6/14.
+# Greedy (best pair first) takes g0-p0 then g1-p1: 9.5/10.5 + 6/14 = 1.333;
+# Hungarian takes g0-p1 and g1-p0: 8/12 + 8.5/11.5 = 1.406.
+GREEDY_GT = [[0.0, 0.0, 10.0, 10.0], [2.0, 0.0, 10.0, 10.0]]
+GREEDY_PRED = [[0.5, 0.0, 10.0, 10.0], [-2.0, 0.0, 10.0, 10.0]]
+
+
+def test_hungarian_beats_greedy() -> None:
+    gt_idx, pred_idx, ious = match_boxes(np.array(GREEDY_GT), np.array(GREEDY_PRED))
+    assert dict(zip(gt_idx.tolist(), pred_idx.tolist(), strict=True)) == {0: 1, 1: 0}
+    np.testing.assert_allclose(ious, [8.0 / 12.0, 8.5 / 11.5])
+    np.testing.assert_allclose(matched_iou_per_object(np.array(GREEDY_GT), np.array(GREEDY_PRED)),
+                               [8.0 / 12.0, 8.5 / 11.5])
+
+
+def test_missing_predictions_count_zero() -> None:
+    gt = np.array([UNIT, [50.0, 50.0, 10.0, 10.0]])
+    np.testing.assert_allclose(matched_iou_per_object(gt, np.array([[2.0, 2.0, 5.0, 5.0]])), [0.25, 0.0])
+    np.testing.assert_array_equal(matched_iou_per_object(gt, np.zeros((0, 4))), [0.0, 0.0])
+
+
+def test_extra_predictions_are_ignored() -> None:
+    pred = np.array([[40.0, 40.0, 3.0, 3.0], [2.0, 2.0, 5.0, 5.0], [0.0, 50.0, 10.0, 10.0]])
+    np.testing.assert_allclose(matched_iou_per_object(np.array([UNIT]), pred), [0.25])
+
+
+def test_bbox_iou_is_mean_over_objects_not_frames() -> None:
+    frames = [
+        frame([UNIT], [UNIT], clip="a"),  # 1 object, IoU 1
+        frame(GREEDY_GT + [[50.0, 50.0, 5.0, 5.0]], GREEDY_PRED, clip="b"),  # 3 objects, the last unmatched
+    ]
+    result = bbox_iou(frames)
+    expected = [1.0, 8.0 / 12.0, 8.5 / 11.5, 0.0]
+    np.testing.assert_allclose(result.object_ious, expected)
+    assert result.mean_iou == pytest.approx(np.mean(expected))  # a mean over frames would differ
+    assert result.object_clip_ids.tolist() == ["a", "b", "b", "b"]
+
+
+def test_best_box_iou_uses_top_scoring_prediction_on_single_object_frames() -> None:
+    frames = [
+        frame([UNIT], [[5.0, 5.0, 10.0, 10.0], UNIT], scores=[0.9, 0.1], clip="a"),  # top box: 25/175
+        frame([UNIT], [], clip="b"),  # no prediction: 0
+        frame(GREEDY_GT, GREEDY_PRED, clip="c"),  # two objects: not a best-box frame
+    ]
+    result = bbox_iou(frames)
+    np.testing.assert_allclose(result.best_box_ious, [25.0 / 175.0, 0.0])
+    assert result.best_box_iou == pytest.approx(25.0 / 350.0)
+    assert result.best_box_clip_ids.tolist() == ["a", "b"]
+    # Matching, unlike best-box, picks the identical box.
+    assert result.object_ious[0] == pytest.approx(1.0)
+
+
+def test_best_box_iou_nan_without_single_object_frames_and_error_without_objects() -> None:
+    assert math.isnan(bbox_iou([frame(GREEDY_GT, GREEDY_PRED)]).best_box_iou)
+    with pytest.raises(ValueError, match="no ground-truth"):
+        bbox_iou([frame([], [UNIT])])
