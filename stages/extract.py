@@ -1,0 +1,28 @@
+"""Stage `extract@<point>`: features of one extraction point for every clip, as a raster-grid Zarr store."""
+
+from foresight_lib.cli import run, stage_parser
+from foresight_lib.errors import ForesightError
+from foresight_lib.extract.points import make_extractor
+from foresight_lib.extract.writer import write_point
+from foresight_lib.params import load_params
+from foresight_lib.store import open_complete
+
+
+def main(argv=None) -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--point", required=True, help="name of an entry of params.yaml `points`")
+    parser.add_argument("--frames", default="data/frames.zarr")
+    parser.add_argument("--out", help="default: features/<point>.zarr")
+    parser.add_argument("--metrics", help="default: metrics/extract/<point>.json")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    if args.point not in params.points:
+        raise ForesightError(f"point {args.point!r} is not in points (defined: {', '.join(params.points) or 'none'})")
+    _, n_frames, height, width, _ = open_complete(args.frames).shape
+    extractor = make_extractor(args.point, params.points[args.point], params.model, params.extract, height, width, n_frames)
+    write_point(extractor, args.frames, args.out or f"features/{args.point}.zarr",
+                args.metrics or f"metrics/extract/{args.point}.json", params.extract.mode, params.extract.dtype)
+
+
+if __name__ == "__main__":
+    run(main)
