@@ -129,34 +129,169 @@ class PixelsPoint(_Section):
     patch: int = Field(14, ge=1, le=224, description="raw patch x patch x 3 pixels per cell: the control every feature must beat")
 
 
-PointParams = Annotated[VitEmbedPoint | VitBlockPoint | MergerPoint | LlmPoint | PixelsPoint, Field(discriminator="kind")]
+class EncoderPoint(_Section):
+    kind: Literal["encoder"]
+    family: Literal["dinov2", "owlvit", "owlv2", "siglip"] = Field(description="a dedicated vision encoder (hybrid baseline)")
+    layer: int = Field(ge=0, description="the encoder's hidden_states[layer] (0: embeddings, k: output of block k-1)")
+    source: str = Field("tiny", min_length=1, description="'tiny' (seeded random, real patch size and depth) or a local checkpoint directory")
+    seed: int = 0
+
+
+PointParams = Annotated[
+    VitEmbedPoint | VitBlockPoint | MergerPoint | LlmPoint | PixelsPoint | EncoderPoint, Field(discriminator="kind")
+]
 
 
 # -------------------------------------------------------------------------------------- probe
 class ProbeParams(_Section):
+    """Probes trained on stored grids (``foresight_lib/probes``); every head sees only the grid, its stride and slots."""
+
     seed: int = 0
-    heads: list[Literal["linear", "mlp", "dense", "detr"]] = ["linear"]
-    epochs: int = Field(30, ge=1, le=10000)
+    heads: list[Literal["linear", "mlp", "dense", "detr"]] = Field(
+        ["linear", "dense"], min_length=1, description="spatial heads, each also run on the shuffled control")
+    epochs: int = Field(12, ge=1, le=10000, description="training epochs of every spatial head")
+    temporal_epochs: int = Field(20, ge=1, le=10000, description="training epochs of the temporal heads")
     lr: float = Field(3e-3, gt=0.0, le=1.0)
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
-    batch_size: int = Field(32, ge=1, le=4096)
-    bootstrap: int = Field(1000, ge=0, le=100000, description="bootstrap resamples over clips for 95% intervals")
+    batch_size: int = Field(32, ge=1, le=4096, description="samples (clip, slot) per optimiser step")
+    width: int = Field(32, ge=4, le=4096, description="hidden width of the mlp, dense, detr and temporal heads")
+    score_threshold: float = Field(0.5, gt=0.0, le=1.0, description="bbox IoU counts the detections scoring at least this")
+    min_score: float = Field(0.05, ge=0.0, le=1.0, description="decoded detections below this score are dropped (mAP floor)")
+    max_detections: int = Field(100, ge=1, le=100, description="detections kept per frame, highest score first (COCO maxDets)")
+    nms_iou: float = Field(0.5, gt=0.0, le=1.0, description="IoU above which the grid heads' NMS suppresses a box")
+    detr_queries: int = Field(10, ge=1, le=100, description="object queries of the detr head")
+    detr_layers: int = Field(2, ge=1, le=12, description="transformer decoder layers of the detr head")
+    order_pairs: int = Field(4, ge=1, le=1000, description="frame-order pairs (i < j) drawn per clip")
+    block_clips: int = Field(8, ge=1, le=4096, description="clips shuffled together per block (fixes the sample order)")
+    max_clips_in_memory: int = Field(64, ge=1, le=1_000_000,
+                                     description="clips of features held at once; a larger store is streamed in blocks")
+    bootstrap: int = Field(1000, ge=0, le=100000, description="bootstrap resamples over clips for IoU and accuracy 95% intervals")
+    bootstrap_map: int = Field(50, ge=0, le=100000, description="bootstrap resamples for mAP 95% intervals (a COCOeval each)")
+
+    @field_validator("heads")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"heads must not repeat (got {v})")
+        return v
+
+    @field_validator("width")
+    @classmethod
+    def _width(cls, v: int) -> int:
+        if v % 4:
+            raise ValueError("must be a multiple of 4 (detr's 4 attention heads and its 2-D sine encoding)")
+        return v
+
+    @model_validator(mode="after")
+    def _memory(self) -> ProbeParams:
+        if self.block_clips > self.max_clips_in_memory:
+            raise ValueError(f"block_clips ({self.block_clips}) must be <= max_clips_in_memory ({self.max_clips_in_memory})")
+        if self.min_score > self.score_threshold:
+            raise ValueError(f"min_score ({self.min_score}) must be <= score_threshold ({self.score_threshold})")
+        return self
 
 
 # ---------------------------------------------------------------------- ltx, adapter, eval, decision
 class LtxParams(_Section):
-    source: str = Field("tiny", min_length=1)
-    seed: int = 0
-    decode_timestep: float = Field(0.05, ge=0.0, le=1.0)
-    decode_noise_scale: float = Field(0.025, ge=0.0, le=1.0)
+    """The LTX-Video VAE (``foresight_lib/ltx``): which weights, where they run, how latents are stored and decoded."""
+
+    source: str = Field("tiny", min_length=1,
+                        description="'tiny' (seeded random VAE, real interface) or a local LTX-Video checkpoint directory")
+    seed: int = Field(0, description="weights of the tiny VAE, and the decode noise (one generator per clip)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto: bfloat16 on GPU, float32 on CPU")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_clips: int = Field(1, ge=1, le=1024, description="clips per VAE encode or decode call")
+    latents_dtype: Literal["float32", "float16"] = Field("float32", description="storage dtype of latents/latents.zarr")
+    decode_timestep: float = Field(0.05, ge=0.0, le=1.0, description="temb of a timestep-conditioned (0.9.1+) decoder")
+    decode_noise_scale: float = Field(0.025, ge=0.0, le=1.0,
+                                      description="noise mixed into the latents before a timestep-conditioned decode")
+
+
+class AdapterTrainParams(_Section):
+    seed: int = Field(0, description="initial weights and the order of training clips")
+    epochs: int = Field(40, ge=1, le=10000, description="the epoch with the lowest validation loss is kept")
+    lr: float = Field(2e-3, gt=0.0, le=1.0, description="AdamW learning rate")
+    weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
+    batch_size: int = Field(4, ge=1, le=4096, description="clips per optimiser step")
+    pixel_loss_weight: float = Field(0.0, ge=0.0, le=1000.0, description=(
+        "weight of an MSE on frames decoded differentiably (no noise) from the predicted latents; 0: latent MSE only"))
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class SingleAdapterParams(_Section):
+    """The proposal's adapter: per-token MLP from one point to the 128 latent channels."""
+
+    point: str = Field(pattern=POINT_NAME.pattern, description="the points entry it reads")
+    hidden: int = Field(256, ge=8, le=8192, description="width of the token MLP and of the head")
+    subcells: Literal[1, 2, 4] = Field(2, description="sub-cells per side of each 32 px latent cell kept by the resampling")
+
+
+class DualStreamAdapterParams(_Section):
+    """Spatial stream (pre-merge point) and semantic stream (merger or LLM point), fused by gated cross-attention."""
+
+    spatial: str = Field(pattern=POINT_NAME.pattern, description="a pre-merge points entry (not merger or llm)")
+    semantic: str = Field(pattern=POINT_NAME.pattern, description="a merger or llm points entry")
+    dim: int = Field(128, ge=8, le=8192, description="width of both streams and of the attention")
+    heads: int = Field(4, ge=1, le=64, description="attention heads; must divide dim")
+    subcells: Literal[1, 2, 4] = Field(2, description="sub-cells per side of each 32 px latent cell kept from the spatial stream")
+    gate_init: float = Field(0.0, ge=-10.0, le=10.0, description="initial per-channel gate of the spatial stream (0: starts semantic-only)")
+
+    @model_validator(mode="after")
+    def _heads(self) -> DualStreamAdapterParams:
+        if self.dim % self.heads:
+            raise ValueError(f"heads ({self.heads}) must divide dim ({self.dim})")
+        return self
 
 
 class AdapterParams(_Section):
-    seed: int = 0
+    """Adapters from VLM features to LTX-Video latents; one train/decode/recon chain per entry of each kind."""
+
+    train: AdapterTrainParams = AdapterTrainParams()
+    single: dict[str, SingleAdapterParams] = {}
+    dual_stream: dict[str, DualStreamAdapterParams] = {}
+
+    @model_validator(mode="after")
+    def _names(self) -> AdapterParams:
+        for name in (*self.single, *self.dual_stream):
+            if not POINT_NAME.match(name):
+                raise ValueError(f"adapter name {name!r} must match {POINT_NAME.pattern} (it names files and DVC stages)")
+        both = sorted(set(self.single) & set(self.dual_stream))
+        if both:
+            raise ValueError(f"adapter names must be unique across kinds (in single and dual_stream: {', '.join(both)})")
+        return self
+
+
+class Phase2Criteria(_Section):
+    """Phase 2 success criteria, evaluated per adapter: target, acceptable (and a hard parameter limit)."""
+
+    iou_target: float = Field(0.6, ge=0.0, le=1.0, description="spatial IoU on decoded frames must exceed this")
+    iou_acceptable: float = Field(0.5, ge=0.0, le=1.0)
+    lpips_target: float = Field(0.30, ge=0.0, le=2.0, description="LPIPS of decoded vs original frames must be below this")
+    lpips_acceptable: float = Field(0.35, ge=0.0, le=2.0)
+    params_target: int = Field(15_000_000, ge=1, description="trainable adapter parameters, at most")
+    params_acceptable: int = Field(25_000_000, ge=1)
+    params_limit: int = Field(50_000_000, ge=1, description="above this the adapter fails")
+
+    @model_validator(mode="after")
+    def _order(self) -> Phase2Criteria:
+        if self.iou_acceptable > self.iou_target:
+            raise ValueError(f"iou_acceptable ({self.iou_acceptable}) must be <= iou_target ({self.iou_target})")
+        if self.lpips_acceptable < self.lpips_target:
+            raise ValueError(f"lpips_acceptable ({self.lpips_acceptable}) must be >= lpips_target ({self.lpips_target})")
+        if not self.params_target <= self.params_acceptable <= self.params_limit:
+            raise ValueError("params_target <= params_acceptable <= params_limit must hold")
+        return self
 
 
 class EvalParams(_Section):
+    """Reconstruction evaluation of decoded frames (``foresight_lib/adapters/recon.py``)."""
+
     lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
+    sheet_clips: int = Field(3, ge=1, le=64, description="test clips shown in each adapter's PNG sheet")
+    seed: int = Field(0, description="bootstrap draws")
+    bootstrap: int = Field(1000, ge=0, le=100000, description="resamples over clips for the 95% intervals of means and IoU")
+    bootstrap_map: int = Field(50, ge=0, le=100000, description="resamples for mAP 95% intervals (a COCOeval each)")
+    phase2: Phase2Criteria = Phase2Criteria()
 
 
 class DecisionParams(_Section):
@@ -195,7 +330,7 @@ class Params(_Section):
 
 _POINT_CLASSES: dict[str, type[BaseModel]] = {
     c.model_fields["kind"].annotation.__args__[0]: c
-    for c in (VitEmbedPoint, VitBlockPoint, MergerPoint, LlmPoint, PixelsPoint)
+    for c in (VitEmbedPoint, VitBlockPoint, MergerPoint, LlmPoint, PixelsPoint, EncoderPoint)
 }
 
 

@@ -22,6 +22,7 @@ from foresight_lib.extract import order
 from foresight_lib.extract.qwen import (
     build_inputs,
     build_tiny_model,
+    drop_llm,
     extract,
     load_model,
     point_geometry,
@@ -376,3 +377,16 @@ def test_video_fps_sets_temporal_spacing(model):
     frames = make_frames(56, 84)
     seconds = [build_inputs(frames, "video", model.config, fps=fps)["second_per_grid_ts"].item() for fps in (None, float("nan"), 2.0)]
     assert seconds == pytest.approx([2 / 24, 2 / 24, 1.0])  # tp / fps; unknown fps: the processor's 24
+
+
+def test_vision_points_survive_dropping_the_llm(model):
+    frames = make_frames(112, 168)
+    points = {"e": EMBED, "b7": vit(7), "m": MERGER}
+    before = extract(model, frames, points, "image", batch_frames=3)
+    loaded = load_model(ModelParams())
+    llm_bytes = sum(p.numel() for p in loaded.model.model.language_model.parameters())
+    drop_llm(loaded)
+    assert all(p.device.type == "meta" for p in loaded.model.model.language_model.parameters()) and llm_bytes > 0
+    after = extract(loaded.model, frames, points, "image", batch_frames=3)
+    for name in points:
+        torch.testing.assert_close(after[name], before[name], atol=0, rtol=0)

@@ -96,3 +96,12 @@ def test_stage_names_an_unknown_point_in_one_line(tmp_path):
     res = subprocess.run([sys.executable, "stages/extract.py", "--point", "vit_l99"], capture_output=True, text=True)
     assert res.returncode == 2 and res.stderr.count("\n") == 1
     assert "'vit_l99' is not in points" in res.stderr and "vit_embed" in res.stderr
+
+
+def test_values_that_overflow_float16_stop_the_stage(frames_dir, tmp_path):
+    big = _pixels(frames_dir)
+    run = big.run
+    big.run = lambda clips: run(clips) * 1e6  # finite in float32, inf in float16
+    with pytest.raises(ForesightError, match="overflow float16.*extract.dtype: float32"):
+        write_point(big, frames_dir / "frames.zarr", tmp_path / "big.zarr", None, "image", dtype="float16", progress=False)
+    assert not (tmp_path / "big.zarr").exists()

@@ -6,8 +6,9 @@ import numpy as np
 import torch
 
 from ..features import pixel_patches
-from ..params import ExtractParams, MergerPoint, ModelParams, PixelsPoint, PointParams
+from ..params import EncoderPoint, ExtractParams, LlmPoint, MergerPoint, ModelParams, PixelsPoint, PointParams
 from . import qwen
+from .encoders import encoder_extractor
 from .writer import PointExtractor
 
 
@@ -29,8 +30,14 @@ def pixels_extractor(name: str, point: PixelsPoint, height: int, width: int, n_f
 
 def qwen_extractor(name: str, point: PointParams, model: ModelParams, extract: ExtractParams,
                    height: int, width: int, n_frames: int, loaded: qwen.LoadedModel | None = None) -> PointExtractor:
-    """A Qwen2.5-VL point: a truncated forward to exactly this point, in true raster order."""
-    loaded = loaded or qwen.load_model(model)
+    """A Qwen2.5-VL point: a truncated forward to exactly this point, in true raster order.
+
+    A model loaded here for a vision-only point keeps only its vision tower in memory.
+    """
+    if loaded is None:
+        loaded = qwen.load_model(model)
+        if not isinstance(point, LlmPoint):
+            qwen.drop_llm(loaded)
     config = loaded.model.config
     geometry = qwen.point_geometry(point, config, height, width, n_frames, extract.mode)
     merger = qwen.point_geometry(MergerPoint(kind="merger"), config, height, width, n_frames, extract.mode)
@@ -61,4 +68,6 @@ def make_extractor(name: str, point: PointParams, model: ModelParams, extract: E
     """The extractor for ``points.<name>``."""
     if isinstance(point, PixelsPoint):
         return pixels_extractor(name, point, height, width, n_frames)
+    if isinstance(point, EncoderPoint):
+        return encoder_extractor(name, point, height, width, n_frames, extract.batch_frames, model.dtype, model.device)
     return qwen_extractor(name, point, model, extract, height, width, n_frames)

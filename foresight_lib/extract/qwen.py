@@ -243,6 +243,18 @@ def load_model(params: ModelParams) -> LoadedModel:
     return LoadedModel(model=model, device=device, dtype=dtype, identity=identity, norm=norm)
 
 
+def drop_llm(loaded: LoadedModel) -> None:
+    """Free the language model's weights (moved to the meta device): vision-only points never use them.
+
+    Afterwards only ``vit_embed``, ``vit_block`` and ``merger`` points can be extracted; the peak memory
+    measured for them is the vision tower's, as in a deployment that keeps only the ViT.
+    """
+    loaded.model.model.language_model.to("meta")
+    loaded.model.lm_head.to("meta")
+    if loaded.device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 # ------------------------------------------------------------------------------------ points
 def validate_point(model_config: Qwen2_5_VLConfig, point: PointParams) -> None:
     """Stop with a :class:`ForesightError` if the point is not read from this model or its layer does not exist."""

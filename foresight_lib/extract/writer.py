@@ -9,10 +9,13 @@ after a kill, and the measured cost in ``metrics/extract/<point>.json``.
 from __future__ import annotations
 
 import hashlib
+import os
 import resource
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,9 @@ from tqdm import tqdm
 
 from ..errors import ForesightError
 from ..store import PartialStore, open_complete, write_json_atomic
+
+WRITERS = max(1, min(4, (os.cpu_count() or 1) // 2))
+"""Threads compressing and writing finished chunks while the next batch is computed."""
 
 
 @dataclass
@@ -101,24 +107,54 @@ def write_point(
     if extractor.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(extractor.device)
     todo = [i for i in range(n_clips) if not store.is_done(i)]
+    batches = [todo[k : k + extractor.clips_per_batch] for k in range(0, len(todo), extractor.clips_per_batch)]
     compute_s, frames_done = 0.0, 0
     started = time.perf_counter()
     bar = tqdm(total=n_clips, initial=n_clips - len(todo), desc=f"extract {extractor.name}", unit="clip", disable=not progress)
-    for start in range(0, len(todo), extractor.clips_per_batch):
-        batch = todo[start : start + extractor.clips_per_batch]
-        clips = np.stack([frames[i] for i in batch])  # [k, F, H, W, 3]
-        tick = time.perf_counter()
-        grids = extractor.run(clips)  # [k, T, gh, gw, C]
-        compute_s += time.perf_counter() - tick
-        if grids.shape != (len(batch), *shape[1:]):
-            raise ForesightError(f"point {extractor.name}: extractor returned {grids.shape}, expected {(len(batch), *shape[1:])}")
-        if not np.isfinite(grids).all():
-            raise ForesightError(f"point {extractor.name}: non-finite features for clips {batch}")
-        for i, grid in zip(batch, grids):
-            arr[i] = grid.astype(dtype)
-            store.mark_done(i)
-        frames_done += len(batch) * n_frames
-        bar.update(len(batch))
+
+    def read(batch: list[int]) -> np.ndarray:
+        return np.stack([frames[i] for i in batch])  # [k, F, H, W, 3]
+
+    def write(i: int, grid: np.ndarray) -> None:
+        with np.errstate(over="ignore"):  # an overflow is reported below, with what to do about it
+            stored = grid.astype(dtype)
+        if not np.isfinite(stored).all():
+            raise ForesightError(f"point {extractor.name}: features of clip {i} overflow {dtype} "
+                                 f"(largest magnitude {np.abs(grid).max():.3g}); set extract.dtype: float32")
+        arr[i] = stored
+
+    # Reading the next batch and compressing finished chunks overlap the forward passes (Blosc and the
+    # model release the GIL). A clip is marked done, by this thread only, once its chunk is written.
+    pending: deque[tuple[int, Future[None]]] = deque()
+
+    def finish(i: int, written: Future[None]) -> None:
+        written.result()
+        store.mark_done(i)
+        bar.update(1)
+
+    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(WRITERS) as writers:
+        try:
+            upcoming = reader.submit(read, batches[0]) if batches else None
+            for n, batch in enumerate(batches):
+                clips = upcoming.result()
+                upcoming = reader.submit(read, batches[n + 1]) if n + 1 < len(batches) else None
+                tick = time.perf_counter()
+                grids = extractor.run(clips)  # [k, T, gh, gw, C]
+                compute_s += time.perf_counter() - tick
+                if grids.shape != (len(batch), *shape[1:]):
+                    raise ForesightError(f"point {extractor.name}: extractor returned {grids.shape}, expected {(len(batch), *shape[1:])}")
+                if not np.isfinite(grids).all():
+                    raise ForesightError(f"point {extractor.name}: non-finite features for clips {batch}")
+                pending.extend((i, writers.submit(write, i, grid)) for i, grid in zip(batch, grids))
+                while pending and (pending[0][1].done() or len(pending) > 2 * WRITERS * extractor.clips_per_batch):
+                    finish(*pending.popleft())
+                frames_done += len(batch) * n_frames
+            while pending:
+                finish(*pending.popleft())
+        finally:  # after a crash too: keep every chunk that was fully written
+            for i, written in pending:
+                if written.exception() is None:
+                    store.mark_done(i)
     bar.close()
     wall_s = time.perf_counter() - started
     store.finalize()

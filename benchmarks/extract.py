@@ -1,0 +1,195 @@
+"""Extraction benchmark: foresight's truncated, raster-ordered, Zarr-backed extraction vs the naive way.
+
+Side by side in one run, on the same frames and the same randomly initialised model:
+- ``naive``: ``model(**inputs, output_hidden_states=True)`` on the full model (a forward hook keeps the
+  wanted ViT block's output, since the full model does not return vision hidden states), then
+  ``torch.save`` of the wanted layer, as the proposal's sketch does (still in scrambled token order);
+- ``bare``: the truncated forward alone (``qwen.extract``), no storage: the floor for that point;
+- ``foresight``: the whole stage path (``write_point``: truncated forward, raster order, float16 Zarr).
+Prints frames/s and the ratios naive/foresight (speed-up) and foresight/bare (storage overhead).
+
+    python benchmarks/extract.py --model tiny            # CPU, tiny widths
+    python benchmarks/extract.py --model wide            # CPU, wider random model
+    python benchmarks/extract.py --model 7b --device cuda --dtype bfloat16   # real 7B widths (GPU)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+from foresight_lib.data.frames import write_frames
+from foresight_lib.extract import qwen
+from foresight_lib.extract.points import qwen_extractor
+from foresight_lib.extract.writer import write_point
+from foresight_lib.params import (
+    ExtractParams,
+    LlmPoint,
+    MergerPoint,
+    ModelParams,
+    VitBlockPoint,
+    VitEmbedPoint,
+    parse_params,
+)
+
+POINTS = {
+    "vit_embed": VitEmbedPoint(kind="vit_embed"),
+    "vit_l7": VitBlockPoint(kind="vit_block", layer=7),
+    "vit_l31": VitBlockPoint(kind="vit_block", layer=31),
+    "merger": MergerPoint(kind="merger"),
+    "llm_l13": LlmPoint(kind="llm", layer=13),
+}
+
+
+def config_for(name: str) -> Qwen2_5_VLConfig:
+    """``tiny``: the pipeline's tiny model; ``wide``: 8x the tiny widths; ``7b``: Qwen2.5-VL-7B's real widths."""
+    if name == "tiny":
+        return qwen.tiny_config()
+    base = qwen.tiny_config()
+    vision = {k: getattr(base.vision_config, k) for k in
+              ("depth", "patch_size", "temporal_patch_size", "spatial_merge_size", "window_size", "fullatt_block_indexes", "tokens_per_second")}
+    text = base.text_config.to_dict()
+    if name == "wide":
+        vision |= {"hidden_size": 256, "intermediate_size": 512, "num_heads": 4, "out_hidden_size": 512}
+        text |= {"hidden_size": 512, "intermediate_size": 1024, "num_attention_heads": 8, "num_key_value_heads": 2,
+                 "rope_parameters": {"rope_type": "default", "mrope_section": [8, 12, 12], "rope_theta": 1e6}}
+    else:  # 7b: DESIGN.md section 2 (vocab shrunk: the embedding table plays no part in vision-token features)
+        vision |= {"hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 3584}
+        text |= {"hidden_size": 3584, "intermediate_size": 18944, "num_attention_heads": 28, "num_key_value_heads": 4,
+                 "rope_parameters": {"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1e6}}
+    return Qwen2_5_VLConfig(vision_config=vision, text_config=text, vision_start_token_id=base.vision_start_token_id,
+                            vision_end_token_id=base.vision_end_token_id, image_token_id=base.image_token_id,
+                            video_token_id=base.video_token_id)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def naive(model, frames: np.ndarray, point, out: Path, device: torch.device) -> float:
+    """Full forward with output_hidden_states, then torch.save of the wanted layer; seconds."""
+    inputs = {k: v.to(device) for k, v in qwen.build_inputs(frames, "image", model.config).items()}
+    kept = {}
+    hook = None
+    if isinstance(point, VitEmbedPoint):
+        hook = model.model.visual.patch_embed.register_forward_hook(lambda m, a, o: kept.update(x=o))
+    elif isinstance(point, VitBlockPoint):
+        hook = model.model.visual.blocks[point.layer].register_forward_hook(lambda m, a, o: kept.update(x=o))
+    elif isinstance(point, MergerPoint):
+        hook = model.model.visual.merger.register_forward_hook(lambda m, a, o: kept.update(x=o))
+    sync(device)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        output = model(**inputs, output_hidden_states=True, use_cache=False)
+        layer = kept["x"] if hook else output.hidden_states[point.layer + 1]
+        torch.save(layer.cpu(), out)
+    sync(device)
+    if hook:
+        hook.remove()
+    return time.perf_counter() - start
+
+
+def peak_reset(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["tiny", "wide", "7b"], default="tiny")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--clips", type=int, default=3, help="synthetic clips of 9 frames at 448x672 (at least 3)")
+    parser.add_argument("--batch-frames", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=2, help="timed repeats; the best is reported")
+    parser.add_argument("--points", default="vit_l7,merger,llm_l13", help=f"comma-separated, of {', '.join(POINTS)}")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+
+    with torch.device(device):
+        torch.manual_seed(0)
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config_for(args.model), dtype=dtype).eval()
+    n_params = sum(p.numel() for p in model.parameters())
+    loaded = qwen.LoadedModel(model=model, device=device, dtype=dtype, norm=qwen.CLIP_NORMALIZATION,
+                              identity={"weights": f"random-{args.model}"})
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = parse_params({"data": {"synthetic": {"n_clips": args.clips}}}).data
+        write_frames(data, tmp / "data", progress=False)
+        frames_all = np.asarray(zarr.open_array(tmp / "data" / "frames.zarr"))  # [clips, F, H, W, 3]
+        frames = frames_all.reshape(-1, *frames_all.shape[2:])  # [N, H, W, 3]
+        n = len(frames)
+        extract = ExtractParams(mode="image", dtype="float16", batch_frames=args.batch_frames)
+        qwen.extract(model, frames[:2], {"w": POINTS["vit_l7"]}, "image", 2)  # warm-up
+        for name in args.points.split(","):
+            point = POINTS[name]
+            times = {"naive": [], "bare": [], "foresight": []}
+            peaks = {}
+            for r in range(args.repeats):
+                peak_reset(device)
+                times["naive"].append(naive(model, frames, point, tmp / f"{name}.pt", device))
+                peaks["naive"] = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+                peak_reset(device)
+                sync(device)
+                start = time.perf_counter()
+                qwen.extract(model, frames, {name: point}, "image", args.batch_frames)
+                sync(device)
+                times["bare"].append(time.perf_counter() - start)
+                peaks["bare"] = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+                extractor = qwen_extractor(name, point, ModelParams(), extract, 448, 672, 9, loaded=loaded)
+                peak_reset(device)
+                start = time.perf_counter()
+                metrics = write_point(extractor, tmp / "data" / "frames.zarr", tmp / f"{name}_{r}.zarr", None,
+                                      "image", progress=False)
+                times["foresight"].append(time.perf_counter() - start)
+            best = {k: min(v) for k, v in times.items()}
+            rows.append({
+                "point": name, "frames": n, "kind": point.kind,
+                **{f"{k}_fps": n / v for k, v in best.items()},
+                "speedup_vs_naive": best["naive"] / best["foresight"],
+                "overhead_vs_bare": best["foresight"] / best["bare"],
+                "peak_bytes": {**peaks, "foresight": metrics["peak_memory_bytes"]},
+                "feature_bytes_per_frame": metrics["feature_bytes_per_frame"],
+                "memory_overhead_vs_merger": metrics["memory_overhead_vs_merger"],
+            })
+        # The stage keeps only the vision tower for vision-only points: measure that peak too.
+        qwen.drop_llm(loaded)
+        for row in rows:
+            if row["kind"] != "llm":
+                extractor = qwen_extractor(row["point"], POINTS[row["point"]], ModelParams(), extract, 448, 672, 9, loaded=loaded)
+                peak_reset(device)
+                metrics = write_point(extractor, tmp / "data" / "frames.zarr", tmp / f"{row['point']}_vit.zarr", None,
+                                      "image", progress=False)
+                row["peak_bytes"]["foresight_vision_only"] = metrics["peak_memory_bytes"]
+    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
+               else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    result = {"model": args.model, "params": n_params, "device": args.device, "dtype": args.dtype, "machine": machine, "rows": rows}
+    print(f"model {args.model} ({n_params / 1e6:.1f}M params, {args.dtype}) on {machine}; {n} frames of 448x672, image mode")
+    print(f"{'point':10s} {'naive fps':>10s} {'bare fps':>10s} {'ours fps':>10s} {'speed-up':>9s} {'ours/bare':>9s}")
+    for r in rows:
+        print(f"{r['point']:10s} {r['naive_fps']:10.2f} {r['bare_fps']:10.2f} {r['foresight_fps']:10.2f} "
+              f"{r['speedup_vs_naive']:8.2f}x {r['overhead_vs_bare']:8.2f}x")
+    print("peak memory (GiB): naive | stage with the full model | stage as run (vision-only points keep only the ViT)")
+    for r in rows:
+        peaks = r["peak_bytes"]
+        as_run = peaks.get("foresight_vision_only", peaks["foresight"])
+        gib = [f"{v / 2**30:.2f}" if v else "n/a" for v in (peaks["naive"], peaks["foresight"], as_run)]
+        print(f"{r['point']:10s} {' | '.join(gib)}   feature memory vs merger {r['memory_overhead_vs_merger']:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

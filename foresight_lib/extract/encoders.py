@@ -1,0 +1,337 @@
+"""Dedicated vision encoders (DINOv2, OWL-ViT, OWLv2, SigLIP): the ``encoder`` points, the hybrid baseline.
+
+A point reads the encoder's ``hidden_states[layer]`` as transformers defines it: 0 is the input of
+block 0 (patch embedding + position embedding; OWL-ViT/OWLv2 also apply their ``pre_layernorm``),
+``k`` the output of block ``k-1``; the last one is the last block's output, before the final norm.
+A forward hook on that block stops the forward there, so no later block runs.
+
+Every frame is its own image, normalised with the family's (or the checkpoint's) mean/std at the
+stored geometry, never resized or cropped. Position embeddings are resampled to the ``H/p x W/p``
+patch grid (bicubic, as transformers does): DINOv2 always does it; OWL-ViT, OWLv2 and SigLIP only
+with ``interpolate_pos_encoding=True``, which every forward here passes. The tokens before the
+patch tokens (CLS; DINOv2-with-registers registers; SigLIP has none) are dropped and named in the
+point's definition (``dropped_tokens``); the patch tokens are in raster order and become the grid
+``[N, H/p, W/p, C]``, stride = patch size.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import (
+    Dinov2Config,
+    Dinov2Model,
+    Dinov2WithRegistersModel,
+    Owlv2VisionConfig,
+    Owlv2VisionModel,
+    OwlViTVisionConfig,
+    OwlViTVisionModel,
+    PretrainedConfig,
+    PreTrainedModel,
+    SiglipVisionConfig,
+    SiglipVisionModel,
+)
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
+
+from ..errors import ForesightError
+from ..params import EncoderPoint
+from .order import CLIP_NORMALIZATION, Normalization, normalize
+from .qwen import SHA256_SCOPE, _device, _dtype, checkpoint_sha256
+from .writer import PointExtractor
+
+Family = Literal["dinov2", "owlvit", "owlv2", "siglip"]
+
+
+@dataclass(frozen=True)
+class _FamilySpec:
+    title: str  # the family's name in messages
+    classes: Mapping[str, type[PreTrainedModel]]  # config.json model_type -> the class that loads its vision encoder
+    tiny_class: type[PreTrainedModel]
+    tiny_config: Callable[[], PretrainedConfig]
+    norm: Normalization  # used when a checkpoint has no preprocessor_config.json (and for tiny models)
+    interpolate_flag: bool  # forward needs interpolate_pos_encoding=True off the pre-training size
+
+
+def _small(**real: Any) -> dict[str, Any]:
+    """Small widths (hidden 32, 2 heads) around the family's real geometry and depth."""
+    return {"hidden_size": 32, "num_attention_heads": 2, **real}
+
+
+_FAMILIES: dict[str, _FamilySpec] = {
+    "dinov2": _FamilySpec(  # ViT-B/14 at 518 px; plain DINOv2 (1 CLS token, no registers)
+        title="DINOv2",
+        classes={"dinov2": Dinov2Model, "dinov2_with_registers": Dinov2WithRegistersModel},
+        tiny_class=Dinov2Model,
+        tiny_config=lambda: Dinov2Config(**_small(patch_size=14, num_hidden_layers=12, image_size=518, mlp_ratio=2)),
+        norm=Normalization(mean=tuple(IMAGENET_DEFAULT_MEAN), std=tuple(IMAGENET_DEFAULT_STD)),
+        interpolate_flag=False,
+    ),
+    "owlvit": _FamilySpec(  # OWL-ViT B/32 at 768 px
+        title="OWL-ViT",
+        classes={"owlvit": OwlViTVisionModel, "owlvit_vision_model": OwlViTVisionModel},
+        tiny_class=OwlViTVisionModel,
+        tiny_config=lambda: OwlViTVisionConfig(**_small(patch_size=32, num_hidden_layers=12, image_size=768, intermediate_size=64)),
+        norm=CLIP_NORMALIZATION,
+        interpolate_flag=True,
+    ),
+    "owlv2": _FamilySpec(  # OWLv2 B/16 at 960 px
+        title="OWLv2",
+        classes={"owlv2": Owlv2VisionModel, "owlv2_vision_model": Owlv2VisionModel},
+        tiny_class=Owlv2VisionModel,
+        tiny_config=lambda: Owlv2VisionConfig(**_small(patch_size=16, num_hidden_layers=12, image_size=960, intermediate_size=64)),
+        norm=CLIP_NORMALIZATION,
+        interpolate_flag=True,
+    ),
+    "siglip": _FamilySpec(  # SigLIP B/16 at 224 px (no CLS token)
+        title="SigLIP",
+        classes={"siglip": SiglipVisionModel, "siglip_vision_model": SiglipVisionModel},
+        tiny_class=SiglipVisionModel,
+        tiny_config=lambda: SiglipVisionConfig(**_small(patch_size=16, num_hidden_layers=12, image_size=224, intermediate_size=64)),
+        norm=Normalization(mean=tuple(IMAGENET_STANDARD_MEAN), std=tuple(IMAGENET_STANDARD_STD)),
+        interpolate_flag=True,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class LoadedEncoder:
+    """A vision encoder ready for :func:`extract_encoder`, with what produced it."""
+
+    family: Family
+    model: PreTrainedModel
+    device: torch.device
+    dtype: torch.dtype
+    identity: dict[str, Any]  # JSON-serialisable
+    norm: Normalization  # pixel normalisation applied to the frames
+
+    @property
+    def stride(self) -> int:
+        """Patch size in pixels: one grid cell per patch."""
+        return int(self.model.config.patch_size)
+
+    @property
+    def depth(self) -> int:
+        """Blocks in the encoder: valid layers are ``0..depth``."""
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def channels(self) -> int:
+        """Feature width ``C``: the encoder's hidden size."""
+        return int(self.model.config.hidden_size)
+
+    @property
+    def dropped_tokens(self) -> list[str]:
+        """The tokens before the patch tokens, in sequence order; extraction drops them."""
+        if isinstance(self.model, SiglipVisionModel):
+            return []
+        registers = self.model.config.num_register_tokens if isinstance(self.model, Dinov2WithRegistersModel) else 0
+        return ["cls", *(f"register{i}" for i in range(registers))]
+
+
+class _Truncate(Exception):
+    """Raised by the hook on the point's block to end the forward there."""
+
+
+# ------------------------------------------------------------------------------------ models
+def tiny_config(family: Family) -> PretrainedConfig:
+    """The family's real patch size, depth and pre-training image size, with hidden size 32 and 2 heads."""
+    return _FAMILIES[family].tiny_config()
+
+
+def build_tiny_encoder(family: Family, seed: int) -> PreTrainedModel:
+    """Randomly initialised tiny encoder of the family's transformers class (float32, CPU, eval).
+
+    The same seed gives the same weights; initialisation draws from a forked, seeded CPU generator,
+    so the global RNG is left as it was.
+    """
+    spec = _FAMILIES[family]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = spec.tiny_class(spec.tiny_config())
+    return model.eval()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ForesightError(f"{path}: unreadable JSON: {exc}") from None
+
+
+def checkpoint_class(path: Path, family: Family) -> type[PreTrainedModel]:
+    """The class that loads the vision encoder of checkpoint ``path`` (config checked, weights unread)."""
+    spec = _FAMILIES[family]
+    expected = f"a {spec.title} checkpoint (model_type {' or '.join(map(repr, spec.classes))})"
+    if not path.is_dir():
+        raise ForesightError(f"encoder source: checkpoint directory not found: {path} (use 'tiny' or a local directory with {expected})")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ForesightError(f"encoder source: {path} has no config.json, so it is not a transformers checkpoint ({expected})")
+    config = _read_json(config_file)
+    found = config.get("model_type")
+    if found not in spec.classes:
+        raise ForesightError(
+            f"encoder source: {config_file} declares model_type {found!r} (architectures {config.get('architectures')}), "
+            f"but family {family!r} needs {expected}"
+        )
+    return spec.classes[found]
+
+
+def read_normalization(path: Path, default: Normalization) -> Normalization:
+    """Mean/std/rescale factor from the checkpoint's ``preprocessor_config.json``, ``default`` where absent."""
+    file = path / "preprocessor_config.json"
+    if not file.is_file():
+        return default
+    config = _read_json(file)
+    return Normalization(
+        mean=tuple(config.get("image_mean", default.mean)),
+        std=tuple(config.get("image_std", default.std)),
+        rescale_factor=config.get("rescale_factor", default.rescale_factor),
+    )
+
+
+def load_encoder(point: EncoderPoint, dtype: str = "auto", device: str = "auto") -> LoadedEncoder:
+    """The point's tiny encoder or local checkpoint (config checked before any weight is read).
+
+    ``dtype``/``device``: as ``model.dtype``/``model.device`` (auto: bfloat16 on CUDA, else float32 on CPU).
+    A full checkpoint (e.g. ``OwlViTForObjectDetection``, ``SiglipModel``) loads its vision tower only;
+    a checkpoint missing any of the tower's weights stops with a :class:`ForesightError`.
+    """
+    family: Family = point.family
+    spec = _FAMILIES[family]
+    torch_device = _device(device)
+    torch_dtype = _dtype(dtype, torch_device)
+    if point.source == "tiny":
+        model = build_tiny_encoder(family, point.seed).to(device=torch_device, dtype=torch_dtype)
+        norm = spec.norm
+        identity: dict[str, Any] = {
+            "weights": "tiny-random",
+            "family": family,
+            "seed": point.seed,
+            "config": json.loads(model.config.to_json_string(use_diff=False)),
+        }
+    else:
+        path = Path(point.source)
+        cls = checkpoint_class(path, family)
+        try:  # an explicit class: a checkpoint's auto_map (remote code) is never consulted
+            model, info = cls.from_pretrained(path, local_files_only=True, dtype=torch_dtype, device_map=str(torch_device),
+                                              output_loading_info=True)
+        except OSError as exc:
+            raise ForesightError(f"encoder source: {path}: cannot load a {cls.__name__}: {exc}") from None
+        if info["missing_keys"]:
+            missing = sorted(info["missing_keys"])
+            raise ForesightError(f"encoder source: {path} lacks {len(missing)} {cls.__name__} weights "
+                                 f"(e.g. {', '.join(missing[:3])}): not a complete {spec.title} vision encoder")
+        model = model.eval()
+        norm = read_normalization(path, spec.norm)
+        identity = {
+            "weights": "checkpoint",
+            "family": family,
+            "path": str(path.resolve()),
+            "sha256": checkpoint_sha256(path),
+            "sha256_scope": SHA256_SCOPE,
+        }
+    identity |= {
+        "class": type(model).__name__,
+        "dtype": str(torch_dtype).removeprefix("torch."),
+        "device": torch_device.type,
+        "attn_implementation": model.config._attn_implementation,
+        "normalization": asdict(norm),
+    }
+    return LoadedEncoder(family=family, model=model, device=torch_device, dtype=torch_dtype, identity=identity, norm=norm)
+
+
+# ------------------------------------------------------------------------------------ extraction
+def validate_layer(loaded: LoadedEncoder, layer: int) -> None:
+    """Stop with a :class:`ForesightError` unless ``hidden_states[layer]`` exists (``0..depth``)."""
+    if not 0 <= layer <= loaded.depth:
+        raise ForesightError(f"encoder layer {layer} out of range: the {_FAMILIES[loaded.family].title} encoder has "
+                             f"{loaded.depth} blocks, valid layers 0..{loaded.depth} (hidden_states[layer])")
+
+
+def check_geometry(loaded: LoadedEncoder, height: int, width: int) -> tuple[int, int]:
+    """The patch grid ``(gh, gw)`` of ``height x width`` frames; both must be multiples of the patch size."""
+    if height % loaded.stride or width % loaded.stride:
+        raise ForesightError(f"frame size {height}x{width} is not a multiple of the {_FAMILIES[loaded.family].title} "
+                             f"patch size {loaded.stride} (frames are never resized or cropped)")
+    return height // loaded.stride, width // loaded.stride
+
+
+def _blocks(model: PreTrainedModel) -> nn.ModuleList:
+    """The encoder's transformer blocks, in forward order."""
+    if isinstance(model, Dinov2Model | Dinov2WithRegistersModel):
+        return model.encoder.layer
+    if isinstance(model, SiglipVisionModel):
+        return model.encoder.layers
+    return model.vision_model.encoder.layers
+
+
+def _forward(loaded: LoadedEncoder, frames: torch.Tensor, layer: int) -> torch.Tensor:
+    """One truncated forward of uint8 frames ``[n, H, W, 3]`` -> ``[n, gh, gw, C]`` (model dtype, model device)."""
+    gh, gw = check_geometry(loaded, frames.shape[1], frames.shape[2])
+    pixels = normalize(frames, loaded.norm).to(loaded.dtype)  # [n, 3, H, W]
+    blocks = _blocks(loaded.model)
+    captured: list[torch.Tensor] = []
+
+    def before_first(module: nn.Module, args: tuple[Any, ...]) -> None:
+        captured.append(args[0])  # [n, S, C]: the embeddings that enter block 0
+        raise _Truncate
+
+    def after(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:
+        captured.append(output)  # [n, S, C]
+        raise _Truncate
+
+    handle = blocks[0].register_forward_pre_hook(before_first) if layer == 0 else blocks[layer - 1].register_forward_hook(after)
+    kwargs = {"interpolate_pos_encoding": True} if _FAMILIES[loaded.family].interpolate_flag else {}
+    try:
+        loaded.model(pixel_values=pixels, **kwargs)
+    except _Truncate:
+        pass
+    finally:
+        handle.remove()
+    tokens = captured[0]  # [n, S, C], S = special + gh*gw
+    n_special = len(loaded.dropped_tokens)
+    if tokens.shape[1] != n_special + gh * gw:
+        raise ForesightError(f"{type(loaded.model).__name__} returned {tokens.shape[1]} tokens for a {gh}x{gw} patch grid; "
+                             f"expected {n_special} special + {gh * gw} patch tokens")
+    return tokens[:, n_special:].reshape(tokens.shape[0], gh, gw, tokens.shape[2])  # raster order of patches
+
+
+def extract_encoder(loaded: LoadedEncoder, frames: torch.Tensor | np.ndarray, layer: int, batch_frames: int) -> torch.Tensor:
+    """``hidden_states[layer]`` of every frame as a raster grid: uint8 ``[N, H, W, 3]`` -> float32 CPU ``[N, H/p, W/p, C]``.
+
+    Each frame is its own image; forwards of ``batch_frames`` frames. H and W must be multiples of the patch size ``p``.
+    """
+    validate_layer(loaded, layer)
+    frames = torch.as_tensor(frames)  # [N, H, W, 3] uint8
+    parts = []
+    with torch.inference_mode():
+        for start in range(0, frames.shape[0], batch_frames):
+            grid = _forward(loaded, frames[start : start + batch_frames].to(loaded.device), layer)  # [n, gh, gw, C]
+            parts.append(grid.to(device="cpu", dtype=torch.float32))
+    return torch.cat(parts)
+
+
+def encoder_extractor(name: str, point: EncoderPoint, height: int, width: int, n_frames: int, batch_frames: int,
+                      dtype: str = "auto", device: str = "auto") -> PointExtractor:
+    """An ``encoder`` point: every frame alone through the encoder, ``hidden_states[layer]`` as ``[F, H/p, W/p, C]``."""
+    loaded = load_encoder(point, dtype=dtype, device=device)
+    validate_layer(loaded, point.layer)
+    gh, gw = check_geometry(loaded, height, width)
+
+    def run(clips: np.ndarray) -> np.ndarray:  # [k, F, H, W, 3] -> [k, F, gh, gw, C]
+        grid = extract_encoder(loaded, clips.reshape(-1, height, width, 3), point.layer, batch_frames)  # [k*F, gh, gw, C]
+        return grid.reshape(clips.shape[0], n_frames, gh, gw, loaded.channels).numpy()
+
+    return PointExtractor(
+        name=name, definition={**point.model_dump(), "dropped_tokens": loaded.dropped_tokens}, stride=loaded.stride,
+        grid=(n_frames, gh, gw), channels=loaded.channels, slot_frames=[[f] for f in range(n_frames)],
+        weights=loaded.identity, run=run, clips_per_batch=max(1, batch_frames // n_frames), device=loaded.device,
+    )
