@@ -1,0 +1,207 @@
+"""The ``report`` stage: summary, Phase 1 decision, figures and ``reports/phase1.md``.
+
+Inputs are the per-point metrics (``metrics/probe``, ``metrics/extract``), the probes' test predictions
+and training curves, the feature stores (for CKA), the frames (for the box sheet) and, when present,
+the adapters' reconstruction metrics and sheets. Outputs: ``metrics/summary.json`` (keyed by point),
+``metrics/decision.json`` (the same content as the report), ``reports/phase1.md`` with its PNGs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import zarr
+
+from ..features import open_features
+from ..params import Params
+from ..store import write_json_atomic
+from .decision import decide
+from .plots import plot_boxes, plot_by_point, plot_cka, plot_curves
+from .similarity import cka_matrices
+from .summary import PRE_MERGE_KINDS, build_summary
+
+IOU_DEFINITION = ("bbox IoU: per ground-truth object, the IoU with the prediction matched to it one-to-one "
+                  "(Hungarian on IoU) among the detections scoring at least `probe.score_threshold`; an unmatched "
+                  "object counts 0; mean over all objects of the test split. 95% intervals: percentile bootstrap "
+                  "over clips.")
+RANDOM_WARNING = ("**Warning: the weights are random** ({weights}). This is the embedded default: every number "
+                  "below describes the pipeline on a synthetic benchmark, not Qwen2.5-VL. Point `model.source` "
+                  "at a checkpoint for a real decision.")
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
+
+
+def _ci(row: dict[str, Any], key: str) -> str:
+    if not row or row.get(key) is None:
+        return "n/a"
+    return f"{_fmt(row[key])} [{_fmt(row.get(f'{key}_lo'))}, {_fmt(row.get(f'{key}_hi'))}]"
+
+
+def _curves(probes_dir: Path, names: list[str], heads: list[str]) -> dict[str, pd.DataFrame]:
+    """Validation curves of every point's heads from their dvclive directories."""
+    curves = {}
+    for name in names:
+        for head in heads:
+            metrics = probes_dir / name / "live" / head / "plots" / "metrics"
+            frames = [pd.read_csv(f, sep="\t")[["step", f.stem]].rename(columns={f.stem: f"{f.parent.name}/{f.stem}"})
+                      for f in sorted(metrics.rglob("*.tsv"))]
+            if frames:
+                df = frames[0]
+                for other in frames[1:]:
+                    df = df.merge(other, on="step", how="outer")
+                curves[f"{name}/{head}"] = df
+    return curves
+
+
+def _sheet_points(summary: dict[str, Any], params: Params, head: str) -> list[str]:
+    """Best pre-merge point, the merger and the last LLM layer (those present)."""
+    pts = params.points
+    pre = [n for n in summary if pts[n].kind in PRE_MERGE_KINDS and summary[n].get(head)]
+    chosen = [max(pre, key=lambda n: summary[n][head]["bbox_iou"] or 0)] if pre else []
+    chosen += [n for n in summary if pts[n].kind == "merger"][:1]
+    llm = [n for n in summary if pts[n].kind == "llm"]
+    chosen += llm[-1:]
+    return chosen
+
+
+def _box_sheet(points: list[str], head: str, probes_dir: Path, data_dir: Path, threshold: float, out: Path,
+               n_frames: int = 4) -> bool:
+    ann = pd.read_parquet(data_dir / "annotations.parquet")
+    clips = pd.read_parquet(data_dir / "clips.parquet")
+    frames = zarr.open_array(data_dir / "frames.zarr", mode="r")
+    test = clips[clips["split"] == "test"]["clip"].to_numpy()[:n_frames]
+    shown, truth, predicted = {}, {}, {}
+    for name in points:
+        path = probes_dir / name / "predictions.parquet"
+        if not path.is_file():
+            continue
+        pred = pd.read_parquet(path)
+        pred = pred[(pred["head"] == head) & (pred["score"] >= threshold)]
+        shown[name], truth[name], predicted[name] = [], [], []
+        for clip in test:
+            shown[name].append(np.asarray(frames[int(clip), 0]))
+            gt = ann[(ann["clip"] == clip) & (ann["frame"] == 0)]
+            pr = pred[(pred["clip"] == clip) & (pred["frame"] == 0)]
+            truth[name].append(gt[["x", "y", "w", "h"]].to_numpy())
+            predicted[name].append(pr[["x", "y", "w", "h"]].to_numpy())
+    if not shown:
+        return False
+    plot_boxes(shown, truth, predicted, out)
+    return True
+
+
+def build_report(params: Params, metrics_dir: str | Path = "metrics", probes_dir: str | Path = "probes",
+                 features_dir: str | Path = "features", data_dir: str | Path = "data",
+                 reports_dir: str | Path = "reports") -> dict[str, Any]:
+    """Write the summary, decision, figures and markdown report; return the decision document."""
+    metrics_dir, probes_dir, reports_dir = Path(metrics_dir), Path(probes_dir), Path(reports_dir)
+    features_dir, data_dir = Path(features_dir), Path(data_dir)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    heads = list(params.probe.heads)
+    summary = build_summary(params.points, heads, metrics_dir)
+    write_json_atomic(metrics_dir / "summary.json", summary)
+
+    recon = {p.stem: json.loads(p.read_text()) for p in sorted((metrics_dir / "recon").glob("*.json"))}
+    lpips = {name: r.get("lpips", {}).get("adapter") if isinstance(r.get("lpips"), dict) else r.get("lpips")
+             for name, r in recon.items()}
+    decision = decide(summary, params.points, params.decision, lpips, heads)
+    weights = sorted({str(row.get("weights")) for row in summary.values() if row.get("weights")})
+    decision["weights"] = weights
+    decision["random_weights"] = any("random" in w for w in weights)
+    decision["bbox_iou_definition"] = IOU_DEFINITION
+
+    figures = {}
+    plot_by_point(summary, heads, params.decision, reports_dir / "by_point.png")
+    figures["by_point"] = "by_point.png"
+    curves = _curves(probes_dir, list(summary), heads)
+    if curves:
+        plot_curves(curves, reports_dir / "curves.png")
+        figures["curves"] = "curves.png"
+    sheet = _sheet_points(summary, params, heads[0])
+    if _box_sheet(sheet, heads[0], probes_dir, data_dir, params.probe.score_threshold, reports_dir / "boxes.png"):
+        figures["boxes"] = "boxes.png"
+    stores = {n: open_features(features_dir / f"{n}.zarr") for n in summary if (features_dir / f"{n}.zarr").exists()}
+    if len(stores) > 1:
+        n_clips = min(s.n_clips for s in stores.values())
+        cka = cka_matrices(stores, range(n_clips))
+        plot_cka(list(stores), cka, reports_dir / "cka.png")
+        figures["cka"] = "cka.png"
+        decision["cka"] = {"points": list(stores), **{k: np.round(v, 4).tolist() for k, v in cka.items()}}
+    decision["figures"] = figures
+    decision["phase2"] = recon
+    decision["table"] = _table_rows(summary, heads, params)
+    write_json_atomic(metrics_dir / "decision.json", decision)
+    (reports_dir / "phase1.md").write_text(render_markdown(decision, summary, heads, params))
+    pd.DataFrame(_plot_rows(summary, heads, params)).to_json(reports_dir / "by_point.json", orient="records", indent=1)
+    return decision
+
+
+def _plot_rows(summary: dict[str, Any], heads: list[str], params: Params) -> list[dict[str, Any]]:
+    """Long-format rows for ``dvc plots``: one per (point, head)."""
+    key = f"map50_{params.decision.map_kind}"
+    return [{"point": name, "head": head, "bbox_iou": row[head]["bbox_iou"], "map50": row[head][key]}
+            for name, row in summary.items() for head in heads if row.get(head)]
+
+
+def _table_rows(summary: dict[str, Any], heads: list[str], params: Params) -> list[dict[str, Any]]:
+    key = f"map50_{params.decision.map_kind}"
+    rows = []
+    for name, row in summary.items():
+        entry: dict[str, Any] = {"point": name, "kind": params.points[name].kind, "weights": row.get("weights")}
+        for head in heads:
+            m = row.get(head, {})
+            entry[head] = {"bbox_iou": m.get("bbox_iou"), "bbox_iou_ci": [m.get("bbox_iou_lo"), m.get("bbox_iou_hi")],
+                           "map50": m.get(key), "map50_ci": [m.get(f"{key}_lo"), m.get(f"{key}_hi")],
+                           "shuffled_bbox_iou": row.get("shuffled", {}).get(head, {}).get("bbox_iou")}
+        entry["temporal"] = row.get("temporal", {})
+        entry["memory_overhead_vs_merger"] = row.get("extract", {}).get("memory_overhead_vs_merger")
+        rows.append(entry)
+    return rows
+
+
+def render_markdown(decision: dict[str, Any], summary: dict[str, Any], heads: list[str], params: Params) -> str:
+    """``reports/phase1.md``: the same content as ``metrics/decision.json``, readable."""
+    d = params.decision
+    lines = ["# Phase 1 report: where does spatial information survive?", ""]
+    if decision.get("random_weights"):
+        lines += [RANDOM_WARNING.format(weights=", ".join(decision["weights"])), ""]
+    lines += [f"Weights: {', '.join(decision.get('weights', [])) or 'n/a'}.", "",
+              f"## Decision: **{decision['decision']}**", "", decision["branch"], "",
+              f"- GO: {decision['criteria']['go']}", f"- NO-GO: {decision['criteria']['no_go']}",
+              f"- Further criteria: {decision['criteria']['further']}"]
+    if "lpips" in decision:
+        lpips = decision["lpips"]
+        lines.append(f"- LPIPS: {lpips['status']}" + (f" ({lpips['reason']})" if "reason" in lpips else
+                                                      f" (best {_fmt(lpips.get('best'))}, threshold {lpips.get('threshold')})"))
+    lines += ["", f"Definition. {IOU_DEFINITION} mAP through pycocotools COCOeval: mAP@0.5 ({d.map_kind}) is the "
+              "rule's; class-aware values are in `metrics/summary.json`.", "", "## Extraction points", ""]
+    header = ["point", "weights"] + [f"{h} bbox IoU" for h in heads] + [f"{h} mAP@0.5" for h in heads] + \
+             ["shuffled IoU", "direction acc. (chance)", "order acc. (chance)", "memory vs merger"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    key = f"map50_{d.map_kind}"
+    for name, row in summary.items():
+        t = row.get("temporal", {})
+        shuffled = ", ".join(_fmt(row.get("shuffled", {}).get(h, {}).get("bbox_iou")) for h in heads)
+        cells = [f"`{name}`", str(row.get("weights", "n/a"))]
+        cells += [_ci(row.get(h, {}), "bbox_iou") for h in heads] + [_ci(row.get(h, {}), key) for h in heads]
+        cells += [shuffled,
+                  f"{_fmt(t.get('direction_accuracy'))} ({_fmt(t.get('direction_chance'))})",
+                  f"{_fmt(t.get('order_accuracy'))} ({_fmt(t.get('order_chance'))})",
+                  _fmt(row.get("extract", {}).get("memory_overhead_vs_merger"), 2) + "x"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if decision.get("phase2"):
+        lines += ["", "## Phase 2: adapters", "", "```json", json.dumps(decision["phase2"], indent=1)[:4000], "```"]
+    figures = decision.get("figures", {})
+    captions = {"by_point": "bbox IoU and mAP@0.5 by extraction point (model order), 95% intervals, thresholds dashed",
+                "curves": "probe training curves", "boxes": "test frames: ground truth (green) and predictions (red)",
+                "cka": "CKA between extraction points (frame 0 of every clip, pooled to 8x12 cells)"}
+    if figures:
+        lines += ["", "## Figures", ""]
+        lines += [f"![{captions[k]}]({v})\n\n*{captions[k]}*\n" for k, v in figures.items()]
+    return "\n".join(lines) + "\n"

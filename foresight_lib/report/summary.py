@@ -1,0 +1,86 @@
+"""``metrics/summary.json``: one entry per extraction point, gathered from the per-point metrics.
+
+``dvc metrics diff --targets metrics/summary.json`` then prints one row per point and metric
+(``vit_l7.linear.bbox_iou``, ...). Points are listed in model order (:func:`point_order`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..params import PointParams
+
+KIND_ORDER = {"pixels": 0, "vit_embed": 1, "vit_block": 2, "merger": 3, "llm": 4, "encoder": 5}
+PRE_MERGE_KINDS = ("vit_embed", "vit_block")
+SPATIAL_KEYS = ("bbox_iou", "best_box_iou", "map50_class_agnostic", "map_class_agnostic", "map50_class_aware",
+                "map_class_aware")
+
+
+def point_order(point: PointParams) -> tuple[int, str, int]:
+    """Sort key: the pixel control, then Qwen2.5-VL from patch embed to the last LLM layer, then encoders."""
+    family = getattr(point, "family", "")
+    return KIND_ORDER[point.kind], family, getattr(point, "layer", -1)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _spatial(m: dict[str, Any]) -> dict[str, Any]:
+    """A head's spatial metrics with their 95% intervals as ``_lo`` / ``_hi``."""
+    out: dict[str, Any] = {}
+    for key in SPATIAL_KEYS:
+        out[key] = m.get(key)
+        lo, hi = m.get(f"{key}_ci") or (None, None)
+        out[f"{key}_lo"], out[f"{key}_hi"] = lo, hi
+    return out
+
+
+def _temporal(m: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for task, r in m.items():
+        if not r.get("available", True):
+            out[f"{task}_accuracy"] = None
+            continue
+        lo, hi = r.get("accuracy_ci") or (None, None)
+        out |= {f"{task}_accuracy": r["accuracy"], f"{task}_accuracy_lo": lo, f"{task}_accuracy_hi": hi,
+                f"{task}_chance": r["chance"]}
+    return out
+
+
+def point_summary(probe: dict[str, Any] | None, extract: dict[str, Any] | None, heads: list[str]) -> dict[str, Any]:
+    """One point's row: per head the spatial metrics, the shuffled control, temporal accuracies, extraction cost."""
+    row: dict[str, Any] = {}
+    if probe is not None:
+        for head in heads:
+            if head in probe:
+                row[head] = _spatial(probe[head])
+        shuffled = probe.get("shuffled", {})
+        row["shuffled"] = {head: {"bbox_iou": shuffled[head]["bbox_iou"],
+                                  "map50_class_agnostic": shuffled[head]["map50_class_agnostic"]}
+                           for head in heads if head in shuffled}
+        if "temporal" in probe:
+            row["temporal"] = _temporal(probe["temporal"])
+        if "temporal" in shuffled:
+            row["shuffled"]["temporal"] = _temporal(shuffled["temporal"])
+        row["weights"] = probe["point"]["weights"]
+        row["stride"] = probe["point"]["stride"]
+    if extract is not None:
+        row["extract"] = {
+            "frames_per_second": extract["frames_per_second"],
+            "memory_overhead_vs_merger": extract["memory_overhead_vs_merger"],
+            "peak_memory_gib": extract["peak_memory_bytes"] / 2**30,
+            "disk_bytes_per_frame": extract["disk_bytes_per_frame"],
+        }
+    return row
+
+
+def build_summary(points: dict[str, PointParams], heads: list[str], metrics_dir: str | Path) -> dict[str, Any]:
+    """The summary of every point in ``points`` (model order) from ``metrics/probe`` and ``metrics/extract``."""
+    metrics_dir = Path(metrics_dir)
+    ordered = sorted(points, key=lambda name: point_order(points[name]))
+    return {name: point_summary(_read(metrics_dir / "probe" / f"{name}.json"),
+                                _read(metrics_dir / "extract" / f"{name}.json"), heads)
+            for name in ordered}

@@ -1,0 +1,82 @@
+"""The Phase 1 decision on hand-made summaries: every branch, and the interval bounds it reads."""
+
+import pytest
+
+from foresight_lib.params import parse_params
+from foresight_lib.report.decision import decide
+from foresight_lib.report.summary import point_order
+
+POINTS = parse_params({"points": {
+    "llm_l27": {"kind": "llm", "layer": 27},
+    "vit_l31": {"kind": "vit_block", "layer": 31},
+    "pixels": {"kind": "pixels"},
+    "vit_embed": {"kind": "vit_embed"},
+    "merger": {"kind": "merger"},
+    "vit_l7": {"kind": "vit_block", "layer": 7},
+    "dino": {"kind": "encoder", "family": "dinov2", "layer": 12},
+}}).points
+DECISION = parse_params({}).decision
+
+
+def head(iou, lo, hi, m, mlo, mhi):
+    return {"bbox_iou": iou, "bbox_iou_lo": lo, "bbox_iou_hi": hi,
+            "map50_class_agnostic": m, "map50_class_agnostic_lo": mlo, "map50_class_agnostic_hi": mhi}
+
+
+def summary(vit_l7, vit_l31=None, dino=None, memory=1.43):
+    s = {name: {} for name in POINTS}
+    s["vit_l7"] = {"linear": vit_l7, "extract": {"memory_overhead_vs_merger": memory}}
+    if vit_l31:
+        s["vit_l31"] = {"linear": vit_l31, "extract": {"memory_overhead_vs_merger": memory}}
+    if dino:
+        s["dino"] = {"linear": dino}
+    s["merger"] = {"linear": head(0.9, 0.85, 0.95, 0.9, 0.8, 0.95)}  # post-merge points never decide Phase 1
+    return s
+
+
+def test_points_sort_in_model_order():
+    assert sorted(POINTS, key=lambda n: point_order(POINTS[n])) == \
+        ["pixels", "vit_embed", "vit_l7", "vit_l31", "merger", "llm_l27", "dino"]
+
+
+def test_go_needs_both_lower_bounds_above_the_thresholds():
+    d = decide(summary(head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4)), POINTS, DECISION, {}, ["linear"])
+    assert d["decision"] == "GO" and "`vit_l7`" in d["branch"] and "dual-stream" in d["branch"]
+    assert d["lpips"]["status"] == "unchecked"
+    # The point estimate passes but the lower bound of IoU does not: not GO.
+    d = decide(summary(head(0.45, 0.38, 0.52, 0.3, 0.2, 0.4)), POINTS, DECISION, {}, ["linear"])
+    assert d["decision"] == "INVESTIGATE"
+    # IoU passes, mAP's lower bound does not.
+    d = decide(summary(head(0.55, 0.45, 0.6, 0.2, 0.1, 0.3)), POINTS, DECISION, {}, ["linear"])
+    assert d["decision"] == "INVESTIGATE"
+
+
+def test_no_go_needs_every_upper_bound_below_the_threshold():
+    low = head(0.10, 0.05, 0.15, 0.01, 0.0, 0.02)
+    d = decide(summary(low, low, dino=head(0.6, 0.5, 0.7, 0.4, 0.3, 0.5)), POINTS, DECISION, {}, ["linear"])
+    assert d["decision"] == "NO-GO" and "hybrid" in d["branch"] and "`dino`" in d["branch"]
+    # One upper bound reaching the threshold keeps the question open.
+    d = decide(summary(low, head(0.15, 0.1, 0.21, 0.0, 0.0, 0.1)), POINTS, DECISION, {}, ["linear"])
+    assert d["decision"] == "INVESTIGATE"
+
+
+def test_investigate_names_earlier_layers_and_stronger_probes():
+    d = decide(summary(head(0.2, 0.1, 0.3, 0.1, 0.0, 0.2), head(0.3, 0.22, 0.38, 0.1, 0.0, 0.2)), POINTS, DECISION, {},
+               ["linear"])
+    assert d["decision"] == "INVESTIGATE" and d["best_pre_merge"]["point"] == "vit_l31"
+    assert "`vit_l7`" in d["branch"] and "`vit_embed`" in d["branch"]
+    assert all(f"`{h}`" in d["branch"] for h in ("mlp", "dense", "detr"))
+
+
+@pytest.mark.parametrize("lpips, memory, expected", [(0.2, 1.43, "GO"), (0.5, 1.43, "INVESTIGATE"),
+                                                     (None, 1.43, "GO"), (0.2, 2.5, "INVESTIGATE")])
+def test_further_criteria(lpips, memory, expected):
+    d = decide(summary(head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4), memory=memory), POINTS, DECISION, {"a": lpips}, ["linear"])
+    assert d["decision"] == expected
+    assert d["lpips"]["status"] == ("unchecked" if lpips is None else "pass" if lpips < 0.35 else "fail")
+
+
+def test_thresholds_come_from_params():
+    strict = parse_params({"decision": {"go_iou": 0.5}}).decision
+    d = decide(summary(head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4)), POINTS, strict, {}, ["linear"])
+    assert d["decision"] == "INVESTIGATE"
