@@ -17,7 +17,7 @@ from typing import Literal
 import lpips
 import numpy as np
 import torch
-import torch.nn.functional as F
+from scipy import ndimage
 from torchvision import models as tv_models
 
 from ..errors import ForesightError
@@ -58,20 +58,23 @@ def ssim(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> np.ndarr
     x, y = _pair(a, b)
     if min(x.shape[1:3]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} px, got {x.shape[1]}x{x.shape[2]}")
-    window = _gaussian_window().expand(3, 1, SSIM_WINDOW, SSIM_WINDOW)  # [3, 1, 11, 11]
+    g = _gaussian_1d()  # [11]; the 2-D window is outer(g, g)
+    r = SSIM_WINDOW // 2
     c1, c2 = (SSIM_K1 * DATA_RANGE) ** 2, (SSIM_K2 * DATA_RANGE) ** 2
-    out = []
-    for start in range(0, len(x), _CHUNK):
-        xs = torch.from_numpy(x[start : start + _CHUNK]).permute(0, 3, 1, 2).to(torch.float64)  # [n, 3, H, W]
-        ys = torch.from_numpy(y[start : start + _CHUNK]).permute(0, 3, 1, 2).to(torch.float64)  # [n, 3, H, W]
-        mu_x, mu_y, e_xx, e_yy, e_xy = (
-            F.conv2d(t, window, groups=3) for t in (xs, ys, xs * xs, ys * ys, xs * ys)
-        )  # each [n, 3, H - 10, W - 10]
+
+    def blur(t: np.ndarray) -> np.ndarray:  # [H, W, 3] -> valid region [H - 10, W - 10, 3]
+        t = ndimage.correlate1d(ndimage.correlate1d(t, g, axis=0), g, axis=1)
+        return t[r:-r, r:-r]
+
+    out = np.empty(len(x))
+    for i in range(len(x)):
+        xs, ys = x[i].astype(np.float64), y[i].astype(np.float64)  # [H, W, 3]
+        mu_x, mu_y, e_xx, e_yy, e_xy = (blur(t) for t in (xs, ys, xs * xs, ys * ys, xs * ys))
         var_x, var_y, cov = e_xx - mu_x**2, e_yy - mu_y**2, e_xy - mu_x * mu_y
         num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
         den = (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
-        out.append((num / den).mean(dim=(1, 2, 3)))  # [n]
-    return torch.cat(out).numpy()
+        out[i] = (num / den).mean()
+    return out
 
 
 def lpips_backbone_path(net: LpipsNet = "alex") -> Path:
@@ -160,12 +163,11 @@ def _pair(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> tuple[n
     return x, y
 
 
-def _gaussian_window() -> torch.Tensor:
-    """Normalised 2-D Gaussian, float64 ``[1, 1, 11, 11]``."""
-    r = torch.arange(SSIM_WINDOW, dtype=torch.float64) - (SSIM_WINDOW - 1) / 2
-    g = torch.exp(-(r**2) / (2 * SSIM_SIGMA**2))
-    w = torch.outer(g, g)
-    return (w / w.sum())[None, None]
+def _gaussian_1d() -> np.ndarray:
+    """Normalised 1-D Gaussian, float64 ``[11]``: the SSIM window is its outer product (separable)."""
+    r = np.arange(SSIM_WINDOW, dtype=np.float64) - (SSIM_WINDOW - 1) / 2
+    g = np.exp(-(r**2) / (2 * SSIM_SIGMA**2))
+    return g / g.sum()
 
 
 def _heads_path(net: LpipsNet) -> Path:

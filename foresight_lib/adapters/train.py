@@ -1,0 +1,249 @@
+"""Train one adapter on the train split, keep the epoch with the lowest validation loss, predict the test split.
+
+Loss: MSE on the normalised VAE latents, plus ``pixel_loss_weight`` x MSE on frames decoded differentiably from the
+predicted latents (:class:`PixelTerm`, off by default). Selection uses the validation latent MSE. The trivial
+predictor, the mean latent of the train split, is reported beside every loss. Training is seeded and, on CPU,
+deterministic; it leaves the global RNG untouched.
+
+Outputs under ``adapters/<name>/``: ``config.json`` (kind, params, input and latent geometry), ``model.safetensors``
+(weights and input statistics), ``latents.zarr`` (predicted test-split latents, attributes as the VAE latents'
+plus ``clips``), ``live/`` (dvclive curves); the summary goes to ``metrics/adapter/<name>.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import zarr
+from diffusers import AutoencoderKLLTXVideo
+from dvclive import Live
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from ..errors import ForesightError
+from ..features import FeatureStore, open_features
+from ..ltx.latents import decode_for_loss
+from ..params import AdapterTrainParams, DualStreamAdapterParams, SingleAdapterParams
+from ..store import PartialStore, open_complete, write_json_atomic
+from .models import Adapter, AdapterSpec, DualStreamAdapter, build_adapter, count_parameters, input_points
+from .resample import GridSpec, LatentSpec
+
+STD_FLOOR = 1e-6
+SPEC_CLASSES: dict[str, type[AdapterSpec]] = {"single": SingleAdapterParams, "dual_stream": DualStreamAdapterParams}
+
+
+@dataclass
+class AdapterData:
+    """An adapter's inputs (feature stores by role) and targets (the VAE latents ``[clip, 128, F', H', W']``)."""
+
+    stores: dict[str, FeatureStore]
+    latents: zarr.Array
+    latent: LatentSpec
+
+    @property
+    def streams(self) -> dict[str, GridSpec]:
+        return {role: GridSpec.of(store) for role, store in self.stores.items()}
+
+    def inputs(self, clips: Sequence[int], device: torch.device) -> dict[str, torch.Tensor]:
+        """``{role: float32 [k, t, gh, gw, C]}`` of ``clips`` on ``device``."""
+        return {role: torch.from_numpy(store.read(list(clips))).to(device) for role, store in self.stores.items()}
+
+    def targets(self, clips: Sequence[int]) -> np.ndarray:
+        """float32 ``[k, 128, F', H', W']``."""
+        return np.stack([np.asarray(self.latents[c], dtype=np.float32) for c in clips])
+
+
+def open_data(spec: AdapterSpec, features_dir: str | Path, latents_path: str | Path) -> AdapterData:
+    """The feature stores of ``spec``'s input points and the VAE latents, checked to describe the same clips."""
+    latents = open_complete(latents_path)
+    latent = LatentSpec.of(latents)
+    stores = {role: open_features(Path(features_dir) / f"{point}.zarr") for role, point in input_points(spec).items()}
+    for store in stores.values():
+        if store.n_clips != latents.shape[0]:
+            raise ForesightError(f"{store.path}: {store.n_clips} clips, but {latents_path} has {latents.shape[0]}")
+        if store.attrs.get("frames", {}).get("sha256") != latents.attrs["frames"]["sha256"]:
+            raise ForesightError(f"{store.path} and {latents_path} were made from different frames stores")
+    return AdapterData(stores=stores, latents=latents, latent=latent)
+
+
+def input_stats(store: FeatureStore, clips: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std ``[C]`` (float32, std floored) over every token of ``clips``."""
+    total = np.zeros(store.channels)
+    square = np.zeros(store.channels)
+    count = 0
+    for c in clips:
+        x = store.read(int(c)).reshape(-1, store.channels).astype(np.float64)  # [t*gh*gw, C]
+        total += x.sum(axis=0)
+        square += (x * x).sum(axis=0)
+        count += len(x)
+    mean = total / count
+    std = np.sqrt(np.maximum(square / count - mean * mean, 0.0))
+    return mean.astype(np.float32), np.maximum(std, STD_FLOOR).astype(np.float32)
+
+
+@dataclass
+class PixelTerm:
+    """MSE between the original frames and frames decoded (differentiably) from the predicted latents."""
+
+    vae: AutoencoderKLLTXVideo
+    frames: zarr.Array  # [clip, F, H, W, 3] uint8
+    decode_timestep: float
+    weight: float
+
+    def __call__(self, pred: torch.Tensor, clips: Sequence[int]) -> torch.Tensor:  # pred [B, 128, F', H', W']
+        frames = torch.from_numpy(np.stack([self.frames[c] for c in clips])).to(pred.device)  # [B, F, H, W, 3]
+        target = frames.permute(0, 4, 1, 2, 3).to(torch.float32) / 255 * 2 - 1  # [B, 3, F, H, W]
+        return F.mse_loss(decode_for_loss(self.vae, pred, self.decode_timestep), target)
+
+
+@torch.no_grad()
+def predict(model: Adapter, data: AdapterData, clips: Sequence[int], batch_size: int) -> np.ndarray:
+    """Predicted latents, float32 ``[k, 128, F', H', W']``."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [model(data.inputs(clips[i : i + batch_size], device)).cpu().numpy()
+           for i in range(0, len(clips), batch_size)]
+    return np.concatenate(out)
+
+
+def latent_mse(model: Adapter, data: AdapterData, clips: Sequence[int], batch_size: int) -> float:
+    """MSE of the predicted latents of ``clips`` (mean over every element)."""
+    return float(np.mean((predict(model, data, clips, batch_size) - data.targets(clips)) ** 2))
+
+
+@dataclass
+class TrainedAdapter:
+    model: Adapter
+    summary: dict[str, Any]
+
+
+def _fit_epoch(model: Adapter, data: AdapterData, order: Sequence[int], batch_size: int,
+               optimiser: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LRScheduler,
+               pixel_term: PixelTerm | None) -> float:
+    """One pass over ``order`` in batches; the mean training loss."""
+    model.train()
+    device = next(model.parameters()).device
+    losses = []
+    for i in range(0, len(order), batch_size):
+        batch = [int(c) for c in order[i : i + batch_size]]
+        pred = model(data.inputs(batch, device))  # [B, 128, F', H', W']
+        loss = F.mse_loss(pred, torch.from_numpy(data.targets(batch)).to(device))
+        if pixel_term is not None:
+            loss = loss + pixel_term.weight * pixel_term(pred, batch)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        losses.append(loss.item())
+    return float(np.mean(losses))
+
+
+def train_adapter(
+    spec: AdapterSpec,
+    train: AdapterTrainParams,
+    data: AdapterData,
+    splits: Mapping[str, Sequence[int]],
+    live_dir: str | Path,
+    pixel_term: PixelTerm | None = None,
+    device: torch.device | None = None,
+    progress: bool = True,
+) -> TrainedAdapter:
+    """Train ``spec`` on ``splits["train"]``, keep the epoch with the lowest ``splits["val"]`` latent MSE, report
+    every split beside the trivial predictor (curves to dvclive in ``live_dir``)."""
+    device = device or torch.device("cpu")
+    clips = {k: [int(c) for c in splits[k]] for k in ("train", "val", "test")}
+    started = time.perf_counter()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(train.seed)
+        model = build_adapter(spec, data.streams, data.latent)
+        for role, store in data.stores.items():
+            model.set_input_stats(role, *input_stats(store, clips["train"]))
+        mean = data.targets(clips["train"]).mean(axis=0)  # [128, F', H', W'] the trivial predictor
+        model.set_latent_mean(mean)
+        model.to(device)
+        steps = -(-len(clips["train"]) // train.batch_size)
+        optimiser = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=train.epochs * steps)
+        order_rng = np.random.default_rng(train.seed)
+        best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+            for epoch in tqdm(range(train.epochs), desc="train adapter", unit="epoch", disable=not progress):
+                order = order_rng.permutation(clips["train"])
+                live.log_metric("train/loss", _fit_epoch(model, data, order, train.batch_size, optimiser, schedule,
+                                                         pixel_term))
+                val = latent_mse(model, data, clips["val"], train.batch_size)
+                live.log_metric("val/loss", val)
+                live.next_step()
+                if best is None or val < best[0]:
+                    best = (val, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            model.load_state_dict(best[2])
+            loss = {k: latent_mse(model, data, c, train.batch_size) for k, c in clips.items()}
+            trivial = {k: float(np.mean((data.targets(clips[k]) - mean) ** 2)) for k in ("val", "test")}
+            live.summary.update({"best_epoch": best[1], "test": {"loss": loss["test"]}})
+    summary: dict[str, Any] = {
+        "kind": model.kind, "inputs": input_points(spec), "parameters": count_parameters(model),
+        "epochs": train.epochs, "best_epoch": best[1], "loss": loss, "trivial_loss": trivial,
+        "explained": {k: 1.0 - loss[k] / trivial[k] for k in trivial},
+        "pixel_loss_weight": pixel_term.weight if pixel_term else 0.0,
+        "device": device.type, "seconds": time.perf_counter() - started,
+    }
+    if isinstance(model, DualStreamAdapter):
+        summary["gate_mean_abs"] = model.gate.detach().abs().mean().item()
+    return TrainedAdapter(model=model, summary=summary)
+
+
+def save_adapter(out_dir: str | Path, name: str, spec: AdapterSpec, model: Adapter) -> None:
+    """``config.json`` and ``model.safetensors`` (weights and input statistics) into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"name": name, "kind": model.kind, "params": spec.model_dump(), "latent": model.latent.to_dict(),
+              "streams": {role: grid.to_dict() for role, grid in model.streams.items()}}
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, out / "model.safetensors")
+    write_json_atomic(out / "config.json", config)
+
+
+def load_adapter(out_dir: str | Path) -> Adapter:
+    """An adapter saved by :func:`save_adapter`, on the CPU, in eval mode."""
+    out = Path(out_dir)
+    config = json.loads((out / "config.json").read_text())
+    spec = SPEC_CLASSES[config["kind"]].model_validate(config["params"])
+    streams = {role: GridSpec.from_dict(d) for role, d in config["streams"].items()}
+    model = build_adapter(spec, streams, LatentSpec(**config["latent"]))
+    model.load_state_dict(load_file(out / "model.safetensors"))
+    return model.eval()
+
+
+def weights_sha256(model: Adapter) -> str:
+    """sha256 over the names and bytes of the model's state dict."""
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def write_predictions(model: Adapter, data: AdapterData, clips: Sequence[int], out_path: str | Path, name: str,
+                      batch_size: int) -> zarr.Array:
+    """Predicted latents of ``clips`` into ``out_path`` ``[row, 128, F', H', W']`` (attributes ``clips``,
+    ``weights_sha256`` and the VAE latents' identity and geometry)."""
+    attrs = {**{k: data.latents.attrs[k] for k in ("vae", "n_frames", "height", "width", "latent_shape")},
+             "adapter": name, "clips": [int(c) for c in clips], "weights_sha256": weights_sha256(model)}
+    store = PartialStore(out_path, {"attributes": attrs})
+    shape = (len(clips), *data.latents.shape[1:])
+    arr = store.array(shape, chunks=(1, *shape[1:]), dtype="float32",
+                      dimension_names=("row", "channel", "t", "y", "x"), attributes=attrs)
+    for row in range(0, len(clips), batch_size):
+        for k, latent in enumerate(predict(model, data, clips[row : row + batch_size], batch_size), start=row):
+            arr[k] = latent
+            store.mark_done(k)
+    store.finalize()
+    return open_complete(out_path)
