@@ -106,20 +106,25 @@ class ExtractParams(_Section):
 
 
 # ------------------------------------------------------------------------------------- points
-class VitEmbedPoint(_Section):
+class _QwenPoint(_Section):
+    weights: Literal["pretrained", "random"] = Field(
+        "pretrained", description="random: a seeded random initialisation of model.source's architecture (a control)")
+
+
+class VitEmbedPoint(_QwenPoint):
     kind: Literal["vit_embed"]
 
 
-class VitBlockPoint(_Section):
+class VitBlockPoint(_QwenPoint):
     kind: Literal["vit_block"]
     layer: int = Field(ge=0, description="output of ViT block k (pre-merge)")
 
 
-class MergerPoint(_Section):
+class MergerPoint(_QwenPoint):
     kind: Literal["merger"]
 
 
-class LlmPoint(_Section):
+class LlmPoint(_QwenPoint):
     kind: Literal["llm"]
     layer: int = Field(ge=0, description="LLM hidden state after decoder layer L, at the vision tokens")
 
@@ -168,6 +173,7 @@ class ProbeParams(_Section):
     bootstrap: int = Field(1000, ge=0, le=100000, description="bootstrap resamples over clips for IoU and accuracy 95% intervals")
     bootstrap_map: int = Field(0, ge=0, le=100000,
                                description="bootstrap resamples for mAP 95% intervals (2 COCOevals each, ~0.3 s per head)")
+    threads: int = Field(1, ge=1, le=256, description="torch CPU threads while probing (the small heads run fastest on 1)")
 
     @field_validator("heads")
     @classmethod
@@ -293,7 +299,10 @@ class EvalParams(_Section):
     sheet_clips: int = Field(3, ge=1, le=64, description="test clips shown in each adapter's PNG sheet")
     seed: int = Field(0, description="bootstrap draws")
     bootstrap: int = Field(1000, ge=0, le=100000, description="resamples over clips for the 95% intervals of means and IoU")
-    bootstrap_map: int = Field(50, ge=0, le=100000, description="resamples for mAP 95% intervals (a COCOeval each)")
+    bootstrap_map: int = Field(50, ge=0, le=100000, description="resamples for mAP 95% intervals")
+    detector_point: str = Field(
+        "pixels", min_length=1, description="a pixels point whose trained probe finds boxes on original and decoded frames")
+    detector_head: Literal["linear", "mlp", "dense", "detr"] = "dense"
     phase2: Phase2Criteria = Phase2Criteria()
 
 

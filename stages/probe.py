@@ -15,6 +15,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", help="default: metrics/probe/<point>.json")
     parser.add_argument("--live", help="dvclive directory (default: probes/<point>/live)")
     parser.add_argument("--predictions", help="default: probes/<point>/predictions.parquet")
+    parser.add_argument("--heads", help="trained heads, reusable as detectors (default: probes/<point>/heads)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     if args.point not in params.points:
@@ -24,7 +25,8 @@ def main(argv=None) -> None:
     if stored != args.point:
         raise ForesightError(f"{features}: holds point {stored!r}, not {args.point!r}")
     run_probes(features, args.frames_dir, params.probe, args.out or f"metrics/probe/{args.point}.json",
-               args.live or f"probes/{args.point}/live", args.predictions or f"probes/{args.point}/predictions.parquet")
+               args.live or f"probes/{args.point}/live", args.predictions or f"probes/{args.point}/predictions.parquet",
+               args.heads or f"probes/{args.point}/heads")
 
 
 if __name__ == "__main__":

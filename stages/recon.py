@@ -13,6 +13,7 @@ from foresight_lib.cli import run, stage_parser
 from foresight_lib.errors import ForesightError
 from foresight_lib.features import open_features
 from foresight_lib.params import load_params
+from foresight_lib.probes.detector import ProbeDetector
 from foresight_lib.store import open_complete, write_json_atomic
 
 
@@ -30,14 +31,17 @@ def main(argv=None) -> None:
     parser.add_argument("--adapters", default="adapters")
     parser.add_argument("--train-metrics", help="default: metrics/adapter/<adapter>.json")
     parser.add_argument("--out", help="default: metrics/recon/<adapter>.json")
+    parser.add_argument("--probes", default="probes", help="probe stage outputs (the detector's trained head)")
     args = parser.parse_args(argv)
     params = load_params(args.params).eval
     frames, annotations = open_complete(args.frames), pd.read_parquet(args.annotations)
+    detector = ProbeDetector(Path(args.probes) / params.detector_point / "heads", params.detector_head)
     if args.ceiling:
         ceiling = open_complete(args.ceiling_store)
         write_json_atomic(args.ceiling_metrics, {
-            "ceiling": evaluate_decoded(frames, ceiling, annotations, params),
-            "original": evaluate_originals(frames, ceiling.attrs["clips"], annotations, params),
+            "detector": f"{params.detector_point}/{params.detector_head}",
+            "ceiling": evaluate_decoded(frames, ceiling, annotations, params, detector),
+            "original": evaluate_originals(frames, ceiling.attrs["clips"], annotations, params, detector),
         })
         return
     out = Path(args.adapters) / args.adapter
@@ -46,7 +50,7 @@ def main(argv=None) -> None:
     if reference["ceiling"]["clips"] != decoded.attrs["clips"]:
         raise ForesightError(f"{args.ceiling_metrics} and {out / 'decoded.zarr'} cover different clips: "
                              "rerun recon_ceiling")
-    result = {"adapter": evaluate_decoded(frames, decoded, annotations, params), **reference}
+    result = {"adapter": evaluate_decoded(frames, decoded, annotations, params, detector), **reference}
     latents = open_complete(args.latents)
     latent = LatentSpec.of(latents)
     streams = json.loads((out / "config.json").read_text())["streams"]
@@ -54,7 +58,7 @@ def main(argv=None) -> None:
                                      decoded.attrs["clips"], latent) for role, grid in streams.items()}
     train = json.loads(Path(args.train_metrics or f"metrics/adapter/{args.adapter}.json").read_text())
     lpips, detection = result["adapter"]["lpips"], result["adapter"]["detection"]
-    result["phase2"] = phase2_verdicts(detection["bbox_iou"]["mean"] if "bbox_iou" in detection else None,
+    result["phase2"] = phase2_verdicts(detection.get("bbox_iou"),
                                        lpips["mean"] if lpips else None, train["parameters"]["total"], params.phase2)
     write_json_atomic(args.out or f"metrics/recon/{args.adapter}.json", result)
 

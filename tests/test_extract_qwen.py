@@ -390,3 +390,20 @@ def test_vision_points_survive_dropping_the_llm(model):
     after = extract(loaded.model, frames, points, "image", batch_frames=3)
     for name in points:
         torch.testing.assert_close(after[name], before[name], atol=0, rtol=0)
+
+
+def test_random_weights_control_keeps_the_architecture_and_drops_the_weights(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    trained = load_model(ModelParams(source=str(tmp_path), device="cpu"))
+    random_a = load_model(ModelParams(source=str(tmp_path), device="cpu", seed=3), random_weights=True)
+    random_b = load_model(ModelParams(source=str(tmp_path), device="cpu", seed=3), random_weights=True)
+    assert random_a.identity["weights"] == "random-init" and random_a.identity["architecture_of"] == str(tmp_path.resolve())
+    config_a, config_ref = (m.model.config.to_dict() for m in (random_a, trained))
+    assert {k: v for k, v in config_a.items() if k != "_name_or_path"} == \
+        {k: v for k, v in config_ref.items() if k != "_name_or_path"}
+    ref, a, b = (m.model.state_dict() for m in (trained, random_a, random_b))
+    assert ref.keys() == a.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "seeded: the same control every run"
+    assert not torch.equal(a["model.visual.blocks.0.mlp.gate_proj.weight"], ref["model.visual.blocks.0.mlp.gate_proj.weight"])
+    grids = extract(random_a.model, make_frames(56, 84), {"b7": vit(7)}, "image", batch_frames=2)
+    assert grids["b7"].shape == (N_FRAMES, 4, 6, model.config.vision_config.hidden_size)

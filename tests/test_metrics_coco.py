@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
 from foresight_lib.metrics.boxes import FrameBoxes
-from foresight_lib.metrics.coco import coco_map
+from foresight_lib.metrics.coco import CocoEvaluation, coco_map
 
 GT = [
     [[10.0, 10.0, 40.0, 30.0], [100.0, 50.0, 60.0, 60.0]],
@@ -76,3 +81,61 @@ def test_score_ranking_counts() -> None:
                        pred_boxes=np.array([[50.0, 50.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]]),
                        pred_scores=np.array([0.9, 0.8]))
     assert coco_map([frame], class_agnostic=True)["map50"] == pytest.approx(0.5)
+
+
+def _random_frames(rng: np.random.Generator, n: int) -> list[FrameBoxes]:
+    frames = []
+    for i in range(n):
+        gt = rng.uniform(0, 200, (int(rng.integers(0, 4)), 2))
+        gt = np.concatenate([gt, rng.uniform(10, 60, gt.shape)], axis=1)  # [N, 4]
+        pred = np.concatenate([gt + rng.normal(0, 6, gt.shape), rng.uniform(0, 200, (int(rng.integers(0, 3)), 4))])
+        pred[:, 2:] = np.abs(pred[:, 2:]) + 1
+        frames.append(FrameBoxes(
+            image_id=f"f{i}", clip_id=f"c{i}", height=240, width=320, gt_boxes=gt, pred_boxes=pred,
+            pred_scores=rng.uniform(0, 1, len(pred)), gt_labels=rng.integers(1, 4, len(gt)),
+            pred_labels=rng.integers(1, 4, len(pred)),
+        ))
+    return frames
+
+
+def _stock_cocoeval(frames: list[FrameBoxes], agnostic: bool) -> dict[str, float]:
+    """The independent reference: pycocotools with its default parameters and summarize()."""
+    images, gts, dts = [], [], []
+    for i, f in enumerate(frames, start=1):
+        images.append({"id": i, "height": f.height, "width": f.width})
+        for box, cat in zip(f.gt_boxes.tolist(), f.gt_labels.tolist()):
+            gts.append({"id": len(gts) + 1, "image_id": i, "category_id": 1 if agnostic else cat, "bbox": box,
+                        "area": box[2] * box[3], "iscrowd": 0})
+        for box, cat, score in zip(f.pred_boxes.tolist(), f.pred_labels.tolist(), f.pred_scores.tolist()):
+            dts.append({"image_id": i, "category_id": 1 if agnostic else cat, "bbox": box, "score": score})
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = {"images": images, "annotations": gts,
+                      "categories": [{"id": c} for c in sorted({a["category_id"] for a in gts})]}
+        gt.createIndex()
+        ev = COCOeval(gt, gt.loadRes(dts), iouType="bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {"map50": float(ev.stats[1]), "map": float(ev.stats[0])}
+
+
+@pytest.mark.parametrize("agnostic", [True, False])
+def test_resampled_evaluation_equals_stock_cocoeval(agnostic: bool) -> None:
+    """CocoEvaluation reuses COCOeval's per-image matching; any multiset of frames gives stock COCOeval's answer."""
+    rng = np.random.default_rng(3)
+    frames = _random_frames(rng, 12)
+    evaluation = CocoEvaluation(frames, class_agnostic=agnostic)
+    assert evaluation.map() == pytest.approx(_stock_cocoeval(frames, agnostic), abs=1e-12)
+    assert coco_map(frames, class_agnostic=agnostic) == evaluation.map()
+    checked = 0
+    for _ in range(8):
+        pick = rng.integers(0, len(frames), len(frames))  # with repeats, as the bootstrap draws
+        if not any(len(frames[i].gt_boxes) for i in pick):
+            continue
+        fresh = _stock_cocoeval([frames[i] for i in pick], agnostic)
+        assert evaluation.map(pick) == pytest.approx(fresh, abs=1e-12)
+        checked += 1
+    assert checked >= 5
+    with pytest.raises(ValueError, match="no ground-truth box"):
+        evaluation.map([i for i, f in enumerate(frames) if len(f.gt_boxes) == 0][:1])

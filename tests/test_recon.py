@@ -20,7 +20,9 @@ from foresight_lib.extract.points import pixels_extractor
 from foresight_lib.extract.writer import write_point
 from foresight_lib.features import open_features
 from foresight_lib.metrics.cka import linear_cka
-from foresight_lib.params import EvalParams, Phase2Criteria, PixelsPoint
+from foresight_lib.params import EvalParams, Phase2Criteria, PixelsPoint, ProbeParams
+from foresight_lib.probes.detector import save_probe
+from foresight_lib.probes.heads import make_probe
 
 H, W, F, SIDE = 64, 96, 3, 32
 PARAMS = EvalParams(bootstrap=20, bootstrap_map=5)
@@ -56,6 +58,9 @@ def saturation_detector(frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray
     return out
 
 
+saturation_detector.score_threshold = 0.5
+
+
 @pytest.fixture(scope="module")
 def stand_in_torch_home(tmp_path_factory) -> str:
     """A TORCH_HOME whose hub cache holds a randomly initialised AlexNet under the real file name (wiring only)."""
@@ -78,7 +83,7 @@ def test_identical_frames_are_perfect(stand_in_torch_home, monkeypatch):
     assert result["psnr"]["mean"] == np.inf
     assert result["ssim"]["mean"] == pytest.approx(1.0, abs=1e-12)
     assert result["lpips"] == {"mean": 0.0, "ci95": [0.0, 0.0]} and "alexnet-owt" in result["lpips_reason"]
-    assert result["detection"]["bbox_iou"]["mean"] == 1.0 and result["detection"]["map50"]["mean"] == pytest.approx(1)
+    assert result["detection"]["bbox_iou"] == 1.0 and result["detection"]["map50_class_agnostic"] == pytest.approx(1)
 
 
 def test_lpips_is_null_with_its_reason_without_the_backbone(tmp_path, monkeypatch):
@@ -101,16 +106,16 @@ def test_detector_boxes_on_decoded_frames_are_scored_against_ground_truth(tmp_pa
     shifted[:, :, :, 6:] = frames[:, :, :, :-6]  # every square 6 px to the right: IoU 26/38 with its box
     blank = np.full_like(frames, 128)  # nothing to detect
     original = evaluate_originals(_store(frames), [0, 1], boxes, PARAMS, saturation_detector)["detection"]
-    assert original["bbox_iou"]["mean"] == 1.0 and original["map"]["mean"] == pytest.approx(1.0)
+    assert original["bbox_iou"] == 1.0 and original["map_class_agnostic"] == pytest.approx(1.0)
     d = evaluate_decoded(_store(frames), _store(shifted, [0, 1]), boxes, PARAMS, saturation_detector,
                          progress=False)["detection"]
-    assert d["bbox_iou"]["mean"] == pytest.approx(26 / 38) and d["best_box_iou"] == pytest.approx(26 / 38)
-    assert d["map50"]["mean"] == pytest.approx(1.0)
-    assert d["map"]["mean"] == pytest.approx(0.4)  # matched at IoU 0.50, 0.55, 0.60, 0.65 of ten thresholds
-    assert d["map_classes"]["mean"] == pytest.approx(0.4)
+    assert d["bbox_iou"] == pytest.approx(26 / 38) and d["best_box_iou"] == pytest.approx(26 / 38)
+    assert d["map50_class_agnostic"] == pytest.approx(1.0)
+    assert d["map_class_agnostic"] == pytest.approx(0.4)  # matched at IoU 0.50, 0.55, 0.60, 0.65 of ten thresholds
+    assert d["map_class_aware"] == pytest.approx(0.4)
     d = evaluate_decoded(_store(frames), _store(blank, [0, 1]), boxes, PARAMS, saturation_detector,
                          progress=False)["detection"]
-    assert d["bbox_iou"]["mean"] == 0.0 and d["map50"]["mean"] == 0.0
+    assert d["bbox_iou"] == 0.0 and d["map50_class_agnostic"] == 0.0
     assert evaluate_originals(_store(frames), [0, 1], boxes.iloc[:0], PARAMS, saturation_detector)["detection"] == {
         "reason": "the clips hold no ground-truth box"}
 
@@ -171,19 +176,30 @@ def test_recon_stages_put_the_adapter_beside_the_ceiling(tmp_path, monkeypatch, 
     zarr.open_array(str(tmp_path / "latents.zarr"), mode="r+").attrs.update({"n_frames": 1, "height": 64, "width": 96})
     (tmp_path / "a" / "config.json").write_text(json.dumps({"streams": {"point": {"point": "px"}}}))
     (tmp_path / "train.json").write_text(json.dumps({"parameters": {"total": 20_000_000}}))
-    (tmp_path / "params.yaml").write_text("eval: {bootstrap: 10, bootstrap_map: 2}\n")
+    (tmp_path / "params.yaml").write_text("eval: {bootstrap: 10, bootstrap_map: 2, detector_point: px, detector_head: linear}\n")
+    probe_params = ProbeParams(heads=["linear"])
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        head = make_probe("linear", 16 * 16 * 3, 4, probe_params)  # untrained: the wiring, not the quality
+    save_probe(tmp_path / "probes" / "px" / "heads", "linear", head, 4, np.zeros(768, np.float32),
+               np.ones(768, np.float32), 16, {"kind": "pixels", "patch": 16}, "float32", probe_params)
     stage = runpy.run_path("stages/recon.py", run_name="stage")["main"]
     common = ["--params", str(tmp_path / "params.yaml"), "--frames", str(tmp_path / "frames.zarr"), "--annotations",
-              str(tmp_path / "boxes.parquet"), "--ceiling-metrics", str(tmp_path / "ceiling.json")]
+              str(tmp_path / "boxes.parquet"), "--ceiling-metrics", str(tmp_path / "ceiling.json"),
+              "--probes", str(tmp_path / "probes")]
     run(stage, [*common, "--ceiling", "--ceiling-store", str(tmp_path / "ceiling.zarr")])
     run(stage, [*common, "--adapter", "a", "--adapters", str(tmp_path), "--latents", str(tmp_path / "latents.zarr"),
                 "--features", str(tmp_path), "--train-metrics", str(tmp_path / "train.json"),
                 "--out", str(tmp_path / "recon.json")])
     result = json.loads((tmp_path / "recon.json").read_text())
     assert result["ceiling"]["psnr"]["mean"] == np.inf and result["adapter"]["psnr"]["mean"] < 30
-    assert result["original"]["detection"] == {"reason": "no detector given"}
+    assert result["detector"] == "px/linear"
+    for stage_result in (result["original"], result["ceiling"], result["adapter"]):
+        assert 0 <= stage_result["detection"]["bbox_iou"] <= 1 and stage_result["detection"]["n_objects"] == 2
     assert result["cka"]["point"]["n"] == 2 * 1 * 2 * 3 and -1 <= result["cka"]["point"]["debiased"] <= 1
-    assert result["phase2"]["parameters"]["verdict"] == "acceptable" and result["phase2"]["overall"] == "unknown"
+    assert result["phase2"]["parameters"]["verdict"] == "acceptable" and result["phase2"]["lpips"]["verdict"] == "unknown"
+    assert result["phase2"]["spatial_iou"]["value"] == result["adapter"]["detection"]["bbox_iou"]
+    assert result["phase2"]["overall"] == ("fail" if result["phase2"]["spatial_iou"]["verdict"] == "fail" else "unknown")
 
     zarr.open_array(str(tmp_path / "a" / "decoded.zarr"), mode="r+").attrs["clips"] = [1, 0]
     with pytest.raises(SystemExit):

@@ -4,8 +4,7 @@
   weights are not cached); means with 95% bootstrap intervals over clips.
 - Spatial fidelity, when a :data:`Detector` is given: the same detector runs on the original frames
   (:func:`evaluate_originals`) and on each decoded store (:func:`evaluate_decoded`); its boxes are scored against
-  the ground-truth annotations with bbox IoU and COCO mAP (class-agnostic and class-aware) from
-  ``metrics/boxes.py`` / ``metrics/coco.py``.
+  the ground-truth annotations by :func:`..metrics.detection.detection_metrics`, the probes' one definition.
 - CKA between each adapter input (pooled onto the latent grid by :func:`.resample.pool_to_latent_grid`, so that
   both sides have one row per latent cell) and the VAE latents.
 - Phase 2 criteria (:func:`phase2_verdicts`).
@@ -13,8 +12,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -23,17 +22,24 @@ import zarr
 from tqdm import tqdm
 
 from ..features import FeatureStore
-from ..metrics.bootstrap import bootstrap_ci, bootstrap_cis, clip_mean, frames_of_clips
-from ..metrics.boxes import FrameBoxes, bbox_iou
+from ..metrics.bootstrap import bootstrap_ci, clip_mean
+from ..metrics.boxes import FrameBoxes
 from ..metrics.cka import debiased_linear_cka, linear_cka
-from ..metrics.coco import coco_map
+from ..metrics.detection import detection_metrics
 from ..metrics.image import Lpips, lpips_available, psnr, ssim
 from ..params import EvalParams, Phase2Criteria
 from .resample import GridSpec, LatentSpec, pool_to_latent_grid
 
-Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes xywh [M, 4], scores [M], labels [M]
-Detector = Callable[[np.ndarray], list[Detections]]
-"""uint8 frames ``[N, H, W, 3]`` -> one ``(boxes, scores, labels)`` per frame."""
+Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes xywh [M, 4], scores [M], category ids [M]
+
+
+class Detector(Protocol):
+    """uint8 frames ``[N, H, W, 3]`` -> one ``(boxes, scores, category ids)`` per frame, all its detections;
+    bbox IoU counts those scoring at least ``score_threshold`` (e.g. :class:`..probes.detector.ProbeDetector`)."""
+
+    score_threshold: float
+
+    def __call__(self, frames: np.ndarray) -> list[Detections]: ...
 
 VERDICTS = ("target", "acceptable", "marginal", "fail")
 
@@ -58,28 +64,11 @@ def frame_boxes(detections: list[Detections], annotations: pd.DataFrame, clip: i
     return out
 
 
-def detection_quality(frames: list[FrameBoxes], n_resamples: int, n_resamples_map: int, seed: int) -> dict[str, Any]:
-    """bbox IoU and best-box IoU (with intervals), and mAP class-agnostic / class-aware of detections on frames."""
-    ious = bbox_iou(frames)
-    clips = [f.clip_id for f in frames]
-    out: dict[str, Any] = {
-        "bbox_iou": {"mean": ious.mean_iou, "ci95": list(bootstrap_ci(
-            clips, clip_mean(ious.object_ious, ious.object_clip_ids), n_resamples, seed))},
-        "best_box_iou": ious.best_box_iou,
-    }
-    for suffix, agnostic in (("", True), ("_classes", False)):
-        value = coco_map(frames, class_agnostic=agnostic)
-        cis = bootstrap_cis(clips, lambda ids, a=agnostic: coco_map(frames_of_clips(frames, ids), class_agnostic=a),
-                            n_resamples_map, seed)
-        for key in ("map50", "map"):
-            out[key + suffix] = {"mean": value[key], "ci95": list(cis[key])}
-    return out
-
-
-def _detection_report(boxes: list[FrameBoxes], params: EvalParams) -> dict[str, Any]:
+def _detection_report(boxes: list[FrameBoxes], params: EvalParams, detector: Detector) -> dict[str, Any]:
+    """:func:`..metrics.detection.detection_metrics` (the probes' own definition) of the detector's boxes."""
     if not any(len(f.gt_boxes) for f in boxes):
         return {"reason": "the clips hold no ground-truth box"}
-    return detection_quality(boxes, params.bootstrap, params.bootstrap_map, params.seed)
+    return detection_metrics(boxes, detector.score_threshold, params.bootstrap, params.bootstrap_map, params.seed)
 
 
 def evaluate_decoded(
@@ -116,7 +105,8 @@ def evaluate_decoded(
     }
     result.update({"clips": clips, "frames": len(frame_clips), "lpips_net": params.lpips_net,
                    "lpips_reason": lpips_reason,
-                   "detection": _detection_report(boxes, params) if detector else {"reason": "no detector given"}})
+                   "detection": (_detection_report(boxes, params, detector) if detector
+                                 else {"reason": "no detector given"})})
     return result
 
 
@@ -129,7 +119,7 @@ def evaluate_originals(frames: zarr.Array, clips: Sequence[int], annotations: pd
     for clip in clips:
         original = np.asarray(frames[int(clip)])  # [F, H, W, 3]
         boxes += frame_boxes(detector(original), annotations, int(clip), *original.shape[1:3])
-    return {"clips": list(clips), "detection": _detection_report(boxes, params)}
+    return {"clips": list(clips), "detection": _detection_report(boxes, params, detector)}
 
 
 def input_cka(store: FeatureStore, latents: zarr.Array, clips: Sequence[int], latent: LatentSpec) -> dict[str, Any]:

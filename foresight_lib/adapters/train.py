@@ -18,13 +18,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import zarr
-from diffusers import AutoencoderKLLTXVideo
 from dvclive import Live
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
@@ -39,6 +38,9 @@ from .resample import GridSpec, LatentSpec
 
 STD_FLOOR = 1e-6
 SPEC_CLASSES: dict[str, type[AdapterSpec]] = {"single": SingleAdapterParams, "dual_stream": DualStreamAdapterParams}
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKLLTXVideo
 
 
 @dataclass
@@ -194,8 +196,9 @@ def train_adapter(
         "epochs": train.epochs, "best_epoch": best[1], "loss": loss, "trivial_loss": trivial,
         "explained": {k: 1.0 - loss[k] / trivial[k] for k in trivial},
         "pixel_loss_weight": pixel_term.weight if pixel_term else 0.0,
-        "device": device.type, "seconds": time.perf_counter() - started,
+        "device": device.type,
     }
+    write_json_atomic(Path(live_dir) / "seconds.json", {"train": time.perf_counter() - started})  # not a metric
     if isinstance(model, DualStreamAdapter):
         summary["gate_mean_abs"] = model.gate.detach().abs().mean().item()
     return TrainedAdapter(model=model, summary=summary)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from ..features import pixel_patches
 from ..params import EncoderPoint, ExtractParams, LlmPoint, MergerPoint, ModelParams, PixelsPoint, PointParams
-from . import qwen
-from .encoders import encoder_extractor
 from .writer import PointExtractor
+
+if TYPE_CHECKING:
+    from .qwen import LoadedModel
 
 
 def pixels_extractor(name: str, point: PixelsPoint, height: int, width: int, n_frames: int) -> PointExtractor:
@@ -29,13 +32,15 @@ def pixels_extractor(name: str, point: PixelsPoint, height: int, width: int, n_f
 
 
 def qwen_extractor(name: str, point: PointParams, model: ModelParams, extract: ExtractParams,
-                   height: int, width: int, n_frames: int, loaded: qwen.LoadedModel | None = None) -> PointExtractor:
+                   height: int, width: int, n_frames: int, loaded: LoadedModel | None = None) -> PointExtractor:
     """A Qwen2.5-VL point: a truncated forward to exactly this point, in true raster order.
 
     A model loaded here for a vision-only point keeps only its vision tower in memory.
     """
+    from . import qwen
+
     if loaded is None:
-        loaded = qwen.load_model(model)
+        loaded = qwen.load_model(model, random_weights=point.weights == "random")
         if not isinstance(point, LlmPoint):
             qwen.drop_llm(loaded)
     config = loaded.model.config
@@ -69,5 +74,7 @@ def make_extractor(name: str, point: PointParams, model: ModelParams, extract: E
     if isinstance(point, PixelsPoint):
         return pixels_extractor(name, point, height, width, n_frames)
     if isinstance(point, EncoderPoint):
+        from .encoders import encoder_extractor  # transformers loads only for the points that need a model
+
         return encoder_extractor(name, point, height, width, n_frames, extract.batch_frames, model.dtype, model.device)
     return qwen_extractor(name, point, model, extract, height, width, n_frames)

@@ -204,15 +204,31 @@ def read_normalization(path: Path) -> Normalization:
     )
 
 
-def load_model(params: ModelParams) -> LoadedModel:
-    """Load the tiny random model or a local checkpoint directory (config checked before any weight is read)."""
+def load_model(params: ModelParams, random_weights: bool = False) -> LoadedModel:
+    """Load the tiny random model or a local checkpoint directory (config checked before any weight is read).
+
+    ``random_weights``: the checkpoint's architecture (its config.json) with a seeded random initialisation
+    (``model.seed``) instead of its weights: the control that tells learned structure from architecture.
+    """
     device = _device(params.device)
     dtype = _dtype(params.dtype, device)
     attn, notes = _attn_implementation(params.attn_implementation, device)
-    if params.source == "tiny":
+    if params.source != "tiny" and random_weights:
+        path = Path(params.source)
+        check_checkpoint_dir(path)
+        config = Qwen2_5_VLConfig.from_pretrained(path, local_files_only=True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(params.seed)
+            model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
+        model.set_attn_implementation(attn)
+        model = model.to(device).eval()
+        norm = read_normalization(path)
+        identity: dict[str, Any] = {"weights": "random-init", "architecture_of": str(path.resolve()),
+                                    "seed": params.seed}
+    elif params.source == "tiny":
         model = build_tiny_model(params.seed, attn_implementation=attn).to(device=device, dtype=dtype)
         norm = CLIP_NORMALIZATION
-        identity: dict[str, Any] = {
+        identity = {
             "weights": "tiny-random",
             "seed": params.seed,
             "config": json.loads(model.config.to_json_string(use_diff=False)),

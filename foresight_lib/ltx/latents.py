@@ -16,13 +16,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 import zarr
-from diffusers import AutoencoderKLLTXVideo
 from tqdm import tqdm
 
 from ..errors import ForesightError
@@ -30,6 +29,9 @@ from ..extract.writer import frames_identity
 from ..params import LtxParams
 from ..store import PartialStore, open_complete
 from . import vae as V
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKLLTXVideo
 
 
 def resolve_device(requested: str, key: str) -> torch.device:

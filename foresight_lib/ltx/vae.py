@@ -13,14 +13,15 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKLLTXVideo
-from diffusers.utils.torch_utils import randn_tensor
 
 from ..errors import ForesightError
+
+if TYPE_CHECKING:  # diffusers takes seconds to import: only the functions that build or load a VAE import it
+    from diffusers import AutoencoderKLLTXVideo
 
 LATENT_CHANNELS = 128
 SPATIAL_COMPRESSION = 32
@@ -79,6 +80,8 @@ def build_tiny_vae(seed: int, timestep_conditioning: bool = False) -> Autoencode
     decoder = _TINY_DECODER_TIMESTEP if timestep_conditioning else _TINY_DECODER_PLAIN
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
+        from diffusers import AutoencoderKLLTXVideo
+
         vae = AutoencoderKLLTXVideo(**_TINY_ENCODER, **decoder)
         vae.latents_mean.normal_(0.0, 0.5)
         vae.latents_std.uniform_(0.5, 2.0)
@@ -105,10 +108,12 @@ def load_vae(
         vae = build_tiny_vae(seed, timestep_conditioning=True).to(dtype=dtype)
         identity: dict[str, object] = {"source": "tiny-random", "seed": seed}
     else:
-        vae_dir = _vae_dir(Path(source))
-        weights = _weight_files(vae_dir)
+        vae_dir = check_vae_dir(Path(source))
+        weights = vae_weight_files(vae_dir)
         safetensors = any(".safetensors" in p.name for p in weights)
         try:
+            from diffusers import AutoencoderKLLTXVideo
+
             vae, info = AutoencoderKLLTXVideo.from_pretrained(
                 vae_dir, local_files_only=True, use_safetensors=safetensors, torch_dtype=dtype, output_loading_info=True
             )
@@ -195,6 +200,8 @@ def decode(
     z = z * std / vae.config.scaling_factor + mean
     temb = None
     if decode_path(vae) == "timestep_conditioned":
+        from diffusers.utils.torch_utils import randn_tensor
+
         noise = randn_tensor(z.shape, generator=generator, device=z.device, dtype=z.dtype)
         z = (1 - decode_noise_scale) * z + decode_noise_scale * noise
         temb = torch.full((z.shape[0],), decode_timestep, device=z.device, dtype=vae.dtype)  # [B]
@@ -229,7 +236,7 @@ def _nearest(value: int, step: int, minimum: int) -> str:
     return " or ".join(str(c) for c in (below, below + step) if c >= minimum)
 
 
-def _vae_dir(path: Path) -> Path:
+def check_vae_dir(path: Path) -> Path:
     """The folder holding the VAE's ``config.json`` (``path/vae`` or ``path``), checked to be an LTX-Video VAE."""
     if not path.is_dir():
         raise ForesightError(f"LTX-Video VAE source {path}: no such directory (expected {_EXPECTED})")
@@ -248,7 +255,7 @@ def _vae_dir(path: Path) -> Path:
     return config.parent
 
 
-def _weight_files(vae_dir: Path) -> list[Path]:
+def vae_weight_files(vae_dir: Path) -> list[Path]:
     """The weight files diffusers loads: safetensors (shards and index included) when present, else ``.bin``."""
     files = sorted(p for p in vae_dir.iterdir() if _WEIGHT_FILE.fullmatch(p.name))
     safetensors = [p for p in files if ".safetensors" in p.name]

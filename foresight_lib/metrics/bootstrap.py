@@ -6,9 +6,9 @@ counts twice), and take the (1-level)/2 and (1+level)/2 percentiles of the resam
 
 A statistic is any function of a list of clip ids (with repeats):
 - bbox IoU: :func:`clip_mean` over the per-object IoUs and their clips;
-- mAP: ``lambda ids: coco_map(frames_of_clips(frames, ids))`` with :func:`bootstrap_cis` (both APs
-  from one COCOeval run per resample): ``coco_map`` numbers frames by position, so a duplicated
-  clip's frames are distinct images.
+- mAP: ``lambda ids: evaluation.map(frame_indices_of_clips(frames, ids))`` with :func:`bootstrap_cis`,
+  where ``evaluation = CocoEvaluation(frames)`` ran COCOeval's per-image matching once; a duplicated
+  clip's frames count as distinct images.
 """
 
 from __future__ import annotations
@@ -86,6 +86,17 @@ def clip_mean(values: np.ndarray, value_clip_ids: Sequence[str]) -> Statistic:
         return sum(sums.get(c, 0.0) for c in ids) / n
 
     return mean
+
+
+def frame_indices_of_clips(frames: Sequence[FrameBoxes], clip_ids: Sequence[str]) -> list[int]:
+    """Positions in ``frames`` of each clip's frames, clip by clip in ``clip_ids`` order (repeats repeated)."""
+    by_clip: dict[str, list[int]] = {}
+    for i, frame in enumerate(frames):
+        by_clip.setdefault(frame.clip_id, []).append(i)
+    unknown = set(clip_ids) - by_clip.keys()
+    if unknown:
+        raise ValueError(f"clips with no frame: {sorted(unknown)}")
+    return [i for c in clip_ids for i in by_clip[c]]
 
 
 def frames_of_clips(frames: Sequence[FrameBoxes], clip_ids: Sequence[str]) -> list[FrameBoxes]:

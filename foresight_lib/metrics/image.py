@@ -6,6 +6,7 @@ LPIPS runs offline only: its backbone (torchvision ImageNet weights) must alread
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
 import re
 import warnings
@@ -14,11 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import lpips
 import numpy as np
 import torch
 from scipy import ndimage
-from torchvision import models as tv_models
 
 from ..errors import ForesightError
 
@@ -30,10 +29,10 @@ SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 DATA_RANGE = 255.0
 
-_BACKBONE_WEIGHTS = {
-    "alex": tv_models.AlexNet_Weights.IMAGENET1K_V1,
-    "vgg": tv_models.VGG16_Weights.IMAGENET1K_V1,
-    "squeeze": tv_models.SqueezeNet1_1_Weights.IMAGENET1K_V1,
+BACKBONE_URLS = {  # torchvision's IMAGENET1K_V1 weights of each LPIPS backbone (tested against torchvision)
+    "alex": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+    "vgg": "https://download.pytorch.org/models/vgg16-397923af.pth",
+    "squeeze": "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
 }
 _SLICE_KEY = re.compile(r"slice\d+\.(\d+)\.(.+)")
 _CHUNK = 16  # frames per SSIM / LPIPS forward
@@ -79,9 +78,9 @@ def ssim(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> np.ndarr
 
 def lpips_backbone_path(net: LpipsNet = "alex") -> Path:
     """Where torchvision keeps (and LPIPS needs) the ImageNet backbone of ``net``: the torch hub checkpoint dir."""
-    if net not in _BACKBONE_WEIGHTS:
-        raise ValueError(f"LPIPS net must be one of {sorted(_BACKBONE_WEIGHTS)}, got {net!r}")
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(_BACKBONE_WEIGHTS[net].url).name
+    if net not in BACKBONE_URLS:
+        raise ValueError(f"LPIPS net must be one of {sorted(BACKBONE_URLS)}, got {net!r}")
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(BACKBONE_URLS[net]).name
 
 
 def lpips_available(net: LpipsNet = "alex") -> tuple[bool, str]:
@@ -91,7 +90,7 @@ def lpips_available(net: LpipsNet = "alex") -> tuple[bool, str]:
     if not backbone.is_file():
         return False, (
             f"LPIPS ({net}) unavailable: backbone weights {backbone} not found "
-            f"(torchvision's {backbone.name}, from {_BACKBONE_WEIGHTS[net].url}; copy it there, no download is tried)"
+            f"(torchvision's {backbone.name}, from {BACKBONE_URLS[net]}; copy it there, no download is tried)"
         )
     if not heads.is_file():
         return False, f"LPIPS ({net}) unavailable: linear heads {heads} missing from the lpips package"
@@ -114,6 +113,8 @@ class Lpips:
         self.backbone = lpips_backbone_path(net)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*(pretrained|weights).*", category=UserWarning)
+            import lpips  # imported here: it pulls in torchvision's model zoo (seconds), needed only for LPIPS
+
             model = lpips.LPIPS(pretrained=False, net=net, pnet_rand=True, verbose=False)
         model.lins.load_state_dict(_load(_heads_path(net), _heads_key, model.lins.state_dict()))
         model.net.load_state_dict(_load(self.backbone, _backbone_key, model.net.state_dict()))
@@ -171,7 +172,8 @@ def _gaussian_1d() -> np.ndarray:
 
 
 def _heads_path(net: LpipsNet) -> Path:
-    return Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
+    """The linear heads shipped inside the lpips wheel (located without importing lpips)."""
+    return Path(importlib.util.find_spec("lpips").origin).parent / "weights" / "v0.1" / f"{net}.pth"
 
 
 def _heads_key(key: str) -> str:

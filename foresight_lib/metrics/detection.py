@@ -1,0 +1,84 @@
+"""The one evaluation of detections against ground truth, shared by every probe and the decoded-video check.
+
+Given every frame's ground truth and *all* its detections (with scores):
+- ``bbox_iou``: per ground-truth object, the IoU with the prediction matched to it one-to-one (Hungarian on
+  IoU) among the detections scoring at least ``score_threshold``; an unmatched object counts 0; mean over
+  objects (:func:`~foresight_lib.metrics.boxes.bbox_iou`);
+- ``best_box_iou``: on frames with exactly one object, the IoU of the single highest-scoring detection;
+- ``map50_*`` / ``map_*``: COCO AP@0.5 and AP@[.5:.95] over all detections (pycocotools), class-agnostic
+  and class-aware;
+each with a 95% percentile bootstrap interval over clips (``*_ci``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from .bootstrap import bootstrap_ci, bootstrap_cis, clip_mean, frame_indices_of_clips
+from .boxes import FrameBoxes, bbox_iou
+from .coco import CocoEvaluation
+
+NAN_CI = (float("nan"), float("nan"))
+
+
+def asserted(frames: Sequence[FrameBoxes], score_threshold: float) -> list[FrameBoxes]:
+    """The frames with only the detections scoring at least ``score_threshold``."""
+    out = []
+    for f in frames:
+        keep = f.pred_scores >= score_threshold  # [M]
+        out.append(replace(f, pred_boxes=f.pred_boxes[keep], pred_scores=f.pred_scores[keep],
+                           pred_labels=None if f.pred_labels is None else f.pred_labels[keep]))
+    return out
+
+
+def _maps(frames: Sequence[FrameBoxes], class_aware: bool, n_resamples: int, seed: int) -> dict[str, Any]:
+    evaluations = {"class_agnostic": CocoEvaluation(frames, class_agnostic=True)}
+    if class_aware:
+        evaluations["class_aware"] = CocoEvaluation(frames, class_agnostic=False)
+
+    def values(indices: Sequence[int] | None) -> dict[str, float]:
+        out = {}
+        for flavour, evaluation in evaluations.items():
+            try:
+                result = evaluation.map(indices)
+            except ValueError:  # a resample without ground truth: AP undefined
+                result = {"map50": float("nan"), "map": float("nan")}
+            out |= {f"{name}_{flavour}": value for name, value in result.items()}
+        return out
+
+    point = values(None)
+    clips = list(dict.fromkeys(f.clip_id for f in frames))
+    intervals = (bootstrap_cis(clips, lambda ids: values(frame_indices_of_clips(frames, ids)), n_resamples, seed)
+                 if n_resamples else dict.fromkeys(point, NAN_CI))
+    return {**point, **{f"{name}_ci": intervals[name] for name in point}}
+
+
+def detection_metrics(frames: Sequence[FrameBoxes], score_threshold: float, n_resamples: int,
+                      n_resamples_map: int, seed: int) -> dict[str, Any]:
+    """bbox IoU, best-box IoU and mAP (both flavours) of ``frames`` (all detections), with 95% intervals.
+
+    Class-aware mAP is computed when every frame carries labels. Raises ValueError without any ground truth.
+    """
+    kept = asserted(frames, score_threshold)
+    iou, best = bbox_iou(kept), bbox_iou(frames)  # bbox IoU of asserted detections; best-box IoU of all
+    out: dict[str, Any] = {
+        "bbox_iou": iou.mean_iou,
+        "bbox_iou_ci": bootstrap_ci(np.unique(iou.object_clip_ids), clip_mean(iou.object_ious, iou.object_clip_ids),
+                                    n_resamples, seed),
+        "best_box_iou": best.best_box_iou,
+        "best_box_iou_ci": (bootstrap_ci(np.unique(best.best_box_clip_ids),
+                                         clip_mean(best.best_box_ious, best.best_box_clip_ids), n_resamples, seed)
+                            if len(best.best_box_ious) else NAN_CI),
+    }
+    class_aware = all(f.gt_labels is not None and f.pred_labels is not None for f in frames)
+    out |= _maps(frames, class_aware, n_resamples_map, seed)
+    out |= {
+        "n_frames": len(frames), "n_objects": len(iou.object_ious), "n_single_object_frames": len(best.best_box_ious),
+        "detections_per_frame": float(np.mean([len(f.pred_boxes) for f in frames])),
+        "asserted_per_frame": float(np.mean([len(f.pred_boxes) for f in kept])),
+    }
+    return out

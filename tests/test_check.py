@@ -1,0 +1,37 @@
+"""The dry check lists what a real run would miss, without loading anything."""
+
+import json
+
+import yaml
+
+from foresight_lib.check import main
+from foresight_lib.extract.qwen import build_tiny_model
+
+
+def test_the_real_profile_is_valid_and_its_missing_pieces_are_listed(capsys):
+    assert main(["profiles/real.yaml"]) == 1
+    out = capsys.readouterr().out
+    assert "ok       profiles/real.yaml: valid params" in out
+    for what in ("data.video_dir", "data.annotations", "model.source", "points.dinov2_l12.source", "ltx.source"):
+        assert f"MISSING  {what}" in out, what
+
+
+def test_present_pieces_are_ok_and_invalid_params_stop(tmp_path, capsys):
+    ckpt = tmp_path / "qwen"
+    build_tiny_model(0).save_pretrained(ckpt)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (tmp_path / "ann.json").write_text(json.dumps({}))
+    params = yaml.safe_load(open("profiles/real.yaml"))
+    params["data"] |= {"video_dir": str(videos), "annotations": str(tmp_path / "ann.json")}
+    params["model"]["source"] = str(ckpt)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    main([str(tmp_path / "p.yaml")])
+    out = capsys.readouterr().out
+    assert f"ok       model.source: {ckpt} (Qwen2.5-VL, 1 safetensors files)" in out
+    assert "ok       data.video_dir" in out and "MISSING  ltx.source" in out
+    params["points"]["vit_l7"]["layer"] = "seven"
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    assert main([str(tmp_path / "p.yaml")]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("invalid") and "points.vit_l7.layer" in out

@@ -1,0 +1,351 @@
+"""Probes on stored grids: end to end on the synthetic benchmark, box decoding at every stride, DETR matching,
+determinism, streaming within a memory budget, and one clear error per bad input.
+
+Two benchmarks are built once: 40 clips at 224x448 with the ``pixels`` and tiny-Qwen ``vit_embed`` stores
+(stride 14), and 6 clips with the tiny-Qwen ``merger`` store (stride 28) for the cheap tests.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import zarr
+from helpers import small_params
+
+from foresight_lib.cli import run
+from foresight_lib.data.frames import write_frames
+from foresight_lib.errors import ForesightError
+from foresight_lib.extract.points import make_extractor
+from foresight_lib.extract.writer import write_point
+from foresight_lib.features import FeatureStore, open_features
+from foresight_lib.params import ExtractParams, MergerPoint, ModelParams, PixelsPoint, ProbeParams, VitEmbedPoint
+from foresight_lib.probes.data import ProbeData, load_ground_truth
+from foresight_lib.probes.detector import ProbeDetector
+from foresight_lib.probes.detr import DetrProbe, hungarian_match
+from foresight_lib.probes.evaluate import PREDICTION_COLUMNS, mean_loss, predict, spatial_metrics
+from foresight_lib.probes.grid import assign_cells
+from foresight_lib.probes.heads import make_probe
+from foresight_lib.probes.run import run_probes
+from foresight_lib.probes.train import fit, seeded, spatial_losses
+
+HEIGHT, WIDTH = 224, 448
+CHEAP = {"epochs": 2, "temporal_epochs": 5, "bootstrap": 20}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small probe heads run fastest on one thread (two threads on two busy cores can be 5x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _extract(root: Path, name: str, point, height: int = HEIGHT, width: int = WIDTH) -> Path:
+    extractor = make_extractor(name, point, ModelParams(), ExtractParams(), height, width, 9)
+    write_point(extractor, root / "frames.zarr", root / f"{name}.zarr", None, "image", progress=False)
+    return root / f"{name}.zarr"
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    """40 synthetic clips (24 train, 8 val, 8 test) with ``pixels.zarr`` and ``vit_embed.zarr`` (stride 14)."""
+    root = tmp_path_factory.mktemp("bench")
+    write_frames(small_params(data={"synthetic": {"n_clips": 40}}).data, root, progress=False)
+    _extract(root, "pixels", PixelsPoint(kind="pixels", patch=14))
+    _extract(root, "vit_embed", VitEmbedPoint(kind="vit_embed"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """6 synthetic clips (4 train, 1 val, 1 test) with the tiny-Qwen ``merger.zarr`` (stride 28, 8x16 grid)."""
+    root = tmp_path_factory.mktemp("tiny")
+    write_frames(small_params().data, root, progress=False)
+    _extract(root, "merger", MergerPoint(kind="merger"))
+    return root
+
+
+def probe_params(**overrides) -> ProbeParams:
+    return ProbeParams(**{**CHEAP, **overrides})
+
+
+@pytest.fixture(scope="module")
+def space_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("space")
+
+
+@pytest.fixture(scope="module")
+def space_runs(bench, space_dir) -> dict[str, dict]:
+    """run_probes with the best default head (dense), trained 12 epochs, on both stride-14 points."""
+    out = space_dir
+    params = ProbeParams(heads=["dense"], epochs=12, bootstrap=200)
+    return {point: run_probes(bench / f"{point}.zarr", bench, params, None, out / point / "live",
+                              out / point / "predictions.parquet", out / point / "heads")
+            for point in ("pixels", "vit_embed")}
+
+
+# ------------------------------------------------------------------------------------------- end to end
+@pytest.mark.parametrize("point, min_iou, min_map50", [("pixels", 0.35, 0.15), ("vit_embed", 0.4, 0.25)])
+def test_the_pipeline_sees_space_and_the_shuffled_control_does_not(space_runs, point, min_iou, min_map50):
+    m = space_runs[point]
+    dense, shuffled = m["dense"], m["shuffled"]["dense"]
+    assert dense["bbox_iou"] > min_iou and dense["map50_class_agnostic"] > min_map50, dense
+    assert dense["bbox_iou_ci"][0] <= dense["bbox_iou"] <= dense["bbox_iou_ci"][1]
+    assert shuffled["bbox_iou"] < 0.05 and shuffled["map50_class_agnostic"] < 0.05, shuffled
+    assert m["point"]["stride"] == 14 and m["point"]["grid"] == [9, 16, 32]
+
+
+def test_the_saved_pixels_probe_is_a_detector_that_reproduces_its_test_predictions(space_runs, space_dir, bench):
+    """The decoded-video evaluation reuses the pixel-control probe as a detector: on the original test frames it
+    must give exactly the probe stage's own test predictions."""
+    heads = space_dir / "pixels" / "heads"
+    detector = ProbeDetector(heads, "dense")
+    stored = pd.read_parquet(heads.parent / "predictions.parquet")
+    stored = stored[stored["head"] == "dense"]
+    frames = zarr.open_array(bench / "frames.zarr", mode="r")
+    clip = int(stored["clip"].iloc[0])
+    found = detector(np.asarray(frames[clip]))  # [F] detections
+    for f, (boxes, scores, labels) in enumerate(found):
+        mine = stored[(stored["clip"] == clip) & (stored["frame"] == f)]
+        np.testing.assert_allclose(boxes, mine[["x", "y", "w", "h"]].to_numpy(), rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(scores, mine["score"].to_numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(labels, mine["label"].to_numpy())  # category ids
+    assert sum(len(boxes) for boxes, _, _ in found) > 0
+    with pytest.raises(ForesightError, match="no saved 'detr' probe"):
+        ProbeDetector(heads, "detr")
+    with pytest.raises(ForesightError, match="must be a pixels-point probe"):
+        ProbeDetector(space_dir / "vit_embed" / "heads", "dense")
+
+
+def test_direction_is_read_from_pixels_and_lost_when_shuffled(space_runs):
+    direction = space_runs["pixels"]["temporal"]["direction"]
+    shuffled = space_runs["pixels"]["shuffled"]["temporal"]["direction"]
+    assert direction["accuracy"] >= direction["chance"] + 0.25, direction
+    assert shuffled["accuracy"] <= direction["accuracy"] - 0.25, shuffled
+    assert shuffled["val_loss"] > direction["val_loss"]  # the shuffled head cannot fit validation at all
+    order = space_runs["pixels"]["temporal"]["order"]
+    assert order["chance"] == 0.5 and order["n_test"] == 8 * ProbeParams().order_pairs  # balanced pairs
+
+
+# --------------------------------------------------------------------------------------------- decoding
+def _oracle_outputs(boxes: torch.Tensor, labels: torch.Tensor, gh: int, gw: int, stride: int, n_classes: int) -> dict:
+    """Raw grid-head outputs that say exactly the encoded targets (objectness +-20, one-hot class logits)."""
+    positive, distances, classes = assign_cells([boxes], [labels], gh, gw, stride)
+    logits = torch.where(classes[..., None] == torch.arange(n_classes), 20.0, -20.0)  # [1, gh, gw, K]
+    return {"objectness": torch.where(positive, 20.0, -20.0), "distances": distances, "classes": logits}
+
+
+@pytest.mark.parametrize("head", ["linear", "mlp", "dense"])
+@pytest.mark.parametrize("stride", [14, 16, 28, 32])
+def test_grid_heads_recover_the_boxes_at_the_stride_they_are_given(head, stride):
+    gh, gw = HEIGHT // stride, WIDTH // stride
+    boxes = torch.tensor([[20.0, 30.0, 90.0, 60.0], [200.5, 100.0, 60.0, 110.0], [330.0, 10.0, 100.0, 70.0],
+                          [150.0, 180.0, 9.0, 6.0]])  # xywh px; the last is smaller than a cell
+    labels = torch.tensor([0, 3, 1, 2])
+    probe = make_probe(head, 8, 4, ProbeParams())
+    decoded = probe.decode(_oracle_outputs(boxes, labels, gh, gw, stride, 4), stride)[0]
+    order, truth = np.argsort(decoded.boxes[:, 0]), np.argsort(boxes[:, 0].numpy())
+    np.testing.assert_allclose(decoded.boxes[order], boxes.numpy()[truth], atol=1e-3)
+    np.testing.assert_array_equal(decoded.labels[order], labels.numpy()[truth])
+    wrong = probe.decode(_oracle_outputs(boxes, labels, gh, gw, stride, 4), stride * 2)[0]
+    assert not np.allclose(np.sort(wrong.boxes, axis=0), np.sort(boxes.numpy(), axis=0), atol=1.0)
+
+
+def test_a_cell_inside_two_boxes_belongs_to_the_smaller():
+    big, small = [0.0, 0.0, 140.0, 140.0], [28.0, 28.0, 28.0, 28.0]
+    positive, distances, classes = assign_cells([torch.tensor([big, small])], [torch.tensor([0, 1])], 10, 10, 14)
+    assert classes[0, 2, 2] == 1 and classes[0, 0, 0] == 0 and positive.sum() == 100
+    np.testing.assert_allclose(distances[0, 2, 2].numpy(), [0.5, 0.5, 1.5, 1.5])  # (l, t, r, b) in strides
+
+
+# ------------------------------------------------------------------------------------------------- detr
+def test_hungarian_matching_takes_the_cheapest_assignment_not_the_greedy_one():
+    cost = torch.tensor([[0.0, 1.0], [0.0, 10.0], [5.0, 5.0]])  # greedy: q0->b0, then q2->b1 (6); best: q1->b0, q0->b1 (1)
+    queries, boxes = hungarian_match(cost)
+    assert queries.tolist() == [1, 0] and boxes.tolist() == [0, 1]
+
+
+def test_detr_matching_cost_pairs_each_box_with_the_query_that_predicts_it():
+    gt = torch.tensor([[0.25, 0.25, 0.2, 0.2], [0.75, 0.6, 0.3, 0.4]])  # cxcywh fractions
+    boxes = torch.tensor([[0.5, 0.5, 0.9, 0.9], [0.74, 0.61, 0.3, 0.38], [0.26, 0.24, 0.2, 0.22]])
+    logits = torch.tensor([[0.0, 0.0, 3.0], [0.0, 3.0, 0.0], [3.0, 0.0, 0.0]])  # 2 classes + no-object
+    queries, matched = hungarian_match(DetrProbe.match_cost(logits, boxes, gt, torch.tensor([0, 1])))
+    assert queries.tolist() == [2, 1] and matched.tolist() == [0, 1]
+
+
+def test_detr_loss_falls_on_a_tiny_overfit_set(tiny):
+    params = probe_params(batch_size=4)
+    data = ProbeData(open_features(tiny / "merger.zarr"), load_ground_truth(tiny), params)
+    batch = next(data.batches("train", shuffled=False))
+    targets = data.box_targets(batch)
+    with seeded(0):
+        probe = make_probe("detr", data.channels, 4, params)
+        optimiser = torch.optim.AdamW(probe.parameters(), lr=3e-3)
+        losses = []
+        for _ in range(60):
+            loss = probe.loss(probe(batch.grids), targets)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses[::10]
+
+
+# ------------------------------------------------------------------------------ outputs, every head, determinism
+def test_every_head_runs_and_writes_metrics_predictions_and_curves(tiny, tmp_path):
+    params = probe_params(heads=["linear", "mlp", "dense", "detr"], epochs=1, bootstrap_map=2)
+    out, live, preds = tmp_path / "m.json", tmp_path / "live", tmp_path / "p.parquet"
+    metrics = run_probes(tiny / "merger.zarr", tiny, params, out, live, preds)
+    assert json.loads(out.read_text()) == metrics  # valid JSON (NaN written as null)
+    assert metrics["point"]["stride"] == 28 and metrics["point"]["grid"] == [9, 8, 16]
+    for section in (metrics, metrics["shuffled"]):
+        for head in params.heads:
+            m = section[head]
+            for key in ("bbox_iou", "best_box_iou", "map50_class_agnostic", "map_class_agnostic",
+                        "map50_class_aware", "map_class_aware"):
+                assert len(m[f"{key}_ci"]) == 2 and (m[key] is None or 0.0 <= m[key] <= 1.0), (head, key, m)
+        for task in ("direction", "order"):
+            assert {"accuracy", "chance", "uniform_chance", "accuracy_ci"} <= section["temporal"][task].keys()
+    table = pd.read_parquet(preds)
+    assert list(table.columns) == list(PREDICTION_COLUMNS)
+    assert set(table["head"]) <= {*params.heads, *(f"shuffled/{h}" for h in params.heads)}
+    assert (table["x"] >= 0).all() and (table["x"] + table["w"] <= WIDTH + 1e-6).all()
+    assert (table["y"] >= 0).all() and (table["y"] + table["h"] <= HEIGHT + 1e-6).all()
+    assert set(table["label"]) <= {1, 2, 3, 4} and (table["score"] >= params.min_score).all()
+    assert (live / "dense" / "metrics.json").is_file()
+    assert (live / "shuffled" / "temporal" / "order" / "metrics.json").is_file()
+
+
+def test_the_same_params_give_the_same_numbers(tiny, tmp_path):
+    params = probe_params(heads=["linear", "dense"])
+    first, second = (run_probes(tiny / "merger.zarr", tiny, params, None, tmp_path / f"live{i}", tmp_path / f"p{i}.parquet")
+                     for i in range(2))
+    assert first == second  # timings go to <live>/seconds.json, not into the metrics
+    assert (tmp_path / "live0" / "seconds.json").is_file()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "p0.parquet"), pd.read_parquet(tmp_path / "p1.parquet"))
+
+
+# -------------------------------------------------------------------------------------------- streaming
+@dataclass
+class CountingStore(FeatureStore):
+    """A feature store that records how many clips each read asks for."""
+
+    reads: list[int] | None = None
+
+    def read(self, clips):
+        self.reads.append(len(np.atleast_1d(np.asarray(clips))))
+        return super().read(clips)
+
+
+def _train_linear(store: FeatureStore, root: Path, params: ProbeParams, live: Path) -> tuple[ProbeData, dict]:
+    data = ProbeData(store, load_ground_truth(root), params)
+    with seeded(params.seed):
+        probe = make_probe("linear", data.channels, 4, params)
+        fit(probe, params, params.epochs, spatial_losses(probe, data, False),
+            lambda: {"loss": mean_loss(probe, data, "val", False)}, live, "linear")
+    return data, spatial_metrics(data, predict(probe, data, "test", False), params)
+
+
+def test_a_store_larger_than_the_budget_is_streamed_in_blocks_with_the_same_result(tiny, tmp_path):
+    path = tiny / "merger.zarr"
+    cached = CountingStore(path, open_features(path).array, reads=[])
+    streamed = CountingStore(path, open_features(path).array, reads=[])
+    _, whole = _train_linear(cached, tiny, probe_params(block_clips=2), tmp_path / "a")
+    data, blocks = _train_linear(streamed, tiny, probe_params(block_clips=2, max_clips_in_memory=2), tmp_path / "b")
+    assert sum(cached.reads) == 6  # the store fits: every clip read once
+    assert max(streamed.reads) <= 2 and data.cache_clips == 0  # never more than the budget held
+    epochs = 2
+    # statistics pass + per epoch (train, val) + test prediction, over 4 train, 1 val, 1 test clips
+    assert sum(streamed.reads) == 4 + epochs * (4 + 1) + 1
+    assert json.dumps(whole, sort_keys=True) == json.dumps(blocks, sort_keys=True)  # NaN-safe equality
+
+
+# ------------------------------------------------------------------------------------------ bad inputs
+def _copy_store(src: Path, dst: Path, **attrs) -> Path:
+    shutil.copytree(src, dst)
+    if attrs:
+        zarr.open_array(dst, mode="r+").attrs.update(attrs)
+    return dst
+
+
+def test_a_store_of_another_clip_count_is_refused(tiny, bench):
+    with pytest.raises(ForesightError, match=r"6 clips but the annotations describe 40"):
+        ProbeData(open_features(tiny / "merger.zarr"), load_ground_truth(bench), ProbeParams())
+
+
+def test_a_store_of_another_geometry_is_refused(tiny, tmp_path):
+    store = _copy_store(tiny / "merger.zarr", tmp_path / "merger.zarr", height=448, width=448)
+    with pytest.raises(ForesightError, match=r"448x448 frames but the annotations are for 224x448"):
+        ProbeData(open_features(store), load_ground_truth(tiny), ProbeParams())
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_non_finite_features_name_the_clip(tiny, tmp_path, split):
+    store = _copy_store(tiny / "merger.zarr", tmp_path / "merger.zarr")
+    clips = pd.read_parquet(tiny / "clips.parquet")
+    clip = int(clips.loc[clips["split"] == split, "clip"].iloc[0])
+    array = zarr.open_array(store, mode="r+")
+    array[clip, 3, 2, 5, 0] = np.nan
+    with pytest.raises(ForesightError, match=rf"non-finite features \(NaN or inf\) in clip\(s\) \[{clip}\]"):
+        data = ProbeData(open_features(store), load_ground_truth(tiny), ProbeParams())
+        list(data.batches(split, shuffled=False))
+
+
+def _tables_copy(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    (dst / "frames.zarr").symlink_to(src / "frames.zarr")
+    shutil.copy(src / "annotations.parquet", dst / "annotations.parquet")
+    shutil.copy(src / "clips.parquet", dst / "clips.parquet")
+    return dst
+
+
+def test_an_empty_split_is_refused(tiny, tmp_path):
+    root = _tables_copy(tiny, tmp_path / "data")
+    clips = pd.read_parquet(root / "clips.parquet")
+    clips.loc[clips["split"] == "val", "split"] = "train"
+    clips.to_parquet(root / "clips.parquet")
+    with pytest.raises(ForesightError, match=r"the 'val' split has no clips"):
+        ProbeData(open_features(tiny / "merger.zarr"), load_ground_truth(root), ProbeParams())
+
+
+def test_a_split_without_objects_is_refused(tiny, tmp_path):
+    root = _tables_copy(tiny, tmp_path / "data")
+    clips = pd.read_parquet(root / "clips.parquet")
+    ann = pd.read_parquet(root / "annotations.parquet")
+    ann[~ann["clip"].isin(clips.loc[clips["split"] == "test", "clip"])].to_parquet(root / "annotations.parquet")
+    with pytest.raises(ForesightError, match=r"the 'test' split has no annotated object"):
+        ProbeData(open_features(tiny / "merger.zarr"), load_ground_truth(root), ProbeParams())
+
+
+def test_bad_probe_params_name_the_key():
+    with pytest.raises(ValueError, match="block_clips"):
+        ProbeParams(block_clips=10, max_clips_in_memory=4)
+    with pytest.raises(ValueError, match="heads must not repeat"):
+        ProbeParams(heads=["dense", "dense"])
+
+
+# ------------------------------------------------------------------------------------------------ stage
+def test_the_stage_writes_its_outputs_and_refuses_a_mismatched_point(tiny, tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text(json.dumps({"data": {"height": HEIGHT, "width": WIDTH}, "points": {"merger": {"kind": "merger"},
+                                  "vit_embed": {"kind": "vit_embed"}}, "probe": {**CHEAP, "heads": ["linear"]}}))
+    stage = runpy.run_path("stages/probe.py", run_name="stage")
+    args = ["--params", str(params), "--features", str(tiny / "merger.zarr"), "--frames-dir", str(tiny),
+            "--out", str(tmp_path / "m.json"), "--live", str(tmp_path / "live"),
+            "--predictions", str(tmp_path / "p.parquet")]
+    run(stage["main"], ["--point", "merger", *args])
+    assert json.loads((tmp_path / "m.json").read_text())["linear"]["n_frames"] == 9
+    assert (tmp_path / "p.parquet").is_file()
+    with pytest.raises(SystemExit) as exit_:
+        run(stage["main"], ["--point", "vit_embed", *args])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "holds point 'merger', not 'vit_embed'" in err

@@ -1,0 +1,99 @@
+"""The DVC workflow users live in, end to end on a small profile in a temporary git repository.
+
+`dvc repro` from scratch; a second `dvc repro` runs nothing; changing one point's layer reruns only that
+point's chain and the report; `dvc metrics diff` prints one row per point and metric; `dvc exp run -S`
+on a probe parameter reruns probes but no extraction, and `dvc exp show` lists the experiment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = Path(__file__).with_name("profiles") / "small.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+def _run(repo: Path, *cmd: str) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    res = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=env)
+    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res.stdout + res.stderr
+
+
+def _ran(output: str) -> set[str]:
+    """The stages `dvc repro` / `dvc exp run` actually ran."""
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+REPLACED = {("points",), ("adapter", "single"), ("adapter", "dual_stream")}  # taken whole from the profile
+
+
+def overlay(base: dict, profile: dict, path: tuple[str, ...] = ()) -> dict:
+    """``params.yaml`` with the profile's values (DVC needs every declared key present, so start from the full file)."""
+    out = dict(base)
+    for key, value in profile.items():
+        here = (*path, key)
+        out[key] = overlay(base.get(key, {}), value, here) if isinstance(value, dict) and here not in REPLACED else value
+    return out
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("workflow")
+    for item in ("dvc.yaml", "stages", "foresight_lib"):
+        src = ROOT / item
+        (shutil.copytree(src, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
+         if src.is_dir() else shutil.copy(src, repo / item))
+    params = overlay(yaml.safe_load((ROOT / "params.yaml").read_text()), yaml.safe_load(PROFILE.read_text()))
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(repo, "git", "init", "-q")
+    _run(repo, "git", "config", "user.email", "test@foresight")
+    _run(repo, "git", "config", "user.name", "foresight test")
+    _run(repo, "dvc", "init", "-q")
+    _run(repo, "dvc", "config", "core.analytics", "false")
+    _run(repo, "dvc", "config", "core.check_update", "false")
+    _run(repo, "git", "add", "-A")
+    _run(repo, "git", "commit", "-qm", "pipeline")  # dvclive (3.49) fails in a repository without commits
+    return repo
+
+
+def test_the_dvc_workflow(repo: Path) -> None:
+    stages = set(_run(repo, "dvc", "stage", "list", "--name-only").split())
+    first = _ran(_run(repo, "dvc", "repro"))
+    assert first == stages and {"frames", "extract@vit_l7", "probe@vit_l7", "report"} <= first
+    assert (repo / "reports" / "phase1.md").is_file()
+    _run(repo, "git", "add", "-A")
+    _run(repo, "git", "commit", "-qm", "baseline")
+
+    assert _ran(_run(repo, "dvc", "repro")) == set(), "a second repro must run nothing"
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["points"]["vit_l7"]["layer"] = 3
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _ran(_run(repo, "dvc", "repro")) == {"extract@vit_l7", "probe@vit_l7", "report"}
+
+    diff = json.loads(_run(repo, "dvc", "metrics", "diff", "--targets", "metrics/summary.json", "--json"))
+    rows = diff["metrics/summary.json"]
+    assert "vit_l7.linear.bbox_iou" in rows or "vit_l7.extract.frames_per_second" in rows
+    assert all(key.split(".")[0] == "vit_l7" for key in rows), "only the changed point's rows differ"
+    table = _run(repo, "dvc", "metrics", "diff", "--targets", "metrics/summary.json", "--all")
+    for point in ("pixels", "vit_embed", "vit_l7", "merger"):
+        assert re.search(rf"^\S*summary.json\s+{point}\.linear\.bbox_iou\s", table, re.M), table
+    _run(repo, "git", "add", "-A")
+    _run(repo, "git", "commit", "-qm", "vit_l7 -> layer 3")
+
+    ran = _ran(_run(repo, "dvc", "exp", "run", "-n", "more-epochs", "-S", "probe.epochs=2"))
+    assert {f"probe@{p}" for p in ("pixels", "vit_embed", "vit_l7", "merger")} <= ran and "report" in ran
+    assert not any(s.startswith(("extract@", "frames", "latents")) for s in ran), ran
+    assert "more-epochs" in _run(repo, "dvc", "exp", "show", "--csv")
