@@ -5,7 +5,8 @@ from pathlib import Path
 from foresight_lib.adapters.models import adapter_spec
 from foresight_lib.adapters.train import PixelTerm, open_data, save_adapter, train_adapter, write_predictions
 from foresight_lib.cli import run, stage_parser
-from foresight_lib.ltx.latents import check_same_vae, resolve_device, resolve_dtype, split_clips
+from foresight_lib.device import resolve_device, resolve_dtype
+from foresight_lib.ltx.latents import check_same_vae, split_clips
 from foresight_lib.ltx.vae import load_vae
 from foresight_lib.params import load_params
 from foresight_lib.store import open_complete, write_json_atomic

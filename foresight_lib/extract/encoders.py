@@ -40,10 +40,11 @@ from transformers import (
 )
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
 
+from ..device import resolve_device, resolve_dtype
 from ..errors import ForesightError
 from ..params import EncoderPoint
 from .order import CLIP_NORMALIZATION, Normalization, normalize
-from .qwen import SHA256_SCOPE, _device, _dtype, checkpoint_sha256
+from .qwen import SHA256_SCOPE, checkpoint_sha256, read_json, read_normalization
 from .writer import PointExtractor
 
 Family = Literal["dinov2", "owlvit", "owlv2", "siglip"]
@@ -158,13 +159,6 @@ def build_tiny_encoder(family: Family, seed: int) -> PreTrainedModel:
     return model.eval()
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ForesightError(f"{path}: unreadable JSON: {exc}") from None
-
-
 def checkpoint_class(path: Path, family: Family) -> type[PreTrainedModel]:
     """The class that loads the vision encoder of checkpoint ``path`` (config checked, weights unread)."""
     spec = _FAMILIES[family]
@@ -174,7 +168,7 @@ def checkpoint_class(path: Path, family: Family) -> type[PreTrainedModel]:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ForesightError(f"encoder source: {path} has no config.json, so it is not a transformers checkpoint ({expected})")
-    config = _read_json(config_file)
+    config = read_json(config_file)
     found = config.get("model_type")
     if found not in spec.classes:
         raise ForesightError(
@@ -182,19 +176,6 @@ def checkpoint_class(path: Path, family: Family) -> type[PreTrainedModel]:
             f"but family {family!r} needs {expected}"
         )
     return spec.classes[found]
-
-
-def read_normalization(path: Path, default: Normalization) -> Normalization:
-    """Mean/std/rescale factor from the checkpoint's ``preprocessor_config.json``, ``default`` where absent."""
-    file = path / "preprocessor_config.json"
-    if not file.is_file():
-        return default
-    config = _read_json(file)
-    return Normalization(
-        mean=tuple(config.get("image_mean", default.mean)),
-        std=tuple(config.get("image_std", default.std)),
-        rescale_factor=config.get("rescale_factor", default.rescale_factor),
-    )
 
 
 def load_encoder(point: EncoderPoint, dtype: str = "auto", device: str = "auto") -> LoadedEncoder:
@@ -206,8 +187,8 @@ def load_encoder(point: EncoderPoint, dtype: str = "auto", device: str = "auto")
     """
     family: Family = point.family
     spec = _FAMILIES[family]
-    torch_device = _device(device)
-    torch_dtype = _dtype(dtype, torch_device)
+    torch_device = resolve_device(device, "model.device")
+    torch_dtype = resolve_dtype(dtype, torch_device)
     if point.source == "tiny":
         model = build_tiny_encoder(family, point.seed).to(device=torch_device, dtype=torch_dtype)
         norm = spec.norm

@@ -35,6 +35,7 @@ from torch import nn
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 from transformers.utils import is_flash_attn_2_available
 
+from ..device import resolve_device, resolve_dtype
 from ..errors import ForesightError
 from ..params import LlmPoint, MergerPoint, ModelParams, PointParams, VitBlockPoint, VitEmbedPoint
 from .order import (
@@ -131,20 +132,6 @@ def build_tiny_model(seed: int, attn_implementation: str = "sdpa") -> Qwen2_5_VL
     return model.eval()
 
 
-def _device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ForesightError("model.device: 'cuda' requested but no CUDA device is available (use 'auto' or 'cpu')")
-    return torch.device(requested)
-
-
-def _dtype(requested: str, device: torch.device) -> torch.dtype:
-    if requested == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, requested)
-
-
 def _attn_implementation(requested: str, device: torch.device) -> tuple[str, list[str]]:
     """The attention implementation to use, and warnings about a fallback."""
     if requested == "flash_attention_2" and not (device.type == "cuda" and is_flash_attn_2_available()):
@@ -153,7 +140,8 @@ def _attn_implementation(requested: str, device: torch.device) -> tuple[str, lis
     return requested, []
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A checkpoint's JSON file; unreadable or invalid stops with a :class:`ForesightError` naming it."""
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -167,7 +155,7 @@ def check_checkpoint_dir(path: Path) -> None:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ForesightError(f"model.source: {path} has no config.json, so it is not a transformers checkpoint")
-    config = _read_json(config_file)
+    config = read_json(config_file)
     if config.get("model_type") != MODEL_TYPE:
         raise ForesightError(
             f"model.source: {config_file} declares model_type {config.get('model_type')!r} "
@@ -191,16 +179,16 @@ def checkpoint_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_normalization(path: Path) -> Normalization:
-    """Mean/std/rescale factor from the checkpoint's ``preprocessor_config.json``, CLIP defaults where absent."""
+def read_normalization(path: Path, default: Normalization = CLIP_NORMALIZATION) -> Normalization:
+    """Mean/std/rescale factor from the checkpoint's ``preprocessor_config.json``, ``default`` where absent."""
     file = path / "preprocessor_config.json"
     if not file.is_file():
-        return CLIP_NORMALIZATION
-    config = _read_json(file)
+        return default
+    config = read_json(file)
     return Normalization(
-        mean=tuple(config.get("image_mean", CLIP_NORMALIZATION.mean)),
-        std=tuple(config.get("image_std", CLIP_NORMALIZATION.std)),
-        rescale_factor=config.get("rescale_factor", CLIP_NORMALIZATION.rescale_factor),
+        mean=tuple(config.get("image_mean", default.mean)),
+        std=tuple(config.get("image_std", default.std)),
+        rescale_factor=config.get("rescale_factor", default.rescale_factor),
     )
 
 
@@ -210,8 +198,8 @@ def load_model(params: ModelParams, random_weights: bool = False) -> LoadedModel
     ``random_weights``: the checkpoint's architecture (its config.json) with a seeded random initialisation
     (``model.seed``) instead of its weights: the control that tells learned structure from architecture.
     """
-    device = _device(params.device)
-    dtype = _dtype(params.dtype, device)
+    device = resolve_device(params.device, "model.device")
+    dtype = resolve_dtype(params.dtype, device)
     attn, notes = _attn_implementation(params.attn_implementation, device)
     if params.source != "tiny" and random_weights:
         path = Path(params.source)

@@ -24,6 +24,7 @@ import torch
 import zarr
 from tqdm import tqdm
 
+from ..device import resolve_device, resolve_dtype
 from ..errors import ForesightError
 from ..extract.writer import frames_identity
 from ..params import LtxParams
@@ -32,22 +33,6 @@ from . import vae as V
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKLLTXVideo
-
-
-def resolve_device(requested: str, key: str) -> torch.device:
-    """``auto``: CUDA when available, else CPU; ``cuda`` without a GPU is an error naming ``key``."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ForesightError(f"{key}: 'cuda' requested but no CUDA device is available (use 'auto' or 'cpu')")
-    return torch.device(requested)
-
-
-def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
-    """``auto``: bfloat16 on GPU, float32 on CPU."""
-    if requested == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, requested)
 
 
 def load_ltx_vae(ltx: LtxParams) -> tuple[AutoencoderKLLTXVideo, dict[str, Any]]:
