@@ -4,7 +4,7 @@ import pytest
 
 from foresight_lib.params import parse_params
 from foresight_lib.report.decision import decide
-from foresight_lib.report.summary import point_order
+from foresight_lib.report.summary import adapter_summary, point_order
 
 POINTS = parse_params({"points": {
     "llm_l27": {"kind": "llm", "layer": 27},
@@ -80,3 +80,27 @@ def test_thresholds_come_from_params():
     strict = parse_params({"decision": {"go_iou": 0.5}}).decision
     d = decide(summary(head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4)), POINTS, strict, {}, ["linear"])
     assert d["decision"] == "INVESTIGATE"
+
+
+def _recon(lpips, overall):
+    phase2 = {"spatial_iou": {"value": 0.55}, "lpips": {"value": lpips}, "parameters": {"value": 1_000},
+              "overall": overall}
+    adapter = {"detection": {"map50_class_agnostic": 0.3}, "psnr": {"mean": 24.0}, "ssim": {"mean": 0.7}}
+    return {"adapter": adapter, "phase2": phase2}
+
+
+def test_adapter_rows_of_the_summary_leave_out_what_was_not_measured():
+    assert adapter_summary(_recon(0.25, "acceptable")) == {
+        "spatial_iou": 0.55, "map50_class_agnostic": 0.3, "lpips": 0.25, "psnr": 24.0, "ssim": 0.7,
+        "parameters": 1_000, "phase2_level": 2}
+    unavailable = adapter_summary(_recon(None, "unknown"))
+    assert "lpips" not in unavailable and "phase2_level" not in unavailable and unavailable["psnr"] == 24.0
+    assert adapter_summary(_recon(0.5, "fail"))["phase2_level"] == 0
+
+
+def test_investigate_on_the_patch_embedding_says_there_is_nothing_earlier():
+    s = summary(head(0.1, 0.05, 0.15, 0.0, 0.0, 0.1))
+    s["vit_embed"] = {"linear": head(0.3, 0.22, 0.38, 0.1, 0.0, 0.2)}
+    d = decide(s, POINTS, DECISION, {}, ["linear"])
+    assert d["decision"] == "INVESTIGATE" and d["best_pre_merge"]["point"] == "vit_embed"
+    assert "none: `vit_embed`, the patch embedding, is the earliest point" in d["branch"]

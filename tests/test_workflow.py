@@ -72,7 +72,10 @@ def test_the_dvc_workflow(repo: Path) -> None:
     stages = set(_run(repo, "dvc", "stage", "list", "--name-only").split())
     first = _ran(_run(repo, "dvc", "repro"))
     assert first == stages and {"frames", "extract@vit_l7", "probe@vit_l7", "report"} <= first
-    assert (repo / "reports" / "phase1.md").is_file()
+    assert "## Decision: **" in (repo / "reports" / "phase1.md").read_text()
+    summary = json.loads((repo / "metrics" / "summary.json").read_text())
+    assert set(summary) == {"pixels", "vit_embed", "vit_l7", "merger", "adapter:dual", "adapter:single_vit_embed"}
+    assert {"spatial_iou", "psnr", "ssim", "parameters"} <= set(summary["adapter:dual"])
     _run(repo, "git", "add", "-A")
     _run(repo, "git", "commit", "-qm", "baseline")
 

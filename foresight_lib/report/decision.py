@@ -105,8 +105,10 @@ def decide(summary: dict[str, Any], points: dict[str, PointParams], params: Deci
         decision, chosen = "INVESTIGATE", best
         earlier = [n for n, p in points.items() if p.kind in PRE_MERGE_KINDS and point_order(p) < point_order(points[best.point])]
         stronger = [h for h in HEADS_BY_STRENGTH if h not in heads_run]
+        first = points[best.point].kind == "vit_embed"
         branch = ("Investigate: try earlier layers (" + (", ".join(f"`{n}`" for n in earlier) or
-                  f"below `{best.point}`: add vit_block points with smaller layers") + ") and stronger probes (" +
+                  (f"none: `{best.point}`, the patch embedding, is the earliest point" if first else
+                   f"below `{best.point}`: add vit_block points with smaller layers")) + ") and stronger probes (" +
                   (", ".join(f"`{h}`" for h in stronger) or "all heads already run: a larger `probe.width` or more epochs")
                   + ").")
     return {

@@ -22,7 +22,7 @@ from ..store import write_json_atomic
 from .decision import decide
 from .plots import plot_boxes, plot_by_point, plot_cka, plot_curves
 from .similarity import cka_matrices
-from .summary import PRE_MERGE_KINDS, build_summary
+from .summary import PRE_MERGE_KINDS, adapter_summary, build_summary
 
 IOU_DEFINITION = ("bbox IoU: per ground-truth object, the IoU with the prediction matched to it one-to-one "
                   "(Hungarian on IoU) among the detections scoring at least `probe.score_threshold`; an unmatched "
@@ -105,9 +105,10 @@ def build_report(params: Params, metrics_dir: str | Path = "metrics", probes_dir
     reports_dir.mkdir(parents=True, exist_ok=True)
     heads = list(params.probe.heads)
     summary = build_summary(params.points, heads, metrics_dir)
-    write_json_atomic(metrics_dir / "summary.json", summary)
-
     recon = {p.stem: json.loads(p.read_text()) for p in sorted((metrics_dir / "recon").glob("*.json"))}
+    write_json_atomic(metrics_dir / "summary.json",
+                      {**summary, **{f"adapter:{name}": adapter_summary(r) for name, r in recon.items()}})
+
     lpips = {name: r.get("lpips", {}).get("adapter") if isinstance(r.get("lpips"), dict) else r.get("lpips")
              for name, r in recon.items()}
     decision = decide(summary, params.points, params.decision, lpips, heads)

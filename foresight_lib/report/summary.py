@@ -1,7 +1,8 @@
-"""``metrics/summary.json``: one entry per extraction point, gathered from the per-point metrics.
+"""``metrics/summary.json``: one entry per extraction point, then one per adapter, from the per-stage metrics.
 
 ``dvc metrics diff --targets metrics/summary.json`` then prints one row per point and metric
-(``vit_l7.linear.bbox_iou``, ...). Points are listed in model order (:func:`point_order`).
+(``vit_l7.linear.bbox_iou``, ...) and per adapter (``adapter:single_vit_l31.spatial_iou``, ...). The file's keys
+are sorted; the report's tables list points in model order (:func:`point_order`).
 """
 
 from __future__ import annotations
@@ -84,3 +85,26 @@ def build_summary(points: dict[str, PointParams], heads: list[str], metrics_dir:
     return {name: point_summary(_read(metrics_dir / "probe" / f"{name}.json"),
                                 _read(metrics_dir / "extract" / f"{name}.json"), heads)
             for name in ordered}
+
+
+PHASE2_LEVELS = {"fail": 0, "unknown": None, "marginal": 1, "acceptable": 2, "target": 3}
+
+
+def adapter_summary(recon: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of one ``metrics/recon/<adapter>.json`` worth diffing: its Phase 2 criteria and image metrics.
+
+    ``phase2_level`` encodes the overall verdict as a number (fail 0, marginal 1, acceptable 2, target 3) so that
+    ``dvc metrics diff`` shows it; an ``unknown`` verdict (e.g. LPIPS unavailable) leaves it out. A metric that
+    could not be computed is left out, never written as a number.
+    """
+    adapter, phase2 = recon["adapter"], recon["phase2"]
+    values = {
+        "spatial_iou": phase2["spatial_iou"]["value"],
+        "map50_class_agnostic": adapter["detection"].get("map50_class_agnostic"),
+        "lpips": phase2["lpips"]["value"],
+        "psnr": adapter["psnr"]["mean"],
+        "ssim": adapter["ssim"]["mean"],
+        "parameters": phase2["parameters"]["value"],
+        "phase2_level": PHASE2_LEVELS[phase2["overall"]],
+    }
+    return {k: v for k, v in values.items() if v is not None}
