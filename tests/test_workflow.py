@@ -24,11 +24,11 @@ PROFILE = Path(__file__).with_name("profiles") / "small.yaml"
 pytestmark = pytest.mark.slow
 
 
-def _run(repo: Path, *cmd: str) -> str:
+def _run(repo: Path, *cmd: str, stdout_only: bool = False) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     res = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=env)
     assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    return res.stdout + res.stderr
+    return res.stdout if stdout_only else res.stdout + res.stderr
 
 
 def _ran(output: str) -> set[str]:
@@ -72,10 +72,15 @@ def test_the_dvc_workflow(repo: Path) -> None:
     stages = set(_run(repo, "dvc", "stage", "list", "--name-only").split())
     first = _ran(_run(repo, "dvc", "repro"))
     assert first == stages and {"frames", "extract@vit_l7", "probe@vit_l7", "report"} <= first
-    assert "## Decision: **" in (repo / "reports" / "phase1.md").read_text()
+    report = (repo / "reports" / "phase1.md").read_text()
+    assert "## Decision: **" in report and "](sheets/dual.png)" in report
+    assert {"adapter.dual.tsv", "vit_l7.linear.tsv"} <= {f.name for f in (repo / "reports" / "curves").iterdir()}
     summary = json.loads((repo / "metrics" / "summary.json").read_text())
     assert set(summary) == {"pixels", "vit_embed", "vit_l7", "merger", "adapter:dual", "adapter:single_vit_embed"}
     assert {"spatial_iou", "psnr", "ssim", "parameters"} <= set(summary["adapter:dual"])
+    plots = json.loads(_run(repo, "dvc", "plots", "show", "--json", stdout_only=True))
+    assert not plots.get("errors") and {"bbox_iou_by_point", "map50_by_point", "reports/boxes.png",
+                                        "reports/curves/adapter.dual.tsv", "reports/sheets/dual.png"} <= set(plots["data"])
     _run(repo, "git", "add", "-A")
     _run(repo, "git", "commit", "-qm", "baseline")
 
@@ -86,7 +91,8 @@ def test_the_dvc_workflow(repo: Path) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert _ran(_run(repo, "dvc", "repro")) == {"extract@vit_l7", "probe@vit_l7", "report"}
 
-    diff = json.loads(_run(repo, "dvc", "metrics", "diff", "--targets", "metrics/summary.json", "--json"))
+    diff = json.loads(_run(repo, "dvc", "metrics", "diff", "--targets", "metrics/summary.json", "--json",
+                           stdout_only=True))
     rows = diff["metrics/summary.json"]
     assert "vit_l7.linear.bbox_iou" in rows or "vit_l7.extract.frames_per_second" in rows
     assert all(key.split(".")[0] == "vit_l7" for key in rows), "only the changed point's rows differ"

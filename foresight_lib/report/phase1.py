@@ -9,6 +9,7 @@ the adapters' reconstruction metrics and sheets. Outputs: ``metrics/summary.json
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -43,20 +44,39 @@ def _ci(row: dict[str, Any], key: str) -> str:
     return f"{_fmt(row[key])} [{_fmt(row.get(f'{key}_lo'))}, {_fmt(row.get(f'{key}_hi'))}]"
 
 
-def _curves(probes_dir: Path, names: list[str], heads: list[str]) -> dict[str, pd.DataFrame]:
-    """Validation curves of every point's heads from their dvclive directories."""
+def _curves(live_dirs: dict[str, Path]) -> dict[str, pd.DataFrame]:
+    """Training curves from dvclive directories: ``{name: [step, train/loss, val/loss, ...]}``, those present."""
     curves = {}
-    for name in names:
-        for head in heads:
-            metrics = probes_dir / name / "live" / head / "plots" / "metrics"
-            frames = [pd.read_csv(f, sep="\t")[["step", f.stem]].rename(columns={f.stem: f"{f.parent.name}/{f.stem}"})
-                      for f in sorted(metrics.rglob("*.tsv"))]
-            if frames:
-                df = frames[0]
-                for other in frames[1:]:
-                    df = df.merge(other, on="step", how="outer")
-                curves[f"{name}/{head}"] = df
+    for name, live in live_dirs.items():
+        frames = [pd.read_csv(f, sep="\t")[["step", f.stem]].rename(columns={f.stem: f"{f.parent.name}/{f.stem}"})
+                  for f in sorted((live / "plots" / "metrics").rglob("*.tsv"))]
+        if frames:
+            df = frames[0]
+            for other in frames[1:]:
+                df = df.merge(other, on="step", how="outer")
+            curves[name] = df
     return curves
+
+
+def _write_curves(curves: dict[str, pd.DataFrame], out: Path) -> None:
+    """One TSV per curve set (``step, train_loss, val_loss, ...``) for the ``reports/curves`` plots in dvc.yaml."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    for name, df in curves.items():
+        df.rename(columns=lambda c: c.replace("/", "_")).to_csv(out / f"{name.replace('/', '.')}.tsv", sep="\t",
+                                                               index=False)
+
+
+def _copy_sheets(adapters: list[str], adapters_dir: Path, out: Path) -> dict[str, str]:
+    """Copy each adapter's original | ceiling | adapter sheet into the report: ``{adapter: path in reports/}``."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    copied = {}
+    for name in adapters:
+        if (sheet := adapters_dir / name / "sheet.png").is_file():
+            shutil.copyfile(sheet, out / f"{name}.png")
+            copied[name] = f"{out.name}/{name}.png"
+    return copied
 
 
 def _sheet_points(summary: dict[str, Any], params: Params, head: str) -> list[str]:
@@ -98,7 +118,7 @@ def _box_sheet(points: list[str], head: str, probes_dir: Path, data_dir: Path, t
 
 def build_report(params: Params, metrics_dir: str | Path = "metrics", probes_dir: str | Path = "probes",
                  features_dir: str | Path = "features", data_dir: str | Path = "data",
-                 reports_dir: str | Path = "reports") -> dict[str, Any]:
+                 reports_dir: str | Path = "reports", adapters_dir: str | Path = "adapters") -> dict[str, Any]:
     """Write the summary, decision, figures and markdown report; return the decision document."""
     metrics_dir, probes_dir, reports_dir = Path(metrics_dir), Path(probes_dir), Path(reports_dir)
     features_dir, data_dir = Path(features_dir), Path(data_dir)
@@ -120,10 +140,13 @@ def build_report(params: Params, metrics_dir: str | Path = "metrics", probes_dir
     figures = {}
     plot_by_point(summary, heads, params.decision, reports_dir / "by_point.png")
     figures["by_point"] = "by_point.png"
-    curves = _curves(probes_dir, list(summary), heads)
+    curves = _curves({f"{n}/{h}": probes_dir / n / "live" / h for n in summary for h in heads})
     if curves:
         plot_curves(curves, reports_dir / "curves.png")
         figures["curves"] = "curves.png"
+    adapter_curves = _curves({f"adapter/{p.stem}": Path(adapters_dir) / p.stem / "live"
+                              for p in sorted((metrics_dir / "adapter").glob("*.json"))})
+    _write_curves({**curves, **adapter_curves}, reports_dir / "curves")
     sheet = _sheet_points(summary, params, heads[0])
     if _box_sheet(sheet, heads[0], probes_dir, data_dir, params.probe.score_threshold, reports_dir / "boxes.png"):
         figures["boxes"] = "boxes.png"
@@ -136,6 +159,7 @@ def build_report(params: Params, metrics_dir: str | Path = "metrics", probes_dir
         decision["cka"] = {"points": list(stores), **{k: np.round(v, 4).tolist() for k, v in cka.items()}}
     decision["figures"] = figures
     decision["phase2"] = recon
+    decision["sheets"] = _copy_sheets(list(recon), Path(adapters_dir), reports_dir / "sheets")
     decision["adapters"] = {p.stem: json.loads(p.read_text()) for p in sorted((metrics_dir / "adapter").glob("*.json"))}
     decision["table"] = _table_rows(summary, heads, params)
     write_json_atomic(metrics_dir / "decision.json", decision)
@@ -241,6 +265,9 @@ def render_markdown(decision: dict[str, Any], summary: dict[str, Any], heads: li
         lines.append("| " + " | ".join(cells) + " |")
     if decision.get("phase2"):
         lines += ["", "## Phase 2: adapters", "", *phase2_table(decision["phase2"], decision.get("adapters", {}))]
+        for name, sheet in decision.get("sheets", {}).items():
+            caption = f"`{name}`: original | VAE ceiling | adapter (test clips)"
+            lines += ["", f"![{caption}]({sheet})", "", f"*{caption}*"]
     figures = decision.get("figures", {})
     captions = {"by_point": "bbox IoU and mAP@0.5 by extraction point (model order), 95% intervals, thresholds dashed",
                 "curves": "probe training curves", "boxes": "test frames: ground truth (green) and predictions (red)",
