@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from helpers import small_params
@@ -14,3 +16,22 @@ torch.set_num_threads(2)
 @pytest.fixture
 def params() -> Params:
     return small_params()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE_OUTPUTS = ("data", "features", "probes", "latents", "adapters", "metrics", "reports")
+
+
+def _snapshot() -> dict[Path, int]:
+    return {f: f.stat().st_mtime_ns for d in PIPELINE_OUTPUTS if (ROOT / d).is_dir()
+            for f in (ROOT / d).rglob("*") if f.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pipeline_outputs_untouched():
+    """No test may write into the checkout's own pipeline outputs (a stage run with a default path would)."""
+    before = _snapshot()
+    yield
+    after = _snapshot()
+    changed = sorted(str(f.relative_to(ROOT)) for f in before.keys() | after.keys() if before.get(f) != after.get(f))
+    assert not changed, f"tests wrote into the pipeline outputs: {changed[:10]}"

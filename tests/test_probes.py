@@ -341,10 +341,10 @@ def test_the_stage_writes_its_outputs_and_refuses_a_mismatched_point(tiny, tmp_p
     stage = runpy.run_path("stages/probe.py", run_name="stage")
     args = ["--params", str(params), "--features", str(tiny / "merger.zarr"), "--frames-dir", str(tiny),
             "--out", str(tmp_path / "m.json"), "--live", str(tmp_path / "live"),
-            "--predictions", str(tmp_path / "p.parquet")]
+            "--predictions", str(tmp_path / "p.parquet"), "--heads", str(tmp_path / "heads")]
     run(stage["main"], ["--point", "merger", *args])
     assert json.loads((tmp_path / "m.json").read_text())["linear"]["n_frames"] == 9
-    assert (tmp_path / "p.parquet").is_file()
+    assert (tmp_path / "p.parquet").is_file() and (tmp_path / "heads" / "linear.safetensors").is_file()
     with pytest.raises(SystemExit) as exit_:
         run(stage["main"], ["--point", "vit_embed", *args])
     err = capsys.readouterr().err
