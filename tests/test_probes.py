@@ -213,6 +213,8 @@ def test_every_head_runs_and_writes_metrics_predictions_and_curves(tiny, tmp_pat
             for key in ("bbox_iou", "best_box_iou", "map50_class_agnostic", "map_class_agnostic",
                         "map50_class_aware", "map_class_aware"):
                 assert len(m[f"{key}_ci"]) == 2 and (m[key] is None or 0.0 <= m[key] <= 1.0), (head, key, m)
+            assert (m["map50_class_agnostic_ci"] == [None, None]) == (section is metrics["shuffled"]), \
+                "the shuffled control's mAP is a point estimate only"
         for task in ("direction", "order"):
             assert {"accuracy", "chance", "uniform_chance", "accuracy_ci"} <= section["temporal"][task].keys()
     table = pd.read_parquet(preds)

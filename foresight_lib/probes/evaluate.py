@@ -86,11 +86,15 @@ def asserted_iou(data: ProbeData, predictions: Sequence[FramePrediction], params
     return bbox_iou(frame_boxes(data, predictions, params.score_threshold)).mean_iou
 
 
-def spatial_metrics(data: ProbeData, predictions: Sequence[FramePrediction], params: ProbeParams) -> dict[str, Any]:
+def spatial_metrics(data: ProbeData, predictions: Sequence[FramePrediction], params: ProbeParams,
+                    map_intervals: bool = True) -> dict[str, Any]:
     """bbox IoU, best-box IoU and class-agnostic / class-aware mAP@0.5 and mAP, with bootstrap intervals
-    (:func:`foresight_lib.metrics.detection.detection_metrics`, the one definition)."""
+    (:func:`foresight_lib.metrics.detection.detection_metrics`, the one definition).
+
+    ``map_intervals=False`` leaves the mAP intervals NaN (the shuffled control: a point estimate is all it
+    needs, and the mAP bootstrap is most of a probe stage's evaluation time)."""
     return detection_metrics(frame_boxes(data, predictions, 0.0), params.score_threshold, params.bootstrap,
-                             params.bootstrap_map, params.seed)
+                             params.bootstrap_map if map_intervals else 0, params.seed)
 
 
 def prediction_rows(predictions: Sequence[FramePrediction], head: str) -> pd.DataFrame:

@@ -91,7 +91,7 @@ def _probe_head(data: ProbeData, head: str, params: ProbeParams, live_dir: Path,
         save_probe(heads_dir, head, probe, len(data.truth.categories), *data.statistics, data.stride,
                    data.store.attrs["definition"], data.store.attrs["dtype"], params)
     test = predict(probe, data, "test", shuffled)
-    metrics = {**spatial_metrics(data, test, params), "best_epoch": result.best_epoch, "val_loss": result.best_val_loss,
+    metrics = {**spatial_metrics(data, test, params, map_intervals=not shuffled), "best_epoch": result.best_epoch, "val_loss": result.best_val_loss,
                "val_bbox_iou": asserted_iou(data, predict(probe, data, "val", shuffled), params)}
     return metrics, test
 
