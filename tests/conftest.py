@@ -13,6 +13,20 @@ from foresight_lib.params import Params
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session")
+def stand_in_torch_home(tmp_path_factory) -> str:
+    """A TORCH_HOME whose hub cache holds a randomly initialised AlexNet under the real file name (wiring only)."""
+    import torchvision
+
+    home = tmp_path_factory.mktemp("torch_home")
+    path = home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    path.parent.mkdir(parents=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        torch.save(torchvision.models.alexnet().state_dict(), path)
+    return str(home)
+
+
 @pytest.fixture
 def params() -> Params:
     return small_params()

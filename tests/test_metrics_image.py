@@ -6,7 +6,6 @@ import lpips
 import numpy as np
 import pytest
 import torch
-import torchvision
 from scipy.signal import correlate2d
 
 from foresight_lib.errors import ForesightError
@@ -95,18 +94,6 @@ def test_lpips_unavailable_without_backbone(tmp_path, monkeypatch, no_download):
     assert result.values is None and result.reason == reason
     with pytest.raises(ForesightError, match="unavailable"):
         M.Lpips("alex")
-
-
-@pytest.fixture(scope="module")
-def stand_in_torch_home(tmp_path_factory) -> str:
-    """A TORCH_HOME whose hub cache holds a randomly initialised AlexNet under the real file name (wiring only)."""
-    home = tmp_path_factory.mktemp("torch_home")
-    path = home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
-    path.parent.mkdir(parents=True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        torch.save(torchvision.models.alexnet().state_dict(), path)
-    return str(home)
 
 
 @pytest.mark.filterwarnings("ignore:.*(pretrained|weights).*:UserWarning")  # stock lpips uses the legacy torchvision API

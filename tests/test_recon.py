@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torchvision
 import zarr
 from scipy import ndimage
 
@@ -59,18 +58,6 @@ def saturation_detector(frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray
 
 
 saturation_detector.score_threshold = 0.5
-
-
-@pytest.fixture(scope="module")
-def stand_in_torch_home(tmp_path_factory) -> str:
-    """A TORCH_HOME whose hub cache holds a randomly initialised AlexNet under the real file name (wiring only)."""
-    home = tmp_path_factory.mktemp("torch_home")
-    path = home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
-    path.parent.mkdir(parents=True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        torch.save(torchvision.models.alexnet().state_dict(), path)
-    return str(home)
 
 
 @pytest.mark.filterwarnings("ignore:.*(pretrained|weights).*:UserWarning")

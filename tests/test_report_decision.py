@@ -71,7 +71,8 @@ def test_investigate_names_earlier_layers_and_stronger_probes():
 @pytest.mark.parametrize("lpips, memory, expected", [(0.2, 1.43, "GO"), (0.5, 1.43, "INVESTIGATE"),
                                                      (None, 1.43, "GO"), (0.2, 2.5, "INVESTIGATE")])
 def test_further_criteria(lpips, memory, expected):
-    d = decide(summary(head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4), memory=memory), POINTS, DECISION, {"a": lpips}, ["linear"])
+    adapters = {"a": adapter_summary(_recon(lpips, "acceptable"))}  # the row the report builds from recon JSON
+    d = decide(summary(head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4), memory=memory), POINTS, DECISION, adapters, ["linear"])
     assert d["decision"] == expected
     assert d["lpips"]["status"] == ("unchecked" if lpips is None else "pass" if lpips < 0.35 else "fail")
 

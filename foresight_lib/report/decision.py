@@ -55,8 +55,9 @@ def _num(v: float | None) -> float:
 
 
 def decide(summary: dict[str, Any], points: dict[str, PointParams], params: DecisionParams,
-           lpips: dict[str, float | None], heads_run: list[str]) -> dict[str, Any]:
-    """The decision, its evidence and the branch that follows. ``lpips``: adapter -> LPIPS (None: unavailable)."""
+           adapters: dict[str, dict[str, Any]], heads_run: list[str]) -> dict[str, Any]:
+    """The decision, its evidence and the branch that follows. ``adapters``: adapter -> its summary row
+    (:func:`.summary.adapter_summary`; no ``lpips`` key when LPIPS was unavailable)."""
     map_key = f"map50_{params.map_kind}"
     pre = _candidates(summary, points, PRE_MERGE_KINDS, map_key)
     hybrid = _candidates(summary, points, ("encoder",), map_key)
@@ -71,7 +72,7 @@ def decide(summary: dict[str, Any], points: dict[str, PointParams], params: Deci
 
     best = max(pre, key=lambda c: c.bbox_iou)
     passing = [c for c in pre if c.bbox_iou_lo > params.go_iou and c.map50_lo > params.go_map50]
-    measured_lpips = {k: v for k, v in lpips.items() if v is not None}
+    measured_lpips = {k: row["lpips"] for k, row in adapters.items() if row.get("lpips") is not None}
     lpips_check = ({"status": "unchecked", "reason": "no adapter reconstruction with LPIPS available"} if not measured_lpips else
                    {"status": "pass" if min(measured_lpips.values()) < params.lpips_max else "fail",
                     "best": min(measured_lpips.values()), "threshold": params.lpips_max})

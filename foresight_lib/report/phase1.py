@@ -126,12 +126,10 @@ def build_report(params: Params, metrics_dir: str | Path = "metrics", probes_dir
     heads = list(params.probe.heads)
     summary = build_summary(params.points, heads, metrics_dir)
     recon = {p.stem: json.loads(p.read_text()) for p in sorted((metrics_dir / "recon").glob("*.json"))}
+    adapter_rows = {name: adapter_summary(r) for name, r in recon.items()}
     write_json_atomic(metrics_dir / "summary.json",
-                      {**summary, **{f"adapter:{name}": adapter_summary(r) for name, r in recon.items()}})
-
-    lpips = {name: r.get("lpips", {}).get("adapter") if isinstance(r.get("lpips"), dict) else r.get("lpips")
-             for name, r in recon.items()}
-    decision = decide(summary, params.points, params.decision, lpips, heads)
+                      {**summary, **{f"adapter:{name}": row for name, row in adapter_rows.items()}})
+    decision = decide(summary, params.points, params.decision, adapter_rows, heads)
     weights = sorted({str(row.get("weights")) for row in summary.values() if row.get("weights")})
     decision["weights"] = weights
     decision["random_weights"] = any("random" in w for w in weights)
@@ -147,9 +145,11 @@ def build_report(params: Params, metrics_dir: str | Path = "metrics", probes_dir
     adapter_curves = _curves({f"adapter/{p.stem}": Path(adapters_dir) / p.stem / "live"
                               for p in sorted((metrics_dir / "adapter").glob("*.json"))})
     _write_curves({**curves, **adapter_curves}, reports_dir / "curves")
-    sheet = _sheet_points(summary, params, heads[0])
-    if _box_sheet(sheet, heads[0], probes_dir, data_dir, params.probe.score_threshold, reports_dir / "boxes.png"):
+    box_head = decision.get("best_pre_merge", {}).get("head", heads[0])  # the head that read the best pre-merge IoU
+    sheet = _sheet_points(summary, params, box_head)
+    if _box_sheet(sheet, box_head, probes_dir, data_dir, params.probe.score_threshold, reports_dir / "boxes.png"):
         figures["boxes"] = "boxes.png"
+        decision["boxes_head"] = box_head
     stores = {n: open_features(features_dir / f"{n}.zarr") for n in summary if (features_dir / f"{n}.zarr").exists()}
     if len(stores) > 1:
         n_clips = min(s.n_clips for s in stores.values())
@@ -270,7 +270,8 @@ def render_markdown(decision: dict[str, Any], summary: dict[str, Any], heads: li
             lines += ["", f"![{caption}]({sheet})", "", f"*{caption}*"]
     figures = decision.get("figures", {})
     captions = {"by_point": "bbox IoU and mAP@0.5 by extraction point (model order), 95% intervals, thresholds dashed",
-                "curves": "probe training curves", "boxes": "test frames: ground truth (green) and predictions (red)",
+                "curves": "probe training curves", "boxes": "test frames: ground truth (green) and the "
+                f"`{decision.get('boxes_head')}` probe's predictions (red)",
                 "cka": "CKA between extraction points (frame 0 of every clip, pooled to 8x12 cells)"}
     if figures:
         lines += ["", "## Figures", ""]

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..adapters.recon import VERDICTS
 from ..params import PointParams
 
 KIND_ORDER = {"pixels": 0, "vit_embed": 1, "vit_block": 2, "merger": 3, "llm": 4, "encoder": 5}
@@ -87,9 +88,6 @@ def build_summary(points: dict[str, PointParams], heads: list[str], metrics_dir:
             for name in ordered}
 
 
-PHASE2_LEVELS = {"fail": 0, "unknown": None, "marginal": 1, "acceptable": 2, "target": 3}
-
-
 def adapter_summary(recon: dict[str, Any]) -> dict[str, Any]:
     """The numbers of one ``metrics/recon/<adapter>.json`` worth diffing: its Phase 2 criteria and image metrics.
 
@@ -105,6 +103,6 @@ def adapter_summary(recon: dict[str, Any]) -> dict[str, Any]:
         "psnr": adapter["psnr"]["mean"],
         "ssim": adapter["ssim"]["mean"],
         "parameters": phase2["parameters"]["value"],
-        "phase2_level": PHASE2_LEVELS[phase2["overall"]],
+        "phase2_level": None if phase2["overall"] == "unknown" else len(VERDICTS) - 1 - VERDICTS.index(phase2["overall"]),
     }
     return {k: v for k, v in values.items() if v is not None}
