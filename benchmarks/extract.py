@@ -29,7 +29,7 @@ from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
 from foresight_lib.data.frames import write_frames
 from foresight_lib.extract import qwen
-from foresight_lib.extract.points import qwen_extractor
+from foresight_lib.extract.qwen import qwen_extractor
 from foresight_lib.extract.writer import write_point
 from foresight_lib.params import (
     ExtractParams,
@@ -131,7 +131,7 @@ def main() -> None:
         frames_all = np.asarray(zarr.open_array(tmp / "data" / "frames.zarr"))  # [clips, F, H, W, 3]
         frames = frames_all.reshape(-1, *frames_all.shape[2:])  # [N, H, W, 3]
         n = len(frames)
-        extract = ExtractParams(mode="image", dtype="float16", batch_frames=args.batch_frames)
+        extract = ExtractParams(dtype="float16", batch_frames=args.batch_frames)
         qwen.extract(model, frames[:2], {"w": POINTS["vit_l7"]}, "image", 2)  # warm-up
         for name in args.points.split(","):
             point = POINTS[name]
@@ -152,7 +152,7 @@ def main() -> None:
                 peak_reset(device)
                 start = time.perf_counter()
                 metrics = write_point(extractor, tmp / "data" / "frames.zarr", tmp / f"{name}_{r}.zarr", None,
-                                      "image", progress=False)
+                                      progress=False)
                 times["foresight"].append(time.perf_counter() - start)
             best = {k: min(v) for k, v in times.items()}
             rows.append({
@@ -171,7 +171,7 @@ def main() -> None:
                 extractor = qwen_extractor(row["point"], POINTS[row["point"]], ModelParams(), extract, 448, 672, 9, loaded=loaded)
                 peak_reset(device)
                 metrics = write_point(extractor, tmp / "data" / "frames.zarr", tmp / f"{row['point']}_vit.zarr", None,
-                                      "image", progress=False)
+                                      progress=False)
                 row["peak_bytes"]["foresight_vision_only"] = metrics["peak_memory_bytes"]
     machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
                else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")

@@ -8,12 +8,15 @@ from .errors import ForesightError
 
 
 def resolve_device(requested: str, key: str) -> torch.device:
-    """``auto``: CUDA when available, else CPU; ``cuda`` without a GPU is an error naming the params ``key``."""
+    """``auto``: CUDA when available, else CPU; ``cuda`` without a GPU is an error naming the params ``key``.
+
+    CUDA means the current CUDA device (``cuda:<index>``; a data-parallel process sets its own first).
+    """
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
         raise ForesightError(f"{key}: 'cuda' requested but no CUDA device is available (use 'auto' or 'cpu')")
-    return torch.device(requested)
+    return torch.device("cuda", torch.cuda.current_device()) if requested == "cuda" else torch.device(requested)
 
 
 def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:

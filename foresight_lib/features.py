@@ -1,10 +1,12 @@
-"""Feature stores: one Zarr v3 array per extraction point, always a raster grid in true spatial order.
+"""Feature stores: the one definition of ``features/<point>.zarr``, written and read only through this module.
 
-Contract of ``features/<point>.zarr`` (whatever model made it):
-- array ``[clip, t, gh, gw, C]`` (float16 by default), one chunk per clip; cell ``(r, c)`` of slot ``t``
-  covers pixels ``[r*stride : (r+1)*stride, c*stride : (c+1)*stride]`` of the frames in ``slot_frames[t]``.
-- attributes: ``point`` (name), ``definition`` (the point's params), ``stride`` (pixels), ``grid``
-  ``[t, gh, gw]``, ``channels``, ``slot_frames``, ``height``, ``width``, ``n_clips``, ``mode``, ``dtype``,
+Contract (whatever model made the store):
+- array ``[clip, t, gh, gw, C]`` (dimensions ``clip, t, y, x, channel``), float16 or float32, one chunk per
+  clip, fill value NaN (an unwritten clip is visible); cell ``(r, c)`` of slot ``t`` covers pixels
+  ``[r*stride : (r+1)*stride, c*stride : (c+1)*stride]`` of the frames in ``slot_frames[t]``.
+- attributes (:data:`ATTRS`): ``point`` (name), ``definition`` (the point's params), ``stride`` (pixels),
+  ``grid`` ``[t, gh, gw]``, ``channels``, ``slot_frames``, ``height``, ``width``, ``n_clips``, ``n_frames``,
+  ``mode`` (``image``: every slot one frame alone; ``video``: slots pair frames), ``dtype`` (storage),
   ``weights`` (which weights produced it), ``frames`` (identity of the frames store it was made from).
 
 Probes and metrics read only this contract: nothing downstream may depend on which model made a grid.
@@ -21,10 +23,22 @@ import numpy as np
 import zarr
 
 from .errors import ForesightError
-from .store import open_complete
+from .store import PartialStore, open_complete
 
-REQUIRED_ATTRS = ("point", "definition", "stride", "grid", "channels", "slot_frames", "height", "width",
-                  "n_clips", "mode", "weights")
+ATTRS = ("point", "definition", "stride", "grid", "channels", "slot_frames", "height", "width", "n_clips",
+         "n_frames", "mode", "dtype", "weights", "frames")
+"""Every attribute of a feature store; the writer writes exactly these and the reader requires them."""
+DIMENSIONS = ("clip", "t", "y", "x", "channel")
+
+
+def feature_array(store: PartialStore, attributes: dict[str, Any]) -> zarr.Array:
+    """Open (or, on a fresh start, create) the array of a feature store being written, one chunk per clip."""
+    if set(attributes) != set(ATTRS):
+        raise ValueError(f"feature store attributes must be exactly {ATTRS}, got {sorted(attributes)}")
+    t, gh, gw = attributes["grid"]
+    shape = (attributes["n_clips"], t, gh, gw, attributes["channels"])
+    return store.array(shape, chunks=(1, *shape[1:]), dtype=attributes["dtype"], dimension_names=DIMENSIONS,
+                       attributes=attributes)
 
 
 @dataclass
@@ -78,21 +92,9 @@ def open_features(path: str | Path) -> FeatureStore:
     """Open a finished feature store and check its contract."""
     path = Path(path)
     arr = open_complete(path)
-    missing = [k for k in REQUIRED_ATTRS if k not in arr.attrs]
+    missing = [k for k in ATTRS if k not in arr.attrs]
     if missing:
         raise ForesightError(f"{path}: not a foresight feature store (attributes missing: {', '.join(missing)})")
     if arr.ndim != 5 or list(arr.shape[1:4]) != list(arr.attrs["grid"]) or arr.shape[4] != arr.attrs["channels"]:
         raise ForesightError(f"{path}: shape {arr.shape} does not match its grid {arr.attrs['grid']} x {arr.attrs['channels']}")
     return FeatureStore(path=path, array=arr)
-
-
-def pixel_patches(frames: np.ndarray, patch: int) -> np.ndarray:
-    """The ``pixels`` control: raw ``patch`` x ``patch`` x 3 patches per cell, scaled to [0, 1].
-
-    ``frames``: uint8 [N, H, W, 3] -> float32 [N, H/patch, W/patch, patch*patch*3], values in (y, x, rgb) order.
-    """
-    n, h, w, _ = frames.shape
-    if h % patch or w % patch:
-        raise ForesightError(f"pixels point: frame size {h}x{w} is not a multiple of its patch {patch}")
-    x = frames.reshape(n, h // patch, patch, w // patch, patch, 3).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(n, h // patch, w // patch, patch * patch * 3).astype(np.float32) / 255.0

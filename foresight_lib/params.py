@@ -117,7 +117,7 @@ class VitEmbedPoint(_QwenPoint):
 
 class VitBlockPoint(_QwenPoint):
     kind: Literal["vit_block"]
-    layer: int = Field(ge=0, description="output of ViT block k (pre-merge)")
+    layer: int = Field(description="output of ViT block k (pre-merge); negative counts from the end (-1: last block)")
 
 
 class MergerPoint(_QwenPoint):
@@ -126,7 +126,7 @@ class MergerPoint(_QwenPoint):
 
 class LlmPoint(_QwenPoint):
     kind: Literal["llm"]
-    layer: int = Field(ge=0, description="LLM hidden state after decoder layer L, at the vision tokens")
+    layer: int = Field(description="LLM hidden state after decoder layer L, at the vision tokens; negative counts from the end")
 
 
 class PixelsPoint(_Section):
@@ -137,7 +137,7 @@ class PixelsPoint(_Section):
 class EncoderPoint(_Section):
     kind: Literal["encoder"]
     family: Literal["dinov2", "owlvit", "owlv2", "siglip"] = Field(description="a dedicated vision encoder (hybrid baseline)")
-    layer: int = Field(ge=0, description="the encoder's hidden_states[layer] (0: embeddings, k: output of block k-1)")
+    layer: int = Field(description="output of encoder block k (transformers' hidden_states[k+1]); negative counts from the end")
     source: str = Field("tiny", min_length=1, description="'tiny' (seeded random, real patch size and depth) or a local checkpoint directory")
     seed: int = 0
 

@@ -1,14 +1,17 @@
 """Chunked Zarr v3 stores that are never taken as finished before they are.
 
 A stage writes into ``<out>.partial/`` beside its output. Each finished unit of work (a clip) is
-recorded in ``progress.json`` (replaced atomically) only after its chunks are written, so a killed run
-resumes from the last complete clip. :meth:`PartialStore.finalize` renames the directory onto ``<out>``
+recorded in a progress file (replaced atomically) only after its chunks are written, so a killed run
+resumes from the last complete clip. Several processes may write one store (disjoint chunks): writer
+``w`` records its own clips in ``progress.json`` (w = 0) or ``progress.<w>.json``, and what is done is the
+union of every writer's records. :meth:`PartialStore.finalize` renames the directory onto ``<out>``
 only when every unit is done, so DVC and later stages only ever see complete stores.
 A resumed run is accepted only when its ``fingerprint`` (everything that determines the content) matches.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -23,6 +26,8 @@ from zarr.codecs import BloscCodec
 from .errors import ForesightError
 
 PROGRESS_FILE = "progress.json"
+"""Writer 0's progress record; writer ``w > 0`` keeps ``progress.<w>.json`` beside it."""
+PROGRESS_GLOB = "progress*.json"
 
 
 def compressor() -> BloscCodec:
@@ -52,24 +57,39 @@ def _jsonable(obj: Any) -> Any:
 class PartialStore:
     """A Zarr v3 array written clip by clip into ``<out>.partial`` and renamed onto ``<out>`` when complete.
 
-    ``progress.json`` holds the fingerprint and a record per finished clip (any JSON value, e.g. the
-    clip's stored index or a skip reason).
+    A progress file holds the fingerprint and a record per finished clip (any JSON value, e.g. the
+    clip's stored index or a skip reason). ``writer``: this process's number when several processes
+    write the store. Writer 0 prepares the store (discards a partial store of another fingerprint, creates
+    the array) before any other writer opens it, and only writer 0 finalises it.
     """
 
-    def __init__(self, out: str | Path, fingerprint: Mapping[str, Any]) -> None:
+    def __init__(self, out: str | Path, fingerprint: Mapping[str, Any], writer: int = 0) -> None:
         self.out = Path(out)
         self.partial = self.out.with_name(self.out.name + ".partial")
         self.fingerprint = json.loads(json.dumps(dict(fingerprint), sort_keys=True, default=_jsonable))
-        self.done: dict[str, Any] = {}
-        self.resumed = False
-        progress = self.partial / PROGRESS_FILE
-        if progress.is_file():
-            state = json.loads(progress.read_text())
-            if state.get("fingerprint") == self.fingerprint:
-                self.done = state["done"]
-                self.resumed = True
+        self.writer = writer
+        self.progress = self.partial / (PROGRESS_FILE if writer == 0 else f"progress.{writer}.json")
+        self.done: dict[str, Any] = {}  # every writer's finished clips
+        self._own: dict[str, Any] = {}  # this writer's (what its progress file holds)
+        self.resumed = self._read()
         if not self.resumed and self.partial.exists():
+            if writer != 0:
+                raise ForesightError(f"{self.partial}: not prepared for this run (writer 0 prepares the store first)")
             shutil.rmtree(self.partial)
+
+    def _read(self) -> bool:
+        """Load every writer's records; False when there are none or any has another fingerprint."""
+        states = {p: json.loads(p.read_text()) for p in sorted(self.partial.glob(PROGRESS_GLOB))}
+        if not states or any(state.get("fingerprint") != self.fingerprint for state in states.values()):
+            return False
+        self.done = {k: v for state in states.values() for k, v in state["done"].items()}
+        self._own = dict(states[self.progress]["done"]) if self.progress in states else {}
+        return True
+
+    def refresh(self) -> None:
+        """Reload what every writer has finished (e.g. before finalising a store that others wrote too)."""
+        if not self._read():
+            raise ForesightError(f"{self.partial}: progress records missing or of another run")
 
     def array(
         self,
@@ -102,21 +122,24 @@ class PartialStore:
 
     def mark_done(self, key: str | int, record: Any = True) -> None:
         """Record a finished clip; call only after its chunks are written."""
-        self.done[str(key)] = record
+        self.done[str(key)] = self._own[str(key)] = record
         self._save()
 
     def is_done(self, key: str | int) -> bool:
         return str(key) in self.done
 
     def _save(self) -> None:
-        write_json_atomic(self.partial / PROGRESS_FILE, {"fingerprint": self.fingerprint, "done": self.done})
+        write_json_atomic(self.progress, {"fingerprint": self.fingerprint, "done": self._own})
 
     def finalize(self, attributes: Mapping[str, Any] | None = None) -> None:
-        """Add final attributes, drop the progress record and move the store onto ``out``."""
+        """Add final attributes, drop the progress records and move the store onto ``out`` (writer 0 only)."""
+        if self.writer != 0:
+            raise ValueError("only writer 0 finalises a store")
         if attributes:
             arr = zarr.open_array(self.partial, mode="r+")
             arr.attrs.update(json.loads(json.dumps(dict(attributes), default=_jsonable)))
-        (self.partial / PROGRESS_FILE).unlink()
+        for progress in self.partial.glob(PROGRESS_GLOB):
+            progress.unlink()
         if self.out.exists():
             shutil.rmtree(self.out)
         os.replace(self.partial, self.out)
@@ -134,3 +157,14 @@ def open_complete(path: str | Path) -> zarr.Array:
         hint = f" (an unfinished run left {partial}; rerun its stage to resume)" if partial.exists() else ""
         raise ForesightError(f"no finished store at {path}{hint}")
     return zarr.open_array(path, mode="r")
+
+
+def store_identity(path: str | Path) -> dict[str, Any]:
+    """What a store derived from a finished store was made from: its attributes and a hash of its files."""
+    arr = open_complete(path)
+    digest = hashlib.sha256()
+    root = Path(path)
+    for chunk in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(chunk.relative_to(root)).encode())
+        digest.update(chunk.read_bytes())
+    return {**dict(arr.attrs), "sha256": digest.hexdigest()}

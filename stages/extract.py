@@ -1,7 +1,14 @@
-"""Stage `extract@<point>`: features of one extraction point for every clip, as a raster-grid Zarr store."""
+"""Stage `extract@<point>`: features of one extraction point for every clip, as a raster-grid Zarr store.
+
+Data-parallel when started by torchrun, or when FORESIGHT_TORCHRUN holds torchrun's arguments
+(foresight_lib/extract/distributed.py); the store is the same whatever the number of processes.
+"""
+
+import sys
 
 from foresight_lib.cli import run, stage_parser
 from foresight_lib.errors import ForesightError
+from foresight_lib.extract import distributed
 from foresight_lib.extract.points import make_extractor
 from foresight_lib.extract.writer import write_point
 from foresight_lib.params import load_params
@@ -18,10 +25,14 @@ def main(argv=None) -> None:
     params = load_params(args.params)
     if args.point not in params.points:
         raise ForesightError(f"point {args.point!r} is not in points (defined: {', '.join(params.points) or 'none'})")
+    if argv is None:
+        distributed.relaunch_under_torchrun(sys.argv)
+    launch = distributed.start()
     _, n_frames, height, width, _ = open_complete(args.frames).shape
     extractor = make_extractor(args.point, params.points[args.point], params.model, params.extract, height, width, n_frames)
     write_point(extractor, args.frames, args.out or f"features/{args.point}.zarr",
-                args.metrics or f"metrics/extract/{args.point}.json", params.extract.mode, params.extract.dtype)
+                args.metrics or f"metrics/extract/{args.point}.json", params.extract.dtype, launch=launch)
+    distributed.stop(launch)
 
 
 if __name__ == "__main__":

@@ -166,7 +166,7 @@ def tiny(tmp_path_factory):
     store.finalize()
     for patch in (14, 28):
         extractor = pixels_extractor(f"px{patch}", PixelsPoint(kind="pixels", patch=patch), SIDE, SIDE, 9)
-        write_point(extractor, root / "frames.zarr", root / "features" / f"px{patch}.zarr", None, "image", "float32",
+        write_point(extractor, root / "frames.zarr", root / "features" / f"px{patch}.zarr", None, "float32",
                     progress=False)
     write_latents(root / "frames.zarr", root / "latents.zarr", LtxParams(device="cpu"), progress=False)
     splits = {"train": list(range(10)), "val": [10, 11, 12], "test": [13, 14, 15]}

@@ -12,7 +12,7 @@ def test_the_real_profile_is_valid_and_its_missing_pieces_are_listed(capsys):
     assert main(["profiles/real.yaml"]) == 1
     out = capsys.readouterr().out
     assert "ok       profiles/real.yaml: valid params" in out
-    for what in ("data.video_dir", "data.annotations", "model.source", "points.dinov2_l12.source", "ltx.source"):
+    for what in ("data.video_dir", "data.annotations", "model.source", "points.dinov2_l11.source", "ltx.source"):
         assert f"MISSING  {what}" in out, what
 
 

@@ -261,7 +261,7 @@ def test_each_family_writes_a_feature_store(encoders, frames_dir, tmp_path, fami
     _, n_frames, height, width, _ = frames.shape
     extractor = make_extractor(f"enc_{family}", point(family, layer=3), ModelParams(device="cpu"),
                                ExtractParams(batch_frames=9), height, width, n_frames)
-    write_point(extractor, frames_dir / "frames.zarr", tmp_path / "f.zarr", None, mode="image", dtype="float32", progress=False)
+    write_point(extractor, frames_dir / "frames.zarr", tmp_path / "f.zarr", None, dtype="float32", progress=False)
     store = open_features(tmp_path / "f.zarr")
     s = REAL[family][0]
     assert store.stride == s and store.grid == (n_frames, height // s, width // s) and store.channels == 32

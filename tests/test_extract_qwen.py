@@ -19,6 +19,7 @@ from transformers.vision_utils import get_vision_window_index
 
 from foresight_lib.errors import ForesightError
 from foresight_lib.extract import order
+from foresight_lib.extract.attention import WINDOWED
 from foresight_lib.extract.qwen import (
     build_inputs,
     build_tiny_model,
@@ -344,7 +345,8 @@ def test_load_model_tiny_identity():
         loaded = load_model(ModelParams(source="tiny", seed=3, device="cpu", attn_implementation="flash_attention_2"))
     assert loaded.dtype == torch.float32 and loaded.device.type == "cpu"
     assert loaded.identity["weights"] == "tiny-random" and loaded.identity["seed"] == 3
-    assert loaded.identity["attn_implementation"] == "sdpa" and "flash_attention_2" in loaded.identity["warnings"][0]
+    assert loaded.identity["attn_implementation"] == {"vision": WINDOWED, "text": "sdpa"}  # sdpa, windows batched
+    assert "flash_attention_2" in loaded.identity["warnings"][0]
     json.dumps(loaded.identity)
 
 

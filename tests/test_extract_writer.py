@@ -31,7 +31,7 @@ def _pixels(frames_dir, patch=14):
 
 def test_pixels_store_cell_equals_its_pixel_patch(frames_dir, tmp_path):
     metrics = write_point(_pixels(frames_dir), frames_dir / "frames.zarr", tmp_path / "px.zarr", tmp_path / "m.json",
-                          mode="image", dtype="float32", progress=False)
+                          dtype="float32", progress=False)
     store = open_features(tmp_path / "px.zarr")
     frames = zarr.open_array(frames_dir / "frames.zarr")
     assert store.grid == (9, 16, 32) and store.stride == 14 and store.channels == 588
@@ -49,7 +49,7 @@ class _Killed(RuntimeError):
 
 
 def test_killed_run_resumes_to_an_identical_store(frames_dir, tmp_path):
-    write_point(_pixels(frames_dir), frames_dir / "frames.zarr", tmp_path / "clean.zarr", None, "image", progress=False)
+    write_point(_pixels(frames_dir), frames_dir / "frames.zarr", tmp_path / "clean.zarr", None, progress=False)
     killer = _pixels(frames_dir)
     run, calls = killer.run, []
 
@@ -61,14 +61,14 @@ def test_killed_run_resumes_to_an_identical_store(frames_dir, tmp_path):
 
     killer.run, killer.clips_per_batch = dying, 1
     with pytest.raises(_Killed):
-        write_point(killer, frames_dir / "frames.zarr", tmp_path / "resumed.zarr", None, "image", progress=False)
+        write_point(killer, frames_dir / "frames.zarr", tmp_path / "resumed.zarr", None, progress=False)
     with pytest.raises(ForesightError, match="unfinished run"):
         open_features(tmp_path / "resumed.zarr")  # never taken as finished
 
     resumer = _pixels(frames_dir)
     seen = []
     resumer.run = lambda clips: seen.append(len(clips)) or run(clips)
-    write_point(resumer, frames_dir / "frames.zarr", tmp_path / "resumed.zarr", None, "image", progress=False)
+    write_point(resumer, frames_dir / "frames.zarr", tmp_path / "resumed.zarr", None, progress=False)
     assert sum(seen) == 2, "only the two clips the killed run had not finished are extracted again"
     clean, resumed = open_features(tmp_path / "clean.zarr"), open_features(tmp_path / "resumed.zarr")
     assert np.array_equal(clean.read(slice(None)), resumed.read(slice(None)))
@@ -79,8 +79,8 @@ def test_a_changed_point_discards_the_partial_store(frames_dir, tmp_path):
     killer = _pixels(frames_dir)
     killer.run = lambda clips: (_ for _ in ()).throw(_Killed())
     with pytest.raises(_Killed):
-        write_point(killer, frames_dir / "frames.zarr", tmp_path / "p.zarr", None, "image", progress=False)
-    write_point(_pixels(frames_dir, patch=28), frames_dir / "frames.zarr", tmp_path / "p.zarr", None, "image", progress=False)
+        write_point(killer, frames_dir / "frames.zarr", tmp_path / "p.zarr", None, progress=False)
+    write_point(_pixels(frames_dir, patch=28), frames_dir / "frames.zarr", tmp_path / "p.zarr", None, progress=False)
     assert open_features(tmp_path / "p.zarr").stride == 28
 
 
@@ -89,7 +89,7 @@ def test_non_finite_features_stop_the_stage(frames_dir, tmp_path):
     run = bad.run
     bad.run = lambda clips: run(clips) * np.nan
     with pytest.raises(ForesightError, match="non-finite features"):
-        write_point(bad, frames_dir / "frames.zarr", tmp_path / "nan.zarr", None, "image", progress=False)
+        write_point(bad, frames_dir / "frames.zarr", tmp_path / "nan.zarr", None, progress=False)
 
 
 def test_stage_names_an_unknown_point_in_one_line(tmp_path):
@@ -103,5 +103,5 @@ def test_values_that_overflow_float16_stop_the_stage(frames_dir, tmp_path):
     run = big.run
     big.run = lambda clips: run(clips) * 1e6  # finite in float32, inf in float16
     with pytest.raises(ForesightError, match="overflow float16.*extract.dtype: float32"):
-        write_point(big, frames_dir / "frames.zarr", tmp_path / "big.zarr", None, "image", dtype="float16", progress=False)
+        write_point(big, frames_dir / "frames.zarr", tmp_path / "big.zarr", None, dtype="float16", progress=False)
     assert not (tmp_path / "big.zarr").exists()

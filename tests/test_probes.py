@@ -51,7 +51,7 @@ def one_thread():
 
 def _extract(root: Path, name: str, point, height: int = HEIGHT, width: int = WIDTH) -> Path:
     extractor = make_extractor(name, point, ModelParams(), ExtractParams(), height, width, 9)
-    write_point(extractor, root / "frames.zarr", root / f"{name}.zarr", None, "image", progress=False)
+    write_point(extractor, root / "frames.zarr", root / f"{name}.zarr", None, progress=False)
     return root / f"{name}.zarr"
 
 

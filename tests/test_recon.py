@@ -114,7 +114,7 @@ def test_input_cka_pools_tokens_onto_the_latent_grid(tmp_path):
     frames_store = _store(frames)
     zarr.save_array(str(tmp_path / "frames.zarr"), frames)
     extractor = pixels_extractor("px", PixelsPoint(kind="pixels", patch=16), 64, 96, 1)
-    write_point(extractor, tmp_path / "frames.zarr", tmp_path / "px.zarr", None, "image", "float32", progress=False)
+    write_point(extractor, tmp_path / "frames.zarr", tmp_path / "px.zarr", None, "float32", progress=False)
     store = open_features(tmp_path / "px.zarr")
     blocks = store.read([0, 1, 2]).reshape(3, 1, 2, 2, 3, 2, 768).mean(axis=(3, 5))  # [3, 1, 2, 3, 768]
     latent = np.moveaxis(blocks[..., :128], -1, 1)  # [3, 128, 1, 2, 3]
@@ -158,7 +158,7 @@ def test_recon_stages_put_the_adapter_beside_the_ceiling(tmp_path, monkeypatch, 
         zarr.save_array(str(path), content)
         zarr.open_array(str(path), mode="r+").attrs["clips"] = [0, 1]
     extractor = pixels_extractor("px", PixelsPoint(kind="pixels", patch=16), 64, 96, 1)
-    write_point(extractor, tmp_path / "frames.zarr", tmp_path / "px.zarr", None, "image", "float32", progress=False)
+    write_point(extractor, tmp_path / "frames.zarr", tmp_path / "px.zarr", None, "float32", progress=False)
     zarr.save_array(str(tmp_path / "latents.zarr"), np.random.default_rng(1).normal(size=(2, 128, 1, 2, 3)))
     zarr.open_array(str(tmp_path / "latents.zarr"), mode="r+").attrs.update({"n_frames": 1, "height": 64, "width": 96})
     (tmp_path / "a" / "config.json").write_text(json.dumps({"streams": {"point": {"point": "px"}}}))

@@ -1,9 +1,8 @@
 """Dedicated vision encoders (DINOv2, OWL-ViT, OWLv2, SigLIP): the ``encoder`` points, the hybrid baseline.
 
-A point reads the encoder's ``hidden_states[layer]`` as transformers defines it: 0 is the input of
-block 0 (patch embedding + position embedding; OWL-ViT/OWLv2 also apply their ``pre_layernorm``),
-``k`` the output of block ``k-1``; the last one is the last block's output, before the final norm.
-A forward hook on that block stops the forward there, so no later block runs.
+A point's ``layer`` k is a block, as for every kind of point (timm's convention): the output of block k
+(k < 0 counts from the end, -1 is the last block), i.e. transformers' ``hidden_states[k+1]``, before the
+final norm. The forward stops after that block (:func:`.truncate.truncated_forward`).
 
 Every frame is its own image, normalised with the family's (or the checkpoint's) mean/std at the
 stored geometry, never resized or cropped. Position embeddings are resampled to the ``H/p x W/p``
@@ -18,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,9 +42,10 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from ..device import resolve_device, resolve_dtype
 from ..errors import ForesightError
 from ..params import EncoderPoint
-from .order import CLIP_NORMALIZATION, Normalization, normalize
-from .qwen import SHA256_SCOPE, checkpoint_sha256, read_json, read_normalization
-from .writer import PointExtractor
+from .base import Extractor, resolve_layer
+from .checkpoints import CLIP_NORMALIZATION, Normalization, normalize, read_json, read_normalization, weights_identity
+from .flops import encoder_flops_per_frame
+from .truncate import truncated_forward
 
 Family = Literal["dinov2", "owlvit", "owlv2", "siglip"]
 
@@ -119,7 +119,7 @@ class LoadedEncoder:
 
     @property
     def depth(self) -> int:
-        """Blocks in the encoder: valid layers are ``0..depth``."""
+        """Blocks in the encoder: valid layers are ``0..depth-1`` (or ``-depth..-1``)."""
         return int(self.model.config.num_hidden_layers)
 
     @property
@@ -134,10 +134,6 @@ class LoadedEncoder:
             return []
         registers = self.model.config.num_register_tokens if isinstance(self.model, Dinov2WithRegistersModel) else 0
         return ["cls", *(f"register{i}" for i in range(registers))]
-
-
-class _Truncate(Exception):
-    """Raised by the hook on the point's block to end the forward there."""
 
 
 # ------------------------------------------------------------------------------------ models
@@ -191,13 +187,8 @@ def load_encoder(point: EncoderPoint, dtype: str = "auto", device: str = "auto")
     torch_dtype = resolve_dtype(dtype, torch_device)
     if point.source == "tiny":
         model = build_tiny_encoder(family, point.seed).to(device=torch_device, dtype=torch_dtype)
-        norm = spec.norm
-        identity: dict[str, Any] = {
-            "weights": "tiny-random",
-            "family": family,
-            "seed": point.seed,
-            "config": json.loads(model.config.to_json_string(use_diff=False)),
-        }
+        norm, path = spec.norm, None
+        weights, extra = "tiny-random", {"seed": point.seed, "config": json.loads(model.config.to_json_string(use_diff=False))}
     else:
         path = Path(point.source)
         cls = checkpoint_class(path, family)
@@ -212,29 +203,17 @@ def load_encoder(point: EncoderPoint, dtype: str = "auto", device: str = "auto")
                                  f"(e.g. {', '.join(missing[:3])}): not a complete {spec.title} vision encoder")
         model = model.eval()
         norm = read_normalization(path, spec.norm)
-        identity = {
-            "weights": "checkpoint",
-            "family": family,
-            "path": str(path.resolve()),
-            "sha256": checkpoint_sha256(path),
-            "sha256_scope": SHA256_SCOPE,
-        }
-    identity |= {
-        "class": type(model).__name__,
-        "dtype": str(torch_dtype).removeprefix("torch."),
-        "device": torch_device.type,
-        "attn_implementation": model.config._attn_implementation,
-        "normalization": asdict(norm),
-    }
+        weights, extra = "checkpoint", {}
+    identity = weights_identity(weights, dtype=torch_dtype, device=torch_device, norm=norm, path=path,
+                                attn_implementation=model.config._attn_implementation,
+                                family=family, **extra, **{"class": type(model).__name__})
     return LoadedEncoder(family=family, model=model, device=torch_device, dtype=torch_dtype, identity=identity, norm=norm)
 
 
 # ------------------------------------------------------------------------------------ extraction
-def validate_layer(loaded: LoadedEncoder, layer: int) -> None:
-    """Stop with a :class:`ForesightError` unless ``hidden_states[layer]`` exists (``0..depth``)."""
-    if not 0 <= layer <= loaded.depth:
-        raise ForesightError(f"encoder layer {layer} out of range: the {_FAMILIES[loaded.family].title} encoder has "
-                             f"{loaded.depth} blocks, valid layers 0..{loaded.depth} (hidden_states[layer])")
+def validate_layer(loaded: LoadedEncoder, layer: int) -> int:
+    """The block index of ``layer`` (negative counts from the end); out of range stops with a :class:`ForesightError`."""
+    return resolve_layer(layer, loaded.depth, f"the {_FAMILIES[loaded.family].title} encoder's")
 
 
 def check_geometry(loaded: LoadedEncoder, height: int, width: int) -> tuple[int, int]:
@@ -254,30 +233,8 @@ def _blocks(model: PreTrainedModel) -> nn.ModuleList:
     return model.vision_model.encoder.layers
 
 
-def _forward(loaded: LoadedEncoder, frames: torch.Tensor, layer: int) -> torch.Tensor:
-    """One truncated forward of uint8 frames ``[n, H, W, 3]`` -> ``[n, gh, gw, C]`` (model dtype, model device)."""
-    gh, gw = check_geometry(loaded, frames.shape[1], frames.shape[2])
-    pixels = normalize(frames, loaded.norm).to(loaded.dtype)  # [n, 3, H, W]
-    blocks = _blocks(loaded.model)
-    captured: list[torch.Tensor] = []
-
-    def before_first(module: nn.Module, args: tuple[Any, ...]) -> None:
-        captured.append(args[0])  # [n, S, C]: the embeddings that enter block 0
-        raise _Truncate
-
-    def after(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:
-        captured.append(output)  # [n, S, C]
-        raise _Truncate
-
-    handle = blocks[0].register_forward_pre_hook(before_first) if layer == 0 else blocks[layer - 1].register_forward_hook(after)
-    kwargs = {"interpolate_pos_encoding": True} if _FAMILIES[loaded.family].interpolate_flag else {}
-    try:
-        loaded.model(pixel_values=pixels, **kwargs)
-    except _Truncate:
-        pass
-    finally:
-        handle.remove()
-    tokens = captured[0]  # [n, S, C], S = special + gh*gw
+def patch_grid(loaded: LoadedEncoder, tokens: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
+    """An encoder's token sequence ``[n, S, C]`` -> its patch grid ``[n, gh, gw, C]`` (special tokens dropped)."""
     n_special = len(loaded.dropped_tokens)
     if tokens.shape[1] != n_special + gh * gw:
         raise ForesightError(f"{type(loaded.model).__name__} returned {tokens.shape[1]} tokens for a {gh}x{gw} patch grid; "
@@ -285,34 +242,58 @@ def _forward(loaded: LoadedEncoder, frames: torch.Tensor, layer: int) -> torch.T
     return tokens[:, n_special:].reshape(tokens.shape[0], gh, gw, tokens.shape[2])  # raster order of patches
 
 
-def extract_encoder(loaded: LoadedEncoder, frames: torch.Tensor | np.ndarray, layer: int, batch_frames: int) -> torch.Tensor:
-    """``hidden_states[layer]`` of every frame as a raster grid: uint8 ``[N, H, W, 3]`` -> float32 CPU ``[N, H/p, W/p, C]``.
+def _forward(loaded: LoadedEncoder, frames: torch.Tensor, block: int) -> torch.Tensor:
+    """One forward of uint8 frames ``[n, H, W, 3]`` up to ``block`` -> its output ``[n, gh, gw, C]`` (model dtype and device)."""
+    gh, gw = check_geometry(loaded, frames.shape[1], frames.shape[2])
+    pixels = normalize(frames, loaded.norm).to(loaded.dtype)  # [n, 3, H, W]
+    module = _blocks(loaded.model)[block]
+    kwargs = {"interpolate_pos_encoding": True} if _FAMILIES[loaded.family].interpolate_flag else {}
+    output = truncated_forward(lambda: loaded.model(pixel_values=pixels, **kwargs), [module])[module]
+    tokens = output[0] if isinstance(output, tuple) else output  # [n, S, C]
+    return patch_grid(loaded, tokens, gh, gw)
 
-    Each frame is its own image; forwards of ``batch_frames`` frames. H and W must be multiples of the patch size ``p``.
+
+def extract_encoder(loaded: LoadedEncoder, frames: torch.Tensor | np.ndarray, layer: int, batch_frames: int,
+                    *, on_device: bool = False) -> torch.Tensor:
+    """The output of block ``layer`` for every frame as a raster grid: uint8 ``[N, H, W, 3]`` -> ``[N, H/p, W/p, C]``.
+
+    Each frame is its own image; forwards of ``batch_frames`` frames. H and W must be multiples of the patch
+    size ``p``. float32 on the CPU, or with ``on_device`` the model's dtype on its device.
     """
-    validate_layer(loaded, layer)
+    block = validate_layer(loaded, layer)
     frames = torch.as_tensor(frames)  # [N, H, W, 3] uint8
     parts = []
     with torch.inference_mode():
         for start in range(0, frames.shape[0], batch_frames):
-            grid = _forward(loaded, frames[start : start + batch_frames].to(loaded.device), layer)  # [n, gh, gw, C]
-            parts.append(grid.to(device="cpu", dtype=torch.float32))
+            grid = _forward(loaded, frames[start : start + batch_frames].to(loaded.device), block)  # [n, gh, gw, C]
+            parts.append(grid if on_device else grid.to(device="cpu", dtype=torch.float32))
     return torch.cat(parts)
 
 
+@dataclass(kw_only=True)
+class EncoderExtractor(Extractor):
+    """An ``encoder`` point: every frame alone through the encoder."""
+
+    loaded: LoadedEncoder
+    layer: int
+    batch_frames: int
+
+    def run(self, clips: np.ndarray) -> torch.Tensor:  # [k, F, H, W, 3] -> [k, F, gh, gw, C]
+        k, f, h, w, _ = clips.shape
+        grid = extract_encoder(self.loaded, clips.reshape(-1, h, w, 3), self.layer, self.batch_frames, on_device=True)
+        return grid.reshape(k, f, *grid.shape[1:])
+
+
 def encoder_extractor(name: str, point: EncoderPoint, height: int, width: int, n_frames: int, batch_frames: int,
-                      dtype: str = "auto", device: str = "auto") -> PointExtractor:
-    """An ``encoder`` point: every frame alone through the encoder, ``hidden_states[layer]`` as ``[F, H/p, W/p, C]``."""
+                      dtype: str = "auto", device: str = "auto") -> EncoderExtractor:
+    """An ``encoder`` point: the output of block ``layer`` of every frame, ``[F, H/p, W/p, C]``."""
     loaded = load_encoder(point, dtype=dtype, device=device)
     validate_layer(loaded, point.layer)
     gh, gw = check_geometry(loaded, height, width)
-
-    def run(clips: np.ndarray) -> np.ndarray:  # [k, F, H, W, 3] -> [k, F, gh, gw, C]
-        grid = extract_encoder(loaded, clips.reshape(-1, height, width, 3), point.layer, batch_frames)  # [k*F, gh, gw, C]
-        return grid.reshape(clips.shape[0], n_frames, gh, gw, loaded.channels).numpy()
-
-    return PointExtractor(
+    return EncoderExtractor(
         name=name, definition={**point.model_dump(), "dropped_tokens": loaded.dropped_tokens}, stride=loaded.stride,
-        grid=(n_frames, gh, gw), channels=loaded.channels, slot_frames=[[f] for f in range(n_frames)],
-        weights=loaded.identity, run=run, clips_per_batch=max(1, batch_frames // n_frames), device=loaded.device,
+        grid=(n_frames, gh, gw), channels=loaded.channels, slot_frames=[[f] for f in range(n_frames)], mode="image",
+        weights=loaded.identity, clips_per_batch=max(1, batch_frames // n_frames), device=loaded.device,
+        flops_per_frame=encoder_flops_per_frame(loaded.model.config, point.layer, (gh, gw), len(loaded.dropped_tokens)),
+        loaded=loaded, layer=point.layer, batch_frames=batch_frames,
     )

@@ -16,40 +16,14 @@ of ``tp`` is padded by repeating the last frame, as ``Qwen2VLVideoProcessor.patc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from ..errors import ForesightError
+from .checkpoints import CLIP_NORMALIZATION, Normalization, normalize
 
 Mode = Literal["image", "video"]
-
-
-@dataclass(frozen=True)
-class Normalization:
-    """Pixel normalisation of the image processor: ``(x * rescale_factor - mean) / std`` per channel."""
-
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    rescale_factor: float = 1 / 255
-
-
-CLIP_NORMALIZATION = Normalization(mean=tuple(OPENAI_CLIP_MEAN), std=tuple(OPENAI_CLIP_STD))
-"""The Qwen2-VL processors' default (OpenAI CLIP mean/std)."""
-
-
-def normalize(frames: torch.Tensor, norm: Normalization) -> torch.Tensor:
-    """uint8 ``[N, H, W, 3]`` -> float32 ``[N, 3, H, W]``, with the processor's exact float arithmetic.
-
-    The processor fuses rescale and normalise: ``(x - mean/rescale_factor) / (std/rescale_factor)``
-    in float32, which is what makes the comparison with it bit-exact.
-    """
-    mean = torch.tensor(norm.mean, device=frames.device) * (1.0 / norm.rescale_factor)  # [3]
-    std = torch.tensor(norm.std, device=frames.device) * (1.0 / norm.rescale_factor)  # [3]
-    x = frames.permute(0, 3, 1, 2).to(torch.float32)  # [N, 3, H, W]
-    return (x - mean[:, None, None]) / std[:, None, None]
 
 
 def n_slots(n_frames: int, mode: Mode, temporal_patch_size: int) -> int:

@@ -3,15 +3,16 @@
 Extraction points and the module whose output each one reads (token order: :mod:`.order`):
 
 - ``vit_embed``: ``visual.patch_embed`` (merge-unit order), stride 14 px, ViT width.
-- ``vit_block`` k: ``visual.blocks[k]`` (window order) = the vision tower's ``hidden_states[k+1]``.
+- ``vit_block`` k: ``visual.blocks[k]`` (window order) = the vision tower's ``hidden_states[k+1]``
+  (k < 0 counts from the end: -1 is the last block).
 - ``merger``: ``visual.merger`` (window order of merge units) = the tower's ``pooler_output``, stride 28 px.
-- ``llm`` L: ``language_model.layers[L]`` at the vision-token positions = ``hidden_states[L+1]`` of
+- ``llm`` L: ``language_model.layers[L]`` (L < 0 from the end) at the vision-token positions = ``hidden_states[L+1]`` of
   ``model(..., output_hidden_states=True)``. For the last layer transformers reports the output of
   the final RMSNorm there, and so does this point (``language_model.norm``).
 
-One forward serves every requested point: forward hooks store each output and the deepest one
-stops the forward by raising, so nothing past the deepest point runs (ViT-only points never run
-the LLM). Image mode: every frame is its own image (one temporal slot, frame repeated along T);
+One forward serves every requested point (:func:`.truncate.truncated_forward`): nothing past the
+deepest point runs (ViT-only points never run the LLM). With ``attn_implementation: sdpa`` the vision
+tower's window attention runs as one batched call per block (:mod:`.attention`). Image mode: every frame is its own image (one temporal slot, frame repeated along T);
 the vision tower takes a batch of frames as one packed sequence (its attention is per image), and
 the LLM gets one sequence per frame, stacked along the batch dimension, so no frame sees another.
 Video mode: one video per call, the whole clip in one forward.
@@ -19,13 +20,11 @@ Video mode: one video per call, the whole clip in one forward.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import struct
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +36,13 @@ from transformers.utils import is_flash_attn_2_available
 
 from ..device import resolve_device, resolve_dtype
 from ..errors import ForesightError
-from ..params import LlmPoint, MergerPoint, ModelParams, PointParams, VitBlockPoint, VitEmbedPoint
+from ..params import ExtractParams, LlmPoint, MergerPoint, ModelParams, PointParams, VitBlockPoint, VitEmbedPoint
+from .attention import use_windowed_attention
+from .base import Extractor, resolve_layer
+from .checkpoints import CLIP_NORMALIZATION, Normalization, read_json, read_normalization, weights_identity
+from .flops import qwen_flops_per_frame
 from .order import (
-    CLIP_NORMALIZATION,
     Mode,
-    Normalization,
     merge_order_to_raster,
     merged_to_raster,
     n_slots,
@@ -50,12 +51,11 @@ from .order import (
     unwindow,
     window_index,
 )
+from .truncate import truncated_forward
 
 MODEL_TYPE = "qwen2_5_vl"
 DEFAULT_VIDEO_FPS = 24.0
 """Frame rate assumed when none is given: what the processor assumes for frames without metadata."""
-SHA256_SCOPE = "config.json, preprocessor_config.json, and each weight file's name, size and safetensors header"
-"""What a checkpoint's identity hash covers: tensor names, dtypes, shapes and offsets, not tensor values."""
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,6 @@ class PointGeometry:
     grid: tuple[int, int, int]  # (T, gh, gw)
     slot_frames: tuple[tuple[int, ...], ...]  # per temporal slot, the frame indices it covers
     channels: int  # C
-
-
-class _Truncate(Exception):
-    """Raised by the hook on the deepest requested module to end the forward there."""
 
 
 # ------------------------------------------------------------------------------------ models
@@ -140,14 +136,6 @@ def _attn_implementation(requested: str, device: torch.device) -> tuple[str, lis
     return requested, []
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A checkpoint's JSON file; unreadable or invalid stops with a :class:`ForesightError` naming it."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ForesightError(f"{path}: unreadable JSON: {exc}") from None
-
-
 def check_checkpoint_dir(path: Path) -> None:
     """Stop with a :class:`ForesightError` unless ``path`` holds a Qwen2.5-VL ``config.json`` (weights unread)."""
     if not path.is_dir():
@@ -164,34 +152,6 @@ def check_checkpoint_dir(path: Path) -> None:
         )
 
 
-def checkpoint_sha256(path: Path) -> str:
-    """Identity hash of a checkpoint directory over :data:`SHA256_SCOPE` (fast: tensor values are not read)."""
-    digest = hashlib.sha256()
-    for name in ("config.json", "preprocessor_config.json"):
-        if (path / name).is_file():
-            digest.update(name.encode() + b"\0" + (path / name).read_bytes())
-    for weights in sorted([*path.glob("*.safetensors"), *path.glob("*.bin")]):
-        digest.update(f"{weights.name}\0{weights.stat().st_size}\0".encode())
-        if weights.suffix == ".safetensors":
-            with weights.open("rb") as f:
-                (header_len,) = struct.unpack("<Q", f.read(8))
-                digest.update(f.read(header_len))
-    return digest.hexdigest()
-
-
-def read_normalization(path: Path, default: Normalization = CLIP_NORMALIZATION) -> Normalization:
-    """Mean/std/rescale factor from the checkpoint's ``preprocessor_config.json``, ``default`` where absent."""
-    file = path / "preprocessor_config.json"
-    if not file.is_file():
-        return default
-    config = read_json(file)
-    return Normalization(
-        mean=tuple(config.get("image_mean", default.mean)),
-        std=tuple(config.get("image_std", default.std)),
-        rescale_factor=config.get("rescale_factor", default.rescale_factor),
-    )
-
-
 def load_model(params: ModelParams, random_weights: bool = False) -> LoadedModel:
     """Load the tiny random model or a local checkpoint directory (config checked before any weight is read).
 
@@ -201,8 +161,8 @@ def load_model(params: ModelParams, random_weights: bool = False) -> LoadedModel
     device = resolve_device(params.device, "model.device")
     dtype = resolve_dtype(params.dtype, device)
     attn, notes = _attn_implementation(params.attn_implementation, device)
+    path = Path(params.source)
     if params.source != "tiny" and random_weights:
-        path = Path(params.source)
         check_checkpoint_dir(path)
         config = Qwen2_5_VLConfig.from_pretrained(path, local_files_only=True)
         with torch.random.fork_rng(devices=[]):
@@ -211,35 +171,21 @@ def load_model(params: ModelParams, random_weights: bool = False) -> LoadedModel
         model.set_attn_implementation(attn)
         model = model.to(device).eval()
         norm = read_normalization(path)
-        identity: dict[str, Any] = {"weights": "random-init", "architecture_of": str(path.resolve()),
-                                    "seed": params.seed}
+        weights, extra = "random-init", {"architecture_of": str(path.resolve()), "seed": params.seed}
     elif params.source == "tiny":
         model = build_tiny_model(params.seed, attn_implementation=attn).to(device=device, dtype=dtype)
         norm = CLIP_NORMALIZATION
-        identity = {
-            "weights": "tiny-random",
-            "seed": params.seed,
-            "config": json.loads(model.config.to_json_string(use_diff=False)),
-        }
+        weights, extra = "tiny-random", {"seed": params.seed, "config": json.loads(model.config.to_json_string(use_diff=False))}
     else:
-        path = Path(params.source)
         check_checkpoint_dir(path)
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
             path, local_files_only=True, dtype=dtype, attn_implementation=attn, device_map=str(device)
         ).eval()
         norm = read_normalization(path)
-        identity = {
-            "weights": "checkpoint",
-            "path": str(path.resolve()),
-            "sha256": checkpoint_sha256(path),
-            "sha256_scope": SHA256_SCOPE,
-        }
-    identity |= {
-        "dtype": str(dtype).removeprefix("torch."),
-        "device": device.type,
-        "attn_implementation": attn,
-        "normalization": asdict(norm),
-    }
+        weights, extra = "checkpoint", {}
+    implementation: Any = use_windowed_attention(model) if attn == "sdpa" else attn
+    identity = weights_identity(weights, dtype=dtype, device=device, attn_implementation=implementation, norm=norm,
+                                path=path if weights == "checkpoint" else None, **extra)
     if notes:
         identity["warnings"] = notes
         for note in notes:
@@ -265,13 +211,9 @@ def validate_point(model_config: Qwen2_5_VLConfig, point: PointParams) -> None:
     if not isinstance(point, VitEmbedPoint | VitBlockPoint | MergerPoint | LlmPoint):
         raise ForesightError(f"{point.kind!r} points are not read from Qwen2.5-VL (model points: vit_embed, vit_block, merger, llm)")
     if isinstance(point, VitBlockPoint):
-        depth = model_config.vision_config.depth
-        if point.layer >= depth:
-            raise ForesightError(f"vit_block layer {point.layer} out of range: the ViT has {depth} blocks, valid layers 0..{depth - 1}")
+        resolve_layer(point.layer, model_config.vision_config.depth, "vit_block")
     elif isinstance(point, LlmPoint):
-        depth = model_config.text_config.num_hidden_layers
-        if point.layer >= depth:
-            raise ForesightError(f"llm layer {point.layer} out of range: the LLM has {depth} layers, valid layers 0..{depth - 1}")
+        resolve_layer(point.layer, model_config.text_config.num_hidden_layers, "llm")
 
 
 def point_geometry(
@@ -355,27 +297,17 @@ def build_inputs(
 
 
 # ------------------------------------------------------------------------------------ extraction
-def _depth(point: PointParams, model_config: Qwen2_5_VLConfig) -> int:
-    """Position of the point's module in forward order."""
-    if isinstance(point, VitEmbedPoint):
-        return 0
-    if isinstance(point, VitBlockPoint):
-        return 1 + point.layer
-    if isinstance(point, MergerPoint):
-        return 1 + model_config.vision_config.depth
-    return 2 + model_config.vision_config.depth + point.layer
-
-
 def _module(model: Qwen2_5_VLForConditionalGeneration, point: PointParams) -> nn.Module:
     """The module whose forward output is the point (see the module docstring)."""
     visual, llm = model.model.visual, model.model.language_model
     if isinstance(point, VitEmbedPoint):
         return visual.patch_embed
     if isinstance(point, VitBlockPoint):
-        return visual.blocks[point.layer]
+        return visual.blocks[resolve_layer(point.layer, len(visual.blocks), "vit_block")]
     if isinstance(point, MergerPoint):
         return visual.merger
-    return llm.norm if point.layer == len(llm.layers) - 1 else llm.layers[point.layer]
+    layer = resolve_layer(point.layer, len(llm.layers), "llm")
+    return llm.norm if layer == len(llm.layers) - 1 else llm.layers[layer]
 
 
 def _forward(
@@ -396,25 +328,12 @@ def _forward(
     pixel_key, grid_key = ("pixel_values", "image_grid_thw") if mode == "image" else ("pixel_values_videos", "video_grid_thw")
 
     modules = {name: _module(model, point) for name, point in points.items()}
-    deepest = modules[max(points, key=lambda name: _depth(points[name], config))]
-    outputs: dict[nn.Module, Any] = {}
-
-    def hook(module: nn.Module, args: Any, output: Any) -> None:
-        outputs[module] = output
-        if module is deepest:
-            raise _Truncate
-
-    handles = [module.register_forward_hook(hook) for module in set(modules.values())]
-    try:
-        if needs_llm:
-            model.model(**inputs, use_cache=False)
-        else:
-            model.model.visual(inputs[pixel_key].to(model.model.visual.dtype), grid_thw=inputs[grid_key])
-    except _Truncate:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
+    if needs_llm:
+        outputs = truncated_forward(lambda: model.model(**inputs, use_cache=False), modules.values())
+    else:
+        visual = model.model.visual
+        outputs = truncated_forward(lambda: visual(inputs[pixel_key].to(visual.dtype), grid_thw=inputs[grid_key]),
+                                    modules.values())
 
     grid_thw = inputs[grid_key]  # [rows, 3]
     m = vision.spatial_merge_size
@@ -446,8 +365,9 @@ def extract(
     *,
     norm: Normalization = CLIP_NORMALIZATION,
     fps: float | None = None,
+    on_device: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Features of one clip at every point, in true raster order: ``{name: float32 CPU [T, gh, gw, C]}``.
+    """Features of one clip at every point, in true raster order: ``{name: [T, gh, gw, C]}``.
 
     Args:
         frames: uint8 ``[N, H, W, 3]``, H and W multiples of 28 (patch x merge).
@@ -456,6 +376,8 @@ def extract(
             forward for the whole clip (``batch_frames`` unused: the LLM must see the clip at once).
         norm: the checkpoint's pixel normalisation (``LoadedModel.norm``).
         fps: frame rate of ``frames`` (video mode: temporal M-RoPE spacing); None or NaN: :data:`DEFAULT_VIDEO_FPS`.
+        on_device: keep the grids on the model's device in its dtype (the stage's path: its writer casts them
+            to the storage dtype there, before the copy); else float32 on the CPU.
 
     Grid shapes and strides: :func:`point_geometry`.
     """
@@ -469,5 +391,46 @@ def extract(
     with torch.inference_mode():
         for start in range(0, frames.shape[0], step):
             for name, grid in _forward(model, frames[start : start + step], points, mode, norm, fps).items():
-                parts[name].append(grid.to(device="cpu", dtype=torch.float32))
+                parts[name].append(grid if on_device else grid.to(device="cpu", dtype=torch.float32))
     return {name: torch.cat(grids) for name, grids in parts.items()}
+
+
+# ------------------------------------------------------------------------------------ the stage's extractor
+@dataclass(kw_only=True)
+class QwenExtractor(Extractor):
+    """A Qwen2.5-VL point: a truncated forward to exactly this point, in true raster order."""
+
+    loaded: LoadedModel
+    point: PointParams
+    batch_frames: int
+
+    def run(self, clips: np.ndarray) -> torch.Tensor:  # [k, F, H, W, 3] -> [k, T, gh, gw, C]
+        k, _, height, width, _ = clips.shape
+        points, model, norm = {self.name: self.point}, self.loaded.model, self.loaded.norm
+        if self.mode == "image":  # every frame is its own image: one call over all k clips' frames
+            grid = extract(model, clips.reshape(-1, height, width, 3), points, "image", self.batch_frames, norm=norm,
+                           on_device=True)[self.name]
+            return grid.reshape(k, -1, *grid.shape[1:])
+        return torch.stack([extract(model, c, points, "video", self.batch_frames, norm=norm, on_device=True)[self.name]
+                            for c in clips])
+
+
+def qwen_extractor(name: str, point: PointParams, model: ModelParams, extract: ExtractParams,
+                   height: int, width: int, n_frames: int, loaded: LoadedModel | None = None) -> QwenExtractor:
+    """The extractor of a Qwen2.5-VL point; a model loaded here for a vision-only point keeps only its vision tower."""
+    if loaded is None:
+        loaded = load_model(model, random_weights=point.weights == "random")
+        if not isinstance(point, LlmPoint):
+            drop_llm(loaded)
+    config = loaded.model.config
+    geometry = point_geometry(point, config, height, width, n_frames, extract.mode)
+    merger = point_geometry(MergerPoint(kind="merger"), config, height, width, n_frames, extract.mode)
+    itemsize = np.dtype(extract.dtype).itemsize
+    return QwenExtractor(
+        name=name, definition=point.model_dump(), stride=geometry.stride, grid=geometry.grid,
+        channels=geometry.channels, slot_frames=[list(s) for s in geometry.slot_frames], mode=extract.mode,
+        weights=loaded.identity, clips_per_batch=max(1, extract.batch_frames // n_frames) if extract.mode == "image" else 1,
+        device=loaded.device, reference_bytes_per_frame=float(np.prod(merger.grid)) * merger.channels * itemsize / n_frames,
+        flops_per_frame=qwen_flops_per_frame(point, config, height, width, n_frames, extract.mode),
+        loaded=loaded, point=point, batch_frames=extract.batch_frames,
+    )

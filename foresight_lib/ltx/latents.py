@@ -26,9 +26,8 @@ from tqdm import tqdm
 
 from ..device import resolve_device, resolve_dtype
 from ..errors import ForesightError
-from ..extract.writer import frames_identity
 from ..params import LtxParams
-from ..store import PartialStore, open_complete
+from ..store import PartialStore, open_complete, store_identity
 from . import vae as V
 
 if TYPE_CHECKING:
@@ -70,7 +69,7 @@ def write_latents(frames_path: str | Path, out_path: str | Path, ltx: LtxParams,
         "vae": identity, "decode_path": V.decode_path(vae), "n_frames": n_frames, "height": height, "width": width,
         "latent_shape": list(shape), "n_clips": n_clips, "dtype": ltx.latents_dtype,
         "compute_dtype": str(vae.dtype).removeprefix("torch."), "device": vae.device.type,
-        "frames": frames_identity(frames_path),
+        "frames": store_identity(frames_path),
     }
     store = PartialStore(out_path, {"attributes": attributes})
     arr = store.array((n_clips, *shape), chunks=(1, *shape), dtype=ltx.latents_dtype,

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import ForesightError
-from ..features import pixel_patches
+from ..extract.pixels import pixel_patches
 from ..params import ProbeParams
 from .base import Detections, SpatialProbe
 from .heads import make_probe
