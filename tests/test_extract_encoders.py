@@ -42,6 +42,7 @@ from foresight_lib.extract.encoders import (
     encoder_extractor,
     extract_encoder,
     load_encoder,
+    patch_grid,
     tiny_config,
 )
 from foresight_lib.extract.order import Normalization, normalize
@@ -74,6 +75,14 @@ def make_frames(height: int, width: int, n: int = 2, seed: int = 0) -> torch.Ten
 @pytest.fixture(scope="module")
 def encoders():
     return {family: load_encoder(point(family), device="cpu") for family in FAMILIES}
+
+
+def embeddings(loaded, frames: torch.Tensor) -> torch.Tensor:
+    """``hidden_states[0]`` (the input of block 0) through the extraction's own token-to-grid map: ``[n, gh, gw, C]``."""
+    flag = {} if loaded.family == "dinov2" else {"interpolate_pos_encoding": True}
+    with torch.inference_mode():
+        states = loaded.model(pixel_values=normalize(frames, loaded.norm), output_hidden_states=True, **flag).hidden_states
+    return patch_grid(loaded, states[0], frames.shape[1] // loaded.stride, frames.shape[2] // loaded.stride)
 
 
 def _embedding_parts(model: nn.Module, family: str) -> tuple[nn.Conv2d, torch.Tensor, nn.Module]:
@@ -163,7 +172,7 @@ def test_layer0_cell_is_its_patch_conv_plus_resampled_position(encoders, family)
     assert torch.allclose(_bicubic(table, side, side), _square(table).permute(1, 2, 0), atol=1e-12)  # same size: identity
     for height, width in (STORED, SMALL[family]):
         frames = make_frames(height, width)
-        grid = extract_encoder(loaded, frames, layer=0, batch_frames=2)
+        grid = embeddings(loaded, frames)
         gh, gw = height // loaded.stride, width // loaded.stride
         assert grid.shape == (2, gh, gw, loaded.channels)
         expected = _expected_layer0(loaded.model, family, frames, loaded.norm, _bicubic(table, gh, gw))
@@ -179,7 +188,7 @@ def test_pretraining_size_uses_the_original_position_embeddings(encoders, family
     _, table, _ = _embedding_parts(loaded.model, family)
     size = REAL[family][1]
     frames = make_frames(size, size, n=1)
-    grid = extract_encoder(loaded, frames, layer=0, batch_frames=1)
+    grid = embeddings(loaded, frames)
     expected = _expected_layer0(loaded.model, family, frames, loaded.norm, _square(table).permute(1, 2, 0))
     torch.testing.assert_close(grid, expected, atol=1e-4, rtol=1e-4)
     if family != "dinov2":  # DINOv2 always interpolates; the others break off their pre-training size without it
@@ -192,17 +201,17 @@ def test_perturbing_one_patch_changes_only_its_cell(encoders, family):
     loaded = encoders[family]
     s, (gh, gw) = loaded.stride, (STORED[0] // loaded.stride, STORED[1] // loaded.stride)
     frames = make_frames(*STORED)
-    base = extract_encoder(loaded, frames, layer=0, batch_frames=2)
+    base = embeddings(loaded, frames)
     for frame, r, c in [(0, 0, 0), (1, gh - 1, gw - 1), (1, 3, gw - 2)]:
         changed = frames.clone()
         changed[frame, s * r : s * r + s, s * c : s * c + s] ^= 0x55
-        diff = (extract_encoder(loaded, changed, layer=0, batch_frames=2) - base).abs().amax(dim=-1) > 0  # [2, gh, gw]
+        diff = (embeddings(loaded, changed) - base).abs().amax(dim=-1) > 0  # [2, gh, gw]
         assert diff.nonzero().tolist() == [[frame, r, c]]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_layers_equal_hidden_states_without_special_tokens(encoders, family):
-    """Truncated extraction of hidden_states[k] equals the full forward's, special tokens dropped, raster-reshaped."""
+    """Layer k (block k's output) equals the full forward's hidden_states[k+1], special tokens dropped, raster-reshaped."""
     loaded = encoders[family]
     frames = make_frames(*STORED, n=1)
     flag = {} if family == "dinov2" else {"interpolate_pos_encoding": True}
@@ -211,9 +220,9 @@ def test_layers_equal_hidden_states_without_special_tokens(encoders, family):
     assert len(reference) == loaded.depth + 1
     n_special = len(loaded.dropped_tokens)
     gh, gw = STORED[0] // loaded.stride, STORED[1] // loaded.stride
-    for k in (0, 2, loaded.depth):
+    for k, block in ((0, 0), (2, 2), (loaded.depth - 1, loaded.depth - 1), (-1, loaded.depth - 1), (-3, loaded.depth - 3)):
         ours = extract_encoder(loaded, frames, layer=k, batch_frames=1)
-        torch.testing.assert_close(ours, reference[k][:, n_special:].reshape(1, gh, gw, -1), atol=0, rtol=0)
+        torch.testing.assert_close(ours, reference[block + 1][:, n_special:].reshape(1, gh, gw, -1), atol=0, rtol=0)
 
 
 def _block_path(family: str, i: int) -> str:
@@ -230,9 +239,9 @@ def test_truncated_forward_runs_no_later_block(encoders, family):
     try:
         frames = make_frames(*SMALL[family], n=3)
         extract_encoder(loaded, frames, layer=0, batch_frames=2)
-        assert calls == {0: 0, 5: 0, 6: 0}  # layer 0 is the input of block 0
-        extract_encoder(loaded, frames, layer=6, batch_frames=2)
-        assert calls == {0: 2, 5: 2, 6: 0}  # two batches, each stopped after block 5
+        assert calls == {0: 2, 5: 0, 6: 0}  # two batches, each stopped after block 0
+        extract_encoder(loaded, frames, layer=5, batch_frames=2)
+        assert calls == {0: 4, 5: 2, 6: 0}  # two more, each stopped after block 5
     finally:
         for hook in hooks:
             hook.remove()
@@ -301,7 +310,7 @@ def test_full_checkpoints_load_their_vision_tower(encoders, family, config_class
     loaded = load_encoder(point(family, source=str(tmp_path)), device="cpu")
     assert type(loaded.model) is type(tiny.model)
     frames = make_frames(*SMALL[family])
-    for layer in (0, 12):
+    for layer in (0, 11):
         torch.testing.assert_close(extract_encoder(loaded, frames, layer, 2), extract_encoder(tiny, frames, layer, 2), atol=0, rtol=0)
 
 
@@ -314,11 +323,11 @@ def test_dinov2_with_registers_drops_cls_and_registers(tmp_path):
     frames = make_frames(56, 84)
     with torch.inference_mode():
         reference = loaded.model(pixel_values=normalize(frames, loaded.norm), output_hidden_states=True).hidden_states
-    for k in range(4):
-        torch.testing.assert_close(extract_encoder(loaded, frames, k, 2), reference[k][:, 5:].reshape(2, 4, 6, 32), atol=0, rtol=0)
+    for k in range(3):
+        torch.testing.assert_close(extract_encoder(loaded, frames, k, 2), reference[k + 1][:, 5:].reshape(2, 4, 6, 32), atol=0, rtol=0)
     changed = frames.clone()
     changed[1, 14:28, 42:56] ^= 0x55
-    diff = (extract_encoder(loaded, changed, 0, 2) - extract_encoder(loaded, frames, 0, 2)).abs().amax(dim=-1) > 0
+    diff = (embeddings(loaded, changed) - embeddings(loaded, frames)).abs().amax(dim=-1) > 0
     assert diff.nonzero().tolist() == [[1, 1, 3]]
 
 
@@ -329,8 +338,10 @@ def test_bad_family_is_one_clear_params_error():
 
 
 def test_bad_layer_or_geometry_names_what_is_valid(encoders):
-    with pytest.raises(ForesightError, match=r"encoder layer 13 out of range: .*12 blocks, valid layers 0\.\.12"):
-        encoder_extractor("e", point("siglip", layer=13), 64, 96, 1, batch_frames=1, device="cpu")
+    with pytest.raises(ForesightError, match=r"SigLIP encoder's layer 12 out of range: 12 blocks, valid layers 0\.\.11"):
+        encoder_extractor("e", point("siglip", layer=12), 64, 96, 1, batch_frames=1, device="cpu")
+    with pytest.raises(ForesightError, match=r"layer -13 out of range: .*-12\.\.-1 from the end"):
+        encoder_extractor("e", point("siglip", layer=-13), 64, 96, 1, batch_frames=1, device="cpu")
     with pytest.raises(ForesightError, match=r"frame size 448x680 is not a multiple of the DINOv2 patch size 14"):
         encoder_extractor("e", point("dinov2", layer=1), 448, 680, 1, batch_frames=1, device="cpu")
     with pytest.raises(ForesightError, match="multiple of the OWL-ViT patch size 32"):
