@@ -11,7 +11,7 @@ def make_extractor(name: str, point: PointParams, model: ModelParams, extract: E
                    height: int, width: int, n_frames: int) -> Extractor:
     """The extractor for ``points.<name>`` (transformers loads only for the points that need a model)."""
     if isinstance(point, PixelsPoint):
-        return pixels_extractor(name, point, height, width, n_frames)
+        return pixels_extractor(name, point, height, width, n_frames, max(1, extract.batch_frames // n_frames))
     if isinstance(point, EncoderPoint):
         from .encoders import encoder_extractor
 
