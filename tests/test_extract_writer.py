@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 import zarr
 from helpers import small_params
 
@@ -105,3 +106,18 @@ def test_values_that_overflow_float16_stop_the_stage(frames_dir, tmp_path):
     with pytest.raises(ForesightError, match="overflow float16.*extract.dtype: float32"):
         write_point(big, frames_dir / "frames.zarr", tmp_path / "big.zarr", None, dtype="float16", progress=False)
     assert not (tmp_path / "big.zarr").exists()
+
+
+def test_the_storage_cast_rounds_as_numpy_does():
+    """The writer casts with torch (on the device, on a GPU): the same float16 bits as numpy's cast, ties, tiny
+    values and overflow included; a bfloat16 model's output cast directly equals the cast through float32."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal(20000).astype(np.float32) * s for s in (1e-7, 1e-4, 1.0, 1e3, 7e4)])
+    ties = 1 + np.arange(1, 64, 2, dtype=np.float32) * np.float32(2.0**-11)  # exactly halfway between float16s
+    x = np.concatenate([x, ties, -ties])
+    ours = torch.from_numpy(x).to(torch.float16).numpy()
+    with np.errstate(over="ignore"):
+        theirs = x.astype(np.float16)
+    assert np.array_equal(ours.view(np.uint16), theirs.view(np.uint16))
+    bf16 = torch.from_numpy(x).to(torch.bfloat16)
+    assert torch.equal(bf16.to(torch.float16).view(torch.int16), bf16.float().to(torch.float16).view(torch.int16))
