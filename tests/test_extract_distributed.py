@@ -65,7 +65,7 @@ def _stage(workdir: Path, point: str, out: str, torchrun: str = "", launcher: tu
     cmd = [sys.executable, *launcher, *script, "--params", str(workdir / "params.yaml"), "--point", point,
            "--frames", str(workdir / "data" / "frames.zarr"), "--out", str(workdir / f"{out}.zarr"),
            "--metrics", str(workdir / f"{out}.json")]
-    return subprocess.run(cmd, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, check=False, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600)
 
 
 def _files(store: Path) -> dict[str, bytes]:

@@ -263,6 +263,14 @@ def test_mm_token_type_ids_give_3d_positions(model, mode):
 
 
 # ------------------------------------------------------------------------------ truncation, batching
+def test_negative_layers_count_from_the_end(model):
+    frames = make_frames(56, 84, n=1)
+    got = extract(model, frames, {"a": vit(-1), "b": vit(31), "c": llm(-2), "d": llm(26)}, "image", 1)
+    assert torch.equal(got["a"], got["b"]) and torch.equal(got["c"], got["d"])
+    with pytest.raises(ForesightError, match=r"vit_block layer -33 out of range: .*-32\.\.-1 from the end"):
+        validate_point(model.config, vit(-33))
+
+
 def test_truncated_points_equal_joint_call_and_stop_early(model):
     frames = make_frames(140, 196)
     points = {"e": EMBED, "b3": vit(3), "b31": vit(31), "m": MERGER, "l5": llm(5), "l27": llm(27)}

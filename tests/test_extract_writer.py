@@ -12,10 +12,10 @@ from helpers import small_params
 
 from foresight_lib.data.frames import write_frames
 from foresight_lib.errors import ForesightError
-from foresight_lib.extract.points import pixels_extractor
+from foresight_lib.extract.points import make_extractor, pixels_extractor
 from foresight_lib.extract.writer import write_point
-from foresight_lib.features import open_features
-from foresight_lib.params import PixelsPoint
+from foresight_lib.features import ATTRS, open_features
+from foresight_lib.params import ExtractParams, ModelParams, PixelsPoint
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +121,13 @@ def test_the_storage_cast_rounds_as_numpy_does():
     assert np.array_equal(ours.view(np.uint16), theirs.view(np.uint16))
     bf16 = torch.from_numpy(x).to(torch.bfloat16)
     assert torch.equal(bf16.to(torch.float16).view(torch.int16), bf16.float().to(torch.float16).view(torch.int16))
+
+
+def test_a_per_frame_store_says_image_mode_under_video_extraction(frames_dir, tmp_path):
+    """Pixels (like encoders) always see each frame alone: their store says so whatever extract.mode is."""
+    _, f, h, w, _ = zarr.open_array(frames_dir / "frames.zarr").shape
+    extractor = make_extractor("pixels", PixelsPoint(kind="pixels", patch=28), ModelParams(), ExtractParams(mode="video"), h, w, f)
+    write_point(extractor, frames_dir / "frames.zarr", tmp_path / "px.zarr", None, progress=False)
+    store = open_features(tmp_path / "px.zarr")
+    assert store.attrs["mode"] == "image" and store.slot_frames == [[i] for i in range(f)]
+    assert set(store.attrs) == set(ATTRS)  # the writer writes exactly the contract's attributes

@@ -52,6 +52,10 @@ class Launch:
         return records
 
 
+ALONE = Launch()
+"""A single process, not started by torchrun."""
+
+
 def relaunch_under_torchrun(argv: Sequence[str]) -> None:
     """Replace this process by torchrun running the same command, when ``FORESIGHT_TORCHRUN`` asks for it.
 
@@ -73,7 +77,7 @@ def start() -> Launch:
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        return Launch()
+        return ALONE
     launch = Launch(rank=int(os.environ["RANK"]), world=world, local_rank=int(os.environ["LOCAL_RANK"]))
     if torch.cuda.is_available():
         torch.cuda.set_device(launch.local_rank)

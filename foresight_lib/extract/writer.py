@@ -36,7 +36,7 @@ from ..errors import ForesightError
 from ..features import feature_array
 from ..store import PartialStore, open_complete, store_identity, write_json_atomic
 from .base import Extractor
-from .distributed import Launch
+from .distributed import ALONE, Launch
 from .flops import peak_flops
 
 WRITERS = max(1, min(4, (os.cpu_count() or 1) // 2))
@@ -130,7 +130,7 @@ def write_point(
     metrics_path: str | Path | None,
     dtype: str = "float16",
     progress: bool = True,
-    launch: Launch = Launch(),
+    launch: Launch = ALONE,
 ) -> dict[str, Any] | None:
     """Extract every clip of ``frames_path`` into ``out_path``; return (and write) the cost metrics.
 
