@@ -1,6 +1,6 @@
 """Stage `recon_ceiling` (--ceiling): the VAE ceiling's decoded test clips (and the originals' detection) vs the
 originals, once. Stages `recon_<kind>@<name>` (--adapter): an adapter's decoded test clips beside the ceiling,
-CKA of its inputs with the VAE latents, and the Phase 2 criteria."""
+CKA of its inputs with the VAE latents, and the Phase 2 criteria (convergence read from its training metrics)."""
 
 import json
 from pathlib import Path
@@ -58,8 +58,8 @@ def main(argv=None) -> None:
                                      decoded.attrs["clips"], latent) for role, grid in streams.items()}
     train = json.loads(Path(args.train_metrics or f"metrics/adapter/{args.adapter}.json").read_text())
     lpips, detection = result["adapter"]["lpips"], result["adapter"]["detection"]
-    result["phase2"] = phase2_verdicts(detection.get("bbox_iou"),
-                                       lpips["mean"] if lpips else None, train["parameters"]["total"], params.phase2)
+    result["phase2"] = phase2_verdicts(detection.get("bbox_iou"), lpips["mean"] if lpips else None,
+                                       train["parameters"]["total"], train.get("convergence"), params.phase2)
     write_json_atomic(args.out or f"metrics/recon/{args.adapter}.json", result)
 
 
