@@ -11,7 +11,6 @@ Outputs (all or nothing; a killed run resumes from the last complete clip):
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,12 +24,10 @@ from tqdm import tqdm
 
 from ..errors import ForesightError
 from ..params import DataParams
-from ..store import PartialStore, write_json_atomic
+from ..store import PartialStore, write_json_atomic, write_parquet_atomic
 from .clip import DIRECTIONS, Clip, Skipped
+from .splits import assign_splits
 from .synthetic import CATEGORIES, make_clip
-
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-
 
 @dataclass
 class FramesOutputs:
@@ -80,20 +77,6 @@ def open_source(data: DataParams) -> ClipSource:
 
     real = open_real_source(data)
     return ClipSource(load=real.__getitem__, count=len(real), categories=None, report=real.report, summarise=summarise)
-
-
-def assign_splits(n: int, data: DataParams) -> list[str]:
-    """Deterministic split per stored clip index: a seeded permutation cut by the split fractions."""
-    n_val = max(1, round(n * data.splits.val))
-    n_test = max(1, round(n * data.splits.test))
-    if n - n_val - n_test < 1:
-        raise ForesightError(f"data: {n} clips cannot fill train/val/test splits; at least 3 are needed")
-    order = np.random.default_rng([data.seed, 1]).permutation(n)
-    splits = np.empty(n, dtype=object)
-    splits[order[:n_test]] = "test"
-    splits[order[n_test : n_test + n_val]] = "val"
-    splits[order[n_test + n_val :]] = "train"
-    return list(splits)
 
 
 def write_frames(data: DataParams, out_dir: str | Path, source: ClipSource | None = None,
@@ -152,8 +135,8 @@ def write_frames(data: DataParams, out_dir: str | Path, source: ClipSource | Non
     categories = source.categories or tuple(sorted(annotations["category"].unique()))
     annotations = _finish_annotations(annotations, categories)
     arr.resize((n_kept, *shape[1:]))
-    _write_parquet_atomic(clips, out.clips)
-    _write_parquet_atomic(annotations, out.annotations)
+    write_parquet_atomic(clips, out.clips)
+    write_parquet_atomic(annotations, out.annotations)
     store.finalize({
         "source": data.source, "seed": data.seed, "height": data.height, "width": data.width,
         "n_frames": data.n_frames, "n_clips": n_kept, "categories": list(categories),
@@ -180,10 +163,3 @@ def _finish_annotations(annotations: pd.DataFrame, categories: tuple[str, ...]) 
     for c in ("x", "y", "w", "h", "visibility"):
         annotations[c] = annotations[c].astype("float32")
     return annotations[columns].sort_values(["clip", "frame", "object_id"], ignore_index=True)
-
-
-def _write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
