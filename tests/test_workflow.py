@@ -1,8 +1,9 @@
 """The DVC workflow users live in, end to end on a small profile in a temporary git repository.
 
-`dvc repro` from scratch; a second `dvc repro` runs nothing; changing one point's layer reruns only that
-point's chain and the report; `dvc metrics diff` prints one row per point and metric; `dvc exp run -S`
-on a probe parameter reruns probes but no extraction, and `dvc exp show` lists the experiment.
+`dvc repro` from scratch; a second `dvc repro` runs nothing; editing a module that only `report` imports changes
+only `report`, and editing params.py (whose defaults every stage reads) changes every stage; changing one point's
+layer reruns only that point's chain and the report; `dvc metrics diff` prints one row per point and metric;
+`dvc exp run -S` on a probe parameter reruns probes but no extraction, and `dvc exp show` lists the experiment.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ def _run(repo: Path, *cmd: str, stdout_only: bool = False) -> str:
 def _ran(output: str) -> set[str]:
     """The stages `dvc repro` / `dvc exp run` actually ran."""
     return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def _changed(repo: Path) -> set[str]:
+    """The stages `dvc status` reports as changed."""
+    return set(json.loads(_run(repo, "dvc", "status", "--json", stdout_only=True)))
 
 
 REPLACED = {("points",), ("adapter", "single"), ("adapter", "dual_stream")}  # taken whole from the profile
@@ -85,6 +91,13 @@ def test_the_dvc_workflow(repo: Path) -> None:
     _run(repo, "git", "commit", "-qm", "baseline")
 
     assert _ran(_run(repo, "dvc", "repro")) == set(), "a second repro must run nothing"
+
+    for module, expected in (("foresight_lib/report/plots.py", {"report"}), ("foresight_lib/params.py", stages)):
+        source = (repo / module).read_text()
+        (repo / module).write_text(source + "# an edit\n")
+        assert _changed(repo) == expected, f"editing {module}"
+        (repo / module).write_text(source)
+    assert _changed(repo) == set()
 
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["points"]["vit_l7"]["layer"] = 3
