@@ -24,11 +24,14 @@ def main(argv=None) -> None:
     frames, annotations = open_complete(args.frames), pd.read_parquet(args.annotations)
     detector = ProbeDetector(Path(args.probes) / params.detector_point / "heads", params.detector_head)
     ceiling = open_complete(args.decoded)
-    write_json_atomic(args.out, {
-        "detector": f"{params.detector_point}/{params.detector_head}",
-        "ceiling": evaluate_decoded(frames, ceiling, annotations, params, detector),
-        "original": evaluate_originals(frames, ceiling.attrs["clips"], annotations, params, detector),
-    })
+    write_json_atomic(
+        args.out,
+        {
+            "detector": f"{params.detector_point}/{params.detector_head}",
+            "ceiling": evaluate_decoded(frames, ceiling, annotations, params, detector),
+            "original": evaluate_originals(frames, ceiling.attrs["clips"], annotations, params, detector),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -87,10 +87,16 @@ def _covered(module: Path, deps: list[str]) -> bool:
 
 def test_the_closure_follows_relative_lazy_and_package_imports():
     closure = import_closure(ROOT / "stages" / "frames.py")
-    for module in ("foresight_lib/__init__.py", "foresight_lib/data/__init__.py", "foresight_lib/data/frames.py",
-                   "foresight_lib/data/real.py",  # imported inside a function
-                   "foresight_lib/params.py", "foresight_lib/errors.py", "foresight_lib/store.py",
-                   "foresight_lib/cli.py"):
+    for module in (
+        "foresight_lib/__init__.py",
+        "foresight_lib/data/__init__.py",
+        "foresight_lib/data/frames.py",
+        "foresight_lib/data/real.py",  # imported inside a function
+        "foresight_lib/params.py",
+        "foresight_lib/errors.py",
+        "foresight_lib/store.py",
+        "foresight_lib/cli.py",
+    ):
         assert Path(module) in closure, module
     assert Path("foresight_lib/probes/run.py") not in closure
     assert not _covered(Path("foresight_lib/store.py"), ["foresight_lib/data", "foresight_lib/store"])

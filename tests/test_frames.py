@@ -6,13 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
+from helpers import small_params
 
 from foresight_lib.data.clip import Skipped
 from foresight_lib.data.frames import ClipSource, open_source, write_frames
 from foresight_lib.data.synthetic import make_clip
 from foresight_lib.errors import ForesightError
-
-from helpers import small_params
 
 
 def _read(out):

@@ -31,7 +31,12 @@ def test_params_yaml_is_the_defaults_of_params_py():
     defaults = _flat(Params().model_dump(mode="json"))
     written = _flat(yaml.safe_load((ROOT / "params.yaml").read_text()))
     assert not defaults.keys() - written.keys(), f"params.yaml leaves out: {sorted(defaults.keys() - written.keys())}"
-    assert not written.keys() - defaults.keys(), f"params.yaml has no default for: {sorted(written.keys() - defaults.keys())}"
-    differ = {key: {"params.yaml": written[key], "params.py": value} for key, value in defaults.items()
-              if written[key] != value}
+    assert not written.keys() - defaults.keys(), (
+        f"params.yaml has no default for: {sorted(written.keys() - defaults.keys())}"
+    )
+    differ = {
+        key: {"params.yaml": written[key], "params.py": value}
+        for key, value in defaults.items()
+        if written[key] != value
+    }
     assert not differ, f"params.yaml and the defaults of foresight_lib/params.py disagree: {differ}"

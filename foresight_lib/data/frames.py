@@ -21,7 +21,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -31,6 +30,7 @@ from ..store import PartialStore, write_json_atomic, write_parquet_atomic
 from .clip import DIRECTIONS, Clip, Skipped
 from .splits import assign_splits
 from .synthetic import CATEGORIES, make_clip
+
 
 @dataclass
 class FramesOutputs:
