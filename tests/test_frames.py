@@ -95,7 +95,7 @@ def test_skipped_clips_are_listed_with_reasons(tmp_path):
 
 
 def test_too_many_skipped_clips_fail_leaving_the_previous_outputs_and_a_resumable_run(tmp_path, params):
-    before = write_frames(params.data, tmp_path, progress=False)  # an earlier good run: a failed one must not lose it
+    write_frames(params.data, tmp_path, progress=False)  # an earlier good run: a failed one must not lose it
     snapshot = {f: f.read_bytes() for f in tmp_path.rglob("*") if f.is_file()}
     strict = small_params(data={"max_skipped_fraction": 0.2, "synthetic": {"n_clips": 6}})
     bad = {0: "corrupt", 2: "zero frames"}
@@ -112,7 +112,6 @@ def test_too_many_skipped_clips_fail_leaving_the_previous_outputs_and_a_resumabl
     out = write_frames(lenient.data, tmp_path, source=source, progress=False)
     assert calls == [], "raising max_skipped_fraction resumes the failed run's decoded clips"
     assert _read(out)[0].shape[0] == 4 and not (tmp_path / "frames.zarr.partial").exists()
-    assert before.frames == out.frames
 
 
 def test_a_bad_annotation_file_stops_before_any_output_is_touched(tmp_path, params):
