@@ -40,8 +40,15 @@ def grid_of(point: str, kind: str, args: argparse.Namespace, height: int, width:
     merged = kind in MERGED_KINDS
     stride = args.patch * (2 if merged else 1)
     channels = args.merged_channels if merged else args.vit_channels
-    return GridSpec(point, stride, (n_frames, height // stride, width // stride), channels,
-                    tuple((f,) for f in range(n_frames)), height, width)
+    return GridSpec(
+        point,
+        stride,
+        (n_frames, height // stride, width // stride),
+        channels,
+        tuple((f,) for f in range(n_frames)),
+        height,
+        width,
+    )
 
 
 def saved_bytes(model: torch.nn.Module, streams: dict[str, GridSpec], batch: int, autocast: bool) -> int:
@@ -63,15 +70,18 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.profile)
     data, batch = params.data, params.adapter.train.batch_size
-    names = [n for n in args.adapters.split(",") if n] or \
-        [n for kind in ADAPTER_KINDS for n in getattr(params.adapter, kind)]
+    names = [n for n in args.adapters.split(",") if n] or [
+        n for kind in ADAPTER_KINDS for n in getattr(params.adapter, kind)
+    ]
     latent = LatentSpec(data.n_frames, data.height, data.width)
     torch.manual_seed(0)
     results = []
     for name in names:
         spec = adapter_spec(params.adapter, name)
-        streams = {role: grid_of(p, params.points[p].kind, args, data.height, data.width, data.n_frames)
-                   for role, p in spec.inputs().items()}
+        streams = {
+            role: grid_of(p, params.points[p].kind, args, data.height, data.width, data.n_frames)
+            for role, p in spec.inputs().items()
+        }
         model = build_adapter(spec, streams, latent)
         n_params = count_parameters(model)["total"]
         width = getattr(spec, "dim", None) or spec.hidden
@@ -86,16 +96,33 @@ def main() -> None:
                     one, two = (saved_bytes(model, streams, b, autocast) for b in (1, 2))
                 activations = one + (batch - 1) * (two - one)
                 peak = 24 * n_params + inputs + targets + activations + transient
-                row = {"adapter": name, "kind": model.kind, "parameters": n_params, "batch_size": batch,
-                       "checkpointing": checkpointing, "precision": "bfloat16 autocast" if autocast else "float32",
-                       "state_gib": 24 * n_params / GIB, "inputs_gib": (inputs + targets) / GIB,
-                       "activations_gib": activations / GIB, "transient_gib": transient / GIB, "peak_gib": peak / GIB}
+                row = {
+                    "adapter": name,
+                    "kind": model.kind,
+                    "parameters": n_params,
+                    "batch_size": batch,
+                    "checkpointing": checkpointing,
+                    "precision": "bfloat16 autocast" if autocast else "float32",
+                    "state_gib": 24 * n_params / GIB,
+                    "inputs_gib": (inputs + targets) / GIB,
+                    "activations_gib": activations / GIB,
+                    "transient_gib": transient / GIB,
+                    "peak_gib": peak / GIB,
+                }
                 results.append(row)
-                print(f"{name:28s} ckpt={checkpointing!s:5s} {row['precision']:17s} P={n_params:>11,} "
-                      f"state {row['state_gib']:.2f} + inputs {row['inputs_gib']:.2f} + activations "
-                      f"{row['activations_gib']:.2f} + transient {row['transient_gib']:.2f} = {peak / GIB:.2f} GiB")
-    record = {"computed": True, "machine": f"{platform.machine()} CPU, no GPU", "date": date.today().isoformat(),
-              "torch": torch.__version__, "profile": args.profile, "results": results}
+                print(
+                    f"{name:28s} ckpt={checkpointing!s:5s} {row['precision']:17s} P={n_params:>11,} "
+                    f"state {row['state_gib']:.2f} + inputs {row['inputs_gib']:.2f} + activations "
+                    f"{row['activations_gib']:.2f} + transient {row['transient_gib']:.2f} = {peak / GIB:.2f} GiB"
+                )
+    record = {
+        "computed": True,
+        "machine": f"{platform.machine()} CPU, no GPU",
+        "date": date.today().isoformat(),
+        "torch": torch.__version__,
+        "profile": args.profile,
+        "results": results,
+    }
     if args.out:
         with open(args.out, "w") as f:
             json.dump(record, f, indent=1)

@@ -12,12 +12,21 @@ import pytest
 import torch
 import zarr
 
-from foresight_lib.adapters.models import (AreaResample, MultiScaleAdapter, TemporalPool, adapter_spec,
-                                           build_adapter)
-from foresight_lib.adapters.resample import GridSpec, LatentSpec, area_matrix, pool_to_latent_grid, temporal_matrix
+from foresight_lib.adapters.models import AreaResample, MultiScaleAdapter, TemporalPool, adapter_spec, build_adapter
 from foresight_lib.adapters.recon import phase2_verdicts
-from foresight_lib.adapters.train import (AdapterData, PixelTerm, SavedActivations, convergence, load_adapter,
-                                          open_data, predict, save_adapter, train_adapter, write_predictions)
+from foresight_lib.adapters.resample import GridSpec, LatentSpec, area_matrix, pool_to_latent_grid, temporal_matrix
+from foresight_lib.adapters.train import (
+    AdapterData,
+    PixelTerm,
+    SavedActivations,
+    convergence,
+    load_adapter,
+    open_data,
+    predict,
+    save_adapter,
+    train_adapter,
+    write_predictions,
+)
 from foresight_lib.cli import run
 from foresight_lib.errors import ForesightError
 from foresight_lib.extract.points import pixels_extractor
@@ -25,8 +34,16 @@ from foresight_lib.extract.writer import write_point
 from foresight_lib.features import FeatureStore
 from foresight_lib.ltx.latents import write_latents
 from foresight_lib.ltx.vae import latent_shape, load_vae
-from foresight_lib.params import (AdapterTrainParams, DualStreamAdapterParams, LtxParams, MultiScaleAdapterParams,
-                                  Phase2Criteria, PixelsPoint, SingleAdapterParams, parse_params)
+from foresight_lib.params import (
+    AdapterTrainParams,
+    DualStreamAdapterParams,
+    LtxParams,
+    MultiScaleAdapterParams,
+    Phase2Criteria,
+    PixelsPoint,
+    SingleAdapterParams,
+    parse_params,
+)
 from foresight_lib.store import PartialStore, open_complete
 
 H, W = 448, 672

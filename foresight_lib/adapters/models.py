@@ -34,8 +34,14 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import ForesightError
 from ..ltx.vae import LATENT_CHANNELS, SPATIAL_COMPRESSION
-from ..params import (ADAPTER_KINDS, AdapterParams, DualStreamAdapterParams, MultiScaleAdapterParams, PointParams,
-                      SingleAdapterParams)
+from ..params import (
+    ADAPTER_KINDS,
+    AdapterParams,
+    DualStreamAdapterParams,
+    MultiScaleAdapterParams,
+    PointParams,
+    SingleAdapterParams,
+)
 from .resample import GridSpec, LatentSpec, frame_slots, spatial_matrices, step_matrix
 
 AdapterSpec = SingleAdapterParams | DualStreamAdapterParams | MultiScaleAdapterParams

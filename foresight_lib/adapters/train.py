@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 import zarr
 from dvclive import Live
 from safetensors.torch import load_file, save_file
+from torch import nn
 from tqdm import tqdm
 
 from ..errors import ForesightError
