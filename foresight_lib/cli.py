@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from .errors import ForesightError
+from .store import sweep_partials
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
@@ -17,7 +19,13 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
 
 
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:
-    """Run a stage's ``main``; a :class:`ForesightError` becomes one line on stderr and exit code 2."""
+    """Run a stage's ``main``; a :class:`ForesightError` becomes one line on stderr and exit code 2.
+
+    First removes the partial stores that a killed run left beside outputs DVC then restored from its cache
+    (:func:`~.store.sweep_partials`; stages run at the repository root). Of the processes of a torchrun launch
+    only rank 0 does, before it prepares its own partial store: another rank might sweep that one away."""
+    if os.environ.get("RANK", "0") == "0":
+        sweep_partials(".")
     try:
         main(argv)
     except ForesightError as err:
