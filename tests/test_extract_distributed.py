@@ -79,7 +79,7 @@ def test_two_processes_write_the_one_process_store(workdir):
     assert two.returncode == 0, two.stderr[-3000:]
     assert "extract vit_l7 [1]" in two.stderr  # both ranks worked
     single, double = _files(workdir / "one.zarr"), _files(workdir / "two.zarr")
-    assert len(single) == 6 and single == double  # zarr.json and 5 chunks, byte for byte
+    assert len(single) == 7 and single == double  # zarr.json, fingerprint.json and 5 chunks, byte for byte
     metrics = json.loads((workdir / "two.json").read_text())
     assert metrics["processes"] == 2 and metrics["frames_timed"] == 45
     assert json.loads((workdir / "one.json").read_text())["processes"] == 1
