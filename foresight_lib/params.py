@@ -28,7 +28,7 @@ class _Section(BaseModel):
 
 # --------------------------------------------------------------------------------------- data
 class SyntheticParams(_Section):
-    n_clips: int = Field(60, ge=3, description="clips generated (split into train/val/test)")
+    n_clips: int = Field(30, ge=3, description="clips generated (split into train/val/test)")
     min_objects: int = Field(1, ge=1, le=3)
     max_objects: int = Field(3, ge=1, le=3)
     occlusion_prob: float = Field(0.3, ge=0.0, le=1.0, description="chance a clip has a foreground occluder")
@@ -102,7 +102,7 @@ class ModelParams(_Section):
 class ExtractParams(_Section):
     mode: Literal["image", "video"] = "image"
     dtype: Literal["float16", "float32"] = "float16"
-    batch_frames: int = Field(8, ge=1, le=4096, description="frames per forward pass")
+    batch_frames: int = Field(18, ge=1, le=4096, description="frames per forward pass")
 
 
 # ------------------------------------------------------------------------------------- points
@@ -156,7 +156,7 @@ class ProbeParams(_Section):
     seed: int = 0
     heads: list[Literal["linear", "mlp", "dense", "detr"]] = Field(
         ["linear", "dense"], min_length=1, description="spatial heads, each also run on the shuffled control")
-    epochs: int = Field(6, ge=1, le=10000, description="training epochs of every spatial head")
+    epochs: int = Field(8, ge=1, le=10000, description="training epochs of every spatial head")
     temporal_epochs: int = Field(30, ge=1, le=10000, description="training epochs of the temporal heads")
     lr: float = Field(1e-2, gt=0.0, le=1.0, description="AdamW peak learning rate (cosine decay over the epochs)")
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
@@ -173,7 +173,7 @@ class ProbeParams(_Section):
     max_clips_in_memory: int = Field(64, ge=1, le=1_000_000,
                                      description="clips of features held at once; a larger store is streamed in blocks")
     bootstrap: int = Field(1000, ge=0, le=100000, description="bootstrap resamples over clips for IoU and accuracy 95% intervals")
-    bootstrap_map: int = Field(0, ge=0, le=100000,
+    bootstrap_map: int = Field(100, ge=0, le=100000,
                                description="bootstrap resamples for mAP 95% intervals (2 COCOevals each, ~0.3 s per head)")
     threads: int = Field(1, ge=1, le=256, description="torch CPU threads while probing (the small heads run fastest on 1)")
 
@@ -218,7 +218,7 @@ class LtxParams(_Section):
 
 class AdapterTrainParams(_Section):
     seed: int = Field(0, description="initial weights and the order of training clips")
-    epochs: int = Field(40, ge=1, le=10000, description="the epoch with the lowest validation loss is kept")
+    epochs: int = Field(10, ge=1, le=10000, description="the epoch with the lowest validation loss is kept")
     lr: float = Field(2e-3, gt=0.0, le=1.0, description="AdamW learning rate")
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
     batch_size: int = Field(4, ge=1, le=4096, description="clips per optimiser step")

@@ -251,7 +251,7 @@ def test_train_stage_writes_weights_predictions_curves_and_metrics(tiny, tmp_pat
         "  dual_stream: {d: {spatial: px14, semantic: px28}}\n")
     stage = runpy.run_path("stages/train_adapter.py", run_name="stage")["main"]
     args = ["--params", str(tmp_path / "params.yaml"), "--features", str(root / "features"), "--latents",
-            str(root / "latents.zarr"), "--clips", str(tmp_path / "clips.parquet")]
+            str(root / "latents.zarr"), "--clips", str(tmp_path / "clips.parquet"), "--frames", str(root / "frames.zarr")]
     run(stage, [*args, "--adapter", "s", "--out", str(tmp_path / "s"), "--metrics", str(tmp_path / "s.json")])
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["epochs"] == 2 and summary["inputs"] == {"point": "px14"}
@@ -263,6 +263,6 @@ def test_train_stage_writes_weights_predictions_curves_and_metrics(tiny, tmp_pat
 
     capsys.readouterr()
     with pytest.raises(SystemExit):
-        run(stage, [*args, "--adapter", "d", "--out", str(tmp_path / "d")])
+        run(stage, [*args, "--adapter", "d", "--out", str(tmp_path / "d"), "--metrics", str(tmp_path / "d.json")])
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'px28' is a pixels point; the semantic stream needs a merger or llm point" in err

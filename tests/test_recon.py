@@ -147,7 +147,7 @@ def test_phase2_criteria(iou, lpips, params, verdicts, overall):
 
 
 def test_recon_stages_put_the_adapter_beside_the_ceiling(tmp_path, monkeypatch, capsys):
-    """recon --ceiling once, then recon --adapter: image metrics of both, CKA of the inputs, Phase 2 verdicts."""
+    """recon_ceiling once, then recon_adapter: image metrics of both, CKA of the inputs, Phase 2 verdicts."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     frames, boxes = _clips()
     frames = frames[:, :1]  # one frame per clip: a valid VAE clip (1 + 8k)
@@ -170,14 +170,16 @@ def test_recon_stages_put_the_adapter_beside_the_ceiling(tmp_path, monkeypatch, 
         head = make_probe("linear", 16 * 16 * 3, 4, probe_params)  # untrained: the wiring, not the quality
     save_probe(tmp_path / "probes" / "px" / "heads", "linear", head, 4, np.zeros(768, np.float32),
                np.ones(768, np.float32), 16, {"kind": "pixels", "patch": 16}, "float32", probe_params)
-    stage = runpy.run_path("stages/recon.py", run_name="stage")["main"]
+    ceiling_stage = runpy.run_path("stages/recon_ceiling.py", run_name="stage")["main"]
+    adapter_stage = runpy.run_path("stages/recon_adapter.py", run_name="stage")["main"]
     common = ["--params", str(tmp_path / "params.yaml"), "--frames", str(tmp_path / "frames.zarr"), "--annotations",
-              str(tmp_path / "boxes.parquet"), "--ceiling-metrics", str(tmp_path / "ceiling.json"),
-              "--probes", str(tmp_path / "probes")]
-    run(stage, [*common, "--ceiling", "--ceiling-store", str(tmp_path / "ceiling.zarr")])
-    run(stage, [*common, "--adapter", "a", "--adapters", str(tmp_path), "--latents", str(tmp_path / "latents.zarr"),
-                "--features", str(tmp_path), "--train-metrics", str(tmp_path / "train.json"),
-                "--out", str(tmp_path / "recon.json")])
+              str(tmp_path / "boxes.parquet"), "--probes", str(tmp_path / "probes")]
+    run(ceiling_stage, [*common, "--decoded", str(tmp_path / "ceiling.zarr"), "--out", str(tmp_path / "ceiling.json")])
+    adapter = ["--adapter", "a", "--decoded", str(tmp_path / "a" / "decoded.zarr"), "--config",
+               str(tmp_path / "a" / "config.json"), "--train-metrics", str(tmp_path / "train.json"), "--ceiling-metrics",
+               str(tmp_path / "ceiling.json"), "--latents", str(tmp_path / "latents.zarr"), "--features", str(tmp_path),
+               "--out", str(tmp_path / "recon.json")]
+    run(adapter_stage, [*common, *adapter])
     result = json.loads((tmp_path / "recon.json").read_text())
     assert result["ceiling"]["psnr"]["mean"] == np.inf and result["adapter"]["psnr"]["mean"] < 30
     assert result["detector"] == "px/linear"
@@ -190,5 +192,5 @@ def test_recon_stages_put_the_adapter_beside_the_ceiling(tmp_path, monkeypatch, 
 
     zarr.open_array(str(tmp_path / "a" / "decoded.zarr"), mode="r+").attrs["clips"] = [1, 0]
     with pytest.raises(SystemExit):
-        run(stage, [*common, "--adapter", "a", "--adapters", str(tmp_path)])
+        run(adapter_stage, [*common, *adapter])
     assert "cover different clips: rerun recon_ceiling" in capsys.readouterr().err

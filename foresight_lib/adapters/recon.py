@@ -51,7 +51,7 @@ def summarise(values: np.ndarray, clip_ids: Sequence[str], n_resamples: int, see
     return {"mean": float(np.mean(values)), "ci95": list(ci)}
 
 
-def frame_boxes(detections: list[Detections], annotations: pd.DataFrame, clip: int, height: int,
+def clip_frame_boxes(detections: list[Detections], annotations: pd.DataFrame, clip: int, height: int,
                 width: int) -> list[FrameBoxes]:
     """One :class:`FrameBoxes` per frame of ``clip``: ground truth from ``annotations``, predictions given."""
     out = []
@@ -98,7 +98,7 @@ def evaluate_decoded(
         if lpips is not None:
             per_frame["lpips"].append(lpips(original, candidate))
         if detector is not None:
-            boxes += frame_boxes(detector(candidate), annotations, clip, *candidate.shape[1:3])
+            boxes += clip_frame_boxes(detector(candidate), annotations, clip, *candidate.shape[1:3])
     result: dict[str, Any] = {
         metric: summarise(np.concatenate(values), frame_clips, params.bootstrap, params.seed) if values else None
         for metric, values in per_frame.items()
@@ -118,7 +118,7 @@ def evaluate_originals(frames: zarr.Array, clips: Sequence[int], annotations: pd
     boxes: list[FrameBoxes] = []
     for clip in clips:
         original = np.asarray(frames[int(clip)])  # [F, H, W, 3]
-        boxes += frame_boxes(detector(original), annotations, int(clip), *original.shape[1:3])
+        boxes += clip_frame_boxes(detector(original), annotations, int(clip), *original.shape[1:3])
     return {"clips": list(clips), "detection": _detection_report(boxes, params, detector)}
 
 

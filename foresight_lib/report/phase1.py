@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
+from ..data.splits import split_clips
 from ..features import open_features
 from ..params import Params
 from ..store import write_json_atomic
@@ -95,7 +96,7 @@ def _box_sheet(points: list[str], head: str, probes_dir: Path, data_dir: Path, t
     ann = pd.read_parquet(data_dir / "annotations.parquet")
     clips = pd.read_parquet(data_dir / "clips.parquet")
     frames = zarr.open_array(data_dir / "frames.zarr", mode="r")
-    test = clips[clips["split"] == "test"]["clip"].to_numpy()[:n_frames]
+    test = split_clips(clips, "test")[:n_frames]
     shown, truth, predicted = {}, {}, {}
     for name in points:
         path = probes_dir / name / "predictions.parquet"
