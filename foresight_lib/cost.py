@@ -7,7 +7,7 @@ grids and the models' configs) times its dtype's item size, as the stages write 
 
 - ``data/frames.zarr`` uint8 ``[clip, frame, H, W, 3]``; ``features/<point>.zarr`` ``extract.dtype``
   ``[clip, t, gh, gw, C]``; ``latents/latents.zarr`` ``ltx.latents_dtype`` ``[clip, 128, F', H/32, W/32]``;
-  ``latents/ceiling.zarr`` and ``adapters/<a>/decoded.zarr`` uint8 ``[test clip, frame, H, W, 3]``;
+  ``latents/decoded.zarr`` (the ceiling) and ``adapters/<a>/decoded.zarr`` uint8 ``[test clip, frame, H, W, 3]``;
   ``adapters/<a>/latents.zarr`` float32 ``[test clip, 128, F', H/32, W/32]``.
 - Compression is ignored: Blosc/zstd gains 1.05 to 1.7x on float16 activations, more on frames.
   Parquet tables, JSON, probe heads and adapter weights (megabytes) are not counted.
@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data.frames import assign_splits
+from .data.splits import assign_splits
 from .errors import ForesightError
 from .params import (
     EncoderPoint,
@@ -119,8 +119,16 @@ def _reference_qwen_config() -> Any:
     from transformers import Qwen2_5_VLConfig
 
     return Qwen2_5_VLConfig(
-        vision_config={"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 3584,
-                       "patch_size": 14, "temporal_patch_size": 2, "spatial_merge_size": 2},
+        vision_config={
+            "depth": 32,
+            "hidden_size": 1280,
+            "intermediate_size": 3420,
+            "num_heads": 16,
+            "out_hidden_size": 3584,
+            "patch_size": 14,
+            "temporal_patch_size": 2,
+            "spatial_merge_size": 2,
+        },
         text_config={"hidden_size": 3584, "num_hidden_layers": 28, "intermediate_size": 18944},
     )
 
@@ -142,9 +150,18 @@ def qwen_config(source: str) -> tuple[Any, str]:
 
 _REFERENCE_ENCODERS = {  # family: (config class name, kwargs): the base models (ViT-B) the real profile names
     "dinov2": ("Dinov2Config", {"hidden_size": 768, "patch_size": 14, "num_hidden_layers": 12, "mlp_ratio": 4}),
-    "owlvit": ("OwlViTVisionConfig", {"hidden_size": 768, "patch_size": 32, "num_hidden_layers": 12, "intermediate_size": 3072}),
-    "owlv2": ("Owlv2VisionConfig", {"hidden_size": 768, "patch_size": 16, "num_hidden_layers": 12, "intermediate_size": 3072}),
-    "siglip": ("SiglipVisionConfig", {"hidden_size": 768, "patch_size": 16, "num_hidden_layers": 12, "intermediate_size": 3072}),
+    "owlvit": (
+        "OwlViTVisionConfig",
+        {"hidden_size": 768, "patch_size": 32, "num_hidden_layers": 12, "intermediate_size": 3072},
+    ),
+    "owlv2": (
+        "Owlv2VisionConfig",
+        {"hidden_size": 768, "patch_size": 16, "num_hidden_layers": 12, "intermediate_size": 3072},
+    ),
+    "siglip": (
+        "SiglipVisionConfig",
+        {"hidden_size": 768, "patch_size": 16, "num_hidden_layers": 12, "intermediate_size": 3072},
+    ),
 }
 
 
@@ -192,8 +209,14 @@ def _qwen_vit_tflops(config: Any, rates: Mapping[str, Mapping[str, Any]]) -> flo
 
 
 # ------------------------------------------------------------------------------------ probing
-def head_forward_flops(head: str, grid: tuple[int, int], channels: int, probe_params: ProbeParams, n_classes: int = 4,
-                       width: int | None = None) -> int:
+def head_forward_flops(
+    head: str,
+    grid: tuple[int, int],
+    channels: int,
+    probe_params: ProbeParams,
+    n_classes: int = 4,
+    width: int | None = None,
+) -> int:
     """Forward FLOPs of one probe head on one ``[gh, gw, C]`` grid, counted on the real module (meta tensors).
 
     ``n_classes`` barely matters (only the output layer); ``width`` overrides ``probe.width``."""
@@ -245,7 +268,11 @@ def estimate(params: Params, rates: Mapping[str, Mapping[str, Any]] | None = Non
             grid, channels = (f, h // p, w // p), int(config.hidden_size)
             blocks = point.layer  # hidden_states[layer]: `layer` blocks run
             block_flops = 2 * (4 * channels**2 + 2 * channels * _mlp_width(config)) * (grid[1] * grid[2] + 1)
-            storage = (1 / rates["extract_vit_embed_h100"]["value"]) * (grid[1] * grid[2] * channels) / (REFERENCE_TOKENS * 1280)
+            storage = (
+                (1 / rates["extract_vit_embed_h100"]["value"])
+                * (grid[1] * grid[2] * channels)
+                / (REFERENCE_TOKENS * 1280)
+            )
             per_frame = storage + blocks * block_flops / _qwen_vit_tflops(_reference_qwen_config(), rates)
             hours = n_clips * f * per_frame / 3600
             note = "; ".join(x for x in (note, "GPU time ESTIMATED (no encoder rate measured)") if x)
@@ -258,24 +285,45 @@ def estimate(params: Params, rates: Mapping[str, Mapping[str, Any]] | None = Non
             tokens_per_clip = geometry.grid[0] * (h // patch) * (w // patch)  # through the vision tower
             per_clip = _seconds_per_reference_frame(point, rates) * tokens_per_clip / REFERENCE_TOKENS
             hours = n_clips * per_clip / 3600
-        store = StoreCost(f"extract@{name}", f"features/{name}.zarr", (n_clips, *grid, channels), params.extract.dtype, hours, note)
+        store = StoreCost(
+            f"extract@{name}", f"features/{name}.zarr", (n_clips, *grid, channels), params.extract.dtype, hours, note
+        )
         stores.append(store)
         probe_hours[name], flops = _probe_hours(params, grid, channels, n_split, rates)
         probe_flops += flops
     stores += [
         StoreCost("latents", "latents/latents.zarr", (n_clips, *latent), params.ltx.latents_dtype, None),
-        StoreCost("ceiling", "latents/ceiling.zarr", (n_split["test"], f, h, w, 3), "uint8", None),
+        StoreCost("decode_ceiling", "latents/decoded.zarr", (n_split["test"], f, h, w, 3), "uint8", None),
     ]
     for kind, adapters in (("single", params.adapter.single), ("dual_stream", params.adapter.dual_stream)):
         for a in adapters:
-            stores += [StoreCost(f"train_{kind}@{a}", f"adapters/{a}/latents.zarr", (n_split["test"], *latent), "float32", None),
-                       StoreCost(f"decode_{kind}@{a}", f"adapters/{a}/decoded.zarr", (n_split["test"], f, h, w, 3), "uint8", None)]
-    cpu_flops_per_s = rates["probe_dense_cpu"]["value"] * 3 * head_forward_flops("dense", (32, 48), 1280, params.probe, width=128)
-    return Cost(stores=stores, probe_gpu_hours=probe_hours, probe_flops=probe_flops, cpu_flops_per_s=cpu_flops_per_s, rates=rates)
+            stores += [
+                StoreCost(
+                    f"train_{kind}@{a}", f"adapters/{a}/latents.zarr", (n_split["test"], *latent), "float32", None
+                ),
+                StoreCost(
+                    f"decode_{kind}@{a}", f"adapters/{a}/decoded.zarr", (n_split["test"], f, h, w, 3), "uint8", None
+                ),
+            ]
+    cpu_flops_per_s = (
+        rates["probe_dense_cpu"]["value"] * 3 * head_forward_flops("dense", (32, 48), 1280, params.probe, width=128)
+    )
+    return Cost(
+        stores=stores,
+        probe_gpu_hours=probe_hours,
+        probe_flops=probe_flops,
+        cpu_flops_per_s=cpu_flops_per_s,
+        rates=rates,
+    )
 
 
-def _probe_hours(params: Params, grid: tuple[int, int, int], channels: int, n_split: Mapping[str, int],
-                 rates: Mapping[str, Mapping[str, Any]]) -> tuple[float, float]:
+def _probe_hours(
+    params: Params,
+    grid: tuple[int, int, int],
+    channels: int,
+    n_split: Mapping[str, int],
+    rates: Mapping[str, Mapping[str, Any]],
+) -> tuple[float, float]:
     """Estimated H100 hours of one point's probe stage, and its FLOPs (module docstring)."""
     slots = {s: n * grid[0] for s, n in n_split.items()}
     flops = 0.0
@@ -291,10 +339,22 @@ def _probe_hours(params: Params, grid: tuple[int, int, int], channels: int, n_sp
 # ------------------------------------------------------------------------------------ the table
 def format_cost(cost: Cost, params_path: str) -> str:
     """The table ``check --cost`` prints."""
-    rows = [(s.stage, s.path, str(list(s.shape)), s.dtype, f"{s.nbytes / GB:.2f}",
-             "-" if s.gpu_hours is None else f"{s.gpu_hours:.2f}", s.note) for s in cost.stores]
-    rows += [(f"probe@{p}", f"probes/{p}/", "", "", "", f"{h:.2f}", "ESTIMATED (FLOPs at an assumed GPU rate)")
-             for p, h in cost.probe_gpu_hours.items()]
+    rows = [
+        (
+            s.stage,
+            s.path,
+            str(list(s.shape)),
+            s.dtype,
+            f"{s.nbytes / GB:.2f}",
+            "-" if s.gpu_hours is None else f"{s.gpu_hours:.2f}",
+            s.note,
+        )
+        for s in cost.stores
+    ]
+    rows += [
+        (f"probe@{p}", f"probes/{p}/", "", "", "", f"{h:.2f}", "ESTIMATED (FLOPs at an assumed GPU rate)")
+        for p, h in cost.probe_gpu_hours.items()
+    ]
     header = ("stage", "store", "shape", "dtype", "disk GB", "GPU h", "note")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(6)]
     fmt = "  ".join(f"{{:{'>' if i >= 4 else '<'}{w}}}" for i, w in enumerate(widths)) + "  {}"
@@ -303,18 +363,24 @@ def format_cost(cost: Cost, params_path: str) -> str:
     disk = cost.disk_bytes
     budget = BUDGET_DISK_GB * GB
     lo, hi = BUDGET_GPU_HOURS
-    lines = [f"cost of {params_path}: disk exact (uncompressed arrays), GPU-hours from benchmarks/rates.json", "",
-             fmt.format(*header), *(fmt.format(*r) for r in rows), "",
-             f"disk, uncompressed:         {disk / GB:8.1f} GB   budget {BUDGET_DISK_GB:.0f} GB: "
-             f"{'fits' if disk <= budget else 'OVER'} (Blosc gains 1.05-1.7x on float16 features; not counted)",
-             f"  + the DVC cache copy:     {2 * disk / GB:8.1f} GB   budget {BUDGET_DISK_GB:.0f} GB: "
-             f"{'fits' if 2 * disk <= budget else 'OVER'} (unless .dvc cache.type links: hardlink, symlink or reflink)",
-             f"GPU-hours, extraction:      {cost.extract_gpu_hours:8.2f} h    H100 rates measured; encoder points estimated",
-             f"GPU-hours, probing:         {probe:8.2f} h    ESTIMATED: no GPU probe rate is measured "
-             f"(on the 2-core CPU at probe_dense_cpu's FLOP rate: {cost.probe_flops / cost.cpu_flops_per_s / 3600:,.0f} h)",
-             f"GPU-hours, total:           {total:8.2f} h    budget {lo:.0f}-{hi:.0f} h: "
-             f"{'fits' if total <= hi else 'OVER'} (latents, adapters and decoding not counted)",
-             "", "rates (benchmarks/rates.json):"]
+    lines = [
+        f"cost of {params_path}: disk exact (uncompressed arrays), GPU-hours from benchmarks/rates.json",
+        "",
+        fmt.format(*header),
+        *(fmt.format(*r) for r in rows),
+        "",
+        f"disk, uncompressed:         {disk / GB:8.1f} GB   budget {BUDGET_DISK_GB:.0f} GB: "
+        f"{'fits' if disk <= budget else 'OVER'} (Blosc gains 1.05-1.7x on float16 features; not counted)",
+        f"  + the DVC cache copy:     {2 * disk / GB:8.1f} GB   budget {BUDGET_DISK_GB:.0f} GB: "
+        f"{'fits' if 2 * disk <= budget else 'OVER'} (unless .dvc cache.type links: hardlink, symlink or reflink)",
+        f"GPU-hours, extraction:      {cost.extract_gpu_hours:8.2f} h    H100 rates measured; encoder points estimated",
+        f"GPU-hours, probing:         {probe:8.2f} h    ESTIMATED: no GPU probe rate is measured "
+        f"(on the 2-core CPU at probe_dense_cpu's FLOP rate: {cost.probe_flops / cost.cpu_flops_per_s / 3600:,.0f} h)",
+        f"GPU-hours, total:           {total:8.2f} h    budget {lo:.0f}-{hi:.0f} h: "
+        f"{'fits' if total <= hi else 'OVER'} (latents, adapters and decoding not counted)",
+        "",
+        "rates (benchmarks/rates.json):",
+    ]
     for name, r in cost.rates.items():
         value = "unmeasured" if r["value"] is None else f"{r['value']:.4g} {r['unit']}"
         kind = "measured" if r["measured"] else "NOT measured"

