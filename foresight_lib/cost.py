@@ -140,7 +140,7 @@ def qwen_config(source: str) -> tuple[Any, str]:
     from .extract import qwen
 
     if source == "tiny":
-        return qwen.tiny_config(), ""
+        return qwen.tiny_config(), "GPU time at the 7B's rates (the tiny model is far faster)"
     path = Path(source)
     if (path / "config.json").is_file():
         qwen.check_checkpoint_dir(path)
