@@ -53,6 +53,7 @@ import torch
 from .data.splits import assign_splits
 from .errors import ForesightError
 from .params import (
+    ADAPTER_KINDS,
     EncoderPoint,
     LlmPoint,
     MergerPoint,
@@ -295,8 +296,8 @@ def estimate(params: Params, rates: Mapping[str, Mapping[str, Any]] | None = Non
         StoreCost("latents", "latents/latents.zarr", (n_clips, *latent), params.ltx.latents_dtype, None),
         StoreCost("decode_ceiling", "latents/decoded.zarr", (n_split["test"], f, h, w, 3), "uint8", None),
     ]
-    for kind, adapters in (("single", params.adapter.single), ("dual_stream", params.adapter.dual_stream)):
-        for a in adapters:
+    for kind in ADAPTER_KINDS:
+        for a in getattr(params.adapter, kind):
             stores += [
                 StoreCost(
                     f"train_{kind}@{a}", f"adapters/{a}/latents.zarr", (n_split["test"], *latent), "float32", None
