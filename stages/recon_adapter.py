@@ -1,5 +1,5 @@
 """Stages `recon_<kind>@<name>`: an adapter's decoded test clips scored beside the ceiling, CKA of its inputs with
-the VAE latents, and the Phase 2 criteria."""
+the VAE latents, and the Phase 2 criteria (convergence read from its training summary)."""
 
 import json
 from pathlib import Path
@@ -46,8 +46,8 @@ def main(argv=None) -> None:
                                      decoded.attrs["clips"], latent) for role, grid in streams.items()}
     train = json.loads(Path(args.train_metrics).read_text())
     lpips, detection = result["adapter"]["lpips"], result["adapter"]["detection"]
-    result["phase2"] = phase2_verdicts(detection.get("bbox_iou"),
-                                       lpips["mean"] if lpips else None, train["parameters"]["total"], params.phase2)
+    result["phase2"] = phase2_verdicts(detection.get("bbox_iou"), lpips["mean"] if lpips else None,
+                                       train["parameters"]["total"], train.get("convergence"), params.phase2)
     write_json_atomic(args.out, result)
 
 

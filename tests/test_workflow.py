@@ -62,7 +62,7 @@ def _kill_frames_midway(repo: Path) -> None:
     assert dvc.wait() == -signal.SIGKILL, "frames ended before the kill"
 
 
-REPLACED = {("points",), ("adapter", "single"), ("adapter", "dual_stream")}  # taken whole from the profile
+REPLACED = {("points",), ("adapter", "single"), ("adapter", "dual_stream"), ("adapter", "multi_scale")}  # whole
 
 
 def overlay(base: dict, profile: dict, path: tuple[str, ...] = ()) -> dict:
@@ -102,7 +102,9 @@ def test_the_dvc_workflow(repo: Path) -> None:
     assert "## Decision: **" in report and "](sheets/dual.png)" in report
     assert {"adapter.dual.tsv", "vit_l7.linear.tsv"} <= {f.name for f in (repo / "reports" / "curves").iterdir()}
     summary = json.loads((repo / "metrics" / "summary.json").read_text())
-    assert set(summary) == {"pixels", "vit_embed", "vit_l7", "merger", "adapter:dual", "adapter:single_vit_embed"}
+    assert set(summary) == {"pixels", "vit_embed", "vit_l7", "merger", "adapter:dual", "adapter:single_vit_embed",
+                            "adapter:multi"}
+    assert "| `single_vit_embed` | A |" in report and "| `dual` | B |" in report and "| `multi` | C |" in report
     assert {"spatial_iou", "psnr", "ssim", "parameters"} <= set(summary["adapter:dual"])
     plots = json.loads(_run(repo, "dvc", "plots", "show", "--json", stdout_only=True))
     assert not plots.get("errors") and {"bbox_iou_by_point", "map50_by_point", "reports/boxes.png",
@@ -127,14 +129,15 @@ def test_the_dvc_workflow(repo: Path) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["points"]["vit_l7"]["layer"] = 3
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert _ran(_run(repo, "dvc", "repro")) == {"extract@vit_l7", "probe@vit_l7", "report"}
+    multi = {"train_multi_scale@multi", "decode_multi_scale@multi", "recon_multi_scale@multi"}  # reads vit_l7
+    assert _ran(_run(repo, "dvc", "repro")) == {"extract@vit_l7", "probe@vit_l7", "report", *multi}
     assert not (repo / "data" / "frames.zarr.partial").exists(), "the next stage to start removes the partial"
 
     diff = json.loads(_run(repo, "dvc", "metrics", "diff", "--targets", "metrics/summary.json", "--json",
                            stdout_only=True))
     rows = diff["metrics/summary.json"]
     assert "vit_l7.linear.bbox_iou" in rows or "vit_l7.extract.frames_per_second" in rows
-    assert all(key.split(".")[0] == "vit_l7" for key in rows), "only the changed point's rows differ"
+    assert all(key.split(".")[0] in ("vit_l7", "adapter:multi") for key in rows), "only the changed point's rows differ"
     table = _run(repo, "dvc", "metrics", "diff", "--targets", "metrics/summary.json", "--all")
     for point in ("pixels", "vit_embed", "vit_l7", "merger"):
         assert re.search(rf"^\S*summary.json\s+{point}\.linear\.bbox_iou\s", table, re.M), table

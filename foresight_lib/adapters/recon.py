@@ -7,7 +7,7 @@
   the ground-truth annotations by :func:`..metrics.detection.detection_metrics`, the probes' one definition.
 - CKA between each adapter input (pooled onto the latent grid by :func:`.resample.pool_to_latent_grid`, so that
   both sides have one row per latent cell) and the VAE latents.
-- Phase 2 criteria (:func:`phase2_verdicts`).
+- Phase 2 criteria (:func:`phase2_verdicts`): spatial IoU, LPIPS, parameters and training convergence.
 """
 
 from __future__ import annotations
@@ -145,11 +145,28 @@ def _level(value: float | None, target: float, acceptable: float, higher_is_bett
     return "target" if better(value, target) else "acceptable" if better(value, acceptable) else "fail"
 
 
+def convergence_verdict(record: dict[str, Any] | None, criteria: Phase2Criteria) -> dict[str, Any]:
+    """Criterion 4 (training convergence) from :func:`.train.convergence`'s record: ``fail`` when divergent, else
+    ``target`` below ``steps_target`` optimiser steps to the selected epoch, ``acceptable`` below
+    ``steps_acceptable``, ``marginal`` above (stable but slow); ``unknown`` without a record."""
+    out: dict[str, Any] = {"value": None, "target": criteria.steps_target, "acceptable": criteria.steps_acceptable,
+                           "diverged": None, "reason": None}
+    if record is None:
+        return {**out, "verdict": "unknown", "reason": "no convergence record in the training metrics"}
+    steps = record["steps_to_best"]
+    out.update(value=steps, diverged=record["diverged"], reason=record["reason"])
+    if record["diverged"]:
+        return {**out, "verdict": "fail"}
+    return {**out, "verdict": "target" if steps < criteria.steps_target else
+            "acceptable" if steps < criteria.steps_acceptable else "marginal"}
+
+
 def phase2_verdicts(spatial_iou: float | None, lpips: float | None, parameters: int,
-                    criteria: Phase2Criteria) -> dict[str, Any]:
+                    convergence: dict[str, Any] | None, criteria: Phase2Criteria) -> dict[str, Any]:
     """Phase 2 criteria of one adapter: each ``target`` / ``acceptable`` / ``fail`` (``unknown`` when the number
-    is missing); parameters also ``marginal`` (above acceptable, within the limit). ``overall``: ``fail`` if any
-    fails, else ``unknown`` if any is unknown, else the worst level."""
+    is missing); parameters also ``marginal`` (above acceptable, within the limit), convergence
+    (:func:`convergence_verdict`) also ``marginal`` (stable, past ``steps_acceptable``). ``overall``: ``fail`` if
+    any fails, else ``unknown`` if any is unknown, else the worst level."""
     params_level = ("target" if parameters <= criteria.params_target else
                     "acceptable" if parameters <= criteria.params_acceptable else
                     "marginal" if parameters <= criteria.params_limit else "fail")
@@ -161,6 +178,7 @@ def phase2_verdicts(spatial_iou: float | None, lpips: float | None, parameters: 
         "parameters": {"value": parameters, "target": criteria.params_target,
                        "acceptable": criteria.params_acceptable, "limit": criteria.params_limit,
                        "verdict": params_level},
+        "convergence": convergence_verdict(convergence, criteria),
     }
     levels = [v["verdict"] for v in verdicts.values()]
     if "fail" in levels:
