@@ -30,7 +30,7 @@ from foresight_lib.errors import ForesightError
 from foresight_lib.store import PROGRESS_FILE, open_complete
 
 ROOT = Path(__file__).resolve().parents[1]
-VOLATILE = re.compile(r"per_second|peak_memory|max_rss|frames_timed")  # timings: differ run to run by nature
+VOLATILE = re.compile(r"per_second|peak_|_rss|frames_timed|seconds")  # timings: differ run to run by nature
 
 PROFILE = {  # small enough for CI, big enough that every kill point lands inside the work
     "data": {"height": 224, "width": 224, "n_frames": 9, "synthetic": {"n_clips": 6}},
@@ -159,7 +159,8 @@ def write_params(work: Path) -> Path:
         return out
 
     params = overlay(yaml.safe_load((ROOT / "params.yaml").read_text()), PROFILE)
-    params["adapter"]["dual_stream"] = {}
+    for kind in set(params["adapter"]) - {"train", "single"}:  # only the profile's adapter
+        params["adapter"][kind] = {}
     work.mkdir(parents=True, exist_ok=True)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return work / "params.yaml"
