@@ -25,8 +25,11 @@ def test_push_clone_pull_and_nothing_reruns(tmp_path: Path) -> None:
     repo.mkdir()
     for item in ("dvc.yaml", "stages", "foresight_lib"):
         src = ROOT / item
-        (shutil.copytree(src, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
-         if src.is_dir() else shutil.copy(src, repo / item))
+        (
+            shutil.copytree(src, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
+            if src.is_dir()
+            else shutil.copy(src, repo / item)
+        )
     params = overlay(yaml.safe_load((ROOT / "params.yaml").read_text()), yaml.safe_load(PROFILE.read_text()))
     params["data"]["synthetic"]["n_clips"] = 3
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -51,8 +51,11 @@ def test_every_block_equals_transformers(models, mode, size, monkeypatch):
     """Every block's output (window and full-attention blocks) and the merger, image and video mode."""
     reference, batched = models
     inputs = build_inputs(_frames(*size), mode, reference.config, text=False)
-    pixels, grid = (inputs["pixel_values"], inputs["image_grid_thw"]) if mode == "image" else \
-        (inputs["pixel_values_videos"], inputs["video_grid_thw"])
+    pixels, grid = (
+        (inputs["pixel_values"], inputs["image_grid_thw"])
+        if mode == "image"
+        else (inputs["pixel_values_videos"], inputs["video_grid_thw"])
+    )
     with torch.inference_mode():
         expected = reference.model.visual(pixels, grid_thw=grid, output_hidden_states=True)
         calls = _count_sdpa(monkeypatch)

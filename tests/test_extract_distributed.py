@@ -56,15 +56,34 @@ def workdir(tmp_path_factory) -> Path:
     return root
 
 
-def _stage(workdir: Path, point: str, out: str, torchrun: str = "", launcher: tuple[str, ...] = (), hooked: bool = False,
-           **env: str) -> subprocess.CompletedProcess:
+def _stage(
+    workdir: Path,
+    point: str,
+    out: str,
+    torchrun: str = "",
+    launcher: tuple[str, ...] = (),
+    hooked: bool = False,
+    **env: str,
+) -> subprocess.CompletedProcess:
     """The stage's command line (``launcher``: e.g. torchrun by hand; ``hooked``: through the test hooks)."""
     environ = {**os.environ, "FORESIGHT_TORCHRUN": torchrun, "OMP_NUM_THREADS": "1", **env}
     environ.pop("RANK", None)
     script = (str(workdir / "hooked.py"), "stages/extract.py") if hooked else ("stages/extract.py",)
-    cmd = [sys.executable, *launcher, *script, "--params", str(workdir / "params.yaml"), "--point", point,
-           "--frames", str(workdir / "data" / "frames.zarr"), "--out", str(workdir / f"{out}.zarr"),
-           "--metrics", str(workdir / f"{out}.json")]
+    cmd = [
+        sys.executable,
+        *launcher,
+        *script,
+        "--params",
+        str(workdir / "params.yaml"),
+        "--point",
+        point,
+        "--frames",
+        str(workdir / "data" / "frames.zarr"),
+        "--out",
+        str(workdir / f"{out}.zarr"),
+        "--metrics",
+        str(workdir / f"{out}.json"),
+    ]
     return subprocess.run(cmd, check=False, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600)
 
 
@@ -106,4 +125,6 @@ def test_a_killed_rank_resumes_to_the_same_store(workdir):
     computed = sum(int(p.read_text()) for p in resumed_dir.iterdir())
     assert computed == 5 - len(recorded)
     assert _files(workdir / "clean.zarr") == _files(workdir / "px.zarr")
-    assert np.array_equal(open_features(workdir / "clean.zarr").read(slice(None)), open_features(workdir / "px.zarr").read(slice(None)))
+    assert np.array_equal(
+        open_features(workdir / "clean.zarr").read(slice(None)), open_features(workdir / "px.zarr").read(slice(None))
+    )

@@ -15,9 +15,14 @@ from foresight_lib.extract import encoders, qwen
 from foresight_lib.extract.flops import encoder_flops_per_frame, peak_flops, qwen_flops_per_frame
 from foresight_lib.params import EncoderPoint, LlmPoint, MergerPoint, VitBlockPoint, VitEmbedPoint
 
-CASES = [(VitEmbedPoint(kind="vit_embed"), "image"), (VitBlockPoint(kind="vit_block", layer=7), "image"),
-         (VitBlockPoint(kind="vit_block", layer=-1), "video"), (MergerPoint(kind="merger"), "video"),
-         (LlmPoint(kind="llm", layer=3), "image"), (LlmPoint(kind="llm", layer=3), "video")]
+CASES = [
+    (VitEmbedPoint(kind="vit_embed"), "image"),
+    (VitBlockPoint(kind="vit_block", layer=7), "image"),
+    (VitBlockPoint(kind="vit_block", layer=-1), "video"),
+    (MergerPoint(kind="merger"), "video"),
+    (LlmPoint(kind="llm", layer=3), "image"),
+    (LlmPoint(kind="llm", layer=3), "video"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +40,9 @@ def _counted(run) -> int:
     return counter.get_total_flops()
 
 
-@pytest.mark.parametrize("point,mode", CASES, ids=lambda c: str(c) if isinstance(c, str) else f"{c.kind}{getattr(c, 'layer', '')}")
+@pytest.mark.parametrize(
+    "point,mode", CASES, ids=lambda c: str(c) if isinstance(c, str) else f"{c.kind}{getattr(c, 'layer', '')}"
+)
 def test_qwen_formula_equals_the_counted_forward(model, point, mode):
     n, height, width = 3, 112, 168  # 4x6 merge units: windows of 4x4 and 4x2 units
     frames = _frames(height, width, n)
@@ -62,8 +69,16 @@ def test_real_7b_vision_tower_matches_the_design_estimate():
     """DESIGN.md section 9: ~2.1 TFLOP per frame for the 7B vision tower at 448x672 (2 x params x tokens)."""
     from transformers import Qwen2_5_VLConfig
 
-    config = Qwen2_5_VLConfig(vision_config={"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
-                                             "out_hidden_size": 3584, "fullatt_block_indexes": [7, 15, 23, 31]})
+    config = Qwen2_5_VLConfig(
+        vision_config={
+            "depth": 32,
+            "hidden_size": 1280,
+            "intermediate_size": 3420,
+            "num_heads": 16,
+            "out_hidden_size": 3584,
+            "fullatt_block_indexes": [7, 15, 23, 31],
+        }
+    )
     tflop = qwen_flops_per_frame(MergerPoint(kind="merger"), config, 448, 672, 9, "image") / 1e12
     assert 2.0 < tflop < 2.6  # linear layers ~2.0, attention over 64-token windows and 4 whole-image blocks ~0.2
 

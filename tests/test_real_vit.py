@@ -17,9 +17,9 @@ from helpers import small_params
 
 from foresight_lib.data.frames import write_frames
 from foresight_lib.errors import ForesightError
+from foresight_lib.extract.checkpoints import checkpoint_sha256
 from foresight_lib.extract.encoders import build_tiny_encoder, load_encoder, tiny_config
 from foresight_lib.extract.points import make_extractor
-from foresight_lib.extract.checkpoints import checkpoint_sha256
 from foresight_lib.extract.writer import write_point
 from foresight_lib.features import open_features
 from foresight_lib.params import EncoderPoint, ExtractParams, ModelParams, ProbeParams

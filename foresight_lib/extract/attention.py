@@ -45,7 +45,9 @@ def windowed_sdpa(
     _, heads, seq, dim = query.shape
     n = cu_seq_lens_q.numel() - 1
     if max_length_q is not None and n * max_length_q == seq:  # every sequence is max_length_q long
-        q, k, v = (x[0].reshape(heads, n, max_length_q, dim).transpose(0, 1) for x in (query, key, value))  # [n, H, L, D]
+        q, k, v = (
+            x[0].reshape(heads, n, max_length_q, dim).transpose(0, 1) for x in (query, key, value)
+        )  # [n, H, L, D]
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling)  # [n, H, L, D]
         return out.transpose(1, 2).reshape(1, seq, heads, dim), None
     lengths = (cu_seq_lens_q[1:] - cu_seq_lens_q[:-1]).tolist()

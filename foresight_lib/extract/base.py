@@ -44,6 +44,8 @@ class Extractor(ABC):
 def resolve_layer(layer: int, depth: int, what: str) -> int:
     """Block index ``layer`` of a ``depth``-block stack (negative counts from the end: -1 is the last block)."""
     if not -depth <= layer < depth:
-        raise ForesightError(f"{what} layer {layer} out of range: {depth} blocks, valid layers 0..{depth - 1} "
-                             f"(or -{depth}..-1 from the end)")
+        raise ForesightError(
+            f"{what} layer {layer} out of range: {depth} blocks, valid layers 0..{depth - 1} "
+            f"(or -{depth}..-1 from the end)"
+        )
     return layer % depth

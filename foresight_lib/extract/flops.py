@@ -35,8 +35,16 @@ from .base import resolve_layer
 
 PEAK_ENV = "FORESIGHT_PEAK_TFLOPS"
 """Environment variable: the device's dense peak in TFLOPS for the compute dtype, for a device not in :data:`PEAKS`."""
-PEAKS = {"H100 SXM": 989.0, "H100 80GB HBM3": 989.0, "H100 PCIe": 756.0, "H100 NVL": 835.0, "H200": 989.0,
-         "A100": 312.0, "L40S": 362.0, "A10G": 70.0}
+PEAKS = {
+    "H100 SXM": 989.0,
+    "H100 80GB HBM3": 989.0,
+    "H100 PCIe": 756.0,
+    "H100 NVL": 835.0,
+    "H200": 989.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "A10G": 70.0,
+}
 """Dense bfloat16/float16 tensor-core peaks (TFLOPS, without sparsity), matched against the CUDA device name."""
 
 
@@ -47,8 +55,9 @@ def window_lengths(hb: int, wb: int, units: int, merge: int) -> list[int]:
     return [r * c * merge * merge for r in rows for c in cols]
 
 
-def qwen_flops_per_frame(point: PointParams, config: Qwen2_5_VLConfig, height: int, width: int, n_frames: int,
-                         mode: str) -> float:
+def qwen_flops_per_frame(
+    point: PointParams, config: Qwen2_5_VLConfig, height: int, width: int, n_frames: int, mode: str
+) -> float:
     """Model FLOPs per frame of the truncated forward to ``point`` (module docstring)."""
     v = config.vision_config
     d, p, tp, m = v.hidden_size, v.patch_size, v.temporal_patch_size, v.spatial_merge_size

@@ -34,12 +34,20 @@ class PixelsExtractor(Extractor):
         return torch.from_numpy(grids.reshape(k, f, *grids.shape[1:]))
 
 
-def pixels_extractor(name: str, point: PixelsPoint, height: int, width: int, n_frames: int,
-                     clips_per_batch: int = 8) -> PixelsExtractor:
+def pixels_extractor(
+    name: str, point: PixelsPoint, height: int, width: int, n_frames: int, clips_per_batch: int = 8
+) -> PixelsExtractor:
     """The ``pixels`` point: every frame alone, one cell per ``patch`` x ``patch`` pixel patch."""
     return PixelsExtractor(
-        name=name, definition=point.model_dump(), stride=point.patch,
-        grid=(n_frames, height // point.patch, width // point.patch), channels=point.patch**2 * 3,
-        slot_frames=[[f] for f in range(n_frames)], mode="image", weights={"weights": "none (raw pixels)"},
-        clips_per_batch=clips_per_batch, flops_per_frame=0.0, patch=point.patch,
+        name=name,
+        definition=point.model_dump(),
+        stride=point.patch,
+        grid=(n_frames, height // point.patch, width // point.patch),
+        channels=point.patch**2 * 3,
+        slot_frames=[[f] for f in range(n_frames)],
+        mode="image",
+        weights={"weights": "none (raw pixels)"},
+        clips_per_batch=clips_per_batch,
+        flops_per_frame=0.0,
+        patch=point.patch,
     )

@@ -74,9 +74,13 @@ class _DeviceToHost:
         largest = grids.abs().amax().float()  # []
         stored = grids.to(dtype)  # [k, T, gh, gw, C]
         self.stream.wait_stream(torch.cuda.current_stream(grids.device))
-        host = _HostBatch(clips, torch.empty(stored.shape, dtype=dtype, pin_memory=True),
-                          torch.empty((), dtype=torch.bool, pin_memory=True),
-                          torch.empty((), dtype=torch.float32, pin_memory=True), torch.cuda.Event())
+        host = _HostBatch(
+            clips,
+            torch.empty(stored.shape, dtype=dtype, pin_memory=True),
+            torch.empty((), dtype=torch.bool, pin_memory=True),
+            torch.empty((), dtype=torch.float32, pin_memory=True),
+            torch.cuda.Event(),
+        )
         with torch.cuda.stream(self.stream):
             for src, dst in ((stored, host.values), (finite, host.finite), (largest, host.largest)):
                 dst.copy_(src, non_blocking=True)
@@ -97,8 +101,10 @@ def _store_clip(arr: Any, batch: _HostBatch, j: int, dtype: torch.dtype, point: 
     if not torch.isfinite(stored).all():
         largest = float(batch.largest) if batch.largest is not None else float(raw.abs().max())
         name = str(dtype).removeprefix("torch.")
-        raise ForesightError(f"point {point}: features of clips {batch.clips} overflow {name} "
-                             f"(largest magnitude {largest:.3g}); set extract.dtype: float32")
+        raise ForesightError(
+            f"point {point}: features of clips {batch.clips} overflow {name} "
+            f"(largest magnitude {largest:.3g}); set extract.dtype: float32"
+        )
     arr[batch.clips[j]] = stored.numpy()
 
 
@@ -118,8 +124,10 @@ def _open_store(out_path: str | Path, attributes: dict[str, Any], launch: Launch
 
 def my_batches(n_clips: int, clips_per_batch: int, done: Callable[[int], bool], launch: Launch) -> list[list[int]]:
     """This process's batches: the fixed batches of ``clips_per_batch`` clips, less finished clips, dealt round-robin."""
-    batches = [[i for i in range(b, min(b + clips_per_batch, n_clips)) if not done(i)]
-               for b in range(0, n_clips, clips_per_batch)]
+    batches = [
+        [i for i in range(b, min(b + clips_per_batch, n_clips)) if not done(i)]
+        for b in range(0, n_clips, clips_per_batch)
+    ]
     return [batch for batch in batches if batch][launch.rank :: launch.world]
 
 
@@ -145,13 +153,25 @@ def write_point(
     n_clips, n_frames, height, width, _ = frames.shape
     t, gh, gw = extractor.grid
     if gh * extractor.stride != height or gw * extractor.stride != width:
-        raise ForesightError(f"point {extractor.name}: grid {gh}x{gw} at stride {extractor.stride} does not cover {height}x{width} frames")
+        raise ForesightError(
+            f"point {extractor.name}: grid {gh}x{gw} at stride {extractor.stride} does not cover {height}x{width} frames"
+        )
     source = launch.gather(store_identity(frames_path) if launch.rank == 0 else None)[0]  # one process reads it all
     attributes = {
-        "point": extractor.name, "definition": extractor.definition, "stride": extractor.stride,
-        "grid": [t, gh, gw], "channels": extractor.channels, "slot_frames": extractor.slot_frames,
-        "height": height, "width": width, "n_clips": n_clips, "n_frames": n_frames, "mode": extractor.mode,
-        "dtype": dtype, "weights": extractor.weights, "frames": source,
+        "point": extractor.name,
+        "definition": extractor.definition,
+        "stride": extractor.stride,
+        "grid": [t, gh, gw],
+        "channels": extractor.channels,
+        "slot_frames": extractor.slot_frames,
+        "height": height,
+        "width": width,
+        "n_clips": n_clips,
+        "n_frames": n_frames,
+        "mode": extractor.mode,
+        "dtype": dtype,
+        "weights": extractor.weights,
+        "frames": source,
     }
     store, arr = _open_store(out_path, attributes, launch)
     torch_dtype = getattr(torch, dtype)
@@ -161,8 +181,13 @@ def write_point(
     batches = my_batches(n_clips, extractor.clips_per_batch, store.is_done, launch)
     compute_s, frames_done = 0.0, 0
     started = time.perf_counter()
-    bar = tqdm(total=sum(map(len, batches)), desc=f"extract {extractor.name}" + (f" [{launch.rank}]" if launch.world > 1 else ""),
-               unit="clip", disable=not progress, position=launch.local_rank)
+    bar = tqdm(
+        total=sum(map(len, batches)),
+        desc=f"extract {extractor.name}" + (f" [{launch.rank}]" if launch.world > 1 else ""),
+        unit="clip",
+        disable=not progress,
+        position=launch.local_rank,
+    )
 
     def read(batch: list[int]) -> np.ndarray:
         return np.stack([frames[i] for i in batch])  # [k, F, H, W, 3]
@@ -184,12 +209,16 @@ def write_point(
                 tick = time.perf_counter()
                 grids = extractor.run(clips)  # [k, T, gh, gw, C] on the extractor's device
                 if grids.shape != (len(batch), t, gh, gw, extractor.channels):
-                    raise ForesightError(f"point {extractor.name}: extractor returned {tuple(grids.shape)}, "
-                                         f"expected {(len(batch), t, gh, gw, extractor.channels)}")
+                    raise ForesightError(
+                        f"point {extractor.name}: extractor returned {tuple(grids.shape)}, "
+                        f"expected {(len(batch), t, gh, gw, extractor.channels)}"
+                    )
                 host = to_host(batch, grids, torch_dtype) if to_host else _HostBatch(batch, grids)
                 compute_s += time.perf_counter() - tick
-                pending.extend((i, writers.submit(_store_clip, arr, host, j, torch_dtype, extractor.name))
-                               for j, i in enumerate(batch))
+                pending.extend(
+                    (i, writers.submit(_store_clip, arr, host, j, torch_dtype, extractor.name))
+                    for j, i in enumerate(batch)
+                )
                 while pending and (pending[0][1].done() or len(pending) > 2 * WRITERS * extractor.clips_per_batch):
                     finish(*pending.popleft())
                 frames_done += len(batch) * n_frames
@@ -213,8 +242,17 @@ def write_point(
     return _metrics(extractor, records, wall_s, n_clips, n_frames, dtype, out_path, launch, metrics_path)
 
 
-def _metrics(extractor: Extractor, records: list[dict[str, Any]], wall_s: float, n_clips: int, n_frames: int,
-             dtype: str, out_path: str | Path, launch: Launch, metrics_path: str | Path | None) -> dict[str, Any]:
+def _metrics(
+    extractor: Extractor,
+    records: list[dict[str, Any]],
+    wall_s: float,
+    n_clips: int,
+    n_frames: int,
+    dtype: str,
+    out_path: str | Path,
+    launch: Launch,
+    metrics_path: str | Path | None,
+) -> dict[str, Any]:
     """The cost record of a finished extraction (all processes together)."""
     t, gh, gw = extractor.grid
     frames_done = sum(r["frames"] for r in records)
@@ -242,10 +280,12 @@ def _metrics(extractor: Extractor, records: list[dict[str, Any]], wall_s: float,
         "feature_bytes_per_frame": feature_bytes,
         "disk_bytes_per_frame": _store_bytes(Path(out_path)) / (n_clips * n_frames),
         "peak_memory_bytes": max(r["peak"] for r in records),
-        "peak_memory_kind": ("cuda_max_allocated" if cuda else "process_max_rss") + (" (largest process)" if launch.world > 1 else ""),
+        "peak_memory_kind": ("cuda_max_allocated" if cuda else "process_max_rss")
+        + (" (largest process)" if launch.world > 1 else ""),
         "device": str(extractor.device),
-        "memory_overhead_vs_merger": (feature_bytes / extractor.reference_bytes_per_frame
-                                      if extractor.reference_bytes_per_frame else None),
+        "memory_overhead_vs_merger": (
+            feature_bytes / extractor.reference_bytes_per_frame if extractor.reference_bytes_per_frame else None
+        ),
         "weights": extractor.weights.get("weights"),
         "model_flops_per_frame": extractor.flops_per_frame,
         "mfu": mfu,
