@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..features import pixel_patches
-from ..params import EncoderPoint, ExtractParams, LlmPoint, MergerPoint, ModelParams, PixelsPoint, PointParams
+from ..params import (EncoderPoint, ExtractParams, LlmPoint, MergerPoint, ModelParams, OraclePoint, PixelsPoint,
+                      PointParams)
 from .writer import PointExtractor
 
 if TYPE_CHECKING:
@@ -69,10 +71,15 @@ def qwen_extractor(name: str, point: PointParams, model: ModelParams, extract: E
 
 
 def make_extractor(name: str, point: PointParams, model: ModelParams, extract: ExtractParams,
-                   height: int, width: int, n_frames: int) -> PointExtractor:
-    """The extractor for ``points.<name>``."""
+                   height: int, width: int, n_frames: int, frames_path: str | Path = "data/frames.zarr",
+                   annotations_path: str | Path = "data/annotations.parquet") -> PointExtractor:
+    """The extractor for ``points.<name>``; an ``oracle`` point reads the frames stage's ground truth."""
     if isinstance(point, PixelsPoint):
         return pixels_extractor(name, point, height, width, n_frames)
+    if isinstance(point, OraclePoint):
+        from .oracle import oracle_extractor
+
+        return oracle_extractor(name, point, frames_path, annotations_path, height, width, n_frames)
     if isinstance(point, EncoderPoint):
         from .encoders import encoder_extractor  # transformers loads only for the points that need a model
 
