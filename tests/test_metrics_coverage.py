@@ -14,15 +14,15 @@ from foresight_lib.metrics.detection import asserted, iou_statistic, selectivity
 SCORE_THRESHOLD = 0.5
 
 
-def sample_clips(rng: np.random.Generator, n_clips: int, offset_sd: float) -> list[FrameBoxes]:
-    """The known model: 2 frames per clip, 1-2 objects of 20 px in 100x100 frames; each object found with
+def sample_clips(rng: np.random.Generator, n_clips: int, offset_sd: float, n_frames: int = 2) -> list[FrameBoxes]:
+    """The known model: ``n_frames`` frames per clip, 1-2 objects of 20 px in 100x100 frames; each object found with
     probability 0.7 (a box jittered by 3 px), Poisson(1) false positives placed uniformly; scores are logistic in a
     per-clip offset (sd ``offset_sd``: scores not comparable across clips) plus N(1, 1) for hits, N(-0.5, 1) for
     false positives."""
     frames = []
     for c in range(n_clips):
         offset = rng.normal(0.0, offset_sd)
-        for f in range(2):
+        for f in range(n_frames):
             n = int(rng.integers(1, 3))
             gt = np.concatenate([rng.uniform(0, 80, (n, 2)), np.full((n, 2), 20.0)], 1)
             hit = rng.random(n) < 0.7
