@@ -52,7 +52,7 @@ def test_motion_matches_direction_and_speed(clips):
             assert np.all(along * (dx or dy) >= 0) and np.all(across == 0)  # the direction label holds
 
 
-def test_motion_accelerates_from_rest_so_time_is_asymmetric(clips):
+def test_motion_accelerates_so_time_is_asymmetric(clips):
     """Per-frame displacement grows: a forward clip speeds up, its reverse slows down."""
     step = {"right": (1, 0), "down": (0, 1), "left": (-1, 0), "up": (0, -1)}
     checked = 0
@@ -71,6 +71,7 @@ def test_motion_accelerates_from_rest_so_time_is_asymmetric(clips):
             checked += 1
     assert checked >= 5
     assert travel_offset(10.0, 0, 9) == 0.0 and travel_offset(10.0, 8, 9) == pytest.approx(80.0)
+    assert travel_offset(10.0, 1, 9) == pytest.approx(5.625) and travel_offset(10.0, 8, 9) - travel_offset(10.0, 7, 9) == pytest.approx(14.375)
     assert travel_offset(10.0, 0, 1) == 0.0
 
 
