@@ -57,7 +57,7 @@ def test_motion_accelerates_so_time_is_asymmetric(clips):
     step = {"right": (1, 0), "down": (0, 1), "left": (-1, 0), "up": (0, -1)}
     checked = 0
     for clip in clips:
-        dx, dy = step[DIRECTIONS[clip.direction]]
+        dx, _ = step[DIRECTIONS[clip.direction]]
         full = clip.objects[clip.objects.visibility == 1.0].sort_values("frame")
         for _, track in full.groupby("object_id"):
             frames = track.frame.to_numpy()

@@ -9,8 +9,16 @@ import numpy as np
 import torch
 
 from ..features import pixel_patches
-from ..params import (EncoderPoint, ExtractParams, LlmPoint, MergerPoint, ModelParams, OraclePoint, PixelsPoint,
-                      PointParams)
+from ..params import (
+    EncoderPoint,
+    ExtractParams,
+    LlmPoint,
+    MergerPoint,
+    ModelParams,
+    OraclePoint,
+    PixelsPoint,
+    PointParams,
+)
 from .writer import PointExtractor
 
 if TYPE_CHECKING:
@@ -81,7 +89,9 @@ def make_extractor(name: str, point: PointParams, model: ModelParams, extract: E
 
         return oracle_extractor(name, point, frames_path, annotations_path, height, width, n_frames)
     if isinstance(point, EncoderPoint):
-        from .encoders import encoder_extractor  # transformers loads only for the points that need a model
+        from .encoders import (
+            encoder_extractor,  # transformers loads only for the points that need a model
+        )
 
         return encoder_extractor(name, point, height, width, n_frames, extract.batch_frames, model.dtype, model.device)
     return qwen_extractor(name, point, model, extract, height, width, n_frames)

@@ -16,7 +16,7 @@ bias (z0 = 0 gives the percentile bounds back) and stays inside the statistic's 
 half of pooled AP's own small-sample bias and ~93% of its spread at 20 clips, so BC alone covered 88-90%; the
 expansion (the Student-t width a mean of ``n`` clips would get) brings it to the nominal level. Coverage of 95%
 intervals measured by simulation (``tests/test_metrics_coverage.py``'s model, clip score offsets sd 0.5, 200-300
-repetitions): mAP@0.5 92-94% and bbox IoU 92-95% at 20 and 40 clips, against 88-90% (mAP) for the percentile,
+repetitions): mAP@0.5 91-94% and bbox IoU 92-95% at 20 and 40 clips, against 88-90% (mAP) for the percentile,
 basic and plain BC intervals.
 
 Seeds (:func:`bootstrap_clips_seeds`): with one statistic per probe seed, each resample draws the clips

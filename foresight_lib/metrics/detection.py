@@ -22,7 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from .bootstrap import bootstrap_ci, bootstrap_cis, bootstrap_clips_seeds, clip_mean, clip_ratio, frame_indices_of_clips
+from .bootstrap import (
+    bootstrap_ci,
+    bootstrap_cis,
+    bootstrap_clips_seeds,
+    clip_mean,
+    clip_ratio,
+    frame_indices_of_clips,
+)
 from .boxes import BboxIouResult, FrameBoxes, bbox_iou, chance_iou
 from .coco import CocoEvaluation
 

@@ -310,9 +310,9 @@ def render_markdown(decision: dict[str, Any], summary: dict[str, Any], heads: li
                   f"{_fmt(t.get('order_accuracy'))} ({_fmt(t.get('order_chance'))})",
                   _times(row.get("extract", {}).get("memory_overhead_vs_merger"))]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "bbox IoU cells: value [95% interval] (chance level), then each probe seed's value where several "
-              f"seeds were trained. Selectivity: IoU minus the shuffled control's, paired interval; GO needs its lower "
-              f"bound above {d.selectivity_margin}."]
+    lines += ["", ("bbox IoU cells: value [95% interval] (chance level), then each probe seed's value where several "
+                   "seeds were trained. Selectivity: IoU minus the shuffled control's, paired interval; GO needs its "
+                   f"lower bound above {d.selectivity_margin}.")]
     if decision.get("phase2"):
         lines += ["", "## Phase 2: adapters", "", *phase2_table(decision["phase2"], decision.get("adapters", {}))]
         for name, sheet in decision.get("sheets", {}).items():

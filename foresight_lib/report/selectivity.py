@@ -20,20 +20,42 @@ from ..metrics.detection import selectivity
 from ..params import ProbeParams
 
 
-def _frames(pred: pd.DataFrame, targets: list[tuple[int, int]], truth: dict[tuple[int, int], np.ndarray],
-            height: int, width: int, threshold: float) -> list[FrameBoxes]:
+def _frames(
+    pred: pd.DataFrame,
+    targets: list[tuple[int, int]],
+    truth: dict[tuple[int, int], np.ndarray],
+    height: int,
+    width: int,
+    threshold: float,
+) -> list[FrameBoxes]:
     """One :class:`FrameBoxes` per target (clip, frame): its ground truth and the predictions scoring >= threshold."""
     pred = pred[pred["score"] >= threshold]
-    by_frame = {key: g[["x", "y", "w", "h"]].to_numpy(np.float64) for key, g in pred.groupby(["clip", "frame"])}
+    by_frame = {
+        key: g[["x", "y", "w", "h"]].to_numpy(np.float64)
+        for key, g in pred.groupby(["clip", "frame"])
+    }
     empty = np.zeros((0, 4))
-    return [FrameBoxes(image_id=f"{c}:{f}", clip_id=str(c), height=height, width=width,
-                       gt_boxes=truth.get((c, f), empty), pred_boxes=by_frame.get((c, f), empty),
-                       pred_scores=np.ones(len(by_frame.get((c, f), empty))))
-            for c, f in targets]
+    return [
+        FrameBoxes(
+            image_id=f"{c}:{f}",
+            clip_id=str(c),
+            height=height,
+            width=width,
+            gt_boxes=truth.get((c, f), empty),
+            pred_boxes=by_frame.get((c, f), empty),
+            pred_scores=np.ones(len(by_frame.get((c, f), empty))),
+        )
+        for c, f in targets
+    ]
 
 
-def point_selectivity(point_dir: Path, probe_metrics: Path, data_dir: Path, heads: list[str],
-                      params: ProbeParams) -> dict[str, dict[str, Any]]:
+def point_selectivity(
+    point_dir: Path,
+    probe_metrics: Path,
+    data_dir: Path,
+    heads: list[str],
+    params: ProbeParams,
+) -> dict[str, dict[str, Any]]:
     """``{head: {"selectivity": value, "selectivity_ci": [lo, hi]}}`` for the heads with a shuffled control;
     ``{head: {"selectivity_reason": ...}}`` where it cannot be computed; empty without predictions."""
     path = point_dir / "predictions.parquet"
@@ -48,7 +70,10 @@ def point_selectivity(point_dir: Path, probe_metrics: Path, data_dir: Path, head
     height, width = int(attrs["height"]), int(attrs["width"])
     test = clips[clips["split"] == "test"]["clip"].astype(int).tolist()
     targets = [(c, int(s[0])) for c in test for s in slots]
-    truth = {(int(c), int(f)): g[["x", "y", "w", "h"]].to_numpy(np.float64) for (c, f), g in ann.groupby(["clip", "frame"])}
+    truth = {
+        (int(c), int(f)): g[["x", "y", "w", "h"]].to_numpy(np.float64)
+        for (c, f), g in ann.groupby(["clip", "frame"])
+    }
     pred = pd.read_parquet(path)
     seeds = sorted(pred["seed"].unique().tolist()) if "seed" in pred.columns else [None]
     out: dict[str, dict[str, Any]] = {}
@@ -56,16 +81,40 @@ def point_selectivity(point_dir: Path, probe_metrics: Path, data_dir: Path, head
 
         def results(name: str) -> list[BboxIouResult]:
             rows = pred[pred["head"] == name]
-            return [bbox_iou(_frames(rows if s is None else rows[rows["seed"] == s], targets, truth, height, width,
-                                     params.score_threshold)) for s in seeds]
+            return [
+                bbox_iou(
+                    _frames(
+                        rows if s is None else rows[rows["seed"] == s],
+                        targets,
+                        truth,
+                        height,
+                        width,
+                        params.score_threshold,
+                    )
+                )
+                for s in seeds
+            ]
 
-        if not (pred["head"] == f"shuffled/{head}").any() and not (pred["head"] == head).any():
-            out[head] = {"selectivity_reason": f"no test predictions of {head} or its shuffled control"}
+        if (
+            not (pred["head"] == f"shuffled/{head}").any()
+            and not (pred["head"] == head).any()
+        ):
+            out[head] = {
+                "selectivity_reason": f"no test predictions of {head} or its shuffled control"
+            }
             continue
         try:
-            value = selectivity(results(head), results(f"shuffled/{head}"), params.bootstrap, params.seed)
+            value = selectivity(
+                results(head),
+                results(f"shuffled/{head}"),
+                params.bootstrap,
+                params.seed,
+            )
         except ValueError as exc:
             out[head] = {"selectivity_reason": str(exc)}
             continue
-        out[head] = {"selectivity": value["selectivity"], "selectivity_ci": list(value["selectivity_ci"])}
+        out[head] = {
+            "selectivity": value["selectivity"],
+            "selectivity_ci": list(value["selectivity_ci"]),
+        }
     return out
