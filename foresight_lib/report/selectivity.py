@@ -56,18 +56,17 @@ def point_selectivity(
     heads: list[str],
     params: ProbeParams,
 ) -> dict[str, dict[str, Any]]:
-    """``{head: {"selectivity": value, "selectivity_ci": [lo, hi]}}`` for the heads with a shuffled control;
-    ``{head: {"selectivity_reason": ...}}`` where it cannot be computed; empty without predictions."""
+    """``{head: {"selectivity": value, "selectivity_ci": [lo, hi]}}`` for every head (a head or control without a row
+    in the predictions asserted nothing); ``{head: {"selectivity_reason": ...}}`` where it cannot be computed; empty
+    when the point has no predictions or metrics file."""
     path = point_dir / "predictions.parquet"
     if not path.is_file() or not probe_metrics.is_file():
         return {}
-    slots = json.loads(probe_metrics.read_text())["point"]["slot_frames"]
+    point = json.loads(probe_metrics.read_text())["point"]
+    slots, stride, (_, gh, gw) = point["slot_frames"], point["stride"], point["grid"]
+    height, width = gh * stride, gw * stride
     clips = pd.read_parquet(data_dir / "clips.parquet")
     ann = pd.read_parquet(data_dir / "annotations.parquet")
-    import zarr  # the frames store's geometry
-
-    attrs = zarr.open_array(data_dir / "frames.zarr", mode="r").attrs
-    height, width = int(attrs["height"]), int(attrs["width"])
     test = clips[clips["split"] == "test"]["clip"].astype(int).tolist()
     targets = [(c, int(s[0])) for c in test for s in slots]
     truth = {
@@ -95,14 +94,6 @@ def point_selectivity(
                 for s in seeds
             ]
 
-        if (
-            not (pred["head"] == f"shuffled/{head}").any()
-            and not (pred["head"] == head).any()
-        ):
-            out[head] = {
-                "selectivity_reason": f"no test predictions of {head} or its shuffled control"
-            }
-            continue
         try:
             value = selectivity(
                 results(head),
