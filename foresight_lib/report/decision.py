@@ -210,7 +210,7 @@ def decide(summary: dict[str, Any], points: dict[str, PointParams], params: Deci
         first = points[best.point].kind == "vit_embed"
         branch = ("Investigate: " + (
             f"IoU and mAP@0.5 pass for {prior[0].text()}, but the selectivity's lower bound is not above {margin}: "
-            f"the shuffled control (the prior alone) reads {prior[0].shuffled_iou:.3f}. " if prior else "") +
+            f"the shuffled control (the prior alone) reads {prior[0].shuffled_iou:.3f}. Also " if prior else "") +
             "try earlier layers (" + (", ".join(f"`{n}`" for n in earlier) or
                                       (f"none: `{best.point}`, the patch embedding, is the earliest point" if first else
                                        f"below `{best.point}`: add vit_block points with smaller layers")) +

@@ -33,7 +33,7 @@ IOU_DEFINITION = ("bbox IoU: per test frame, the detections scoring at least `pr
                   "the same score of random boxes at the asserted count (sizes drawn from the ground-truth boxes, "
                   "placed uniformly, seeded). Selectivity: the point's bbox IoU minus its shuffled control's on the "
                   "same frames, with a paired interval (clips, and seeds where several, resampled jointly). 95% "
-                  "intervals: bias-corrected bootstrap over clips.")
+                  "intervals: bias-corrected bootstrap over clips with expanded tails.")
 RANDOM_WARNING = ("**Warning: the weights are random** ({weights}). This is the embedded default: every number "
                   "below describes the pipeline on a synthetic benchmark, not Qwen2.5-VL. Point `model.source` "
                   "at a checkpoint for a real decision.")
