@@ -151,7 +151,9 @@ class EncoderPoint(_Section):
     family: Literal["dinov2", "owlvit", "owlv2", "siglip"] = Field(description="a dedicated vision encoder (hybrid baseline)")
     layer: int = Field(ge=0, description="the encoder's hidden_states[layer] (0: embeddings, k: output of block k-1)")
     source: str = Field("tiny", min_length=1, description="'tiny' (seeded random, real patch size and depth) or a local checkpoint directory")
-    seed: int = 0
+    weights: Literal["pretrained", "random"] = Field(
+        "pretrained", description="random: a seeded random initialisation of the source checkpoint's architecture (a control)")
+    seed: int = Field(0, description="weights of the tiny model or of the weights: random control")
 
 
 class OraclePoint(_Section):
