@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..data.splits import split_clips
 from ..metrics.boxes import BboxIouResult, FrameBoxes, bbox_iou
 from ..metrics.detection import selectivity
 from ..params import ProbeParams
@@ -67,7 +68,7 @@ def point_selectivity(
     height, width = gh * stride, gw * stride
     clips = pd.read_parquet(data_dir / "clips.parquet")
     ann = pd.read_parquet(data_dir / "annotations.parquet")
-    test = clips[clips["split"] == "test"]["clip"].astype(int).tolist()
+    test = split_clips(clips, "test").tolist()
     targets = [(c, int(s[0])) for c in test for s in slots]
     truth = {
         (int(c), int(f)): g[["x", "y", "w", "h"]].to_numpy(np.float64)
