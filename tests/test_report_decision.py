@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from foresight_lib.params import parse_params
-from foresight_lib.report.decision import decide
+from foresight_lib.report.decision import benchmark_check, decide
 from foresight_lib.report.selectivity import point_selectivity
 from foresight_lib.report.summary import adapter_summary, point_order
 
@@ -196,3 +196,13 @@ def test_selectivity_is_recomputed_from_the_test_predictions(tmp_path):
     point, metrics, data = _write_point(tmp_path / "s", seeded, seeds=True)
     out = point_selectivity(point, metrics, data, ["linear"], params)
     assert out["linear"]["selectivity"] == pytest.approx((1.0 - 1 / 3) / 2)
+
+
+def test_benchmark_check_states_whether_the_shuffled_controls_sit_at_chance():
+    at_chance = summary(head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4), shuffled=0.01)  # lower bound 0.01 <= chance 0.02
+    check = benchmark_check(at_chance, POINTS, "synthetic")
+    assert check["status"] == "at chance" and check["expected_at_chance"] and check["checked"] == 1
+    prior = summary(head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4), shuffled=0.3)
+    check = benchmark_check(prior, POINTS, "something_else")
+    assert check["status"] == "above chance" and not check["expected_at_chance"]
+    assert check["above_chance"] == ["vit_l7/linear: 0.300 (chance 0.020)"]
