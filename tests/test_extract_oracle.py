@@ -22,9 +22,7 @@ from foresight_lib.probes.grid import assign_cells
 HEIGHT, WIDTH = 224, 448
 
 
-def reference(
-    boxes: np.ndarray, labels: np.ndarray, gh: int, gw: int, stride: int, k: int
-) -> np.ndarray:
+def reference(boxes: np.ndarray, labels: np.ndarray, gh: int, gw: int, stride: int, k: int) -> np.ndarray:
     """Cell by cell, box by box, in plain Python."""
     out = np.zeros((gh, gw, 5 + k))
     for r in range(gh):
@@ -57,14 +55,10 @@ def test_rasterise_matches_an_independent_rasterisation_and_the_probe_targets() 
     for _ in range(20):
         n = int(rng.integers(0, 5))
         wh = rng.uniform(3, 120, (n, 2))  # some boxes smaller than a cell
-        boxes = np.concatenate(
-            [rng.uniform(-10, [WIDTH - 20, HEIGHT - 20], (n, 2)), wh], 1
-        )
+        boxes = np.concatenate([rng.uniform(-10, [WIDTH - 20, HEIGHT - 20], (n, 2)), wh], 1)
         labels = rng.integers(0, 4, n)
         grid = rasterise(boxes, labels, HEIGHT // 14, WIDTH // 14, 14, 4)
-        np.testing.assert_allclose(
-            grid, reference(boxes, labels, HEIGHT // 14, WIDTH // 14, 14, 4), atol=1e-5
-        )
+        np.testing.assert_allclose(grid, reference(boxes, labels, HEIGHT // 14, WIDTH // 14, 14, 4), atol=1e-5)
         if n:  # the probes' own targets read the same cells
             positive, distances, classes = assign_cells(
                 [torch.tensor(boxes)],
@@ -82,9 +76,7 @@ def test_rasterise_matches_an_independent_rasterisation_and_the_probe_targets() 
 
 
 def test_oracle_store_holds_the_rasterised_ground_truth(tmp_path: Path) -> None:
-    write_frames(
-        small_params(data={"synthetic": {"n_clips": 4}}).data, tmp_path, progress=False
-    )
+    write_frames(small_params(data={"synthetic": {"n_clips": 4}}).data, tmp_path, progress=False)
     point = OraclePoint(kind="oracle", stride=28)
     extractor = make_extractor(
         "oracle",

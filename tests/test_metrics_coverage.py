@@ -19,9 +19,7 @@ from foresight_lib.metrics.detection import asserted, iou_statistic, selectivity
 SCORE_THRESHOLD = 0.5
 
 
-def sample_clips(
-    rng: np.random.Generator, n_clips: int, offset_sd: float, n_frames: int = 2
-) -> list[FrameBoxes]:
+def sample_clips(rng: np.random.Generator, n_clips: int, offset_sd: float, n_frames: int = 2) -> list[FrameBoxes]:
     """The known model: ``n_frames`` frames per clip, 1-2 objects of 20 px in 100x100 frames; each object found with
     probability 0.7 (a box jittered by 3 px), Poisson(1) false positives placed uniformly; scores are logistic in a
     per-clip offset (sd ``offset_sd``: scores not comparable across clips) plus N(1, 1) for hits, N(-0.5, 1) for
@@ -39,9 +37,7 @@ def sample_clips(
             )
             k = int(rng.poisson(1.0))
             fp = np.concatenate([rng.uniform(0, 80, (k, 2)), np.full((k, 2), 20.0)], 1)
-            logit = offset + np.concatenate(
-                [rng.normal(1.0, 1.0, len(tp)), rng.normal(-0.5, 1.0, k)]
-            )
+            logit = offset + np.concatenate([rng.normal(1.0, 1.0, len(tp)), rng.normal(-0.5, 1.0, k)])
             frames.append(
                 FrameBoxes(
                     f"{c}:{f}",
@@ -68,9 +64,7 @@ def test_95_percent_intervals_cover_the_population_value() -> None:
         evaluation = CocoEvaluation(frames, class_agnostic=True)
         lo, hi = bootstrap_ci(
             clips,
-            lambda ids, e=evaluation, f=frames: e.map(frame_indices_of_clips(f, ids))[
-                "map50"
-            ],
+            lambda ids, e=evaluation, f=frames: e.map(frame_indices_of_clips(f, ids))["map50"],
             resamples,
             seed=rep,
         )
@@ -94,9 +88,7 @@ def test_clips_seeds_interval_holds_the_seed_spread() -> None:
     one = clip_mean(values, clips)
     # One seed: the plain clip bootstrap.
     point, ci = bootstrap_clips_seeds(clips, [one], 300, seed=4)
-    assert point == pytest.approx(values.mean()) and ci == bootstrap_ci(
-        clips, one, 300, seed=4
-    )
+    assert point == pytest.approx(values.mean()) and ci == bootstrap_ci(clips, one, 300, seed=4)
     # The issue's seeds: 0.185, 0.169 and a failed 0.000. The clip-only interval of the seed mean is narrow;
     # drawing seeds too reaches down towards the failed seed.
     seeds = [clip_mean(values * 0 + v, clips) for v in (0.185, 0.169, 0.0)]

@@ -23,9 +23,7 @@ from ..store import open_complete
 from .writer import PointExtractor
 
 
-def rasterise(
-    boxes: np.ndarray, labels: np.ndarray, gh: int, gw: int, stride: int, n_classes: int
-) -> np.ndarray:
+def rasterise(boxes: np.ndarray, labels: np.ndarray, gh: int, gw: int, stride: int, n_classes: int) -> np.ndarray:
     """Boxes ``[N, 4]`` xywh px with class indices ``[N]`` -> the oracle grid ``[gh, gw, 5 + n_classes]`` float32."""
     out = np.zeros((gh, gw, 5 + n_classes), dtype=np.float32)  # [gh, gw, 5 + K]
     if len(boxes) == 0:
@@ -39,12 +37,8 @@ def rasterise(
         & (xyxy[:, 1, None, None] <= cy[:, None])
         & (cy[:, None] < xyxy[:, 3, None, None])
     )  # [N, gh, gw]
-    rows = np.clip(
-        np.floor((xyxy[:, 1] + xyxy[:, 3]) / 2 / stride).astype(int), 0, gh - 1
-    )  # [N]
-    cols = np.clip(
-        np.floor((xyxy[:, 0] + xyxy[:, 2]) / 2 / stride).astype(int), 0, gw - 1
-    )  # [N]
+    rows = np.clip(np.floor((xyxy[:, 1] + xyxy[:, 3]) / 2 / stride).astype(int), 0, gh - 1)  # [N]
+    cols = np.clip(np.floor((xyxy[:, 0] + xyxy[:, 2]) / 2 / stride).astype(int), 0, gw - 1)  # [N]
     inside[np.arange(len(boxes)), rows, cols] = True
     area = boxes[:, 2] * boxes[:, 3]  # [N]
     ranked = np.where(inside, area[:, None, None], np.inf)  # [N, gh, gw]
@@ -83,14 +77,10 @@ def oracle_extractor(
 ) -> PointExtractor:
     """The oracle point of ``points.<name>``: ground truth from ``annotations_path`` (the frames stage's table)."""
     if height % point.stride or width % point.stride:
-        raise ForesightError(
-            f"points.{name}.stride: {point.stride} must divide the frames' {height}x{width}"
-        )
+        raise ForesightError(f"points.{name}.stride: {point.stride} must divide the frames' {height}x{width}")
     annotations_path = Path(annotations_path)
     if not annotations_path.is_file():
-        raise ForesightError(
-            f"point {name}: {annotations_path} not found (the oracle rasterises the ground truth)"
-        )
+        raise ForesightError(f"point {name}: {annotations_path} not found (the oracle rasterises the ground truth)")
     categories = list(open_complete(frames_path).attrs["categories"])
     ann = pd.read_parquet(annotations_path)
     truth = {

@@ -31,10 +31,7 @@ def _frames(
 ) -> list[FrameBoxes]:
     """One :class:`FrameBoxes` per target (clip, frame): its ground truth and the predictions scoring >= threshold."""
     pred = pred[pred["score"] >= threshold]
-    by_frame = {
-        key: g[["x", "y", "w", "h"]].to_numpy(np.float64)
-        for key, g in pred.groupby(["clip", "frame"])
-    }
+    by_frame = {key: g[["x", "y", "w", "h"]].to_numpy(np.float64) for key, g in pred.groupby(["clip", "frame"])}
     empty = np.zeros((0, 4))
     return [
         FrameBoxes(
@@ -71,8 +68,7 @@ def point_selectivity(
     test = split_clips(clips, "test").tolist()
     targets = [(c, int(s[0])) for c in test for s in slots]
     truth = {
-        (int(c), int(f)): g[["x", "y", "w", "h"]].to_numpy(np.float64)
-        for (c, f), g in ann.groupby(["clip", "frame"])
+        (int(c), int(f)): g[["x", "y", "w", "h"]].to_numpy(np.float64) for (c, f), g in ann.groupby(["clip", "frame"])
     }
     pred = pd.read_parquet(path)
     seeds = sorted(pred["seed"].unique().tolist()) if "seed" in pred.columns else [None]
