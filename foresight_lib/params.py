@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ForesightError
 
@@ -111,11 +118,16 @@ class _QwenPoint(_Section):
         "pretrained", description="random: a seeded random initialisation of model.source's architecture (a control)")
 
 
-class VitEmbedPoint(_QwenPoint):
+class _PreMergePoint(_QwenPoint):
+    order: Literal["raster", "naive"] = Field(
+        "raster", description="naive (an ablation): the token sequence reshaped to the grid as is, not un-permuted")
+
+
+class VitEmbedPoint(_PreMergePoint):
     kind: Literal["vit_embed"]
 
 
-class VitBlockPoint(_QwenPoint):
+class VitBlockPoint(_PreMergePoint):
     kind: Literal["vit_block"]
     layer: int = Field(ge=0, description="output of ViT block k (pre-merge)")
 
@@ -144,8 +156,16 @@ class EncoderPoint(_Section):
     seed: int = Field(0, description="weights of the tiny model or of the weights: random control")
 
 
+class OraclePoint(_Section):
+    kind: Literal["oracle"]
+    stride: int = Field(14, ge=1, le=224, description=(
+        "cell side in pixels of the ground truth rasterised per cell (occupancy, edge distances, class): the "
+        "positive control every head must read"))
+
+
 PointParams = Annotated[
-    VitEmbedPoint | VitBlockPoint | MergerPoint | LlmPoint | PixelsPoint | EncoderPoint, Field(discriminator="kind")
+    VitEmbedPoint | VitBlockPoint | MergerPoint | LlmPoint | PixelsPoint | EncoderPoint | OraclePoint,
+    Field(discriminator="kind"),
 ]
 
 
@@ -360,6 +380,10 @@ class DecisionParams(_Section):
     memory_overhead_max: float = Field(2.0, gt=0.0)
     map_kind: Literal["class_agnostic", "class_aware"] = Field(
         "class_agnostic", description="which mAP@0.5 the rule reads: a spatial probe's is class-agnostic by default")
+    selectivity_margin: float = Field(
+        0.1, ge=0.0, le=1.0, description="GO needs the lower bound of IoU minus the shuffled control's IoU above this")
+    oracle_min_iou: float = Field(
+        0.85, ge=0.0, le=1.0, description="a head whose oracle-point IoU is below this cannot decide (INCONCLUSIVE)")
 
     @model_validator(mode="after")
     def _order(self) -> DecisionParams:
@@ -387,10 +411,18 @@ class Params(_Section):
                 raise ValueError(f"point name {name!r} must match {POINT_NAME.pattern} (it names files and DVC stages)")
         return v
 
+    @model_validator(mode="after")
+    def _oracle_stride(self) -> Params:
+        for name, point in self.points.items():
+            if isinstance(point, OraclePoint) and (self.data.height % point.stride or self.data.width % point.stride):
+                raise ValueError(f"points.{name}.stride: {point.stride} must divide data.height ({self.data.height}) "
+                                 f"and data.width ({self.data.width})")
+        return self
+
 
 _POINT_CLASSES: dict[str, type[BaseModel]] = {
     c.model_fields["kind"].annotation.__args__[0]: c
-    for c in (VitEmbedPoint, VitBlockPoint, MergerPoint, LlmPoint, PixelsPoint, EncoderPoint)
+    for c in (VitEmbedPoint, VitBlockPoint, MergerPoint, LlmPoint, PixelsPoint, EncoderPoint, OraclePoint)
 }
 
 
@@ -409,6 +441,8 @@ def _describe(err: dict[str, Any]) -> str:
         return f"{loc}: needs a 'kind' ({kinds})"
     msg = err["msg"].removeprefix("Value error, ")
     got = "" if isinstance(err["input"], dict | list) else f" (got {err['input']!r})"
+    if not loc and msg.split(".")[0] in Params.model_fields:  # a cross-section check names its own key
+        return f"{msg}{got}"
     return f"{loc or '<top level>'}: {msg}{got}"
 
 

@@ -12,6 +12,8 @@ def main(argv=None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--point", required=True, help="name of an entry of params.yaml `points`")
     parser.add_argument("--frames", required=True, help="the frames store (data/frames.zarr)")
+    parser.add_argument("--annotations",
+                        help="the ground-truth table (data/annotations.parquet): what an oracle point rasterises")
     parser.add_argument("--out", required=True, help="the point's feature store (features/<point>.zarr)")
     parser.add_argument("--metrics", required=True, help="cost metrics (metrics/extract/<point>.json)")
     args = parser.parse_args(argv)
@@ -19,7 +21,8 @@ def main(argv=None) -> None:
     if args.point not in params.points:
         raise ForesightError(f"point {args.point!r} is not in points (defined: {', '.join(params.points) or 'none'})")
     _, n_frames, height, width, _ = open_complete(args.frames).shape
-    extractor = make_extractor(args.point, params.points[args.point], params.model, params.extract, height, width, n_frames)
+    extractor = make_extractor(args.point, params.points[args.point], params.model, params.extract, height, width,
+                               n_frames, args.frames, args.annotations)
     write_point(extractor, args.frames, args.out, args.metrics, params.extract.mode, params.extract.dtype)
 
 

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from ..errors import ForesightError
 from ..features import pixel_patches
-from ..params import EncoderPoint, ExtractParams, LlmPoint, MergerPoint, ModelParams, PixelsPoint, PointParams
+from ..params import (
+    EncoderPoint,
+    ExtractParams,
+    LlmPoint,
+    MergerPoint,
+    ModelParams,
+    OraclePoint,
+    PixelsPoint,
+    PointParams,
+)
 from .writer import PointExtractor
 
 if TYPE_CHECKING:
@@ -69,12 +80,23 @@ def qwen_extractor(name: str, point: PointParams, model: ModelParams, extract: E
 
 
 def make_extractor(name: str, point: PointParams, model: ModelParams, extract: ExtractParams,
-                   height: int, width: int, n_frames: int) -> PointExtractor:
-    """The extractor for ``points.<name>``."""
+                   height: int, width: int, n_frames: int, frames_path: str | Path | None = None,
+                   annotations_path: str | Path | None = None) -> PointExtractor:
+    """The extractor for ``points.<name>``; an ``oracle`` point reads the frames stage's store and ground truth
+    (``frames_path``, ``annotations_path``: required for it)."""
     if isinstance(point, PixelsPoint):
         return pixels_extractor(name, point, height, width, n_frames)
+    if isinstance(point, OraclePoint):
+        from .oracle import oracle_extractor
+
+        if frames_path is None or annotations_path is None:
+            raise ForesightError(f"point {name}: an oracle point needs the frames store and the annotations table "
+                                 "(stages/extract.py --annotations data/annotations.parquet)")
+        return oracle_extractor(name, point, frames_path, annotations_path, height, width, n_frames)
     if isinstance(point, EncoderPoint):
-        from .encoders import encoder_extractor  # transformers loads only for the points that need a model
+        from .encoders import (
+            encoder_extractor,  # transformers loads only for the points that need a model
+        )
 
         return encoder_extractor(name, point, height, width, n_frames, extract.batch_frames, model.dtype, model.device)
     return qwen_extractor(name, point, model, extract, height, width, n_frames)

@@ -35,7 +35,8 @@ WRITERS = max(1, min(4, (os.cpu_count() or 1) // 2))
 class PointExtractor:
     """One extraction point, ready to run.
 
-    ``run`` maps uint8 frames ``[k, F, H, W, 3]`` of ``k`` clips to float32 grids ``[k, T, gh, gw, C]``.
+    ``run`` maps uint8 frames ``[k, F, H, W, 3]`` of ``k`` clips to float32 grids ``[k, T, gh, gw, C]``; with
+    ``by_index`` it gets the clips' indices ``[k]`` instead (a point made from the ground truth, not the pixels).
     """
 
     name: str
@@ -50,6 +51,7 @@ class PointExtractor:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     # Feature bytes per frame of the reference point (the merger) for the memory-overhead ratio, when known.
     reference_bytes_per_frame: float | None = None
+    by_index: bool = False
 
 
 def frames_identity(frames_path: str | Path) -> dict[str, Any]:
@@ -113,6 +115,8 @@ def write_point(
     bar = tqdm(total=n_clips, initial=n_clips - len(todo), desc=f"extract {extractor.name}", unit="clip", disable=not progress)
 
     def read(batch: list[int]) -> np.ndarray:
+        if extractor.by_index:
+            return np.asarray(batch)  # [k]
         return np.stack([frames[i] for i in batch])  # [k, F, H, W, 3]
 
     def write(i: int, grid: np.ndarray) -> None:

@@ -10,8 +10,9 @@ Which detections count:
 
 Names: ``map50_class_agnostic`` / ``map_class_agnostic`` score boxes alone (every box one category: where
 things are), ``map50_class_aware`` / ``map_class_aware`` also need the right class (category ids of the
-annotations). ``<metric>_ci`` is the 95% percentile bootstrap interval over clips (:mod:`..metrics.bootstrap`,
-seeded by ``probe.seed``): ``probe.bootstrap`` resamples for IoUs, ``probe.bootstrap_map`` for mAPs (each one
+annotations). ``bbox_iou_chance`` is bbox IoU's chance level (random boxes at the asserted count,
+:func:`..metrics.boxes.chance_iou`). ``<metric>_ci`` is the 95% bias-corrected bootstrap interval over clips
+(:mod:`..metrics.bootstrap`, seeded by ``probe.seed``): ``probe.bootstrap`` resamples for IoUs, ``probe.bootstrap_map`` for mAPs (each one
 COCOeval per flavour; 0 writes null intervals). IoU intervals resample the clips that hold the metric's items
 (objects, single-object frames); mAP intervals resample every test clip, and are NaN (written null) if a resample
 has no ground truth.
