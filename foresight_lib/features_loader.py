@@ -89,8 +89,9 @@ def read_float16(store: FeatureStore, clips: np.ndarray) -> np.ndarray:
         stop = start + 1
         while stop < len(sorted_clips) and sorted_clips[stop] == sorted_clips[stop - 1] + 1:
             stop += 1
-        out[order[start:stop]] = np.asarray(store.array[int(sorted_clips[start]) : int(sorted_clips[stop - 1]) + 1],
-                                            dtype=np.float16)
+        run = store.array[int(sorted_clips[start]) : int(sorted_clips[stop - 1]) + 1]
+        with np.errstate(over="ignore"):  # beyond float16 becomes inf, refused below
+            out[order[start:stop]] = np.asarray(run, dtype=np.float16)
         start = stop
     finite = np.isfinite(out).reshape(len(clips), -1).all(axis=1)  # [k]
     if not finite.all():
@@ -149,8 +150,7 @@ class SplitLoader:
             if self._held is None:
                 self._fill()
             for block in cuts:
-                rows = torch.as_tensor([self._row[int(c)] for c in block], device=self._held.device)
-                yield block, self._held.index_select(0, rows).to(self.device)
+                yield block, self.take(block)
             return
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as reader:  # prefetch the next block
             pending = reader.submit(self._read, cuts[0]) if cuts else None
@@ -158,6 +158,18 @@ class SplitLoader:
                 grids = pending.result()
                 pending = reader.submit(self._read, cuts[i + 1]) if i + 1 < len(cuts) else None
                 yield block, torch.from_numpy(grids).to(self.device)
+
+
+    def take(self, clips: Sequence[int]) -> torch.Tensor:
+        """float16 grids ``[k, T, gh, gw, C]`` of ``clips`` (of this loader, any order) on the device: from memory
+        when resident (filled on first use), else read now."""
+        clips = np.asarray(clips, dtype=np.int64)
+        if self.residency == "stream":
+            return torch.from_numpy(self._read(clips)).to(self.device)
+        if self._held is None:
+            self._fill()
+        rows = torch.as_tensor([self._row[int(c)] for c in clips], device=self._held.device)
+        return self._held.index_select(0, rows).to(self.device)
 
 
 def train_statistics(loader: SplitLoader) -> Standardiser:

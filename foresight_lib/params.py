@@ -245,6 +245,10 @@ class AdapterTrainParams(_Section):
     pixel_loss_weight: float = Field(0.0, ge=0.0, le=1000.0, description=(
         "weight of an MSE on frames decoded differentiably (no noise) from the predicted latents; 0: latent MSE only"))
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    gpu_memory_gb: float = Field(8.0, ge=0.0, le=10_000.0,
+                                 description="GPU memory for an input store's float16 features (held there if it fits)")
+    host_memory_gb: float = Field(4.0, ge=0.0, le=100_000.0,
+                                  description="host RAM for input features (held there if it fits), else read per batch")
 
 
 class SingleAdapterParams(_Section):
