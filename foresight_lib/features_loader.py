@@ -14,9 +14,11 @@ Budgets are spent split by split, in the order the splits are opened (train firs
 A resident split is read from the store once (the statistics pass fills it); a streamed split once per pass.
 :attr:`SplitLoader.bytes_read` counts the decompressed bytes read from the store.
 
-Standardisation: :meth:`Standardiser.apply` turns float16 grids into float32 ``(x - mean) / std`` with per-channel
-train statistics (:func:`train_statistics`: float64 sums over every train token, one pass). The numbers do not
-depend on where a split is held: the same float16 values go through the same float32 operations.
+Standardisation (probes): once :func:`train_statistics` (float64 sums over every train token, one pass) has given
+the per-channel train mean and std, :meth:`SplitLoader.standardise` makes the loader serve
+``float16((float32(x) - mean) / std)``: a held split is standardised in place once, a streamed block as it is read,
+so the numbers do not depend on where a split is held, and an epoch costs no conversion beyond a batch's
+``.float()``. Without it (adapters) the loader serves the stored float16 values.
 
 Real profile (Qwen2.5-VL-7B at 448x672, 2,000 clips x 9 frames), one 80 GB GPU and 128 GB host RAM, with
 ``profiles/real.yaml``'s ``gpu_memory_gb: 56`` and ``host_memory_gb: 64``: a pre-merge point's train split
@@ -72,10 +74,10 @@ class Standardiser:
     std: np.ndarray  # [C]
 
     def apply(self, grids: torch.Tensor) -> torch.Tensor:
-        """float16 grids ``[..., C]`` -> float32 standardised grids on the same device."""
+        """Raw float16 grids ``[..., C]`` -> standardised float16 grids on the same device (float32 arithmetic)."""
         mean = torch.from_numpy(self.mean).to(grids.device)
         std = torch.from_numpy(self.std).to(grids.device)
-        return (grids.float() - mean) / std
+        return grids.float().sub_(mean).div_(std).half()
 
 
 def read_float16(store: FeatureStore, clips: np.ndarray) -> np.ndarray:
@@ -110,6 +112,7 @@ class SplitLoader:
     device: torch.device
     block_clips: int
     bytes_read: int = 0
+    standardiser: Standardiser | None = None  # set by standardise(): served grids are standardised
     _held: torch.Tensor | None = None  # [n, T, gh, gw, C] float16 on the GPU or in host RAM
     _row: dict[int, int] = field(default_factory=dict)  # clip -> row of _held
 
@@ -125,10 +128,21 @@ class SplitLoader:
         """float16 bytes of one clip's grids."""
         return int(np.prod(self.store.grid)) * self.store.channels * 2
 
-    def _read(self, clips: np.ndarray) -> np.ndarray:
+    def _read(self, clips: np.ndarray) -> torch.Tensor:
+        """float16 grids of ``clips`` from the store (standardised when the loader is), in host memory."""
         grids = read_float16(self.store, clips)
         self.bytes_read += grids.nbytes
-        return grids
+        x = torch.from_numpy(grids)
+        return x if self.standardiser is None else self.standardiser.apply(x)
+
+    def standardise(self, standardiser: Standardiser) -> None:
+        """Serve standardised grids from now on (a held split is converted in place, a block at a time)."""
+        if self.standardiser is not None:
+            raise ValueError("this loader is already standardised")
+        if self._held is not None:
+            for start in range(0, len(self._held), self.block_clips):
+                self._held[start : start + self.block_clips] = standardiser.apply(self._held[start : start + self.block_clips])
+        self.standardiser = standardiser
 
     def _fill(self) -> None:
         """Read the whole split once into its resident home (GPU or host)."""
@@ -137,7 +151,7 @@ class SplitLoader:
                            device=target)
         for start in range(0, len(self.clips), self.block_clips):
             block = self.clips[start : start + self.block_clips]
-            held[start : start + len(block)] = torch.from_numpy(self._read(block)).to(target)
+            held[start : start + len(block)] = self._read(block).to(target)
         self._held = held
         self._row = {int(c): i for i, c in enumerate(self.clips)}
 
@@ -157,7 +171,7 @@ class SplitLoader:
             for i, block in enumerate(cuts):
                 grids = pending.result()
                 pending = reader.submit(self._read, cuts[i + 1]) if i + 1 < len(cuts) else None
-                yield block, torch.from_numpy(grids).to(self.device)
+                yield block, grids.to(self.device)
 
 
     def take(self, clips: Sequence[int]) -> torch.Tensor:
@@ -165,7 +179,7 @@ class SplitLoader:
         when resident (filled on first use), else read now."""
         clips = np.asarray(clips, dtype=np.int64)
         if self.residency == "stream":
-            return torch.from_numpy(self._read(clips)).to(self.device)
+            return self._read(clips).to(self.device)
         if self._held is None:
             self._fill()
         rows = torch.as_tensor([self._row[int(c)] for c in clips], device=self._held.device)
@@ -173,8 +187,10 @@ class SplitLoader:
 
 
 def train_statistics(loader: SplitLoader) -> Standardiser:
-    """Per-channel mean and standard deviation over every token of ``loader``'s clips (float64 sums, std floored
-    at 1e-6); a resident loader is filled by this pass."""
+    """Per-channel mean and standard deviation over every token of ``loader``'s (raw) clips (float64 sums, std
+    floored at 1e-6); a resident loader is filled by this pass."""
+    if loader.standardiser is not None:
+        raise ValueError("statistics need the raw grids")
     channels = loader.store.channels
     total = torch.zeros(channels, dtype=torch.float64, device=loader.device)
     squares = torch.zeros(channels, dtype=torch.float64, device=loader.device)

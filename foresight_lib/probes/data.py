@@ -5,7 +5,8 @@ of ``slot_frames[t]`` (a video-mode slot covering frames ``[2t, 2t+1]`` is score
 its targets are that frame's annotated boxes (COCO xywh pixels) with class index ``category_id - 1``.
 
 Inputs: every grid is standardised per channel with the mean and standard deviation of all train-split
-tokens. The ``shuffled`` control permutes the cells of each ``(clip, slot)`` grid with its own permutation,
+tokens (held standardised as float16, a batch turned to float32 as it is drawn:
+:mod:`foresight_lib.features_loader`). The ``shuffled`` control permutes the cells of each ``(clip, slot)`` grid with its own permutation,
 drawn from ``(seed, clip, t)``: the same scheme in every split and epoch, so the tokens are kept and their
 spatial arrangement is gone. A batch is read and standardised once and, when asked, permuted once: every
 trainee of :mod:`.engine` sees the same tensors.
@@ -71,6 +72,8 @@ class ProbeData:
                 raise ForesightError(f"{store.path}: the {split!r} split has no annotated object in its target frames")
         self.loaders = {s: SplitLoader.open(store, self.splits[s], budget, device, block_clips) for s in SPLITS}
         self.standardiser: Standardiser = train_statistics(self.loaders["train"])
+        for loader in self.loaders.values():
+            loader.standardise(self.standardiser)
         self._permutations: dict[tuple[int, int], np.ndarray] = {}  # (clip, slot) -> [gh*gw]
 
     @property
@@ -94,9 +97,8 @@ class ProbeData:
                           stride=self.stride)
 
     def clip_grids(self, split: str, clips: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        """``(clips [k], standardised float32 grids [k, T, gh, gw, C])`` of ``clips`` of ``split``, a block at a time."""
-        for block, grids in self.loaders[split].blocks(clips):
-            yield block, self.standardiser.apply(grids)
+        """``(clips [k], standardised float16 grids [k, T, gh, gw, C])`` of ``clips`` of ``split``, a block at a time."""
+        yield from self.loaders[split].blocks(clips)
 
     def batches(self, split: str, control: bool, epoch: int | None = None) -> Iterator[Batch]:
         """Batches of ``batch_size`` samples of ``split``; ``epoch`` shuffles (module docstring), None keeps order.
@@ -105,7 +107,7 @@ class ProbeData:
         rng = None if epoch is None else np.random.default_rng([self.seed, epoch])
         if rng is not None:
             clips = rng.permutation(clips)
-        for block, grids in self.clip_grids(split, clips):  # grids [k, T, gh, gw, C]
+        for block, grids in self.clip_grids(split, clips):  # grids [k, T, gh, gw, C] float16
             order = np.arange(len(block) * self.n_slots)  # sample index = clip position * T + slot
             if rng is not None:
                 order = rng.permutation(order)
@@ -114,7 +116,7 @@ class ProbeData:
                 pos, slots = pick // self.n_slots, pick % self.n_slots
                 x = grids[torch.from_numpy(pos).to(grids.device), torch.from_numpy(slots).to(grids.device)]
                 clips_b = block[pos]
-                yield Batch(x, self.shuffle(x, clips_b, slots) if control else None, clips_b, slots,
+                yield Batch(x.float(), self.shuffle(x, clips_b, slots).float() if control else None, clips_b, slots,
                             self.box_targets(clips_b, slots))
 
     def shuffle(self, grids: torch.Tensor, clips: np.ndarray, slots: np.ndarray) -> torch.Tensor:

@@ -124,9 +124,10 @@ def pair_features(data: ProbeData, split: str, samples: PairSamples) -> dict[boo
             rows = torch.as_tensor([position[int(c)] for c in samples.clips[pick]], device=grids.device)
             clips = samples.clips[pick]
             pair = [grids[rows, torch.as_tensor(slots, device=grids.device)]
-                    for slots in (samples.first[pick], samples.second[pick])]  # [B, gh, gw, C] each
-            out[False][torch.from_numpy(pick)] = motion_features(*pair).cpu()
-            shuffled = [data.shuffle(x, clips, slots) for x, slots in zip(pair, (samples.first[pick], samples.second[pick]))]
+                    for slots in (samples.first[pick], samples.second[pick])]  # [B, gh, gw, C] float16 each
+            out[False][torch.from_numpy(pick)] = motion_features(*(x.float() for x in pair)).cpu()
+            shuffled = [data.shuffle(x, clips, slots).float()
+                        for x, slots in zip(pair, (samples.first[pick], samples.second[pick]))]
             out[True][torch.from_numpy(pick)] = motion_features(*shuffled).cpu()
     return out
 
