@@ -1,6 +1,7 @@
 """A dry check of a params file for a real run: validate it, then list what is present and what is missing.
 
     python -m foresight_lib.check profiles/real.yaml
+    python -m foresight_lib.check --cost profiles/real.yaml   # disk and GPU-hours (foresight_lib/cost.py)
 
 Reads no weights and decodes no video: it checks the params (the strict loader), the data paths, that
 each checkpoint directory holds the expected model class and weight files, the LPIPS backbone file and
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .cost import estimate, format_cost
 from .errors import ForesightError
 from .extract import qwen
 from .extract.encoders import checkpoint_class
@@ -92,9 +94,13 @@ def checks(params: Params) -> list[Check]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("params", nargs="?", default="params.yaml")
+    parser.add_argument("--cost", action="store_true", help="print the disk and GPU-hours the profile needs instead")
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params)
+        if args.cost:
+            print(format_cost(estimate(params), args.params))
+            return 0
     except ForesightError as err:
         print(f"invalid  {err}")
         return 2

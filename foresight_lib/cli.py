@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .errors import ForesightError
+from .store import sweep_partials
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
@@ -17,7 +18,11 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
 
 
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:
-    """Run a stage's ``main``; a :class:`ForesightError` becomes one line on stderr and exit code 2."""
+    """Run a stage's ``main``; a :class:`ForesightError` becomes one line on stderr and exit code 2.
+
+    First removes the partial stores that a killed run left beside outputs DVC then restored from its cache
+    (:func:`~.store.sweep_partials`; stages run at the repository root)."""
+    sweep_partials(".")
     try:
         main(argv)
     except ForesightError as err:

@@ -28,7 +28,7 @@ class _Section(BaseModel):
 
 # --------------------------------------------------------------------------------------- data
 class SyntheticParams(_Section):
-    n_clips: int = Field(60, ge=3, description="clips generated (split into train/val/test)")
+    n_clips: int = Field(30, ge=3, description="clips generated (split into train/val/test)")
     min_objects: int = Field(1, ge=1, le=3)
     max_objects: int = Field(3, ge=1, le=3)
     occlusion_prob: float = Field(0.3, ge=0.0, le=1.0, description="chance a clip has a foreground occluder")
@@ -102,7 +102,7 @@ class ModelParams(_Section):
 class ExtractParams(_Section):
     mode: Literal["image", "video"] = "image"
     dtype: Literal["float16", "float32"] = "float16"
-    batch_frames: int = Field(8, ge=1, le=4096, description="frames per forward pass")
+    batch_frames: int = Field(18, ge=1, le=4096, description="frames per forward pass")
 
 
 # ------------------------------------------------------------------------------------- points
@@ -139,7 +139,9 @@ class EncoderPoint(_Section):
     family: Literal["dinov2", "owlvit", "owlv2", "siglip"] = Field(description="a dedicated vision encoder (hybrid baseline)")
     layer: int = Field(ge=0, description="the encoder's hidden_states[layer] (0: embeddings, k: output of block k-1)")
     source: str = Field("tiny", min_length=1, description="'tiny' (seeded random, real patch size and depth) or a local checkpoint directory")
-    seed: int = 0
+    weights: Literal["pretrained", "random"] = Field(
+        "pretrained", description="random: a seeded random initialisation of the source checkpoint's architecture (a control)")
+    seed: int = Field(0, description="weights of the tiny model or of the weights: random control")
 
 
 PointParams = Annotated[
@@ -156,7 +158,7 @@ class ProbeParams(_Section):
                              description="initialisation seeds of every head: each trained and tested (batch order shared)")
     heads: list[Literal["linear", "mlp", "dense", "detr"]] = Field(
         ["linear", "dense"], min_length=1, description="spatial heads, each also run on the shuffled control")
-    epochs: int = Field(6, ge=1, le=10000, description="training epochs of every spatial head")
+    epochs: int = Field(8, ge=1, le=10000, description="training epochs of every spatial head")
     temporal_epochs: int = Field(30, ge=1, le=10000, description="training epochs of the temporal heads")
     lrs: list[float] = Field([1e-2], min_length=1, max_length=20, description=(
         "AdamW peak learning rates (cosine decay over the epochs), each trained; selected per head on validation"))
@@ -178,7 +180,7 @@ class ProbeParams(_Section):
     host_memory_gb: float = Field(4.0, ge=0.0, le=100_000.0, description=(
         "host RAM for float16 features: a split that fits (and not the GPU) is held here, else it is streamed"))
     bootstrap: int = Field(1000, ge=0, le=100000, description="bootstrap resamples over clips for IoU and accuracy 95% intervals")
-    bootstrap_map: int = Field(0, ge=0, le=100000,
+    bootstrap_map: int = Field(100, ge=0, le=100000,
                                description="bootstrap resamples for mAP 95% intervals (2 COCOevals each, ~0.3 s per head)")
     threads: int = Field(1, ge=1, le=256, description="torch CPU threads while probing (the small heads run fastest on 1)")
 
@@ -238,13 +240,17 @@ class LtxParams(_Section):
 
 class AdapterTrainParams(_Section):
     seed: int = Field(0, description="initial weights and the order of training clips")
-    epochs: int = Field(40, ge=1, le=10000, description="the epoch with the lowest validation loss is kept")
+    epochs: int = Field(10, ge=1, le=10000, description="the epoch with the lowest validation loss is kept")
     lr: float = Field(2e-3, gt=0.0, le=1.0, description="AdamW learning rate")
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
     batch_size: int = Field(4, ge=1, le=4096, description="clips per optimiser step")
     pixel_loss_weight: float = Field(0.0, ge=0.0, le=1000.0, description=(
         "weight of an MSE on frames decoded differentiably (no noise) from the predicted latents; 0: latent MSE only"))
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    autocast: bool = Field(True, description="bfloat16 autocast of forward and loss on CUDA (no effect on CPU: float32)")
+    checkpointing: bool = Field(False, description=(
+        "recompute the token-resolution stream (per-token layer, temporal pool, resampling: dual_stream's spatial "
+        "stream, single's and multi_scale's input stream) in the backward pass instead of storing its activations"))
     gpu_memory_gb: float = Field(8.0, ge=0.0, le=10_000.0,
                                  description="GPU memory for an input store's float16 features (held there if it fits)")
     host_memory_gb: float = Field(4.0, ge=0.0, le=100_000.0,
@@ -258,6 +264,31 @@ class SingleAdapterParams(_Section):
     hidden: int = Field(256, ge=8, le=8192, description="width of the token MLP and of the head")
     subcells: Literal[1, 2, 4] = Field(2, description="sub-cells per side of each 32 px latent cell kept by the resampling")
     context: Literal[1, 3, 5] = Field(1, description="latent cells per side the head's output layer sees (1: per cell)")
+
+    def inputs(self) -> dict[str, str]:
+        """Input roles and the points they read."""
+        return {"point": self.point}
+
+
+class MultiScaleAdapterParams(_Section):
+    """Option C: several points of one stride mixed by learned softmax-normalised weights, then ``single``'s head."""
+
+    points: list[Annotated[str, Field(pattern=POINT_NAME.pattern)]] = Field(
+        min_length=1, description="points entries of one stride (e.g. ViT blocks 7, 15, 23, 31)")
+    hidden: int = Field(256, ge=8, le=8192, description="width of the token MLP and of the head")
+    subcells: Literal[1, 2, 4] = Field(2, description="sub-cells per side of each 32 px latent cell kept by the resampling")
+    context: Literal[1, 3, 5] = Field(1, description="latent cells per side the head's output layer sees (1: per cell)")
+
+    @field_validator("points")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"must not repeat a point (got {v})")
+        return v
+
+    def inputs(self) -> dict[str, str]:
+        """Input roles (``scale0``, ``scale1``, ... in list order) and the points they read."""
+        return {f"scale{i}": point for i, point in enumerate(self.points)}
 
 
 class DualStreamAdapterParams(_Section):
@@ -277,6 +308,14 @@ class DualStreamAdapterParams(_Section):
             raise ValueError(f"heads ({self.heads}) must divide dim ({self.dim})")
         return self
 
+    def inputs(self) -> dict[str, str]:
+        """Input roles and the points they read."""
+        return {"spatial": self.spatial, "semantic": self.semantic}
+
+
+ADAPTER_KINDS = ("single", "dual_stream", "multi_scale")
+MERGED_KINDS = ("merger", "llm")
+
 
 class AdapterParams(_Section):
     """Adapters from VLM features to LTX-Video latents; one train/decode/recon chain per entry of each kind."""
@@ -284,15 +323,18 @@ class AdapterParams(_Section):
     train: AdapterTrainParams = AdapterTrainParams()
     single: dict[str, SingleAdapterParams] = {}
     dual_stream: dict[str, DualStreamAdapterParams] = {}
+    multi_scale: dict[str, MultiScaleAdapterParams] = {}
 
     @model_validator(mode="after")
     def _names(self) -> AdapterParams:
-        for name in (*self.single, *self.dual_stream):
+        kinds = {kind: getattr(self, kind) for kind in ADAPTER_KINDS}
+        for name in (n for entries in kinds.values() for n in entries):
             if not POINT_NAME.match(name):
                 raise ValueError(f"adapter name {name!r} must match {POINT_NAME.pattern} (it names files and DVC stages)")
-        both = sorted(set(self.single) & set(self.dual_stream))
-        if both:
-            raise ValueError(f"adapter names must be unique across kinds (in single and dual_stream: {', '.join(both)})")
+        for name in sorted({n for entries in kinds.values() for n in entries}):
+            where = [kind for kind, entries in kinds.items() if name in entries]
+            if len(where) > 1:
+                raise ValueError(f"adapter names must be unique across kinds ({name!r} in {' and '.join(where)})")
         return self
 
 
@@ -306,6 +348,8 @@ class Phase2Criteria(_Section):
     params_target: int = Field(15_000_000, ge=1, description="trainable adapter parameters, at most")
     params_acceptable: int = Field(25_000_000, ge=1)
     params_limit: int = Field(50_000_000, ge=1, description="above this the adapter fails")
+    steps_target: int = Field(50_000, ge=1, description="optimiser steps to the selected epoch, below this (and no divergence)")
+    steps_acceptable: int = Field(100_000, ge=1, description="above: marginal; a divergent run fails")
 
     @model_validator(mode="after")
     def _order(self) -> Phase2Criteria:
@@ -315,6 +359,8 @@ class Phase2Criteria(_Section):
             raise ValueError(f"lpips_acceptable ({self.lpips_acceptable}) must be >= lpips_target ({self.lpips_target})")
         if not self.params_target <= self.params_acceptable <= self.params_limit:
             raise ValueError("params_target <= params_acceptable <= params_limit must hold")
+        if self.steps_acceptable < self.steps_target:
+            raise ValueError(f"steps_acceptable ({self.steps_acceptable}) must be >= steps_target ({self.steps_target})")
         return self
 
 
@@ -411,17 +457,69 @@ def _allowed(loc: tuple[Any, ...]) -> list[str] | None:
     return sorted(cls.model_fields)
 
 
+def stride_class(point: PointParams) -> tuple[str, str]:
+    """What fixes a point's grid stride: ``(family, value)``; two points of one family and different values have
+    different strides. Across families (e.g. pixels vs the ViT patch, or an encoder) it is known only from the
+    stores, where :func:`..adapters.train.open_data` checks it."""
+    if point.kind in ("vit_embed", "vit_block"):
+        return "qwen", "the ViT patch"
+    if point.kind in MERGED_KINDS:
+        return "qwen", "the 2x2 merge unit"
+    if isinstance(point, PixelsPoint):
+        return "pixels", f"{point.patch} px patches"
+    return "encoder", f"the {point.family} patch of {point.source}"
+
+
+def adapter_input_problems(params: Params) -> list[str]:
+    """Each adapter's input points checked against ``points``: each must exist; a dual stream's ``semantic`` must
+    be a merger or llm point and its ``spatial`` not; a multi_scale's points must share one stride."""
+    problems = []
+    defined = ", ".join(params.points) or "none"
+    for kind in ADAPTER_KINDS:
+        for name, spec in getattr(params.adapter, kind).items():
+            key = f"adapter.{kind}.{name}"
+            roles = spec.inputs()
+            field = {role: ("points" if kind == "multi_scale" else role) for role in roles}
+            missing = [(role, p) for role, p in roles.items() if p not in params.points]
+            for role, p in missing:
+                problems.append(f"{key}.{field[role]}: {p!r} is not in points (defined: {defined})")
+            if missing:
+                continue
+            point_kind = {role: params.points[p].kind for role, p in roles.items()}
+            if kind == "dual_stream" and point_kind["semantic"] not in MERGED_KINDS:
+                problems.append(f"{key}.semantic: {spec.semantic!r} is a {point_kind['semantic']} point; the semantic "
+                                "stream needs a merger or llm point")
+            if kind == "dual_stream" and point_kind["spatial"] in MERGED_KINDS:
+                problems.append(f"{key}.spatial: {spec.spatial!r} is a {point_kind['spatial']} point; the spatial "
+                                "stream needs a pre-merge point (vit_embed, vit_block, pixels, ...)")
+            if kind == "multi_scale":
+                first = spec.points[0]
+                family, value = stride_class(params.points[first])
+                for other in spec.points[1:]:
+                    other_family, other_value = stride_class(params.points[other])
+                    if other_family == family and other_value != value:
+                        problems.append(f"{key}.points: {first!r} (stride of {value}) and {other!r} (stride of "
+                                        f"{other_value}) have different strides; the points must share one")
+                        break
+    return problems
+
+
 def parse_params(raw: Any, origin: str = "params") -> Params:
-    """Validate a params mapping; raise :class:`ForesightError` listing every problem."""
+    """Validate a params mapping (each section, then the adapters' input points against ``points``); raise
+    :class:`ForesightError` listing every problem."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ForesightError(f"{origin}: the top level must be a mapping of sections, got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(_describe(err) for err in exc.errors())
         raise ForesightError(f"{origin}: {problems}") from None
+    problems = adapter_input_problems(params)
+    if problems:
+        raise ForesightError(f"{origin}: {'; '.join(problems)}")
+    return params
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -4,7 +4,12 @@ A stage writes into ``<out>.partial/`` beside its output. Each finished unit of 
 recorded in ``progress.json`` (replaced atomically) only after its chunks are written, so a killed run
 resumes from the last complete clip. :meth:`PartialStore.finalize` renames the directory onto ``<out>``
 only when every unit is done, so DVC and later stages only ever see complete stores.
-A resumed run is accepted only when its ``fingerprint`` (everything that determines the content) matches.
+A resumed run is accepted only when its ``fingerprint`` (everything that determines the content) matches;
+a finished store keeps it in ``fingerprint.json``.
+
+After a killed run, DVC may restore the finished output from its cache without running the stage, which leaves
+the partial beside it: :func:`sweep_partials` (run at every stage start) removes a partial whose finished output
+was made from the same fingerprint.
 """
 
 from __future__ import annotations
@@ -12,17 +17,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import zarr
 from zarr.codecs import BloscCodec
 
 from .errors import ForesightError
 
 PROGRESS_FILE = "progress.json"
+FINGERPRINT_FILE = "fingerprint.json"
 
 
 def compressor() -> BloscCodec:
@@ -36,6 +44,15 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    os.replace(tmp, path)
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: str | Path) -> None:
+    """Write a table (without its index) via a temporary file and rename, so a reader never sees a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_parquet(tmp, index=False)
     os.replace(tmp, path)
 
 
@@ -112,18 +129,50 @@ class PartialStore:
         write_json_atomic(self.partial / PROGRESS_FILE, {"fingerprint": self.fingerprint, "done": self.done})
 
     def finalize(self, attributes: Mapping[str, Any] | None = None) -> None:
-        """Add final attributes, drop the progress record and move the store onto ``out``."""
+        """Add final attributes, keep the fingerprint, drop the progress record and move the store onto ``out``."""
         if attributes:
             arr = zarr.open_array(self.partial, mode="r+")
             arr.attrs.update(json.loads(json.dumps(dict(attributes), default=_jsonable)))
+        write_json_atomic(self.partial / FINGERPRINT_FILE, self.fingerprint)
         (self.partial / PROGRESS_FILE).unlink()
         if self.out.exists():
             shutil.rmtree(self.out)
         os.replace(self.partial, self.out)
 
-    def discard(self) -> None:
-        """Remove the partial store (a failed run that must not be resumed)."""
-        shutil.rmtree(self.partial, ignore_errors=True)
+
+def sweep_partials(root: str | Path = ".", depth: int = 3) -> list[Path]:
+    """Remove every ``<out>.partial`` within ``depth`` directories of ``root`` whose ``<out>`` is a finished store
+    made from the same fingerprint (nothing left to resume); return the removed paths.
+
+    A partial beside a finished store of another fingerprint is kept: it is resumable work for other inputs.
+    """
+    removed = []
+    for partial in _partials(Path(root), depth):
+        finished = partial.with_name(partial.name.removesuffix(".partial"))
+        try:
+            done = json.loads((finished / FINGERPRINT_FILE).read_text())
+            pending = json.loads((partial / PROGRESS_FILE).read_text())["fingerprint"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if done == pending:
+            shutil.rmtree(partial, ignore_errors=True)
+            print(f"removed {partial}: a killed run left it, and {finished} is finished from the same inputs",
+                  file=sys.stderr)
+            removed.append(partial)
+    return removed
+
+
+def _partials(root: Path, depth: int) -> list[Path]:
+    """``*.partial`` directories under ``root`` (not descending into stores or hidden directories)."""
+    found = []
+    for entry in os.scandir(root):
+        if not entry.is_dir(follow_symlinks=False) or entry.name.startswith((".", "__")):
+            continue
+        if entry.name.endswith(".partial"):
+            found.append(Path(entry.path))
+        elif depth > 1 and not entry.name.endswith(".zarr"):
+            found += _partials(Path(entry.path), depth - 1)
+    return found
 
 
 def open_complete(path: str | Path) -> zarr.Array:

@@ -11,17 +11,16 @@ from foresight_lib.store import open_complete
 def main(argv=None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--point", required=True, help="name of an entry of params.yaml `points`")
-    parser.add_argument("--frames", default="data/frames.zarr")
-    parser.add_argument("--out", help="default: features/<point>.zarr")
-    parser.add_argument("--metrics", help="default: metrics/extract/<point>.json")
+    parser.add_argument("--frames", required=True, help="the frames store (data/frames.zarr)")
+    parser.add_argument("--out", required=True, help="the point's feature store (features/<point>.zarr)")
+    parser.add_argument("--metrics", required=True, help="cost metrics (metrics/extract/<point>.json)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     if args.point not in params.points:
         raise ForesightError(f"point {args.point!r} is not in points (defined: {', '.join(params.points) or 'none'})")
     _, n_frames, height, width, _ = open_complete(args.frames).shape
     extractor = make_extractor(args.point, params.points[args.point], params.model, params.extract, height, width, n_frames)
-    write_point(extractor, args.frames, args.out or f"features/{args.point}.zarr",
-                args.metrics or f"metrics/extract/{args.point}.json", params.extract.mode, params.extract.dtype)
+    write_point(extractor, args.frames, args.out, args.metrics, params.extract.mode, params.extract.dtype)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Stage `frames`: decode every clip into data/frames.zarr and the ground-truth tables."""
+"""Stage `frames`: decode every clip into <out>/frames.zarr and the ground-truth tables beside it."""
 
 from foresight_lib.cli import run, stage_parser
 from foresight_lib.data.frames import write_frames
@@ -7,7 +7,8 @@ from foresight_lib.params import load_params
 
 def main(argv=None) -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--out", default="data", help="output directory (default: data)")
+    parser.add_argument("--out", required=True, help="output directory (frames.zarr, annotations.parquet, "
+                        "clips.parquet, skipped.json)")
     args = parser.parse_args(argv)
     write_frames(load_params(args.params).data, args.out)
 

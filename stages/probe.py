@@ -10,23 +10,20 @@ from foresight_lib.probes.run import run_probes
 def main(argv=None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--point", required=True, help="name of an entry of params.yaml `points`")
-    parser.add_argument("--features", help="default: features/<point>.zarr")
-    parser.add_argument("--frames-dir", default="data", help="the frames stage's output directory (default: data)")
-    parser.add_argument("--out", help="default: metrics/probe/<point>.json")
-    parser.add_argument("--live", help="dvclive directory (default: probes/<point>/live)")
-    parser.add_argument("--predictions", help="default: probes/<point>/predictions.parquet")
-    parser.add_argument("--heads", help="trained heads, reusable as detectors (default: probes/<point>/heads)")
+    parser.add_argument("--features", required=True, help="the point's feature store (features/<point>.zarr)")
+    parser.add_argument("--frames-dir", required=True, help="the frames stage's output directory (data)")
+    parser.add_argument("--out", required=True, help="metrics (metrics/probe/<point>.json)")
+    parser.add_argument("--live", required=True, help="dvclive directory (probes/<point>/live)")
+    parser.add_argument("--predictions", required=True, help="test predictions (probes/<point>/predictions.parquet)")
+    parser.add_argument("--heads", required=True, help="trained heads, reusable as detectors (probes/<point>/heads)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     if args.point not in params.points:
         raise ForesightError(f"point {args.point!r} is not in points (defined: {', '.join(params.points) or 'none'})")
-    features = args.features or f"features/{args.point}.zarr"
-    stored = open_features(features).name
+    stored = open_features(args.features).name
     if stored != args.point:
-        raise ForesightError(f"{features}: holds point {stored!r}, not {args.point!r}")
-    run_probes(features, args.frames_dir, params.probe, args.out or f"metrics/probe/{args.point}.json",
-               args.live or f"probes/{args.point}/live", args.predictions or f"probes/{args.point}/predictions.parquet",
-               args.heads or f"probes/{args.point}/heads")
+        raise ForesightError(f"{args.features}: holds point {stored!r}, not {args.point!r}")
+    run_probes(args.features, args.frames_dir, params.probe, args.out, args.live, args.predictions, args.heads)
 
 
 if __name__ == "__main__":

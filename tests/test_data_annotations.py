@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from foresight_lib.data.clip import DIRECTIONS, OBJECT_COLUMNS, Clip, Skipped
+from foresight_lib.data.frames import report_dropped
 from foresight_lib.data.real import match_annotated_frames, open_real_source, summarise
 from foresight_lib.errors import ForesightError
 from foresight_lib.params import DataParams
@@ -194,6 +195,17 @@ def test_bad_boxes_are_clipped_dropped_and_counted(videos: Path, tmp_path: Path)
     assert set(clip.objects["object_id"]) == {0, 3}
 
 
+def test_dropped_input_is_one_line_on_stderr(videos: Path, tmp_path: Path, capsys) -> None:
+    frames = {i: [[-20, 0, 40, 20], [5, 5, 0, 10], [30, 30, -5, 10], [10, 10, 10, 10]] for i in range(N)}
+    payload = coco([{"id": 1, "file_name": "square.mp4"}], {"square.mp4": frames})
+    source = open_real_source(params("coco_video", videos, write_json(tmp_path / "coco.json", payload), resize="stretch"))
+    report_dropped({"skipped": [], "source_report": summarise(source.report, list(source))}, tmp_path / "skipped.json")
+    assert capsys.readouterr().err == (
+        f"frames: 18 of 36 boxes dropped (9 inverted, 9 zero area); details in {tmp_path / 'skipped.json'}\n")
+    report_dropped({"skipped": [], "source_report": {}}, tmp_path / "skipped.json")  # synthetic: nothing dropped
+    assert capsys.readouterr().err == ""
+
+
 def test_undecodable_videos_are_skipped_with_a_reason(videos: Path, tmp_path: Path) -> None:
     root = tmp_path / "videos"
     root.mkdir()
@@ -296,11 +308,14 @@ def test_frames_stage_on_real_videos(videos: Path, tmp_path: Path) -> None:
     assert report["source_report"]["unknown_video_ids"] == ["gone"]
     assert report["source_report"]["clips"] == 3 and report["source_report"]["boxes"]["kept"] == 27
 
-    data["max_skipped_fraction"] = 0.2  # 1 of 4 skipped is now too many: the stage fails, leaving no output
+    assert res.stderr.strip().splitlines()[-1] == (
+        "frames: 1 clips skipped; 1 annotated videos not found; details in " + str(tmp_path / "out" / "skipped.json"))
+
+    data["max_skipped_fraction"] = 0.2  # 1 of 4 skipped is now too many: the stage fails, the outputs stay
     (tmp_path / "params.yaml").write_text(json.dumps({"data": data}))
     res = _stage(tmp_path / "params.yaml", tmp_path / "out")
     assert res.returncode == 2 and "1 of 4 clips could not be decoded" in res.stderr and "Traceback" not in res.stderr
-    assert not (tmp_path / "out" / "frames.zarr").exists() and not (tmp_path / "out" / "clips.parquet").exists()
+    assert pd.read_parquet(tmp_path / "out" / "clips.parquet").equals(clips)
 
 
 @pytest.mark.parametrize("broken", ["video_dir", "annotations"])

@@ -93,7 +93,9 @@ def test_non_finite_features_stop_the_stage(frames_dir, tmp_path):
 
 
 def test_stage_names_an_unknown_point_in_one_line(tmp_path):
-    res = subprocess.run([sys.executable, "stages/extract.py", "--point", "vit_l99"], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "stages/extract.py", "--point", "vit_l99", "--frames",
+                          str(tmp_path / "frames.zarr"), "--out", str(tmp_path / "f.zarr"), "--metrics",
+                          str(tmp_path / "m.json")], capture_output=True, text=True)
     assert res.returncode == 2 and res.stderr.count("\n") == 1
     assert "'vit_l99' is not in points" in res.stderr and "vit_embed" in res.stderr
 

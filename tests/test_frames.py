@@ -6,13 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
+from helpers import small_params
 
 from foresight_lib.data.clip import Skipped
 from foresight_lib.data.frames import ClipSource, open_source, write_frames
 from foresight_lib.data.synthetic import make_clip
 from foresight_lib.errors import ForesightError
-
-from helpers import small_params
 
 
 def _read(out):
@@ -95,15 +94,36 @@ def test_skipped_clips_are_listed_with_reasons(tmp_path):
     assert skipped["skipped"] == [{"name": "clip1", "source": "/videos/clip1.mp4", "reason": "truncated file"}]
 
 
-def test_too_many_skipped_clips_fail_and_leave_no_output(tmp_path):
-    params = small_params(data={"max_skipped_fraction": 0.2, "synthetic": {"n_clips": 6}})
-    write_frames(params.data, tmp_path, progress=False)  # an earlier good run: must not survive as valid
+def test_too_many_skipped_clips_fail_leaving_the_previous_outputs_and_a_resumable_run(tmp_path, params):
+    write_frames(params.data, tmp_path, progress=False)  # an earlier good run: a failed one must not lose it
+    snapshot = {f: f.read_bytes() for f in tmp_path.rglob("*") if f.is_file()}
+    strict = small_params(data={"max_skipped_fraction": 0.2, "synthetic": {"n_clips": 6}})
     bad = {0: "corrupt", 2: "zero frames"}
-    with pytest.raises(ForesightError, match=r"2 of 6 clips could not be decoded.*max_skipped_fraction"):
-        write_frames(params.data, tmp_path, source=_source_with(params, bad=bad), progress=False)
-    for name in ("frames.zarr", "frames.zarr.partial", "annotations.parquet", "clips.parquet"):
-        assert not (tmp_path / name).exists(), name
-    assert len(json.loads((tmp_path / "skipped.json").read_text())["skipped"]) == 2
+    with pytest.raises(ForesightError, match=r"2 of 6 clips could not be decoded.*max_skipped_fraction.*untouched"):
+        write_frames(strict.data, tmp_path, source=_source_with(strict, bad=bad), progress=False)
+    assert all(f.read_bytes() == content for f, content in snapshot.items()), "the previous outputs are untouched"
+    assert len(json.loads((tmp_path / "frames.zarr.partial" / "skipped.json").read_text())["skipped"]) == 2
+
+    lenient = small_params(data={"max_skipped_fraction": 0.5, "synthetic": {"n_clips": 6}})
+    calls = []
+    source = _source_with(lenient, bad=bad)
+    load = source.load
+    source.load = lambda i: calls.append(i) or load(i)
+    out = write_frames(lenient.data, tmp_path, source=source, progress=False)
+    assert calls == [], "raising max_skipped_fraction resumes the failed run's decoded clips"
+    assert _read(out)[0].shape[0] == 4 and not (tmp_path / "frames.zarr.partial").exists()
+
+
+def test_a_bad_annotation_file_stops_before_any_output_is_touched(tmp_path, params):
+    write_frames(params.data, tmp_path / "out", progress=False)
+    snapshot = {f: f.read_bytes() for f in (tmp_path / "out").rglob("*") if f.is_file()}
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "ann.json").write_text("{not json")
+    real = small_params(data={"source": "coco_video", "video_dir": str(tmp_path / "videos"),
+                              "annotations": str(tmp_path / "ann.json")})
+    with pytest.raises(ForesightError, match="not valid JSON"):
+        write_frames(real.data, tmp_path / "out", progress=False)
+    assert {f: f.read_bytes() for f in (tmp_path / "out").rglob("*") if f.is_file()} == snapshot
 
 
 def test_stage_reports_bad_params_in_one_line(tmp_path):

@@ -14,6 +14,7 @@ from PIL import Image
 
 from foresight_lib.cli import run
 from foresight_lib.data.frames import write_frames
+from foresight_lib.data.splits import read_split
 from foresight_lib.errors import ForesightError
 from foresight_lib.ltx import latents as L
 from foresight_lib.ltx import vae as V
@@ -143,12 +144,12 @@ def test_decodes_share_noise_per_clip_and_resume(small_latents, tmp_path, monkey
     np.testing.assert_array_equal(resumed[:], ceiling[:])
 
 
-def test_split_clips(frames_dir, tmp_path):
-    parts = [L.split_clips(frames_dir / "clips.parquet", s) for s in ("train", "val", "test")]
+def test_read_split(frames_dir, tmp_path):
+    parts = [read_split(frames_dir / "clips.parquet", s) for s in ("train", "val", "test")]
     assert [len(p) for p in parts] == [2, 1, 1] and sorted(np.concatenate(parts).tolist()) == [0, 1, 2, 3]
     pd.DataFrame({"clip": [0], "split": ["train"]}).to_parquet(tmp_path / "clips.parquet")
     with pytest.raises(ForesightError, match="no clip in the test split"):
-        L.split_clips(tmp_path / "clips.parquet", "test")
+        read_split(tmp_path / "clips.parquet", "test")
 
 
 def test_another_vae_is_refused(clean):
@@ -173,7 +174,7 @@ def test_differentiable_decode_matches_the_pipeline_decode(small_latents):
 
 
 def test_decode_stages_write_the_ceiling_then_the_adapter_and_its_sheet(small_latents, tmp_path, capsys):
-    """decode --ceiling (test split of the VAE latents), decode --adapter (its predicted latents) and the PNG sheet."""
+    """decode_ceiling (test split of the VAE latents), decode_adapter (its predicted latents) and the PNG sheet."""
     zarr.save_array(str(tmp_path / "latents.zarr"), small_latents[:])
     zarr.open_array(str(tmp_path / "latents.zarr"), mode="r+").attrs.update(small_latents.attrs.asdict())
     pd.DataFrame({"clip": [0, 1, 2], "split": ["test", "train", "test"]}).to_parquet(tmp_path / "clips.parquet")
@@ -182,12 +183,15 @@ def test_decode_stages_write_the_ceiling_then_the_adapter_and_its_sheet(small_la
     zarr.save_array(str(predicted), small_latents[[0, 2]])
     zarr.open_array(str(predicted), mode="r+").attrs.update({**small_latents.attrs.asdict(), "clips": [0, 2]})
     (tmp_path / "params.yaml").write_text("ltx: {device: cpu}\neval: {sheet_clips: 2}\n")
-    stage = runpy.run_path("stages/decode.py", run_name="stage")["main"]
-    common = ["--params", str(tmp_path / "params.yaml"), "--latents", str(tmp_path / "latents.zarr"),
-              "--ceiling-store", str(tmp_path / "ceiling.zarr")]
-    run(stage, [*common, "--ceiling", "--clips", str(tmp_path / "clips.parquet")])
-    run(stage, [*common, "--adapter", "a", "--adapters", str(tmp_path / "adapters"), "--frames",
-                str(tmp_path / "frames.zarr")])
+    ceiling_stage = runpy.run_path("stages/decode_ceiling.py", run_name="stage")["main"]
+    adapter_stage = runpy.run_path("stages/decode_adapter.py", run_name="stage")["main"]
+    params = ["--params", str(tmp_path / "params.yaml")]
+    run(ceiling_stage, [*params, "--latents", str(tmp_path / "latents.zarr"), "--clips", str(tmp_path / "clips.parquet"),
+                        "--out", str(tmp_path / "ceiling.zarr")])
+    adapter = ["--adapter", "a", "--latents", str(predicted), "--ceiling", str(tmp_path / "ceiling.zarr"),
+               "--frames", str(tmp_path / "frames.zarr"), "--out", str(tmp_path / "adapters/a/decoded.zarr"),
+               "--sheet", str(tmp_path / "adapters/a/sheet.png")]
+    run(adapter_stage, [*params, *adapter])
     ceiling, decoded = open_complete(tmp_path / "ceiling.zarr"), open_complete(tmp_path / "adapters/a/decoded.zarr")
     assert ceiling.attrs["clips"] == decoded.attrs["clips"] == [0, 2]
     np.testing.assert_array_equal(decoded[:], ceiling[:])  # same latents, same per-clip noise
@@ -196,5 +200,5 @@ def test_decode_stages_write_the_ceiling_then_the_adapter_and_its_sheet(small_la
 
     (tmp_path / "params.yaml").write_text("ltx: {device: cpu, seed: 1}\n")
     with pytest.raises(SystemExit):
-        run(stage, [*common, "--adapter", "a", "--adapters", str(tmp_path / "adapters")])
+        run(adapter_stage, [*params, *adapter])
     assert "rerun the latents stage" in capsys.readouterr().err

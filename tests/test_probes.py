@@ -41,7 +41,7 @@ from foresight_lib.probes.spatial import SpatialSettings, train_spatial
 from foresight_lib.probes.truth import load_ground_truth
 
 HEIGHT, WIDTH = 224, 448
-CHEAP = {"epochs": 2, "temporal_epochs": 5, "bootstrap": 20}
+CHEAP = {"epochs": 2, "temporal_epochs": 5, "bootstrap": 20, "bootstrap_map": 0}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -99,7 +99,7 @@ def space_dir(tmp_path_factory) -> Path:
 def space_runs(bench, space_dir) -> dict[str, dict]:
     """run_probes with the best default head (dense), trained 12 epochs, on both stride-14 points."""
     out = space_dir
-    params = ProbeParams(heads=["dense"], epochs=12, bootstrap=200)
+    params = ProbeParams(heads=["dense"], epochs=12, bootstrap=200, bootstrap_map=0)
     return {point: run_probes(bench / f"{point}.zarr", bench, params, None, out / point / "live",
                               out / point / "predictions.parquet", out / point / "heads")
             for point in ("pixels", "vit_embed")}

@@ -129,6 +129,21 @@ def test_input_cka_pools_tokens_onto_the_latent_grid(tmp_path):
 CRITERIA = Phase2Criteria()
 
 
+def _converged(steps: int | None, diverged: bool = False) -> dict:
+    """A convergence record as :func:`foresight_lib.adapters.train.convergence` writes it."""
+    return {"steps_to_best": steps, "diverged": diverged, "reason": "a non-finite loss" if diverged else None}
+
+
+@pytest.mark.parametrize("record, verdict", [
+    (_converged(1_000), "target"), (_converged(49_999), "target"), (_converged(50_000), "acceptable"),
+    (_converged(99_999), "acceptable"), (_converged(100_000), "marginal"), (_converged(10, diverged=True), "fail"),
+    (_converged(None, diverged=True), "fail"), (None, "unknown")])
+def test_convergence_criterion(record, verdict):
+    result = phase2_verdicts(0.7, 0.2, 1_000, record, CRITERIA)
+    assert result["convergence"]["verdict"] == verdict
+    assert result["overall"] == verdict  # the other criteria are at target
+
+
 @pytest.mark.parametrize("iou, lpips, params, verdicts, overall", [
     (0.65, 0.25, 10_000_000, ("target", "target", "target"), "target"),
     (0.6, 0.30, 15_000_000, ("acceptable", "acceptable", "target"), "acceptable"),  # strict > and < at the targets
@@ -141,13 +156,13 @@ CRITERIA = Phase2Criteria()
     (None, None, 60_000_000, ("unknown", "unknown", "fail"), "fail"),
 ])
 def test_phase2_criteria(iou, lpips, params, verdicts, overall):
-    result = phase2_verdicts(iou, lpips, params, CRITERIA)
+    result = phase2_verdicts(iou, lpips, params, _converged(1_000), CRITERIA)
     assert tuple(result[k]["verdict"] for k in ("spatial_iou", "lpips", "parameters")) == verdicts
     assert result["overall"] == overall and result["spatial_iou"]["value"] == iou
 
 
 def test_recon_stages_put_the_adapter_beside_the_ceiling(tmp_path, monkeypatch, capsys):
-    """recon --ceiling once, then recon --adapter: image metrics of both, CKA of the inputs, Phase 2 verdicts."""
+    """recon_ceiling once, then recon_adapter: image metrics of both, CKA of the inputs, Phase 2 verdicts."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     frames, boxes = _clips()
     frames = frames[:, :1]  # one frame per clip: a valid VAE clip (1 + 8k)
@@ -162,7 +177,8 @@ def test_recon_stages_put_the_adapter_beside_the_ceiling(tmp_path, monkeypatch, 
     zarr.save_array(str(tmp_path / "latents.zarr"), np.random.default_rng(1).normal(size=(2, 128, 1, 2, 3)))
     zarr.open_array(str(tmp_path / "latents.zarr"), mode="r+").attrs.update({"n_frames": 1, "height": 64, "width": 96})
     (tmp_path / "a" / "config.json").write_text(json.dumps({"streams": {"point": {"point": "px"}}}))
-    (tmp_path / "train.json").write_text(json.dumps({"parameters": {"total": 20_000_000}}))
+    (tmp_path / "train.json").write_text(json.dumps({"parameters": {"total": 20_000_000},
+                                                     "convergence": _converged(300)}))
     (tmp_path / "params.yaml").write_text("eval: {bootstrap: 10, bootstrap_map: 2, detector_point: px, detector_head: linear}\n")
     probe_params = ProbeParams(heads=["linear"])
     with torch.random.fork_rng():
@@ -170,14 +186,16 @@ def test_recon_stages_put_the_adapter_beside_the_ceiling(tmp_path, monkeypatch, 
         head = make_probe("linear", 16 * 16 * 3, 4, probe_params)  # untrained: the wiring, not the quality
     save_probe(tmp_path / "probes" / "px" / "heads", "linear", head, 4, np.zeros(768, np.float32),
                np.ones(768, np.float32), 16, {"kind": "pixels", "patch": 16}, "float32", probe_params)
-    stage = runpy.run_path("stages/recon.py", run_name="stage")["main"]
+    ceiling_stage = runpy.run_path("stages/recon_ceiling.py", run_name="stage")["main"]
+    adapter_stage = runpy.run_path("stages/recon_adapter.py", run_name="stage")["main"]
     common = ["--params", str(tmp_path / "params.yaml"), "--frames", str(tmp_path / "frames.zarr"), "--annotations",
-              str(tmp_path / "boxes.parquet"), "--ceiling-metrics", str(tmp_path / "ceiling.json"),
-              "--probes", str(tmp_path / "probes")]
-    run(stage, [*common, "--ceiling", "--ceiling-store", str(tmp_path / "ceiling.zarr")])
-    run(stage, [*common, "--adapter", "a", "--adapters", str(tmp_path), "--latents", str(tmp_path / "latents.zarr"),
-                "--features", str(tmp_path), "--train-metrics", str(tmp_path / "train.json"),
-                "--out", str(tmp_path / "recon.json")])
+              str(tmp_path / "boxes.parquet"), "--probes", str(tmp_path / "probes")]
+    run(ceiling_stage, [*common, "--decoded", str(tmp_path / "ceiling.zarr"), "--out", str(tmp_path / "ceiling.json")])
+    adapter = ["--adapter", "a", "--decoded", str(tmp_path / "a" / "decoded.zarr"), "--config",
+               str(tmp_path / "a" / "config.json"), "--train-metrics", str(tmp_path / "train.json"), "--ceiling-metrics",
+               str(tmp_path / "ceiling.json"), "--latents", str(tmp_path / "latents.zarr"), "--features", str(tmp_path),
+               "--out", str(tmp_path / "recon.json")]
+    run(adapter_stage, [*common, *adapter])
     result = json.loads((tmp_path / "recon.json").read_text())
     assert result["ceiling"]["psnr"]["mean"] == np.inf and result["adapter"]["psnr"]["mean"] < 30
     assert result["detector"] == "px/linear"
@@ -185,10 +203,11 @@ def test_recon_stages_put_the_adapter_beside_the_ceiling(tmp_path, monkeypatch, 
         assert 0 <= stage_result["detection"]["bbox_iou"] <= 1 and stage_result["detection"]["n_objects"] == 2
     assert result["cka"]["point"]["n"] == 2 * 1 * 2 * 3 and -1 <= result["cka"]["point"]["debiased"] <= 1
     assert result["phase2"]["parameters"]["verdict"] == "acceptable" and result["phase2"]["lpips"]["verdict"] == "unknown"
+    assert result["phase2"]["convergence"]["verdict"] == "target" and result["phase2"]["convergence"]["value"] == 300
     assert result["phase2"]["spatial_iou"]["value"] == result["adapter"]["detection"]["bbox_iou"]
     assert result["phase2"]["overall"] == ("fail" if result["phase2"]["spatial_iou"]["verdict"] == "fail" else "unknown")
 
     zarr.open_array(str(tmp_path / "a" / "decoded.zarr"), mode="r+").attrs["clips"] = [1, 0]
     with pytest.raises(SystemExit):
-        run(stage, [*common, "--adapter", "a", "--adapters", str(tmp_path)])
+        run(adapter_stage, [*common, *adapter])
     assert "cover different clips: rerun recon_ceiling" in capsys.readouterr().err

@@ -1,8 +1,10 @@
 """The DVC workflow users live in, end to end on a small profile in a temporary git repository.
 
-`dvc repro` from scratch; a second `dvc repro` runs nothing; changing one point's layer reruns only that
-point's chain and the report; `dvc metrics diff` prints one row per point and metric; `dvc exp run -S`
-on a probe parameter reruns probes but no extraction, and `dvc exp show` lists the experiment.
+`dvc repro` from scratch; a second `dvc repro` runs nothing; editing a module that only `report` imports changes
+only `report`, and editing params.py (whose defaults every stage reads) changes every stage; a killed `frames`
+run that DVC restores from its cache leaves its partial store until the next stage starts; changing one point's
+layer reruns only that point's chain and the report; `dvc metrics diff` prints one row per point and metric;
+`dvc exp run -S` on a probe parameter reruns probes but no extraction, and `dvc exp show` lists the experiment.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,7 +40,29 @@ def _ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-REPLACED = {("points",), ("adapter", "single"), ("adapter", "dual_stream")}  # taken whole from the profile
+def _changed(repo: Path) -> set[str]:
+    """The stages `dvc status` reports as changed."""
+    return set(json.loads(_run(repo, "dvc", "status", "--json", stdout_only=True)))
+
+
+def _kill_frames_midway(repo: Path) -> None:
+    """`dvc repro -f frames`, SIGKILLed (dvc and the stage) once the first clip is done."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    dvc = subprocess.Popen(["dvc", "repro", "-f", "frames"], cwd=repo, env=env, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    progress = repo / "data" / "frames.zarr.partial" / "progress.json"
+    while dvc.poll() is None:
+        try:
+            if json.loads(progress.read_text())["done"]:
+                os.killpg(dvc.pid, signal.SIGKILL)
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.005)
+    assert dvc.wait() == -signal.SIGKILL, "frames ended before the kill"
+
+
+REPLACED = {("points",), ("adapter", "single"), ("adapter", "dual_stream"), ("adapter", "multi_scale")}  # whole
 
 
 def overlay(base: dict, profile: dict, path: tuple[str, ...] = ()) -> dict:
@@ -76,7 +102,9 @@ def test_the_dvc_workflow(repo: Path) -> None:
     assert "## Decision: **" in report and "](sheets/dual.png)" in report
     assert {"adapter.dual.tsv", "vit_l7.linear.tsv"} <= {f.name for f in (repo / "reports" / "curves").iterdir()}
     summary = json.loads((repo / "metrics" / "summary.json").read_text())
-    assert set(summary) == {"pixels", "vit_embed", "vit_l7", "merger", "adapter:dual", "adapter:single_vit_embed"}
+    assert set(summary) == {"pixels", "vit_embed", "vit_l7", "merger", "adapter:dual", "adapter:single_vit_embed",
+                            "adapter:multi"}
+    assert "| `single_vit_embed` | A |" in report and "| `dual` | B |" in report and "| `multi` | C |" in report
     assert {"spatial_iou", "psnr", "ssim", "parameters"} <= set(summary["adapter:dual"])
     plots = json.loads(_run(repo, "dvc", "plots", "show", "--json", stdout_only=True))
     assert not plots.get("errors") and {"bbox_iou_by_point", "map50_by_point", "reports/boxes.png",
@@ -86,16 +114,30 @@ def test_the_dvc_workflow(repo: Path) -> None:
 
     assert _ran(_run(repo, "dvc", "repro")) == set(), "a second repro must run nothing"
 
+    for module, expected in (("foresight_lib/report/plots.py", {"report"}), ("foresight_lib/params.py", stages)):
+        source = (repo / module).read_text()
+        (repo / module).write_text(source + "# an edit\n")
+        assert _changed(repo) == expected, f"editing {module}"
+        (repo / module).write_text(source)
+    assert _changed(repo) == set()
+
+    _kill_frames_midway(repo)  # then DVC restores frames from its cache without running it: the partial stays
+    restored = _run(repo, "dvc", "repro")
+    assert "Stage 'frames' is cached - skipping run" in restored and _ran(restored) == set()
+    assert (repo / "data" / "frames.zarr.partial").is_dir()
+
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["points"]["vit_l7"]["layer"] = 3
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert _ran(_run(repo, "dvc", "repro")) == {"extract@vit_l7", "probe@vit_l7", "report"}
+    multi = {"train_multi_scale@multi", "decode_multi_scale@multi", "recon_multi_scale@multi"}  # reads vit_l7
+    assert _ran(_run(repo, "dvc", "repro")) == {"extract@vit_l7", "probe@vit_l7", "report", *multi}
+    assert not (repo / "data" / "frames.zarr.partial").exists(), "the next stage to start removes the partial"
 
     diff = json.loads(_run(repo, "dvc", "metrics", "diff", "--targets", "metrics/summary.json", "--json",
                            stdout_only=True))
     rows = diff["metrics/summary.json"]
     assert "vit_l7.linear.bbox_iou" in rows or "vit_l7.extract.frames_per_second" in rows
-    assert all(key.split(".")[0] == "vit_l7" for key in rows), "only the changed point's rows differ"
+    assert all(key.split(".")[0] in ("vit_l7", "adapter:multi") for key in rows), "only the changed point's rows differ"
     table = _run(repo, "dvc", "metrics", "diff", "--targets", "metrics/summary.json", "--all")
     for point in ("pixels", "vit_embed", "vit_l7", "merger"):
         assert re.search(rf"^\S*summary.json\s+{point}\.linear\.bbox_iou\s", table, re.M), table

@@ -14,6 +14,10 @@ cross-attention with the latent cells as queries: each cell's query = its semant
 base + attention + ``gate * spatial`` -> :class:`LatentHead`. The per-channel ``gate`` is learned; at zero the output
 does not depend on the spatial stream at all.
 
+``multi_scale`` (the proposal's option C): several points of one stride, each standardised, mixed by learned
+softmax-normalised scalars (one per point, as in layer-mixing practice), then ``single``'s layers
+(:class:`MultiScaleAdapter`). With one point it computes exactly what ``single`` computes.
+
 Inputs are standardised per channel with train-split statistics (:meth:`Adapter.set_input_stats`). Every adapter
 adds a learned latent ``bias`` ``[128, F', H', W']`` set to the train split's mean latent, and its head's last layer
 starts at zero: an untrained adapter *is* the trivial predictor, and training learns the residual.
@@ -21,48 +25,49 @@ starts at zero: an untrained adapter *is* the trivial predictor, and training le
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..errors import ForesightError
 from ..ltx.vae import LATENT_CHANNELS, SPATIAL_COMPRESSION
-from ..params import AdapterParams, DualStreamAdapterParams, LlmPoint, MergerPoint, PointParams, SingleAdapterParams
+from ..params import (
+    ADAPTER_KINDS,
+    AdapterParams,
+    DualStreamAdapterParams,
+    MultiScaleAdapterParams,
+    PointParams,
+    SingleAdapterParams,
+)
 from .resample import GridSpec, LatentSpec, frame_slots, spatial_matrices, step_matrix
 
-AdapterSpec = SingleAdapterParams | DualStreamAdapterParams
+AdapterSpec = SingleAdapterParams | DualStreamAdapterParams | MultiScaleAdapterParams
 POSITION_FREQUENCIES = 6
+OPTIONS = {"dual_stream": "B", "multi_scale": "C"}
+SINGLE_OPTIONS = {"vit_embed": "A", "vit_block": "A", "merger": "post-merge", "llm": "post-merge", "pixels": "control",
+                  "encoder": "hybrid"}
 
 
-def input_points(spec: AdapterSpec) -> dict[str, str]:
-    """The adapter's input roles and the points they read, e.g. ``{"spatial": "vit_l7", "semantic": "llm_l13"}``."""
+def adapter_spec(adapters: AdapterParams, name: str) -> AdapterSpec:
+    """The entry ``name`` of ``adapter.single``, ``adapter.dual_stream`` or ``adapter.multi_scale`` (its input
+    points were checked against ``points`` when the params were loaded)."""
+    for kind in ADAPTER_KINDS:
+        if name in getattr(adapters, kind):
+            return getattr(adapters, kind)[name]
+    defined = ", ".join(n for kind in ADAPTER_KINDS for n in getattr(adapters, kind)) or "none"
+    raise ForesightError(f"adapter {name!r} is not in adapter.{', adapter.'.join(ADAPTER_KINDS)} (defined: {defined})")
+
+
+def proposal_option(spec: AdapterSpec, points: Mapping[str, PointParams]) -> str:
+    """The proposal's implementation option: ``A`` (pure pre-merge: ``single`` on a vit_embed or vit_block point),
+    ``B`` (``dual_stream``), ``C`` (``multi_scale``); a ``single`` adapter elsewhere is ``post-merge`` (the
+    proposal's merger adapter), ``control`` (pixels) or ``hybrid`` (a dedicated encoder)."""
     if isinstance(spec, SingleAdapterParams):
-        return {"point": spec.point}
-    return {"spatial": spec.spatial, "semantic": spec.semantic}
-
-
-def adapter_spec(adapters: AdapterParams, points: Mapping[str, PointParams], name: str) -> AdapterSpec:
-    """The entry ``name`` of ``adapter.single`` or ``adapter.dual_stream``, its input points checked against
-    ``points``: each must exist; a dual stream's ``semantic`` must be a merger or llm point, its ``spatial`` not."""
-    spec = adapters.single.get(name) or adapters.dual_stream.get(name)
-    if spec is None:
-        defined = ", ".join([*adapters.single, *adapters.dual_stream]) or "none"
-        raise ForesightError(f"adapter {name!r} is not in adapter.single or adapter.dual_stream (defined: {defined})")
-    kind = "single" if isinstance(spec, SingleAdapterParams) else "dual_stream"
-    for role, point in input_points(spec).items():
-        where = f"adapter.{kind}.{name}.{role}"
-        if point not in points:
-            raise ForesightError(f"{where}: {point!r} is not in points (defined: {', '.join(points) or 'none'})")
-        merged = isinstance(points[point], MergerPoint | LlmPoint)
-        if role == "semantic" and not merged:
-            raise ForesightError(f"{where}: {point!r} is a {points[point].kind} point; the semantic stream needs a "
-                                 "merger or llm point")
-        if role == "spatial" and merged:
-            raise ForesightError(f"{where}: {point!r} is a {points[point].kind} point; the spatial stream needs a "
-                                 "pre-merge point (vit_embed, vit_block, pixels, ...)")
-    return spec
+        return SINGLE_OPTIONS[points[spec.point].kind]
+    return OPTIONS["dual_stream" if isinstance(spec, DualStreamAdapterParams) else "multi_scale"]
 
 
 class Standardize(nn.Module):
@@ -163,10 +168,15 @@ class LatentHead(nn.Module):
 
 
 class Adapter(nn.Module):
-    """Base: ``forward(inputs)`` maps ``{role: float32 [B, t, gh, gw, C]}`` to latents ``[B, 128, F', H', W']``."""
+    """Base: ``forward(inputs)`` maps ``{role: float32 [B, t, gh, gw, C]}`` to latents ``[B, 128, F', H', W']``.
+
+    ``checkpointing`` (a training setting, not saved): the token-resolution stream (:meth:`_stream`) keeps no
+    activations for the backward pass and is recomputed there; same gradients, less memory.
+    """
 
     kind: str
     roles: tuple[str, ...]
+    checkpointing: bool = False
 
     def __init__(self, streams: Mapping[str, GridSpec], latent: LatentSpec) -> None:
         super().__init__()
@@ -188,23 +198,75 @@ class Adapter(nn.Module):
         with torch.no_grad():
             self.bias.copy_(torch.as_tensor(mean))
 
+    def _stream(self, fn: Callable[..., torch.Tensor], *x: torch.Tensor) -> torch.Tensor:
+        """``fn(*x)``, recomputed in the backward pass when ``checkpointing`` and gradients are on."""
+        if self.checkpointing and torch.is_grad_enabled():
+            return checkpoint(fn, *x, use_reentrant=False)
+        return fn(*x)
 
-class SingleAdapter(Adapter):
-    kind = "single"
-    roles = ("point",)
 
-    def __init__(self, spec: SingleAdapterParams, streams: Mapping[str, GridSpec], latent: LatentSpec) -> None:
+class _GridAdapter(Adapter):
+    """``single``'s layers on one input grid: per-token layer -> temporal pool -> resampling -> head. Subclasses
+    define :meth:`_combined`, the standardised input grid."""
+
+    def __init__(self, spec: SingleAdapterParams | MultiScaleAdapterParams, streams: Mapping[str, GridSpec],
+                 latent: LatentSpec) -> None:
         super().__init__(streams, latent)
-        grid = streams["point"]
+        grid = streams[self.roles[0]]
         self.tokens = _token_layer(grid.channels, spec.hidden)
         self.time = TemporalPool(grid, latent.n_frames, spec.hidden)
         self.space = AreaResample(grid, latent, spec.subcells)
         self.head = LatentHead(spec.subcells**2 * spec.hidden, spec.hidden, spec.context)
 
+    def _combined(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:  # -> [B, t, gh, gw, C]
+        raise NotImplementedError
+
+    def _grid_stream(self, *grids: torch.Tensor) -> torch.Tensor:  # -> [B, F', H', W', s*s*hidden]
+        h = self.tokens(self._combined(dict(zip(self.roles, grids, strict=True))))  # [B, t, gh, gw, hidden]
+        return self.space(self.time(h))
+
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        h = self.tokens(self.norms["point"](inputs["point"]))  # [B, t, gh, gw, hidden]
-        h = self.space(self.time(h))  # [B, F', H', W', s*s*hidden]
+        h = self._stream(self._grid_stream, *(inputs[role] for role in self.roles))  # [B, F', H', W', s*s*hidden]
         return self.head(h) + self.bias  # [B, 128, F', H', W']
+
+
+class SingleAdapter(_GridAdapter):
+    kind = "single"
+    roles = ("point",)
+
+    def _combined(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.norms["point"](inputs["point"])
+
+
+class MultiScaleAdapter(_GridAdapter):
+    """Option C: input grids of one stride and width, each standardised, mixed as ``sum_i softmax(w)_i * x_i`` with
+    one learned scalar ``w_i`` per point (starting equal), then ``single``'s layers. Standardising first puts the
+    points on one scale, so a weight is the point's share of the mixed input."""
+
+    kind = "multi_scale"
+
+    def __init__(self, spec: MultiScaleAdapterParams, streams: Mapping[str, GridSpec], latent: LatentSpec) -> None:
+        self.roles = tuple(spec.inputs())
+        grids = [streams[role] for role in self.roles if role in streams]
+        for grid in grids[1:]:
+            a, b = grids[0], grid
+            if (a.stride, a.grid, a.channels, a.slot_frames) != (b.stride, b.grid, b.channels, b.slot_frames):
+                raise ForesightError(f"multi_scale points {a.point} and {b.point} differ in stride, grid, width or "
+                                     f"slots ({a.stride} px {a.grid} x {a.channels} vs {b.stride} px {b.grid} x "
+                                     f"{b.channels}): they must share one grid to be mixed")
+        super().__init__(spec, streams, latent)
+        self.mix = nn.Parameter(torch.zeros(len(self.roles)))  # [P] logits of the per-point weights
+
+    def weights(self) -> torch.Tensor:  # [P], sums to 1
+        return torch.softmax(self.mix, dim=0)
+
+    def point_weights(self) -> dict[str, float]:
+        """The learned weight of each input point."""
+        return {self.streams[role].point: w for role, w in zip(self.roles, self.weights().tolist(), strict=True)}
+
+    def _combined(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        grids = torch.stack([self.norms[role](inputs[role]) for role in self.roles])  # [P, B, t, gh, gw, C]
+        return torch.einsum("p,p...->...", self.weights(), grids)
 
 
 class DualStreamAdapter(Adapter):
@@ -235,9 +297,12 @@ class DualStreamAdapter(Adapter):
         self.attention = nn.MultiheadAttention(d, spec.heads, batch_first=True)
         self.head = LatentHead(d, d, spec.context)
 
+    def _spatial_stream(self, x: torch.Tensor) -> torch.Tensor:  # [B, ts, gh_s, gw_s, C] -> [B, F', H', W', D]
+        s = self.spatial_tokens(self.norms["spatial"](x))  # [B, ts, gh_s, gw_s, D]
+        return self.spatial_proj(self.spatial_space(self.spatial_time(s)))
+
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        s = self.spatial_tokens(self.norms["spatial"](inputs["spatial"]))  # [B, ts, gh_s, gw_s, D]
-        s = self.spatial_proj(self.spatial_space(self.spatial_time(s)))  # [B, F', H', W', D]
+        s = self._stream(self._spatial_stream, inputs["spatial"])  # [B, F', H', W', D]
         m = self.semantic_time(self.semantic_tokens(self.norms["semantic"](inputs["semantic"])))  # [B, F', gh, gw, D]
         base = self.semantic_space(m)  # [B, F', H', W', D]
         b, k, lh, lw, d = base.shape
@@ -254,6 +319,8 @@ def build_adapter(spec: AdapterSpec, streams: Mapping[str, GridSpec], latent: La
     """The adapter ``spec`` describes, for these input grids and clip geometry (weights at PyTorch's init)."""
     if isinstance(spec, SingleAdapterParams):
         return SingleAdapter(spec, streams, latent)
+    if isinstance(spec, MultiScaleAdapterParams):
+        return MultiScaleAdapter(spec, streams, latent)
     return DualStreamAdapter(spec, streams, latent)
 
 

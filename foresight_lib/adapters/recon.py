@@ -7,7 +7,7 @@
   the ground-truth annotations by :func:`..metrics.detection.detection_metrics`, the probes' one definition.
 - CKA between each adapter input (pooled onto the latent grid by :func:`.resample.pool_to_latent_grid`, so that
   both sides have one row per latent cell) and the VAE latents.
-- Phase 2 criteria (:func:`phase2_verdicts`).
+- Phase 2 criteria (:func:`phase2_verdicts`): spatial IoU, LPIPS, parameters and training convergence.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def summarise(values: np.ndarray, clip_ids: Sequence[str], n_resamples: int, see
     return {"mean": float(np.mean(values)), "ci95": list(ci)}
 
 
-def frame_boxes(detections: list[Detections], annotations: pd.DataFrame, clip: int, height: int,
+def clip_frame_boxes(detections: list[Detections], annotations: pd.DataFrame, clip: int, height: int,
                 width: int) -> list[FrameBoxes]:
     """One :class:`FrameBoxes` per frame of ``clip``: ground truth from ``annotations``, predictions given."""
     out = []
@@ -98,7 +98,7 @@ def evaluate_decoded(
         if lpips is not None:
             per_frame["lpips"].append(lpips(original, candidate))
         if detector is not None:
-            boxes += frame_boxes(detector(candidate), annotations, clip, *candidate.shape[1:3])
+            boxes += clip_frame_boxes(detector(candidate), annotations, clip, *candidate.shape[1:3])
     result: dict[str, Any] = {
         metric: summarise(np.concatenate(values), frame_clips, params.bootstrap, params.seed) if values else None
         for metric, values in per_frame.items()
@@ -118,7 +118,7 @@ def evaluate_originals(frames: zarr.Array, clips: Sequence[int], annotations: pd
     boxes: list[FrameBoxes] = []
     for clip in clips:
         original = np.asarray(frames[int(clip)])  # [F, H, W, 3]
-        boxes += frame_boxes(detector(original), annotations, int(clip), *original.shape[1:3])
+        boxes += clip_frame_boxes(detector(original), annotations, int(clip), *original.shape[1:3])
     return {"clips": list(clips), "detection": _detection_report(boxes, params, detector)}
 
 
@@ -145,11 +145,28 @@ def _level(value: float | None, target: float, acceptable: float, higher_is_bett
     return "target" if better(value, target) else "acceptable" if better(value, acceptable) else "fail"
 
 
+def convergence_verdict(record: dict[str, Any] | None, criteria: Phase2Criteria) -> dict[str, Any]:
+    """Criterion 4 (training convergence) from :func:`.train.convergence`'s record: ``fail`` when divergent, else
+    ``target`` below ``steps_target`` optimiser steps to the selected epoch, ``acceptable`` below
+    ``steps_acceptable``, ``marginal`` above (stable but slow); ``unknown`` without a record."""
+    out: dict[str, Any] = {"value": None, "target": criteria.steps_target, "acceptable": criteria.steps_acceptable,
+                           "diverged": None, "reason": None}
+    if record is None:
+        return {**out, "verdict": "unknown", "reason": "no convergence record in the training metrics"}
+    steps = record["steps_to_best"]
+    out.update(value=steps, diverged=record["diverged"], reason=record["reason"])
+    if record["diverged"]:
+        return {**out, "verdict": "fail"}
+    return {**out, "verdict": "target" if steps < criteria.steps_target else
+            "acceptable" if steps < criteria.steps_acceptable else "marginal"}
+
+
 def phase2_verdicts(spatial_iou: float | None, lpips: float | None, parameters: int,
-                    criteria: Phase2Criteria) -> dict[str, Any]:
+                    convergence: dict[str, Any] | None, criteria: Phase2Criteria) -> dict[str, Any]:
     """Phase 2 criteria of one adapter: each ``target`` / ``acceptable`` / ``fail`` (``unknown`` when the number
-    is missing); parameters also ``marginal`` (above acceptable, within the limit). ``overall``: ``fail`` if any
-    fails, else ``unknown`` if any is unknown, else the worst level."""
+    is missing); parameters also ``marginal`` (above acceptable, within the limit), convergence
+    (:func:`convergence_verdict`) also ``marginal`` (stable, past ``steps_acceptable``). ``overall``: ``fail`` if
+    any fails, else ``unknown`` if any is unknown, else the worst level."""
     params_level = ("target" if parameters <= criteria.params_target else
                     "acceptable" if parameters <= criteria.params_acceptable else
                     "marginal" if parameters <= criteria.params_limit else "fail")
@@ -161,6 +178,7 @@ def phase2_verdicts(spatial_iou: float | None, lpips: float | None, parameters: 
         "parameters": {"value": parameters, "target": criteria.params_target,
                        "acceptable": criteria.params_acceptable, "limit": criteria.params_limit,
                        "verdict": params_level},
+        "convergence": convergence_verdict(convergence, criteria),
     }
     levels = [v["verdict"] for v in verdicts.values()]
     if "fail" in levels:

@@ -3,7 +3,9 @@
 Loss: MSE on the normalised VAE latents, plus ``pixel_loss_weight`` x MSE on frames decoded differentiably from the
 predicted latents (:class:`PixelTerm`, off by default). Selection uses the validation latent MSE. The trivial
 predictor, the mean latent of the train split, is reported beside every loss. Training is seeded and, on CPU,
-deterministic; it leaves the global RNG untouched.
+deterministic (float32); it leaves the global RNG untouched. On CUDA the forward runs under bfloat16 autocast
+(``adapter.train.autocast``). Training stops at the first non-finite loss (:func:`convergence` calls the run
+divergent). Memory: :func:`memory_record`.
 
 Outputs under ``adapters/<name>/``: ``config.json`` (kind, params, input and latent geometry), ``model.safetensors``
 (weights and input statistics), ``latents.zarr`` (predicted test-split latents, attributes as the VAE latents'
@@ -12,10 +14,13 @@ plus ``clips``), ``live/`` (dvclive curves); the summary goes to ``metrics/adapt
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
+import resource
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,19 +31,21 @@ import torch.nn.functional as F
 import zarr
 from dvclive import Live
 from safetensors.torch import load_file, save_file
+from torch import nn
 from tqdm import tqdm
 
 from ..errors import ForesightError
 from ..features import FeatureStore, open_features
 from ..features_loader import MemoryBudget, SplitLoader
 from ..ltx.latents import decode_for_loss
-from ..params import AdapterTrainParams, DualStreamAdapterParams, SingleAdapterParams
+from ..params import AdapterTrainParams, DualStreamAdapterParams, MultiScaleAdapterParams, SingleAdapterParams
 from ..store import PartialStore, open_complete, write_json_atomic
-from .models import Adapter, AdapterSpec, DualStreamAdapter, build_adapter, count_parameters, input_points
+from .models import Adapter, AdapterSpec, DualStreamAdapter, MultiScaleAdapter, build_adapter, count_parameters
 from .resample import GridSpec, LatentSpec
 
 STD_FLOOR = 1e-6
-SPEC_CLASSES: dict[str, type[AdapterSpec]] = {"single": SingleAdapterParams, "dual_stream": DualStreamAdapterParams}
+SPEC_CLASSES: dict[str, type[AdapterSpec]] = {"single": SingleAdapterParams, "dual_stream": DualStreamAdapterParams,
+                                              "multi_scale": MultiScaleAdapterParams}
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKLLTXVideo
@@ -80,7 +87,7 @@ def open_data(spec: AdapterSpec, features_dir: str | Path, latents_path: str | P
     inputs held within ``budget`` (default: none, every batch read from the stores)."""
     latents = open_complete(latents_path)
     latent = LatentSpec.of(latents)
-    stores = {role: open_features(Path(features_dir) / f"{point}.zarr") for role, point in input_points(spec).items()}
+    stores = {role: open_features(Path(features_dir) / f"{point}.zarr") for role, point in spec.inputs().items()}
     for store in stores.values():
         if store.n_clips != latents.shape[0]:
             raise ForesightError(f"{store.path}: {store.n_clips} clips, but {latents_path} has {latents.shape[0]}")
@@ -119,19 +126,99 @@ class PixelTerm:
         return F.mse_loss(decode_for_loss(self.vae, pred, self.decode_timestep), target)
 
 
+def precision(device: torch.device, autocast: bool) -> torch.autocast:
+    """The forward's precision: bfloat16 autocast on CUDA when ``autocast``, else float32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast and device.type == "cuda")
+
+
 @torch.no_grad()
-def predict(model: Adapter, data: AdapterData, clips: Sequence[int], batch_size: int) -> np.ndarray:
+def predict(model: Adapter, data: AdapterData, clips: Sequence[int], batch_size: int,
+            autocast: bool = False) -> np.ndarray:
     """Predicted latents, float32 ``[k, 128, F', H', W']``."""
     model.eval()
     device = next(model.parameters()).device
-    out = [model(data.inputs(clips[i : i + batch_size], device)).cpu().numpy()
-           for i in range(0, len(clips), batch_size)]
+    out = []
+    for i in range(0, len(clips), batch_size):
+        with precision(device, autocast):
+            pred = model(data.inputs(clips[i : i + batch_size], device))  # [b, 128, F', H', W']
+        out.append(pred.float().cpu().numpy())
     return np.concatenate(out)
 
 
-def latent_mse(model: Adapter, data: AdapterData, clips: Sequence[int], batch_size: int) -> float:
+def latent_mse(model: Adapter, data: AdapterData, clips: Sequence[int], batch_size: int,
+               autocast: bool = False) -> float:
     """MSE of the predicted latents of ``clips`` (mean over every element)."""
-    return float(np.mean((predict(model, data, clips, batch_size) - data.targets(clips)) ** 2))
+    return float(np.mean((predict(model, data, clips, batch_size, autocast) - data.targets(clips)) ** 2))
+
+
+class SavedActivations:
+    """Bytes autograd keeps for the backward pass during the forwards run inside ``with meter:``: the distinct
+    storages of the tensors it saves, except parameters, buffers and :meth:`exclude`'d tensors (the batch, held by
+    the caller anyway): the activation memory a step adds. Device-independent; a checkpointed stream keeps only its
+    inputs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self._held = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
+        self._storages: dict[int, int] = {}
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+
+    def exclude(self, tensors: Iterable[torch.Tensor]) -> SavedActivations:
+        self._held |= {t.untyped_storage().data_ptr() for t in tensors}
+        return self
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in self._held:
+            self._storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    def __enter__(self) -> SavedActivations:
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._hooks.__exit__(*exc)
+
+    @property
+    def bytes(self) -> int:
+        return sum(self._storages.values())
+
+
+def memory_record(device: torch.device, activation_bytes: int, train: AdapterTrainParams) -> dict[str, Any]:
+    """Peak memory of a training run. CUDA: ``peak_allocated_bytes`` = ``torch.cuda.max_memory_allocated`` since
+    training started (weights, gradients, optimiser state, batches, activations). CPU: torch keeps no allocator
+    statistics, so it is ``None`` with the reason, and ``peak_rss_bytes`` is the process's peak resident set
+    (``getrusage``; since the process started, so it includes the data, libraries and anything run before).
+    Both: ``activation_bytes`` of the first training step (:class:`SavedActivations`)."""
+    cuda = device.type == "cuda"
+    return {
+        "device": device.type,
+        "peak_allocated_bytes": torch.cuda.max_memory_allocated(device) if cuda else None,
+        "peak_allocated_reason": None if cuda else "CPU: torch keeps no allocator statistics (see peak_rss_bytes)",
+        "peak_rss_bytes": None if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "activation_bytes": activation_bytes,
+        "checkpointing": train.checkpointing,
+        "precision": "bfloat16 autocast" if cuda and train.autocast else "float32",
+    }
+
+
+def convergence(val_losses: Sequence[float], trivial_val: float, steps_per_epoch: int, steps_run: int,
+                best_epoch: int | None, non_finite: str | None) -> dict[str, Any]:
+    """Criterion 4 of the proposal's section 7.2 (training convergence), the facts its verdict reads.
+
+    Divergent when (a) a training or validation loss was not finite (``non_finite`` names it; training stops
+    there), or (b) the last epoch's validation latent MSE is above the trivial predictor's (the train split's mean
+    latent): training ended worse than predicting no input at all. ``steps_to_best``: optimiser steps to the end
+    of the selected epoch (``None`` when no epoch was kept).
+    """
+    final = val_losses[-1] if val_losses else None
+    reason = (non_finite if non_finite else
+              f"last validation loss {final:.6g} is above the trivial predictor's {trivial_val:.6g}"
+              if final is not None and final > trivial_val else None)
+    return {"diverged": reason is not None, "reason": reason,
+            "steps_to_best": None if best_epoch is None else (best_epoch + 1) * steps_per_epoch,
+            "steps_per_epoch": steps_per_epoch, "steps_run": steps_run, "final_val_loss": final,
+            "trivial_val_loss": trivial_val}
 
 
 @dataclass
@@ -140,25 +227,31 @@ class TrainedAdapter:
     summary: dict[str, Any]
 
 
-def _fit_epoch(model: Adapter, data: AdapterData, order: Sequence[int], batch_size: int,
+def _fit_epoch(model: Adapter, data: AdapterData, order: Sequence[int], train: AdapterTrainParams,
                optimiser: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LRScheduler,
-               pixel_term: PixelTerm | None) -> float:
-    """One pass over ``order`` in batches; the mean training loss."""
+               pixel_term: PixelTerm | None, meter: SavedActivations | None) -> list[float]:
+    """One pass over ``order`` in batches: each step's loss, stopping at the first non-finite one (not applied).
+    ``meter`` records the first step's saved activations."""
     model.train()
     device = next(model.parameters()).device
-    losses = []
-    for i in range(0, len(order), batch_size):
-        batch = [int(c) for c in order[i : i + batch_size]]
-        pred = model(data.inputs(batch, device))  # [B, 128, F', H', W']
+    losses: list[float] = []
+    for i in range(0, len(order), train.batch_size):
+        batch = [int(c) for c in order[i : i + train.batch_size]]
+        inputs = data.inputs(batch, device)
+        measure = meter.exclude(inputs.values()) if meter is not None and i == 0 else contextlib.nullcontext()
+        with precision(device, train.autocast), measure:
+            pred = model(inputs).float()  # [B, 128, F', H', W']
         loss = F.mse_loss(pred, torch.from_numpy(data.targets(batch)).to(device))
         if pixel_term is not None:
             loss = loss + pixel_term.weight * pixel_term(pred, batch)
+        losses.append(loss.item())
+        if not math.isfinite(losses[-1]):
+            break
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         schedule.step()
-        losses.append(loss.item())
-    return float(np.mean(losses))
+    return losses
 
 
 def train_adapter(
@@ -171,11 +264,14 @@ def train_adapter(
     device: torch.device | None = None,
     progress: bool = True,
 ) -> TrainedAdapter:
-    """Train ``spec`` on ``splits["train"]``, keep the epoch with the lowest ``splits["val"]`` latent MSE, report
-    every split beside the trivial predictor (curves to dvclive in ``live_dir``)."""
+    """Train ``spec`` on ``splits["train"]``, keep the epoch with the lowest ``splits["val"]`` latent MSE (the
+    initial weights, i.e. the trivial predictor, if no epoch finished with finite losses), report every split beside
+    the trivial predictor, :func:`convergence` and :func:`memory_record` (curves to dvclive in ``live_dir``)."""
     device = device or torch.device("cpu")
     clips = {k: [int(c) for c in splits[k]] for k in ("train", "val", "test")}
     started = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(train.seed)
         model = build_adapter(spec, data.streams, data.latent)
@@ -184,35 +280,54 @@ def train_adapter(
         mean = data.targets(clips["train"]).mean(axis=0)  # [128, F', H', W'] the trivial predictor
         model.set_latent_mean(mean)
         model.to(device)
+        model.checkpointing = train.checkpointing
+        initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
         steps = -(-len(clips["train"]) // train.batch_size)
         optimiser = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=train.epochs * steps)
         order_rng = np.random.default_rng(train.seed)
+        meter = SavedActivations(model)
+        trivial = {k: float(np.mean((data.targets(clips[k]) - mean) ** 2)) for k in ("val", "test")}
         best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        val_losses: list[float] = []
+        steps_run, non_finite = 0, None
         with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None) as live:
             for epoch in tqdm(range(train.epochs), desc="train adapter", unit="epoch", disable=not progress):
                 order = order_rng.permutation(clips["train"])
-                live.log_metric("train/loss", _fit_epoch(model, data, order, train.batch_size, optimiser, schedule,
-                                                         pixel_term))
-                val = latent_mse(model, data, clips["val"], train.batch_size)
+                losses = _fit_epoch(model, data, order, train, optimiser, schedule, pixel_term,
+                                    meter if epoch == 0 else None)
+                steps_run += len(losses)
+                if not math.isfinite(losses[-1]):
+                    non_finite = f"training loss {losses[-1]} at step {steps_run} (epoch {epoch})"
+                    break
+                live.log_metric("train/loss", float(np.mean(losses)))
+                val = latent_mse(model, data, clips["val"], train.batch_size, train.autocast)
+                if not math.isfinite(val):
+                    non_finite = f"validation loss {val} after epoch {epoch}"
+                    break
                 live.log_metric("val/loss", val)
                 live.next_step()
+                val_losses.append(val)
                 if best is None or val < best[0]:
                     best = (val, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
-            model.load_state_dict(best[2])
-            loss = {k: latent_mse(model, data, c, train.batch_size) for k, c in clips.items()}
-            trivial = {k: float(np.mean((data.targets(clips[k]) - mean) ** 2)) for k in ("val", "test")}
-            live.summary.update({"best_epoch": best[1], "test": {"loss": loss["test"]}})
+            best_epoch = None if best is None else best[1]
+            model.load_state_dict(initial if best is None else best[2])
+            loss = {k: latent_mse(model, data, c, train.batch_size, train.autocast) for k, c in clips.items()}
+            live.summary.update({"best_epoch": best_epoch, "test": {"loss": loss["test"]}})
     summary: dict[str, Any] = {
-        "kind": model.kind, "inputs": input_points(spec), "parameters": count_parameters(model),
-        "epochs": train.epochs, "best_epoch": best[1], "loss": loss, "trivial_loss": trivial,
+        "kind": model.kind, "inputs": spec.inputs(), "parameters": count_parameters(model),
+        "epochs": train.epochs, "best_epoch": best_epoch, "loss": loss, "trivial_loss": trivial,
         "explained": {k: 1.0 - loss[k] / trivial[k] for k in trivial},
         "pixel_loss_weight": pixel_term.weight if pixel_term else 0.0,
         "device": device.type,
+        "convergence": convergence(val_losses, trivial["val"], steps, steps_run, best_epoch, non_finite),
+        "memory": memory_record(device, meter.bytes, train),
     }
     write_json_atomic(Path(live_dir) / "seconds.json", {"train": time.perf_counter() - started})  # not a metric
     if isinstance(model, DualStreamAdapter):
         summary["gate_mean_abs"] = model.gate.detach().abs().mean().item()
+    if isinstance(model, MultiScaleAdapter):
+        summary["point_weights"] = model.point_weights()
     return TrainedAdapter(model=model, summary=summary)
 
 
@@ -247,7 +362,7 @@ def weights_sha256(model: Adapter) -> str:
 
 
 def write_predictions(model: Adapter, data: AdapterData, clips: Sequence[int], out_path: str | Path, name: str,
-                      batch_size: int) -> zarr.Array:
+                      batch_size: int, autocast: bool = False) -> zarr.Array:
     """Predicted latents of ``clips`` into ``out_path`` ``[row, 128, F', H', W']`` (attributes ``clips``,
     ``weights_sha256`` and the VAE latents' identity and geometry)."""
     attrs = {**{k: data.latents.attrs[k] for k in ("vae", "n_frames", "height", "width", "latent_shape")},
@@ -257,7 +372,8 @@ def write_predictions(model: Adapter, data: AdapterData, clips: Sequence[int], o
     arr = store.array(shape, chunks=(1, *shape[1:]), dtype="float32",
                       dimension_names=("row", "channel", "t", "y", "x"), attributes=attrs)
     for row in range(0, len(clips), batch_size):
-        for k, latent in enumerate(predict(model, data, clips[row : row + batch_size], batch_size), start=row):
+        for k, latent in enumerate(predict(model, data, clips[row : row + batch_size], batch_size, autocast),
+                                   start=row):
             arr[k] = latent
             store.mark_done(k)
     store.finalize()

@@ -1,6 +1,8 @@
 """The ``frames`` stage: decode every clip once into ``data/frames.zarr`` plus the ground-truth tables.
 
-Outputs (all or nothing; a killed run resumes from the last complete clip):
+Outputs (all or nothing; a killed run resumes from the last complete clip). The inputs are read and checked
+before anything is written, and the previous outputs are replaced only once every clip is done: a failed run
+leaves them as they were.
 - ``frames.zarr``: uint8 ``[clip, frame, H, W, 3]``, one chunk per clip; attributes: source, geometry, seed,
   categories, n_clips.
 - ``annotations.parquet``: one row per visible (clip, frame, object): ``clip, frame, object_id, category,
@@ -11,25 +13,23 @@ Outputs (all or nothing; a killed run resumes from the last complete clip):
 
 from __future__ import annotations
 
-import os
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from ..errors import ForesightError
 from ..params import DataParams
-from ..store import PartialStore, write_json_atomic
+from ..store import PartialStore, write_json_atomic, write_parquet_atomic
 from .clip import DIRECTIONS, Clip, Skipped
+from .splits import assign_splits
 from .synthetic import CATEGORIES, make_clip
-
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
 @dataclass
@@ -82,32 +82,16 @@ def open_source(data: DataParams) -> ClipSource:
     return ClipSource(load=real.__getitem__, count=len(real), categories=None, report=real.report, summarise=summarise)
 
 
-def assign_splits(n: int, data: DataParams) -> list[str]:
-    """Deterministic split per stored clip index: a seeded permutation cut by the split fractions."""
-    n_val = max(1, round(n * data.splits.val))
-    n_test = max(1, round(n * data.splits.test))
-    if n - n_val - n_test < 1:
-        raise ForesightError(f"data: {n} clips cannot fill train/val/test splits; at least 3 are needed")
-    order = np.random.default_rng([data.seed, 1]).permutation(n)
-    splits = np.empty(n, dtype=object)
-    splits[order[:n_test]] = "test"
-    splits[order[n_test : n_test + n_val]] = "val"
-    splits[order[n_test + n_val :]] = "train"
-    return list(splits)
-
-
 def write_frames(data: DataParams, out_dir: str | Path, source: ClipSource | None = None,
                  progress: bool = True) -> FramesOutputs:
     """Decode every clip of ``data`` into the frames store and ground-truth tables under ``out_dir``."""
-    out = FramesOutputs(Path(out_dir))
-    out.root.mkdir(parents=True, exist_ok=True)
-    for old in (out.annotations, out.clips, out.skipped):  # a failed run must not leave stale outputs
-        old.unlink(missing_ok=True)
-    shutil.rmtree(out.frames, ignore_errors=True)
-    source = source or open_source(data)
+    source = source or open_source(data)  # reads and checks the annotations and video paths first
     if source.count == 0:
         raise ForesightError(f"data: the {data.source} source has no clips")
-    fingerprint = {"data": data.model_dump(mode="json"), "count": source.count}
+    out = FramesOutputs(Path(out_dir))
+    out.root.mkdir(parents=True, exist_ok=True)
+    # max_skipped_fraction decides only whether the run passes: raising it resumes a failed run's work
+    fingerprint = {"data": data.model_dump(mode="json", exclude={"max_skipped_fraction"}), "count": source.count}
     store = PartialStore(out.frames, fingerprint)
     shape = (source.count, data.n_frames, data.height, data.width, 3)
     arr = store.array(shape, chunks=(1, *shape[1:]), dtype="uint8",
@@ -136,13 +120,14 @@ def write_frames(data: DataParams, out_dir: str | Path, source: ClipSource | Non
     report = source.report
     if source.summarise is not None:
         report = source.summarise(report, [r.get("counts") if r["kept"] is not None else None for r in store.done.values()])
-    write_json_atomic(out.skipped, {"skipped": skipped, "fraction": fraction, "source_report": report})
+    record = {"skipped": skipped, "fraction": fraction, "source_report": report}
     if fraction > data.max_skipped_fraction:
-        store.discard()
+        write_json_atomic(store.partial / "skipped.json", record)
         reasons = "; ".join(f"{s['name']}: {s['reason']}" for s in skipped[:5])
         raise ForesightError(
             f"data: {len(skipped)} of {source.count} clips could not be decoded ({fraction:.0%} > "
-            f"data.max_skipped_fraction {data.max_skipped_fraction:.0%}); see {out.skipped}. First: {reasons}"
+            f"data.max_skipped_fraction {data.max_skipped_fraction:.0%}); see {store.partial / 'skipped.json'} "
+            f"(the previous outputs in {out.root} are untouched). First: {reasons}"
         )
 
     clips = pd.concat([pd.read_parquet(tables / f"{k:06d}.clip.parquet") for k in range(n_kept)], ignore_index=True)
@@ -152,15 +137,34 @@ def write_frames(data: DataParams, out_dir: str | Path, source: ClipSource | Non
     categories = source.categories or tuple(sorted(annotations["category"].unique()))
     annotations = _finish_annotations(annotations, categories)
     arr.resize((n_kept, *shape[1:]))
-    _write_parquet_atomic(clips, out.clips)
-    _write_parquet_atomic(annotations, out.annotations)
+    write_parquet_atomic(clips, out.clips)
+    write_parquet_atomic(annotations, out.annotations)
+    write_json_atomic(out.skipped, record)
     store.finalize({
         "source": data.source, "seed": data.seed, "height": data.height, "width": data.width,
         "n_frames": data.n_frames, "n_clips": n_kept, "categories": list(categories),
         "resize": data.resize if data.source != "synthetic" else None,
     })
     shutil.rmtree(out.frames / "tables")
+    report_dropped(record, out.skipped)
     return out
+
+
+def report_dropped(record: dict[str, Any], where: Path) -> None:
+    """One line on stderr when input was dropped: skipped clips, annotated videos not found, dropped boxes (counts of
+    clipped boxes and unsampled annotated frames are only in ``where``)."""
+    source, boxes = record["source_report"], record["source_report"].get("boxes", {})
+    parts = []
+    if record["skipped"]:
+        parts.append(f"{len(record['skipped'])} clips skipped")
+    if source.get("unknown_videos"):
+        parts.append(f"{source['unknown_videos']} annotated videos not found")
+    dropped = {k: boxes.get(k, 0) for k in ("inverted", "zero_area", "outside")}
+    if any(dropped.values()):
+        detail = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in dropped.items() if n)
+        parts.append(f"{sum(dropped.values())} of {boxes.get('total', 0)} boxes dropped ({detail})")
+    if parts:
+        print(f"frames: {'; '.join(parts)}; details in {where}", file=sys.stderr)
 
 
 def _clip_row(clip: Clip, index: int) -> pd.DataFrame:
@@ -180,10 +184,3 @@ def _finish_annotations(annotations: pd.DataFrame, categories: tuple[str, ...]) 
     for c in ("x", "y", "w", "h", "visibility"):
         annotations[c] = annotations[c].astype("float32")
     return annotations[columns].sort_values(["clip", "frame", "object_id"], ignore_index=True)
-
-
-def _write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-

@@ -183,7 +183,8 @@ def load_encoder(point: EncoderPoint, dtype: str = "auto", device: str = "auto")
 
     ``dtype``/``device``: as ``model.dtype``/``model.device`` (auto: bfloat16 on CUDA, else float32 on CPU).
     A full checkpoint (e.g. ``OwlViTForObjectDetection``, ``SiglipModel``) loads its vision tower only;
-    a checkpoint missing any of the tower's weights stops with a :class:`ForesightError`.
+    a checkpoint missing any of the tower's weights stops with a :class:`ForesightError`. ``weights: random``
+    builds the checkpoint's architecture (its config) with seeded random weights, the control for learned structure.
     """
     family: Family = point.family
     spec = _FAMILIES[family]
@@ -198,6 +199,15 @@ def load_encoder(point: EncoderPoint, dtype: str = "auto", device: str = "auto")
             "seed": point.seed,
             "config": json.loads(model.config.to_json_string(use_diff=False)),
         }
+    elif point.weights == "random":  # the checkpoint's architecture, seeded random weights: the control
+        path = Path(point.source)
+        cls = checkpoint_class(path, family)
+        config = cls.config_class.from_pretrained(path, local_files_only=True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(point.seed)
+            model = cls._from_config(config, dtype=torch_dtype).to(torch_device).eval()
+        norm = read_normalization(path, spec.norm)
+        identity = {"weights": "random-init", "family": family, "architecture_of": str(path.resolve()), "seed": point.seed}
     else:
         path = Path(point.source)
         cls = checkpoint_class(path, family)

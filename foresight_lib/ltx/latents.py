@@ -6,7 +6,7 @@ every clip of ``data/frames.zarr``, one chunk per clip, resumable. Attributes: `
 ``device``, ``frames`` (identity of the frames store).
 
 A decoded store (:func:`write_decoded`): uint8 ``[row, F, H, W, 3]`` for the clips listed in its ``clips``
-attribute. ``latents/ceiling.zarr`` decodes the stored latents of the test split: the best reconstruction any
+attribute. ``latents/decoded.zarr`` (the decode_ceiling stage) decodes the stored latents of the test split: the best reconstruction any
 adapter can reach. Every decode of clip ``c`` draws its noise from :func:`decode_generator` ``(ltx.seed, c)``, so
 the ceiling and every adapter's decode of a clip see the same noise.
 """
@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 import zarr
 from tqdm import tqdm
@@ -39,15 +38,6 @@ def load_ltx_vae(ltx: LtxParams) -> tuple[AutoencoderKLLTXVideo, dict[str, Any]]
     """The VAE that ``ltx`` names, on its device and dtype, with its identity record."""
     device = resolve_device(ltx.device, "ltx.device")
     return V.load_vae(ltx.source, resolve_dtype(ltx.dtype, device), device, seed=ltx.seed)
-
-
-def split_clips(clips_path: str | Path, split: str) -> np.ndarray:
-    """Sorted clip indices of ``split`` (train / val / test) in ``data/clips.parquet``; int64 ``[k]``."""
-    clips = pd.read_parquet(clips_path, columns=["clip", "split"])
-    picked = np.sort(clips.loc[clips["split"] == split, "clip"].to_numpy(dtype=np.int64))
-    if len(picked) == 0:
-        raise ForesightError(f"{clips_path}: no clip in the {split} split")
-    return picked
 
 
 def decode_generator(seed: int, clip: int) -> torch.Generator:

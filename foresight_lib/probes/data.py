@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.frames import SPLITS
+from ..data.splits import SPLITS, split_clips
 from ..errors import ForesightError
 from ..features import FeatureStore
 from ..features_loader import MemoryBudget, SplitLoader, Standardiser, train_statistics
@@ -64,7 +64,7 @@ class ProbeData:
         self.stride = store.stride
         self.n_slots, self.gh, self.gw = store.grid
         self.slot_frames = [int(frames[0]) for frames in store.slot_frames]  # target frame of each slot
-        self.splits = {s: truth.clips.loc[truth.clips["split"] == s, "clip"].to_numpy(np.int64) for s in SPLITS}
+        self.splits = {s: split_clips(truth.clips, s) for s in SPLITS}
         for split, clips in self.splits.items():
             if len(clips) == 0:
                 raise ForesightError(f"{store.path}: the {split!r} split has no clips (see clips.parquet)")

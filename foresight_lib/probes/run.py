@@ -22,7 +22,6 @@ Outputs:
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from ..device import resolve_device
 from ..features import open_features
 from ..features_loader import MemoryBudget
 from ..params import ProbeParams
-from ..store import write_json_atomic
+from ..store import write_json_atomic, write_parquet_atomic
 from .data import ProbeData
 from .detector import save_probe
 from .engine import write_curves
@@ -122,7 +121,7 @@ def _run(point_store_path: str | Path, frames_dir: str | Path, params: ProbePara
         write_json_atomic(out_metrics_path, metrics)
     write_json_atomic(live_dir / "seconds.json", seconds)  # timings vary run to run: not a metric
     if predictions_path is not None:
-        _write_parquet_atomic(pd.concat(tables, ignore_index=True), Path(predictions_path))
+        write_parquet_atomic(pd.concat(tables, ignore_index=True), Path(predictions_path))
     return metrics
 
 
@@ -147,9 +146,3 @@ def _null_nan(obj: Any) -> Any:
         return None
     return obj
 
-
-def _write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)

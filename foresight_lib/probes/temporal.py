@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.clip import DIRECTIONS
-from ..data.frames import SPLITS
+from ..data.splits import SPLITS
 from ..metrics.bootstrap import bootstrap_ci, clip_mean
 from ..metrics.temporal import accuracy_with_chance
 from ..params import ProbeParams

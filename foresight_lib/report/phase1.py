@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
+from ..data.splits import split_clips
 from ..features import open_features
 from ..params import Params
 from ..store import write_json_atomic
@@ -95,7 +96,7 @@ def _box_sheet(points: list[str], head: str, probes_dir: Path, data_dir: Path, t
     ann = pd.read_parquet(data_dir / "annotations.parquet")
     clips = pd.read_parquet(data_dir / "clips.parquet")
     frames = zarr.open_array(data_dir / "frames.zarr", mode="r")
-    test = clips[clips["split"] == "test"]["clip"].to_numpy()[:n_frames]
+    test = split_clips(clips, "test")[:n_frames]
     shown, truth, predicted = {}, {}, {}
     for name in points:
         path = probes_dir / name / "predictions.parquet"
@@ -204,32 +205,64 @@ def _detected(d: dict[str, Any], key: str) -> str:
         f"{_fmt(d[key])} [{_fmt(d[f'{key}_ci'][0])}, {_fmt(d[f'{key}_ci'][1])}]"
 
 
+OPTION_ORDER = {"A": 0, "B": 1, "C": 2}
+
+
+def _convergence(v: dict[str, Any] | None) -> str:
+    if not v:
+        return "unknown"
+    if v.get("diverged"):
+        return f"fail: divergent ({v['reason']})"
+    return "unknown" if v["value"] is None else f"{v['verdict']}: {v['value']:,} steps"
+
+
+def _memory(m: dict[str, Any] | None) -> str:
+    if not m:
+        return "n/a"
+    activations = f"activations {m['activation_bytes'] / 2**20:,.1f} MiB/step"
+    if m.get("peak_allocated_bytes") is not None:
+        return f"{m['peak_allocated_bytes'] / 2**30:,.2f} GiB peak ({m['device']}, {m['precision']}); {activations}"
+    return f"{activations} ({m['device']}, {m['precision']}; no allocator peak)"
+
+
 def phase2_table(recon: dict[str, Any], training: dict[str, Any]) -> list[str]:
-    """One row per adapter, then the VAE ceiling and the original frames as references."""
-    header = ["", "parameters", "latent variance explained (test)", "spatial IoU on decoded frames",
-              "mAP@0.5 (class-agnostic)", "LPIPS", "PSNR", "SSIM", "CKA input vs latents", "Phase 2 verdict"]
+    """One row per adapter, options A, B, C first (same latents, same test clips), then the VAE ceiling and the
+    original frames as references; below, the learned point weights of each option C adapter."""
+    header = ["", "option", "parameters", "latent variance explained (test)", "spatial IoU on decoded frames",
+              "mAP@0.5 (class-agnostic)", "LPIPS", "PSNR", "SSIM", "CKA input vs latents",
+              "convergence (steps to selected epoch)", "training memory", "Phase 2 verdict"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     reference = None
-    for name, r in recon.items():
-        train = training.get(name, {})
+    names = sorted(recon, key=lambda n: (OPTION_ORDER.get(training.get(n, {}).get("option"), 3), n))
+    for name in names:
+        r, train = recon[name], training.get(name, {})
         a, p = r["adapter"], r["phase2"]
         cka = ", ".join(f"{c['point']} {_fmt(c['linear'], 2)}" for c in r.get("cka", {}).values())
         lines.append("| " + " | ".join([
-            f"`{name}`", f"{p['parameters']['value']:,}", _fmt(train.get("explained", {}).get("test")),
+            f"`{name}`", train.get("option", "n/a"), f"{p['parameters']['value']:,}",
+            _fmt(train.get("explained", {}).get("test")),
             _detected(a["detection"], "bbox_iou"), _detected(a["detection"], "map50_class_agnostic"),
             _mean_ci(a["lpips"]) if a["lpips"] else "unavailable", _mean_ci(a["psnr"]), _mean_ci(a["ssim"]), cka,
-            p["overall"]]) + " |")
+            _convergence(p.get("convergence")), _memory(train.get("memory")), p["overall"]]) + " |")
         reference = r
     if reference is not None:
         for label, key in (("VAE ceiling", "ceiling"), ("original frames", "original")):
             m = reference[key]
             lines.append("| " + " | ".join([
-                label, "", "", _detected(m["detection"], "bbox_iou"), _detected(m["detection"], "map50_class_agnostic"),
+                label, "", "", "", _detected(m["detection"], "bbox_iou"),
+                _detected(m["detection"], "map50_class_agnostic"),
                 (_mean_ci(m["lpips"]) if m.get("lpips") else "unavailable") if key == "ceiling" else "",
                 _mean_ci(m.get("psnr")) if key == "ceiling" else "", _mean_ci(m.get("ssim")) if key == "ceiling" else "",
-                "", ""]) + " |")
-        lines += ["", f"Boxes on decoded frames come from the `{reference.get('detector')}` probe, the same detector run "
-                  "on the original frames (last row). LPIPS: " + (reference["ceiling"].get("lpips_reason") or "") + "."]
+                "", "", "", ""]) + " |")
+        lines += ["", "Options (the proposal's): A = pure pre-merge (`single` on a ViT point), B = dual stream "
+                  "(pre-merge spatial + merger/LLM semantic), C = multi-scale ViT (`multi_scale`); post-merge = "
+                  "`single` on the merger or an LLM layer. Boxes on decoded frames come from the "
+                  f"`{reference.get('detector')}` probe, the same detector run on the original frames (last row). "
+                  "LPIPS: " + (reference["ceiling"].get("lpips_reason") or "") + "."]
+    weights = {n: training[n]["point_weights"] for n in names if training.get(n, {}).get("point_weights")}
+    for name, w in weights.items():
+        lines += ["", f"Learned point weights of `{name}` (softmax, sum 1): " +
+                  ", ".join(f"`{point}` {value:.3f}" for point, value in w.items()) + "."]
     return lines
 
 

@@ -89,7 +89,8 @@ def build_summary(points: dict[str, PointParams], heads: list[str], metrics_dir:
 
 
 def adapter_summary(recon: dict[str, Any]) -> dict[str, Any]:
-    """The numbers of one ``metrics/recon/<adapter>.json`` worth diffing: its Phase 2 criteria and image metrics.
+    """The numbers of one ``metrics/recon/<adapter>.json`` worth diffing: its Phase 2 criteria (with the optimiser
+    steps to the selected epoch) and image metrics.
 
     ``phase2_level`` encodes the overall verdict as a number (fail 0, marginal 1, acceptable 2, target 3) so that
     ``dvc metrics diff`` shows it; an ``unknown`` verdict (e.g. LPIPS unavailable) leaves it out. A metric that
@@ -103,6 +104,7 @@ def adapter_summary(recon: dict[str, Any]) -> dict[str, Any]:
         "psnr": adapter["psnr"]["mean"],
         "ssim": adapter["ssim"]["mean"],
         "parameters": phase2["parameters"]["value"],
+        "steps_to_best": phase2.get("convergence", {}).get("value"),
         "phase2_level": None if phase2["overall"] == "unknown" else len(VERDICTS) - 1 - VERDICTS.index(phase2["overall"]),
     }
     return {k: v for k, v in values.items() if v is not None}

