@@ -20,12 +20,13 @@ the per-channel train mean and std, :meth:`SplitLoader.standardise` makes the lo
 so the numbers do not depend on where a split is held, and an epoch costs no conversion beyond a batch's
 ``.float()``. Without it (adapters) the loader serves the stored float16 values.
 
-Real profile (Qwen2.5-VL-7B at 448x672, 2,000 clips x 9 frames), one 80 GB GPU and 128 GB host RAM, with
-``profiles/real.yaml``'s ``gpu_memory_gb: 56`` and ``host_memory_gb: 64``: a pre-merge point's train split
-(~12,600 frames x 1536 tokens x 1280 channels x 2 bytes = ~49 GB) is held on the GPU, its validation and test
-splits (~10.5 GB each) in host RAM; a merger or LLM point (384 tokens x 3584, ~35 GB train) the same. Nothing
-is streamed, so each split is read from the store once per stage, whatever the number of heads, controls,
-learning rates and seeds.
+Real profile (Qwen2.5-VL-7B at 448x672, 9 frames per clip, a pre-merge point: 1536 tokens x 1280 channels x 2
+bytes = 3.9 MB per frame), one 80 GB GPU and 128 GB host RAM, ``profiles/real.yaml``'s ``probe.gpu_memory_gb: 56``
+and ``host_memory_gb: 64`` (GiB): at its 600 clips (70/10/20 split) the train split (~14.9 GB), validation (~2.1 GB)
+and test (~4.2 GB) are all held on the GPU. At the issue's 2,000 clips (12,600 train frames) the train split
+(~49 GB) is held on the GPU and the validation (~7 GB) and test (~14 GB) splits in host RAM. Either way nothing is
+streamed: each split is read from the store once per stage, whatever the number of heads, controls, learning
+rates and seeds. A merger or LLM point (384 tokens x 3584, 2.75 MB per frame) takes 0.7x as much.
 """
 
 from __future__ import annotations
