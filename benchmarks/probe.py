@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -54,17 +54,24 @@ CATEGORIES = ("a", "b", "c", "d")
 
 
 # ----------------------------------------------------------------------------------------------- wide
-def _synthetic(tmp: Path, name: str, channels: int, gh: int, gw: int, stride: int, clips: int,
-               slots: int) -> tuple[FeatureStore, GroundTruth]:
+def _synthetic(
+    tmp: Path, name: str, channels: int, gh: int, gw: int, stride: int, clips: int, slots: int
+) -> tuple[FeatureStore, GroundTruth]:
     """A float16 store of random grids ``[clips, slots, gh, gw, C]`` and 1-3 random boxes per frame."""
     rng = np.random.default_rng(0)
     height, width = gh * stride, gw * stride
-    array = zarr.open_array(str(tmp / f"{name}.zarr"), mode="w", shape=(clips, slots, gh, gw, channels),
-                            chunks=(1, slots, gh, gw, channels), dtype="float16")
+    array = zarr.open_array(
+        str(tmp / f"{name}.zarr"),
+        mode="w",
+        shape=(clips, slots, gh, gw, channels),
+        chunks=(1, slots, gh, gw, channels),
+        dtype="float16",
+    )
     for c in range(clips):
         array[c] = rng.standard_normal((slots, gh, gw, channels), dtype=np.float32).astype(np.float16)
-    array.attrs.update({"height": height, "width": width, "stride": stride, "slot_frames": [[t] for t in range(slots)],
-                        "point": name})
+    array.attrs.update(
+        {"height": height, "width": width, "stride": stride, "slot_frames": [[t] for t in range(slots)], "point": name}
+    )
     boxes = {}
     for c in range(clips):
         for t in range(slots):
@@ -73,35 +80,47 @@ def _synthetic(tmp: Path, name: str, channels: int, gh: int, gw: int, stride: in
             xy = rng.uniform(0, 1, size=(n, 2)) * ([width, height] - wh)
             boxes[(c, t)] = (np.concatenate([xy, wh], axis=1), rng.integers(0, len(CATEGORIES), n))
     split = ["val", "test"] + ["train"] * (clips - 2)
-    table = pd.DataFrame({"clip": np.arange(clips), "name": [f"c{c}" for c in range(clips)], "split": split,
-                          "direction": -1})
+    table = pd.DataFrame(
+        {"clip": np.arange(clips), "name": [f"c{c}" for c in range(clips)], "split": split, "direction": -1}
+    )
     truth = GroundTruth(height, width, slots, CATEGORIES, table, boxes)
     return FeatureStore(tmp / f"{name}.zarr", array), truth
 
 
-def _one_pass(store: FeatureStore, truth: GroundTruth, params: ProbeParams, keys: list[TraineeKey],
-              device: torch.device) -> dict:
+def _one_pass(
+    store: FeatureStore, truth: GroundTruth, params: ProbeParams, keys: list[TraineeKey], device: torch.device
+) -> dict:
     data = ProbeData(store, truth, params.seed, params.batch_size, params.block_clips, device, MemoryBudget(0, 0))
     before = data.loaders["train"].bytes_read
-    trainees = make_trainees(keys, lambda k: make_probe(k.name, store.channels, len(CATEGORIES), params),
-                             params.weight_decay, params.epochs, device)
+    trainees = make_trainees(
+        keys,
+        lambda k: make_probe(k.name, store.channels, len(CATEGORIES), params),
+        params.weight_decay,
+        params.epochs,
+        device,
+    )
 
     def loss(t, batch):
         return t.model.loss(t.model(batch.inputs(t.key.shuffled)), batch.targets), len(batch.clips)
 
     started = time.perf_counter()
-    OnePass(trainees, lambda e: data.batches("train", True, e), loss, lambda ts: [Score(0.0, 0.0)] * len(ts),
-            "none").run(params.epochs, device, "one-pass")
+    OnePass(
+        trainees, lambda e: data.batches("train", True, e), loss, lambda ts: [Score(0.0, 0.0)] * len(ts), "none"
+    ).run(params.epochs, device, "one-pass")
     _sync(device)
     seconds = time.perf_counter() - started
     frames = len(data.splits["train"]) * data.n_slots
-    return {"seconds_per_epoch": seconds / params.epochs, "frames_per_s": frames * params.epochs / seconds,
-            "bytes_read_per_epoch": (data.loaders["train"].bytes_read - before) / params.epochs,
-            "held": data.loaders["train"].residency}
+    return {
+        "seconds_per_epoch": seconds / params.epochs,
+        "frames_per_s": frames * params.epochs / seconds,
+        "bytes_read_per_epoch": (data.loaders["train"].bytes_read - before) / params.epochs,
+        "held": data.loaders["train"].residency,
+    }
 
 
-def _per_head(store: FeatureStore, truth: GroundTruth, params: ProbeParams, keys: list[TraineeKey],
-              device: torch.device) -> dict:
+def _per_head(
+    store: FeatureStore, truth: GroundTruth, params: ProbeParams, keys: list[TraineeKey], device: torch.device
+) -> dict:
     """The naive way: each trainee alone, the split re-read (float32) and standardised every epoch."""
     data = ProbeData(store, truth, params.seed, params.batch_size, params.block_clips, device, MemoryBudget(0, 0))
     mean, std = data.standardiser.mean, data.standardiser.std
@@ -132,8 +151,12 @@ def _per_head(store: FeatureStore, truth: GroundTruth, params: ProbeParams, keys
     _sync(device)
     seconds = time.perf_counter() - started
     frames = len(train) * data.n_slots
-    return {"seconds_per_epoch": seconds / params.epochs, "frames_per_s": frames * params.epochs / seconds,
-            "bytes_read_per_epoch": bytes_read / params.epochs, "held": "re-read per trainee"}
+    return {
+        "seconds_per_epoch": seconds / params.epochs,
+        "frames_per_s": frames * params.epochs / seconds,
+        "bytes_read_per_epoch": bytes_read / params.epochs,
+        "held": "re-read per trainee",
+    }
 
 
 def _sync(device: torch.device) -> None:
@@ -142,8 +165,14 @@ def _sync(device: torch.device) -> None:
 
 
 def wide(args: argparse.Namespace, device: torch.device) -> dict:
-    params = ProbeParams(heads=args.heads, lrs=args.lrs, epochs=args.epochs, width=args.width,
-                         batch_size=args.batch_size, block_clips=args.block_clips)
+    params = ProbeParams(
+        heads=args.heads,
+        lrs=args.lrs,
+        epochs=args.epochs,
+        width=args.width,
+        batch_size=args.batch_size,
+        block_clips=args.block_clips,
+    )
     keys = [TraineeKey(h, c, lr, 0) for c in (False, True) for h in params.heads for lr in params.lrs]
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -151,13 +180,21 @@ def wide(args: argparse.Namespace, device: torch.device) -> dict:
             store, truth = _synthetic(Path(tmp), name, channels, gh, gw, stride, args.clips, args.slots)
             split_bytes = (args.clips - 2) * args.slots * gh * gw * channels * 2
             one, naive = _one_pass(store, truth, params, keys, device), _per_head(store, truth, params, keys, device)
-            out[name] = {"trainees": len(keys), "train_split_bytes": split_bytes, "one_pass": one, "per_head": naive,
-                         "speed_up": one["frames_per_s"] / naive["frames_per_s"],
-                         "read_ratio": naive["bytes_read_per_epoch"] / one["bytes_read_per_epoch"]}
-            print(f"{name}: {len(keys)} trainees, split {split_bytes / 1e6:.1f} MB; one-pass "
-                  f"{one['frames_per_s']:.2f} frames/s, {one['bytes_read_per_epoch'] / 1e6:.1f} MB/epoch; per-head "
-                  f"{naive['frames_per_s']:.2f} frames/s, {naive['bytes_read_per_epoch'] / 1e6:.1f} MB/epoch; "
-                  f"speed-up {out[name]['speed_up']:.2f}x, reads {out[name]['read_ratio']:.1f}x fewer", flush=True)
+            out[name] = {
+                "trainees": len(keys),
+                "train_split_bytes": split_bytes,
+                "one_pass": one,
+                "per_head": naive,
+                "speed_up": one["frames_per_s"] / naive["frames_per_s"],
+                "read_ratio": naive["bytes_read_per_epoch"] / one["bytes_read_per_epoch"],
+            }
+            print(
+                f"{name}: {len(keys)} trainees, split {split_bytes / 1e6:.1f} MB; one-pass "
+                f"{one['frames_per_s']:.2f} frames/s, {one['bytes_read_per_epoch'] / 1e6:.1f} MB/epoch; per-head "
+                f"{naive['frames_per_s']:.2f} frames/s, {naive['bytes_read_per_epoch'] / 1e6:.1f} MB/epoch; "
+                f"speed-up {out[name]['speed_up']:.2f}x, reads {out[name]['read_ratio']:.1f}x fewer",
+                flush=True,
+            )
     return out
 
 
@@ -182,8 +219,15 @@ def _frames_and_point(tmp: Path) -> Path:
     params = load_params(ROOT / "params.yaml")
     root = tmp / "data"
     write_frames(params.data, root, progress=False)
-    extractor = make_extractor("pixels", params.points["pixels"], params.model, params.extract, params.data.height,
-                               params.data.width, params.data.n_frames)
+    extractor = make_extractor(
+        "pixels",
+        params.points["pixels"],
+        params.model,
+        params.extract,
+        params.data.height,
+        params.data.width,
+        params.data.n_frames,
+    )
     write_point(extractor, root / "frames.zarr", root / "pixels.zarr", None, params.extract.mode, progress=False)
     return root
 
@@ -192,16 +236,22 @@ def _code_tree(ref: str, tmp: Path) -> Path:
     """``ref``'s ``foresight_lib`` and ``stages`` (git archive) in a directory of their own."""
     out = tmp / f"code_{ref.replace('/', '_')}"
     out.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "foresight_lib", "stages"], check=True,
-                             capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "foresight_lib", "stages"], check=True, capture_output=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
     return out
 
 
 def _stage_params(probe: dict, old: bool, tmp: Path, name: str, ref: str) -> Path:
     """The params file of one side: its own code's params.yaml with the same ``probe`` settings."""
-    text = (subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:params.yaml"], check=True, capture_output=True,
-                           text=True).stdout if old else (ROOT / "params.yaml").read_text())
+    text = (
+        subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{ref}:params.yaml"], check=True, capture_output=True, text=True
+        ).stdout
+        if old
+        else (ROOT / "params.yaml").read_text()
+    )
     raw = yaml.safe_load(text)
     section = {k: v for k, v in probe.items() if k not in ("lrs", "seeds", "device", "gpu_memory_gb", "host_memory_gb")}
     if old:
@@ -216,34 +266,69 @@ def _stage_params(probe: dict, old: bool, tmp: Path, name: str, ref: str) -> Pat
 
 def _run_stage(code: Path, params: Path, data: Path, out: Path, profile: bool) -> float:
     out.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, *(["-m", "cProfile", "-o", str(out / "profile")] if profile else []),
-               "stages/probe.py", "--params", str(params), "--point", "pixels", "--features", str(data / "pixels.zarr"),
-               "--frames-dir", str(data), "--out", str(out / "m.json"), "--live", str(out / "live"),
-               "--predictions", str(out / "p.parquet"), "--heads", str(out / "heads")]
+    command = [
+        sys.executable,
+        *(["-m", "cProfile", "-o", str(out / "profile")] if profile else []),
+        "stages/probe.py",
+        "--params",
+        str(params),
+        "--point",
+        "pixels",
+        "--features",
+        str(data / "pixels.zarr"),
+        "--frames-dir",
+        str(data),
+        "--out",
+        str(out / "m.json"),
+        "--live",
+        str(out / "live"),
+        "--predictions",
+        str(out / "p.parquet"),
+        "--heads",
+        str(out / "heads"),
+    ]
     started = time.perf_counter()
-    subprocess.run(command, cwd=code, env={"PYTHONPATH": str(code), "PATH": str(Path(sys.executable).parent),
-                                           "HOME": str(out)}, check=True, capture_output=True)
+    subprocess.run(
+        command,
+        cwd=code,
+        env={"PYTHONPATH": str(code), "PATH": str(Path(sys.executable).parent), "HOME": str(out)},
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - started
 
 
 def _imports(code: Path) -> float:
     probe = "import time; t = time.perf_counter(); import foresight_lib.probes.run; print(time.perf_counter() - t)"
-    done = subprocess.run([sys.executable, "-c", probe], cwd=code, env={"PYTHONPATH": str(code)}, check=True,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=code,
+        env={"PYTHONPATH": str(code)},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return float(done.stdout.strip())
 
 
 def _breakdown(profile: Path) -> dict[str, float]:
     stats = pstats.Stats(str(profile)).stats  # (file, line, name) -> (cc, nc, tt, ct, callers)
-    return {part: sum(v[3] for (file, _, fn), v in stats.items()
-                      if any(file.endswith(suffix) and fn == name for suffix, name in targets))
-            for part, targets in BREAKDOWN.items()}
+    return {
+        part: sum(
+            v[3]
+            for (file, _, fn), v in stats.items()
+            if any(file.endswith(suffix) and fn == name for suffix, name in targets)
+        )
+        for part, targets in BREAKDOWN.items()
+    }
 
 
 def stage(args: argparse.Namespace) -> dict:
     probe = yaml.safe_load((ROOT / "params.yaml").read_text())["probe"]
-    out = {"settings": {k: probe[k] for k in ("heads", "epochs", "temporal_epochs", "bootstrap", "bootstrap_map")}
-           | {"lrs": probe["lrs"][:1], "seeds": probe["seeds"][:1], "before": args.before}}
+    out = {
+        "settings": {k: probe[k] for k in ("heads", "epochs", "temporal_epochs", "bootstrap", "bootstrap_map")}
+        | {"lrs": probe["lrs"][:1], "seeds": probe["seeds"][:1], "before": args.before}
+    }
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         data = _frames_and_point(tmp)
@@ -253,7 +338,9 @@ def stage(args: argparse.Namespace) -> dict:
             _run_stage(code, params, data, tmp / f"{name}_profile", profile=True)
             parts = {"imports": _imports(code), **_breakdown(tmp / f"{name}_profile" / "profile")}
             out[name] = {"wall_seconds": min(walls), "walls": walls, "breakdown_seconds (profiled)": parts}
-            print(f"stage {name}: {min(walls):.1f} s; " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()), flush=True)
+            print(
+                f"stage {name}: {min(walls):.1f} s; " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()), flush=True
+            )
     out["speed_up"] = out["before"]["wall_seconds"] / out["after"]["wall_seconds"]
     print(f"stage speed-up: {out['speed_up']:.2f}x", flush=True)
     return out
@@ -279,11 +366,15 @@ def main() -> None:
     args.heads, args.lrs = args.heads.split(","), [float(x) for x in args.lrs.split(",")]
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device, "--device")
-    result = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
-                         f"{torch.get_num_threads()} torch threads"
-                         + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
-              "device": device.type, "args": vars(args)}
+    result = {
+        "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads"
+        + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "device": device.type,
+        "args": vars(args),
+    }
     parts = args.parts.split(",")
     if "wide" in parts:
         result["wide"] = wide(args, device)

@@ -98,8 +98,10 @@ def read_float16(store: FeatureStore, clips: np.ndarray) -> np.ndarray:
         start = stop
     finite = np.isfinite(out).reshape(len(clips), -1).all(axis=1)  # [k]
     if not finite.all():
-        raise ForesightError(f"{store.path}: non-finite features (NaN or inf) in clip(s) "
-                             f"{clips[~finite].tolist()} (held as float16: beyond +-65504 is inf); re-extract this point")
+        raise ForesightError(
+            f"{store.path}: non-finite features (NaN or inf) in clip(s) "
+            f"{clips[~finite].tolist()} (held as float16: beyond +-65504 is inf); re-extract this point"
+        )
     return out
 
 
@@ -118,8 +120,9 @@ class SplitLoader:
     _row: dict[int, int] = field(default_factory=dict)  # clip -> row of _held
 
     @classmethod
-    def open(cls, store: FeatureStore, clips: Sequence[int], budget: MemoryBudget, device: torch.device,
-             block_clips: int) -> SplitLoader:
+    def open(
+        cls, store: FeatureStore, clips: Sequence[int], budget: MemoryBudget, device: torch.device, block_clips: int
+    ) -> SplitLoader:
         clips = np.asarray(clips, dtype=np.int64)
         nbytes = len(clips) * int(np.prod(store.grid)) * store.channels * 2
         return cls(store, clips, budget.place(nbytes, device), device, block_clips)
@@ -142,14 +145,15 @@ class SplitLoader:
             raise ValueError("this loader is already standardised")
         if self._held is not None:
             for start in range(0, len(self._held), self.block_clips):
-                self._held[start : start + self.block_clips] = standardiser.apply(self._held[start : start + self.block_clips])
+                self._held[start : start + self.block_clips] = standardiser.apply(
+                    self._held[start : start + self.block_clips]
+                )
         self.standardiser = standardiser
 
     def _fill(self) -> None:
         """Read the whole split once into its resident home (GPU or host)."""
         target = self.device if self.residency == "gpu" else torch.device("cpu")
-        held = torch.empty((len(self.clips), *self.store.grid, self.store.channels), dtype=torch.float16,
-                           device=target)
+        held = torch.empty((len(self.clips), *self.store.grid, self.store.channels), dtype=torch.float16, device=target)
         for start in range(0, len(self.clips), self.block_clips):
             block = self.clips[start : start + self.block_clips]
             held[start : start + len(block)] = self._read(block).to(target)
@@ -173,7 +177,6 @@ class SplitLoader:
                 grids = pending.result()
                 pending = reader.submit(self._read, cuts[i + 1]) if i + 1 < len(cuts) else None
                 yield block, grids.to(self.device)
-
 
     def take(self, clips: Sequence[int]) -> torch.Tensor:
         """float16 grids ``[k, T, gh, gw, C]`` of ``clips`` (of this loader, any order) on the device: from memory

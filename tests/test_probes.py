@@ -26,8 +26,15 @@ from foresight_lib.extract.points import make_extractor
 from foresight_lib.extract.writer import write_point
 from foresight_lib.features import FeatureStore, open_features
 from foresight_lib.features_loader import MemoryBudget
-from foresight_lib.params import (ExtractParams, MergerPoint, ModelParams, PixelsPoint, ProbeParams, VitEmbedPoint,
-                                  parse_params)
+from foresight_lib.params import (
+    ExtractParams,
+    MergerPoint,
+    ModelParams,
+    PixelsPoint,
+    ProbeParams,
+    VitEmbedPoint,
+    parse_params,
+)
 from foresight_lib.probes.base import BoxTargets
 from foresight_lib.probes.data import ProbeData
 from foresight_lib.probes.detector import ProbeDetector

@@ -137,8 +137,13 @@ def deterministic(device: torch.device) -> Iterator[None]:
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
 
 
-def make_trainees(keys: Sequence[TraineeKey], build: Callable[[TraineeKey], nn.Module], weight_decay: float,
-                  epochs: int, device: torch.device) -> list[Trainee]:
+def make_trainees(
+    keys: Sequence[TraineeKey],
+    build: Callable[[TraineeKey], nn.Module],
+    weight_decay: float,
+    epochs: int,
+    device: torch.device,
+) -> list[Trainee]:
     """A fresh model per key, built by ``build`` inside :func:`seeded` ``(key.seed)``, with its own optimiser."""
     trainees = []
     for key in keys:
@@ -154,9 +159,14 @@ class OnePass(Generic[B]):
     stepping on every batch (``loss(trainee, batch) -> (mean loss, n)``), then ``validate(trainees)`` (in eval
     mode, without gradients) scoring each one; finally each trainee holds its best epoch's weights."""
 
-    def __init__(self, trainees: Sequence[Trainee], train_batches: Callable[[int], Iterable[B]],
-                 loss: Callable[[Trainee, B], tuple[torch.Tensor, int]],
-                 validate: Callable[[Sequence[Trainee]], list[Score]], quality_name: str) -> None:
+    def __init__(
+        self,
+        trainees: Sequence[Trainee],
+        train_batches: Callable[[int], Iterable[B]],
+        loss: Callable[[Trainee, B], tuple[torch.Tensor, int]],
+        validate: Callable[[Sequence[Trainee]], list[Score]],
+        quality_name: str,
+    ) -> None:
         self.trainees, self.train_batches, self.loss, self.validate = list(trainees), train_batches, loss, validate
         self.quality_name = quality_name
 
@@ -188,8 +198,13 @@ def select(trainees: Iterable[Trainee]) -> dict[tuple[str, bool, int], Trainee]:
     return chosen
 
 
-def write_curves(trainees: Iterable[Trainee], chosen: dict[tuple[str, bool, int], Trainee], live_dir: Path,
-                 first_seed: int, group: str = "") -> None:
+def write_curves(
+    trainees: Iterable[Trainee],
+    chosen: dict[tuple[str, bool, int], Trainee],
+    live_dir: Path,
+    first_seed: int,
+    group: str = "",
+) -> None:
     """dvclive curves: every trainee under ``<live>/[shuffled/][<group>/]<name>/sweep/<lr..._seed...>``; the
     selected trainee of ``first_seed`` also at ``<live>/[shuffled/][<group>/]<name>`` (the curves the report shows)."""
     for t in trainees:

@@ -29,8 +29,9 @@ class SpatialSettings:
         return cls(tuple(params.heads), tuple(params.lrs), tuple(params.seeds))
 
     def keys(self) -> list[TraineeKey]:
-        return [TraineeKey(h, c, lr, s) for c in self.controls for h in self.heads for lr in self.lrs
-                for s in self.seeds]
+        return [
+            TraineeKey(h, c, lr, s) for c in self.controls for h in self.heads for lr in self.lrs for s in self.seeds
+        ]
 
 
 def train_spatial(data: ProbeData, params: ProbeParams, settings: SpatialSettings) -> tuple[list[Trainee], dict]:
@@ -52,5 +53,6 @@ def train_spatial(data: ProbeData, params: ProbeParams, settings: SpatialSetting
         return [Score(asserted_iou(data.truth, p, params.score_threshold), l) for p, l in zip(predictions, losses)]
 
     OnePass(trainees, lambda epoch: data.batches("train", control, epoch), loss, validate, "bbox_iou").run(
-        params.epochs, data.device, f"{data.store.name} spatial x{len(trainees)}")
+        params.epochs, data.device, f"{data.store.name} spatial x{len(trainees)}"
+    )
     return trainees, select(trainees)
