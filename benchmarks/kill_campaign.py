@@ -3,6 +3,7 @@ uninterrupted result. The longer sibling of tests/test_kill.py (same harness: te
 
 Kill points: a resumable stage (frames, extract, latents) after each of 1 .. n-1 finished clips, plus ``--delays``
 seconds later; the probe and the adapter (no per-clip resume) ``--delays`` seconds after their first logged epoch.
+A kill that lands after the work was done (store renamed or outputs written, before the exit) is counted apart.
 
     python benchmarks/kill_campaign.py                      # every kill point once
     python benchmarks/kill_campaign.py --stages frames extract --delays 0 0.05 --out results.json
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             "kills": sum(k["killed"] for k in kills if k["stage"] == name),
             "identical": sum(k["killed"] and k["identical"] for k in kills if k["stage"] == name),
             "ended_before_the_kill": sum(not k["killed"] for k in kills if k["stage"] == name),
+            "work_done_at_kill": sum(bool(k.get("work_done_at_kill")) for k in kills if k["stage"] == name),
         }
         for name in args.stages
     }

@@ -107,3 +107,12 @@ def test_deps_cover_the_code_the_stage_runs(stage: str):
     script, deps = stages()[stage]
     missing = sorted(str(m) for m in import_closure(ROOT / script) | {script} if not _covered(m, deps))
     assert not missing, f"dvc.yaml stage {stage!r} runs code it does not declare as deps: {missing}"
+
+
+def test_metric_files_survive_a_failed_run():
+    """Every metric is ``persist: true``: DVC would otherwise delete it before the stage runs, and a failed run
+    would lose the last good numbers (README "Failure recovery")."""
+    for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
+        for metric in stage.get("do", stage).get("metrics", []):
+            (path, flags), *_ = metric.items()
+            assert flags.get("persist") is True, f"stage {name}: metric {path} is not persist: true"
