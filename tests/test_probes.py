@@ -438,3 +438,14 @@ def test_the_stage_writes_its_outputs_and_refuses_a_mismatched_point(tiny, tmp_p
         run(stage["main"], ["--point", "vit_embed", *args])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1 and "holds point 'merger', not 'vit_embed'" in err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the device check of the probe engine)")
+def test_on_cuda_the_splits_are_held_on_the_gpu_and_the_numbers_agree_with_the_cpu(tiny, tmp_path):
+    params = probe_params(heads=["linear", "dense"], lrs=[0.01, 0.03])
+    runs = {device: run_probes(tiny / "merger.zarr", tiny, params.model_copy(update={"device": device}), None,
+                               tmp_path / device, None) for device in ("cpu", "cuda")}
+    assert set(runs["cuda"]["point"]["held"].values()) == {"gpu"}
+    for head in params.heads:  # the stated tolerance (probes/engine.py): well under an interval's width
+        cpu, cuda = runs["cpu"][head], runs["cuda"][head]
+        assert abs(cpu["bbox_iou"] - cuda["bbox_iou"]) <= 0.5 * (cpu["bbox_iou_ci"][1] - cpu["bbox_iou_ci"][0]) + 1e-6
