@@ -51,12 +51,14 @@ import numpy as np
 import torch
 
 from .data.splits import assign_splits
+from .data.synthetic import CATEGORIES as SYNTHETIC_CATEGORIES
 from .errors import ForesightError
 from .params import (
     ADAPTER_KINDS,
     EncoderPoint,
     LlmPoint,
     MergerPoint,
+    OraclePoint,
     Params,
     PixelsPoint,
     PointParams,
@@ -257,12 +259,19 @@ def estimate(params: Params, rates: Mapping[str, Mapping[str, Any]] | None = Non
     stores = [StoreCost("frames", "data/frames.zarr", (n_clips, f, h, w, 3), "uint8", None)]
     probe_hours: dict[str, float] = {}
     probe_flops = 0.0
-    qwen_points = {k: p for k, p in params.points.items() if not isinstance(p, PixelsPoint | EncoderPoint)}
+    qwen_points = {
+        k: p for k, p in params.points.items() if not isinstance(p, PixelsPoint | EncoderPoint | OraclePoint)
+    }
     qwen, qwen_note = qwen_config(params.model.source) if qwen_points else (None, "")
     for name, point in params.points.items():
         note = ""
         if isinstance(point, PixelsPoint):
             grid, channels, hours = (f, h // point.patch, w // point.patch), point.patch**2 * 3, 0.0
+        elif isinstance(point, OraclePoint):  # occupancy, 4 edge distances, class one-hot: no model
+            classes = len(SYNTHETIC_CATEGORIES) if data.source == "synthetic" else 1
+            grid, channels, hours = (f, h // point.stride, w // point.stride), 5 + classes, 0.0
+            if data.source != "synthetic":
+                note = "class channels counted as 1 (the category count is known after the frames stage)"
         elif isinstance(point, EncoderPoint):
             config, note = encoder_config(point)
             p = int(config.patch_size)

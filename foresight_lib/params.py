@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ForesightError
 
@@ -111,11 +118,16 @@ class _QwenPoint(_Section):
         "pretrained", description="random: a seeded random initialisation of model.source's architecture (a control)")
 
 
-class VitEmbedPoint(_QwenPoint):
+class _PreMergePoint(_QwenPoint):
+    order: Literal["raster", "naive"] = Field(
+        "raster", description="naive (an ablation): the token sequence reshaped to the grid as is, not un-permuted")
+
+
+class VitEmbedPoint(_PreMergePoint):
     kind: Literal["vit_embed"]
 
 
-class VitBlockPoint(_QwenPoint):
+class VitBlockPoint(_PreMergePoint):
     kind: Literal["vit_block"]
     layer: int = Field(description="output of ViT block k (pre-merge); negative counts from the end (-1: last block)")
 
@@ -144,8 +156,16 @@ class EncoderPoint(_Section):
     seed: int = Field(0, description="weights of the tiny model or of the weights: random control")
 
 
+class OraclePoint(_Section):
+    kind: Literal["oracle"]
+    stride: int = Field(14, ge=1, le=224, description=(
+        "cell side in pixels of the ground truth rasterised per cell (occupancy, edge distances, class): the "
+        "positive control every head must read"))
+
+
 PointParams = Annotated[
-    VitEmbedPoint | VitBlockPoint | MergerPoint | LlmPoint | PixelsPoint | EncoderPoint, Field(discriminator="kind")
+    VitEmbedPoint | VitBlockPoint | MergerPoint | LlmPoint | PixelsPoint | EncoderPoint | OraclePoint,
+    Field(discriminator="kind"),
 ]
 
 
@@ -153,14 +173,18 @@ PointParams = Annotated[
 class ProbeParams(_Section):
     """Probes trained on stored grids (``foresight_lib/probes``); every head sees only the grid, its stride and slots."""
 
-    seed: int = 0
+    seed: int = Field(0, description="sample order, the shuffled control's permutations and the bootstrap")
+    seeds: list[int] = Field([0], min_length=1, max_length=100,
+                             description="initialisation seeds of every head: each trained and tested (batch order shared)")
     heads: list[Literal["linear", "mlp", "dense", "detr"]] = Field(
         ["linear", "dense"], min_length=1, description="spatial heads, each also run on the shuffled control")
     epochs: int = Field(8, ge=1, le=10000, description="training epochs of every spatial head")
     temporal_epochs: int = Field(30, ge=1, le=10000, description="training epochs of the temporal heads")
-    lr: float = Field(1e-2, gt=0.0, le=1.0, description="AdamW peak learning rate (cosine decay over the epochs)")
+    lrs: list[float] = Field([1e-2], min_length=1, max_length=20, description=(
+        "AdamW peak learning rates (cosine decay over the epochs), each trained; selected per head on validation"))
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
     batch_size: int = Field(8, ge=1, le=4096, description="samples (clip, slot) or pairs per optimiser step")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else the CPU")
     width: int = Field(32, ge=4, le=4096, description="hidden width of the mlp, dense, detr and temporal heads")
     score_threshold: float = Field(0.5, gt=0.0, le=1.0, description="bbox IoU counts the detections scoring at least this")
     min_score: float = Field(0.05, ge=0.0, le=1.0, description="decoded detections below this score are dropped (mAP floor)")
@@ -169,9 +193,12 @@ class ProbeParams(_Section):
     detr_queries: int = Field(10, ge=1, le=100, description="object queries of the detr head")
     detr_layers: int = Field(2, ge=1, le=12, description="transformer decoder layers of the detr head")
     order_pairs: int = Field(4, ge=1, le=1000, description="frame-order pairs (i < j) drawn per clip")
-    block_clips: int = Field(8, ge=1, le=4096, description="clips shuffled together per block (fixes the sample order)")
-    max_clips_in_memory: int = Field(64, ge=1, le=1_000_000,
-                                     description="clips of features held at once; a larger store is streamed in blocks")
+    block_clips: int = Field(8, ge=1, le=4096,
+                             description="clips shuffled together per block (fixes the sample order) and read at once")
+    gpu_memory_gb: float = Field(8.0, ge=0.0, le=10_000.0,
+                                 description="GPU memory for float16 features: a split that fits is held on the GPU")
+    host_memory_gb: float = Field(4.0, ge=0.0, le=100_000.0, description=(
+        "host RAM for float16 features: a split that fits (and not the GPU) is held here, else it is streamed"))
     bootstrap: int = Field(1000, ge=0, le=100000, description="bootstrap resamples over clips for IoU and accuracy 95% intervals")
     bootstrap_map: int = Field(100, ge=0, le=100000,
                                description="bootstrap resamples for mAP 95% intervals (2 COCOevals each, ~0.3 s per head)")
@@ -184,6 +211,23 @@ class ProbeParams(_Section):
             raise ValueError(f"heads must not repeat (got {v})")
         return v
 
+    @field_validator("lrs")
+    @classmethod
+    def _lrs(cls, v: list[float]) -> list[float]:
+        bad = [x for x in v if not 0.0 < x <= 1.0]
+        if bad:
+            raise ValueError(f"every learning rate must be in (0, 1] (got {bad[0]})")
+        if len(set(v)) != len(v):
+            raise ValueError(f"learning rates must not repeat (got {v})")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds must not repeat (got {v})")
+        return v
+
     @field_validator("width")
     @classmethod
     def _width(cls, v: int) -> int:
@@ -192,9 +236,7 @@ class ProbeParams(_Section):
         return v
 
     @model_validator(mode="after")
-    def _memory(self) -> ProbeParams:
-        if self.block_clips > self.max_clips_in_memory:
-            raise ValueError(f"block_clips ({self.block_clips}) must be <= max_clips_in_memory ({self.max_clips_in_memory})")
+    def _scores(self) -> ProbeParams:
         if self.min_score > self.score_threshold:
             raise ValueError(f"min_score ({self.min_score}) must be <= score_threshold ({self.score_threshold})")
         return self
@@ -229,6 +271,10 @@ class AdapterTrainParams(_Section):
     checkpointing: bool = Field(False, description=(
         "recompute the token-resolution stream (per-token layer, temporal pool, resampling: dual_stream's spatial "
         "stream, single's and multi_scale's input stream) in the backward pass instead of storing its activations"))
+    gpu_memory_gb: float = Field(8.0, ge=0.0, le=10_000.0,
+                                 description="GPU memory for an input store's float16 features (held there if it fits)")
+    host_memory_gb: float = Field(4.0, ge=0.0, le=100_000.0,
+                                  description="host RAM for input features (held there if it fits), else read per batch")
 
 
 class SingleAdapterParams(_Section):
@@ -360,6 +406,10 @@ class DecisionParams(_Section):
     memory_overhead_max: float = Field(2.0, gt=0.0)
     map_kind: Literal["class_agnostic", "class_aware"] = Field(
         "class_agnostic", description="which mAP@0.5 the rule reads: a spatial probe's is class-agnostic by default")
+    selectivity_margin: float = Field(
+        0.1, ge=0.0, le=1.0, description="GO needs the lower bound of IoU minus the shuffled control's IoU above this")
+    oracle_min_iou: float = Field(
+        0.85, ge=0.0, le=1.0, description="a head whose oracle-point IoU is below this cannot decide (INCONCLUSIVE)")
 
     @model_validator(mode="after")
     def _order(self) -> DecisionParams:
@@ -387,10 +437,18 @@ class Params(_Section):
                 raise ValueError(f"point name {name!r} must match {POINT_NAME.pattern} (it names files and DVC stages)")
         return v
 
+    @model_validator(mode="after")
+    def _oracle_stride(self) -> Params:
+        for name, point in self.points.items():
+            if isinstance(point, OraclePoint) and (self.data.height % point.stride or self.data.width % point.stride):
+                raise ValueError(f"points.{name}.stride: {point.stride} must divide data.height ({self.data.height}) "
+                                 f"and data.width ({self.data.width})")
+        return self
+
 
 _POINT_CLASSES: dict[str, type[BaseModel]] = {
     c.model_fields["kind"].annotation.__args__[0]: c
-    for c in (VitEmbedPoint, VitBlockPoint, MergerPoint, LlmPoint, PixelsPoint, EncoderPoint)
+    for c in (VitEmbedPoint, VitBlockPoint, MergerPoint, LlmPoint, PixelsPoint, EncoderPoint, OraclePoint)
 }
 
 
@@ -409,6 +467,8 @@ def _describe(err: dict[str, Any]) -> str:
         return f"{loc}: needs a 'kind' ({kinds})"
     msg = err["msg"].removeprefix("Value error, ")
     got = "" if isinstance(err["input"], dict | list) else f" (got {err['input']!r})"
+    if not loc and msg.split(".")[0] in Params.model_fields:  # a cross-section check names its own key
+        return f"{msg}{got}"
     return f"{loc or '<top level>'}: {msg}{got}"
 
 

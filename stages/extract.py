@@ -19,6 +19,9 @@ def main(argv=None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--point", required=True, help="name of an entry of params.yaml `points`")
     parser.add_argument("--frames", required=True, help="the frames store (data/frames.zarr)")
+    parser.add_argument(
+        "--annotations", help="the ground-truth table (data/annotations.parquet): what an oracle point rasterises"
+    )
     parser.add_argument("--out", required=True, help="the point's feature store (features/<point>.zarr)")
     parser.add_argument("--metrics", required=True, help="cost metrics (metrics/extract/<point>.json)")
     args = parser.parse_args(argv)
@@ -29,7 +32,17 @@ def main(argv=None) -> None:
         distributed.relaunch_under_torchrun(sys.argv)
     launch = distributed.start()
     _, n_frames, height, width, _ = open_complete(args.frames).shape
-    extractor = make_extractor(args.point, params.points[args.point], params.model, params.extract, height, width, n_frames)
+    extractor = make_extractor(
+        args.point,
+        params.points[args.point],
+        params.model,
+        params.extract,
+        height,
+        width,
+        n_frames,
+        args.frames,
+        args.annotations,
+    )
     write_point(extractor, args.frames, args.out, args.metrics, params.extract.dtype, launch=launch)
     distributed.stop(launch)
 

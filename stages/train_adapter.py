@@ -8,6 +8,7 @@ from foresight_lib.adapters.train import PixelTerm, open_data, save_adapter, tra
 from foresight_lib.cli import run, stage_parser
 from foresight_lib.data.splits import SPLITS, read_split
 from foresight_lib.device import resolve_device, resolve_dtype
+from foresight_lib.features_loader import MemoryBudget
 from foresight_lib.ltx.latents import check_same_vae
 from foresight_lib.ltx.vae import load_vae
 from foresight_lib.params import load_params
@@ -30,7 +31,7 @@ def main(argv=None) -> None:
     train = params.adapter.train
     out = Path(args.out)
     device = resolve_device(train.device, "adapter.train.device")
-    data = open_data(spec, args.features, args.latents)
+    data = open_data(spec, args.features, args.latents, MemoryBudget.of(train.gpu_memory_gb, train.host_memory_gb))
     pixel_term = None
     if train.pixel_loss_weight > 0:
         ltx = params.ltx

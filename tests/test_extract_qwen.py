@@ -206,6 +206,24 @@ def test_vit_blocks_equal_vision_hidden_states_unpermuted(model, mode, height, w
         assert not torch.allclose(order.unwindow(reference[k + 1], index).reshape(t, h, w, -1), ours[f"b{k}"], atol=1e-3)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_naive_order_is_the_plain_reshape_of_hidden_states(model, mode):
+    """The ``order: naive`` ablation stores transformers' hidden_states reshaped as is; the raster point differs."""
+    height, width = MODEL_GEOMETRIES[0]
+    frames = make_frames(height, width)
+    points = {"e": EMBED, "en": EMBED.model_copy(update={"order": "naive"}), "b": vit(7),
+              "bn": vit(7).model_copy(update={"order": "naive"})}
+    ours = extract(model, frames, points, mode, batch_frames=3)
+    inputs = build_inputs(frames, mode, model.config, text=False)
+    reference = _vision_tower(model, inputs, mode).hidden_states
+    t, h, w = _dims(inputs, mode)
+    torch.testing.assert_close(ours["en"], reference[0].reshape(t, h, w, -1), atol=0, rtol=0)
+    torch.testing.assert_close(ours["bn"], reference[8].reshape(t, h, w, -1), atol=0, rtol=0)
+    assert not torch.allclose(ours["bn"], ours["b"], atol=1e-3) and not torch.allclose(ours["en"], ours["e"], atol=1e-3)
+    torch.testing.assert_close(ours["bn"].sort(dim=-1).values.flatten().sort().values,
+                               ours["b"].sort(dim=-1).values.flatten().sort().values)  # the same tokens, moved
+
+
 @pytest.mark.parametrize("height,width", MODEL_GEOMETRIES)
 @pytest.mark.parametrize("mode", MODES)
 def test_merger_equals_image_or_video_features(model, mode, height, width):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,10 +12,12 @@ import pytest
 from foresight_lib.metrics.boxes import (
     FrameBoxes,
     bbox_iou,
+    chance_iou,
     clip_boxes_xywh,
     iou_matrix,
     match_boxes,
     matched_iou_per_object,
+    random_boxes,
     xywh_to_xyxy,
     xyxy_to_xywh,
 )
@@ -135,3 +139,92 @@ def test_best_box_iou_nan_without_single_object_frames_and_error_without_objects
     assert math.isnan(bbox_iou([frame(GREEDY_GT, GREEDY_PRED)]).best_box_iou)
     with pytest.raises(ValueError, match="no ground-truth"):
         bbox_iou([frame([], [UNIT])])
+
+
+# ------------------------------------------------------------------ bbox IoU that over-assertion cannot inflate
+def _synthetic_like_frames(n_frames: int, seed: int) -> list[FrameBoxes]:
+    """Ground truth shaped like the synthetic benchmark's: 1-3 boxes of 48-128 px in 448x672 frames."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(n_frames):
+        n = int(rng.integers(1, 4))
+        wh = rng.uniform(48, 128, size=(n, 2))
+        xy = rng.uniform(size=(n, 2)) * ([672, 448] - wh)
+        frames.append(FrameBoxes(image_id=str(i), clip_id=str(i // 3), height=448, width=672,
+                                 gt_boxes=np.concatenate([xy, wh], 1), pred_boxes=np.zeros((0, 4)),
+                                 pred_scores=np.zeros(0)))
+    return frames
+
+
+def _with_count(frames: list[FrameBoxes], k: int) -> list[FrameBoxes]:
+    return [replace(f, pred_boxes=np.zeros((k, 4)), pred_scores=np.ones(k)) for f in frames]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 10, 20, 40, 100])
+def test_random_boxes_at_any_count_score_below_a_tenth(k: int) -> None:
+    frames = random_boxes(_with_count(_synthetic_like_frames(60, seed=k), k), seed=k)
+    assert all(len(f.pred_boxes) == k for f in frames)
+    result = bbox_iou(frames)
+    assert result.mean_iou < 0.1
+    assert chance_iou(_with_count(_synthetic_like_frames(60, seed=k), k), seed=k) == pytest.approx(result.mean_iou)
+    if k == 100:  # the old per-object mean lets the matching pick lucky boxes: this test would catch it
+        assert result.object_ious.mean() > 0.25
+
+
+def test_perfect_predictions_score_one_and_an_extra_box_scores_lower() -> None:
+    frames = _synthetic_like_frames(12, seed=0)
+    perfect = [replace(f, pred_boxes=f.gt_boxes, pred_scores=np.ones(len(f.gt_boxes))) for f in frames]
+    assert bbox_iou(perfect).mean_iou == pytest.approx(1.0)
+    extra = [replace(perfect[0], pred_boxes=np.concatenate([perfect[0].gt_boxes, [[0.0, 0.0, 50.0, 50.0]]]),
+                     pred_scores=np.ones(len(perfect[0].gt_boxes) + 1)), *perfect[1:]]
+    assert bbox_iou(extra).mean_iou < bbox_iou(perfect).mean_iou
+    # A prediction on a frame without objects is an empty slot too.
+    empty = replace(frames[0], gt_boxes=np.zeros((0, 4)), pred_boxes=[UNIT], pred_scores=[1.0])
+    assert bbox_iou([*perfect, empty]).mean_iou < 1.0
+
+
+def _reference_score(frames: list[FrameBoxes]) -> float:
+    """Independent: own IoU in numpy, own matching by brute force over permutations, own pooling."""
+    total, slots = 0.0, 0
+    for f in frames:
+        g, p = np.asarray(f.gt_boxes), np.asarray(f.pred_boxes)
+        best = 0.0
+        small, large = (g, p) if len(g) <= len(p) else (p, g)
+        for perm in itertools.permutations(range(len(large)), len(small)):
+            s = 0.0
+            for i, j in enumerate(perm):
+                a, b = small[i], large[j]
+                iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+                ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+                inter = iw * ih
+                s += inter / (a[2] * a[3] + b[2] * b[3] - inter)
+            best = max(best, s)
+        total += best
+        slots += max(len(g), len(p))
+    return total / slots
+
+
+def test_bbox_iou_matches_an_independent_reference() -> None:
+    rng = np.random.default_rng(7)
+    frames = []
+    for i in range(40):
+        n, m = int(rng.integers(0, 4)), int(rng.integers(0, 5))
+        gt = np.concatenate([rng.uniform(0, 60, (n, 2)), rng.uniform(10, 40, (n, 2))], 1)
+        pred = np.concatenate([rng.uniform(0, 60, (m, 2)), rng.uniform(10, 40, (m, 2))], 1)
+        if n and m:  # some near hits
+            pred[0] = gt[0] + rng.normal(0, 3, 4).clip(-5, 5)
+        frames.append(frame(gt.tolist() or [], pred.tolist() or [], clip=str(i % 7), image=str(i)))
+    assert bbox_iou(frames).mean_iou == pytest.approx(_reference_score(frames), abs=1e-9)
+
+
+def test_random_boxes_are_seeded_inside_the_frame_and_sized_like_the_truth() -> None:
+    frames = _with_count(_synthetic_like_frames(20, seed=1), 7)
+    a, b = random_boxes(frames, seed=3), random_boxes(frames, seed=3)
+    assert all(np.array_equal(x.pred_boxes, y.pred_boxes) for x, y in zip(a, b))
+    assert not np.array_equal(a[0].pred_boxes, random_boxes(frames, seed=4)[0].pred_boxes)
+    boxes = np.concatenate([f.pred_boxes for f in a])
+    sizes = np.concatenate([f.gt_boxes[:, 2:] for f in frames])
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 0] + boxes[:, 2] <= 672).all() and (boxes[:, 1] + boxes[:, 3] <= 448).all()
+    assert all(any(np.allclose(wh, s) for s in sizes) for wh in boxes[:, 2:])
+    with pytest.raises(ValueError, match="ground-truth"):
+        random_boxes([replace(frames[0], gt_boxes=np.zeros((0, 4)))], seed=0)

@@ -29,6 +29,12 @@ def test_repository_params_file_is_valid():
         ({"points": {"p": {"kind": "llm", "layer": "last"}}}, ["points.p.layer", "valid integer"]),  # -1 is valid: from the end
         ({"points": {"p": {"kind": "merger", "layer": 3}}}, ["points.p.layer: unknown key", "allowed: kind"]),
         ({"points": {"Bad-Name": {"kind": "merger"}}}, ["points", "Bad-Name"]),
+        ({"points": {"o": {"kind": "oracle", "stride": 15}}}, ["points.o.stride: 15 must divide data.height (448)"]),
+        ({"points": {"o": {"kind": "oracle", "stride": 0}}}, ["points.o.stride", "greater than or equal to 1"]),
+        ({"points": {"p": {"kind": "vit_block", "layer": 7, "order": "windowed"}}}, ["points.p.order", "'naive'"]),
+        ({"points": {"p": {"kind": "merger", "order": "naive"}}}, ["points.p.order: unknown key"]),
+        ({"decision": {"selectivity_margin": -0.1}}, ["decision.selectivity_margin", "greater than or equal to 0"]),
+        ({"decision": {"oracle_min_iou": 1.5}}, ["decision.oracle_min_iou", "less than or equal to 1"]),
     ],
 )
 def test_bad_params_name_the_key_and_what_is_allowed(raw, expected):

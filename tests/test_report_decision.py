@@ -1,9 +1,13 @@
 """The Phase 1 decision on hand-made summaries: every branch, and the interval bounds it reads."""
 
+import json
+
+import pandas as pd
 import pytest
 
 from foresight_lib.params import parse_params
-from foresight_lib.report.decision import decide
+from foresight_lib.report.decision import benchmark_check, decide
+from foresight_lib.report.selectivity import point_selectivity
 from foresight_lib.report.summary import adapter_summary, point_order
 
 POINTS = parse_params({"points": {
@@ -14,29 +18,38 @@ POINTS = parse_params({"points": {
     "merger": {"kind": "merger"},
     "vit_l7": {"kind": "vit_block", "layer": 7},
     "dino": {"kind": "encoder", "family": "dinov2", "layer": 12},
+    "vit_l7_naive": {"kind": "vit_block", "layer": 7, "order": "naive"},
+    "oracle": {"kind": "oracle", "stride": 14},
 }}).points
 DECISION = parse_params({}).decision
 
 
-def head(iou, lo, hi, m, mlo, mhi):
-    return {"bbox_iou": iou, "bbox_iou_lo": lo, "bbox_iou_hi": hi,
-            "map50_class_agnostic": m, "map50_class_agnostic_lo": mlo, "map50_class_agnostic_hi": mhi}
+def head(iou, lo, hi, m, mlo, mhi, sel=None):
+    """A head's summary row; selectivity defaults to the IoU itself (a shuffled control at 0)."""
+    sel = sel or (iou, lo, hi)
+    return {"bbox_iou": iou, "bbox_iou_lo": lo, "bbox_iou_hi": hi, "bbox_iou_chance": 0.02,
+            "map50_class_agnostic": m, "map50_class_agnostic_lo": mlo, "map50_class_agnostic_hi": mhi,
+            "selectivity": sel[0], "selectivity_lo": sel[1], "selectivity_hi": sel[2]}
 
 
-def summary(vit_l7, vit_l31=None, dino=None, memory=1.43):
-    s = {name: {} for name in POINTS}
-    s["vit_l7"] = {"linear": vit_l7, "extract": {"memory_overhead_vs_merger": memory}}
+def summary(vit_l7, vit_l31=None, dino=None, memory=1.43, oracle=0.95, shuffled=0.0, points=POINTS):
+    s = {name: {} for name in points}
+    shuffled_row = {"linear": {"bbox_iou": shuffled, "bbox_iou_lo": shuffled, "bbox_iou_chance": 0.02}}
+    s["vit_l7"] = {"linear": vit_l7, "shuffled": shuffled_row, "extract": {"memory_overhead_vs_merger": memory}}
     if vit_l31:
-        s["vit_l31"] = {"linear": vit_l31, "extract": {"memory_overhead_vs_merger": memory}}
+        s["vit_l31"] = {"linear": vit_l31, "shuffled": shuffled_row, "extract": {"memory_overhead_vs_merger": memory}}
     if dino:
         s["dino"] = {"linear": dino}
     s["merger"] = {"linear": head(0.9, 0.85, 0.95, 0.9, 0.8, 0.95)}  # post-merge points never decide Phase 1
+    s["vit_l7_naive"] = {"linear": head(0.9, 0.85, 0.95, 0.9, 0.8, 0.95)}  # nor does the naive-order ablation
+    if oracle is not None and "oracle" in points:
+        s["oracle"] = {"linear": head(oracle, oracle - 0.03, oracle + 0.02, 0.9, 0.85, 0.95)}
     return s
 
 
 def test_points_sort_in_model_order():
     assert sorted(POINTS, key=lambda n: point_order(POINTS[n])) == \
-        ["pixels", "vit_embed", "vit_l7", "vit_l31", "merger", "llm_l27", "dino"]
+        ["oracle", "pixels", "vit_embed", "vit_l7", "vit_l7_naive", "vit_l31", "merger", "llm_l27", "dino"]
 
 
 def test_go_needs_both_lower_bounds_above_the_thresholds():
@@ -105,3 +118,91 @@ def test_investigate_on_the_patch_embedding_says_there_is_nothing_earlier():
     d = decide(s, POINTS, DECISION, {}, ["linear"])
     assert d["decision"] == "INVESTIGATE" and d["best_pre_merge"]["point"] == "vit_embed"
     assert "none: `vit_embed`, the patch embedding, is the earliest point" in d["branch"]
+
+
+# ----------------------------------------------------------------- oracle gate, selectivity, reference encoder
+def test_inconclusive_when_the_oracle_is_not_read_or_missing():
+    good = head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4)
+    d = decide(summary(good, oracle=0.6), POINTS, DECISION, {}, ["linear"])
+    assert d["decision"] == "INCONCLUSIVE" and "0.600" in d["branch"] and "0.85" in d["branch"]
+    assert "probe.epochs" in d["branch"] and d["oracle"]["status"] == "fail"
+    no_oracle = {n: p for n, p in POINTS.items() if n != "oracle"}
+    d = decide(summary(good, points=no_oracle), no_oracle, DECISION, {}, ["linear"])
+    assert d["decision"] == "INCONCLUSIVE" and "kind: oracle" in d["branch"] and d["oracle"]["status"] == "missing"
+    # The gate reads the param.
+    d = decide(summary(good, oracle=0.6), POINTS, parse_params({"decision": {"oracle_min_iou": 0.5}}).decision, {},
+               ["linear"])
+    assert d["decision"] == "GO"
+
+
+def test_the_prior_alone_clearing_the_iou_bar_is_not_go():
+    # IoU and mAP clear the GO bar, but the shuffled control reads 0.5: the features add 0.05 [-0.05, 0.15].
+    prior = head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4, sel=(0.05, -0.05, 0.15))
+    d = decide(summary(prior, shuffled=0.5), POINTS, DECISION, {}, ["linear"])
+    assert d["decision"] == "INVESTIGATE" and "prior alone" in d["branch"]
+    # The selectivity's upper bound below the margin where the prior sits above the NO-GO bar: NO-GO.
+    nothing = head(0.52, 0.45, 0.6, 0.3, 0.2, 0.4, sel=(0.01, -0.05, 0.07))
+    d = decide(summary(nothing, shuffled=0.5), POINTS, DECISION, {}, ["linear"])
+    assert d["decision"] == "NO-GO"
+    # Where the prior sits below the NO-GO bar, a low selectivity alone is not NO-GO.
+    d = decide(summary(head(0.3, 0.22, 0.38, 0.1, 0.0, 0.2, sel=(0.01, -0.05, 0.07)), shuffled=0.1), POINTS,
+               DECISION, {}, ["linear"])
+    assert d["decision"] == "INVESTIGATE"
+
+
+def test_no_go_needs_a_configured_real_reference_to_see_space():
+    real = parse_params({"points": {**{n: p.model_dump() for n, p in POINTS.items() if n != "dino"},
+                                    "dino": {"kind": "encoder", "family": "dinov2", "layer": 6,
+                                             "source": "/ckpt/dinov2-small"}}}).points
+    low = head(0.10, 0.05, 0.15, 0.01, 0.0, 0.02)
+    d = decide(summary(low, dino=head(0.15, 0.1, 0.2, 0.0, 0.0, 0.1), points=real), real, DECISION, {}, ["linear"])
+    assert d["decision"] == "INCONCLUSIVE" and "reference encoder" in d["branch"]
+    d = decide(summary(low, dino=head(0.65, 0.6, 0.7, 0.4, 0.3, 0.5), points=real), real, DECISION, {}, ["linear"])
+    assert d["decision"] == "NO-GO" and "`dino`" in d["branch"]
+
+
+# ------------------------------------------------------------------------ selectivity from the predictions
+def _write_point(tmp_path, rows, seeds=None):
+    """A point's predictions, metrics and the frames stage's tables: 4 test clips, 2 slots, one 40 px box each."""
+    data, point = tmp_path / "data", tmp_path / "probes" / "p"
+    data.mkdir(parents=True)
+    point.mkdir(parents=True)
+    pd.DataFrame({"clip": range(6), "split": ["train", "val"] + ["test"] * 4}).to_parquet(data / "clips.parquet")
+    ann = [(c, f, 10.0 * c, 20.0, 40.0, 40.0, 1) for c in range(6) for f in (0, 1)]
+    pd.DataFrame(ann, columns=["clip", "frame", "x", "y", "w", "h", "category_id"]).to_parquet(
+        data / "annotations.parquet")
+    cols = ["clip", "frame", "head", "x", "y", "w", "h", "score", "label"] + (["seed"] if seeds else [])
+    pd.DataFrame(rows, columns=cols).to_parquet(point / "predictions.parquet")
+    metrics = tmp_path / "p.json"
+    metrics.write_text(json.dumps({"point": {"slot_frames": [[0], [1]], "stride": 14, "grid": [2, 16, 16]}}))
+    return point, metrics, data
+
+
+def test_selectivity_is_recomputed_from_the_test_predictions(tmp_path):
+    hit = [(c, f, "linear", 10.0 * c, 20.0, 40.0, 40.0, 0.9, 1) for c in range(2, 6) for f in (0, 1)]
+    half = [(c, f, "shuffled/linear", 10.0 * c + 20, 20.0, 40.0, 40.0, 0.9, 1) for c in range(2, 6) for f in (0, 1)]
+    low = [(2, 0, "linear", 0.0, 0.0, 5.0, 5.0, 0.2, 1)]  # below probe.score_threshold: not asserted
+    point, metrics, data = _write_point(tmp_path, hit + half + low)
+    params = parse_params({"probe": {"bootstrap": 200}}).probe
+    out = point_selectivity(point, metrics, data, ["linear", "dense"], params)
+    assert out["linear"]["selectivity"] == pytest.approx(1.0 - 20 * 40 / (60 * 40))  # IoU 1 minus IoU 1/3
+    lo, hi = out["linear"]["selectivity_ci"]
+    assert lo == pytest.approx(out["linear"]["selectivity"]) and hi == pytest.approx(lo)  # every clip alike
+    assert out["dense"]["selectivity"] == 0.0  # neither the head nor its control asserted anything
+    assert point_selectivity(tmp_path / "none", metrics, data, ["linear"], params) == {}
+    # A seed column pairs point and control seed by seed and averages the seeds.
+    # seed 1: the head reads the prior's box, as its control does (selectivity 0).
+    seeded = [(*r, 0) for r in hit + half] + [(*r[:2], "linear", *r[3:], 1) for r in half] + [(*r, 1) for r in half]
+    point, metrics, data = _write_point(tmp_path / "s", seeded, seeds=True)
+    out = point_selectivity(point, metrics, data, ["linear"], params)
+    assert out["linear"]["selectivity"] == pytest.approx((1.0 - 1 / 3) / 2)
+
+
+def test_benchmark_check_states_whether_the_shuffled_controls_sit_at_chance():
+    at_chance = summary(head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4), shuffled=0.01)  # lower bound 0.01 <= chance 0.02
+    check = benchmark_check(at_chance, POINTS, "synthetic")
+    assert check["status"] == "at chance" and check["expected_at_chance"] and check["checked"] == 1
+    prior = summary(head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4), shuffled=0.3)
+    check = benchmark_check(prior, POINTS, "something_else")
+    assert check["status"] == "above chance" and not check["expected_at_chance"]
+    assert check["above_chance"] == ["vit_l7/linear: 0.300 (chance 0.020)"]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from foresight_lib.data.clip import DIRECTIONS
-from foresight_lib.data.synthetic import CATEGORIES, make_clip
+from foresight_lib.data.synthetic import CATEGORIES, make_clip, travel_offset
 
 H, W, F = 224, 448, 9
 
@@ -49,8 +49,30 @@ def test_motion_matches_direction_and_speed(clips):
             moved_x = np.diff(track.x.to_numpy()) / np.diff(track.frame.to_numpy())
             moved_y = np.diff(track.y.to_numpy()) / np.diff(track.frame.to_numpy())
             along, across = (moved_x, moved_y) if dx else (moved_y, moved_x)
-            assert np.all(np.sign(along) == (dx or dy)) and np.all(np.abs(along) >= 5)
-            assert np.all(across == 0)
+            assert np.all(along * (dx or dy) >= 0) and np.all(across == 0)  # the direction label holds
+
+
+def test_motion_accelerates_so_time_is_asymmetric(clips):
+    """Per-frame displacement grows: a forward clip speeds up, its reverse slows down."""
+    step = {"right": (1, 0), "down": (0, 1), "left": (-1, 0), "up": (0, -1)}
+    checked = 0
+    for clip in clips:
+        dx, _ = step[DIRECTIONS[clip.direction]]
+        full = clip.objects[clip.objects.visibility == 1.0].sort_values("frame")
+        for _, track in full.groupby("object_id"):
+            frames = track.frame.to_numpy()
+            if len(track) < 4 or np.any(np.diff(frames) != 1):
+                continue
+            along = np.abs(np.diff((track.x if dx else track.y).to_numpy()))
+            assert np.all(np.diff(along) >= -1)  # non-decreasing up to rounding
+            assert along[-1] > along[0] + 2
+            reversed_along = along[::-1]
+            assert reversed_along[0] > reversed_along[-1]  # the reversed clip decelerates: distinguishable
+            checked += 1
+    assert checked >= 5
+    assert travel_offset(10.0, 0, 9) == 0.0 and travel_offset(10.0, 8, 9) == pytest.approx(80.0)
+    assert travel_offset(10.0, 1, 9) == pytest.approx(5.625) and travel_offset(10.0, 8, 9) - travel_offset(10.0, 7, 9) == pytest.approx(14.375)
+    assert travel_offset(10.0, 0, 1) == 0.0
 
 
 def test_benchmark_has_the_promised_variety(clips):

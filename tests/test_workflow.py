@@ -102,9 +102,10 @@ def test_the_dvc_workflow(repo: Path) -> None:
     assert "## Decision: **" in report and "](sheets/dual.png)" in report
     assert {"adapter.dual.tsv", "vit_l7.linear.tsv"} <= {f.name for f in (repo / "reports" / "curves").iterdir()}
     summary = json.loads((repo / "metrics" / "summary.json").read_text())
-    assert set(summary) == {"pixels", "vit_embed", "vit_l7", "merger", "adapter:dual", "adapter:single_vit_embed",
-                            "adapter:multi"}
+    assert set(summary) == {"oracle", "pixels", "vit_embed", "vit_l7", "merger", "adapter:dual",
+                            "adapter:single_vit_embed", "adapter:multi"}
     assert "| `single_vit_embed` | A |" in report and "| `dual` | B |" in report and "| `multi` | C |" in report
+    assert "Oracle (`oracle`)" in report and "selectivity" in report
     assert {"spatial_iou", "psnr", "ssim", "parameters"} <= set(summary["adapter:dual"])
     plots = json.loads(_run(repo, "dvc", "plots", "show", "--json", stdout_only=True))
     assert not plots.get("errors") and {"bbox_iou_by_point", "map50_by_point", "reports/boxes.png",
@@ -145,6 +146,6 @@ def test_the_dvc_workflow(repo: Path) -> None:
     _run(repo, "git", "commit", "-qm", "vit_l7 -> layer 3")
 
     ran = _ran(_run(repo, "dvc", "exp", "run", "-n", "more-epochs", "-S", "probe.epochs=2"))
-    assert {f"probe@{p}" for p in ("pixels", "vit_embed", "vit_l7", "merger")} <= ran and "report" in ran
+    assert {f"probe@{p}" for p in ("oracle", "pixels", "vit_embed", "vit_l7", "merger")} <= ran and "report" in ran
     assert not any(s.startswith(("extract@", "frames", "latents")) for s in ran), ran
     assert "more-epochs" in _run(repo, "dvc", "exp", "show", "--csv")

@@ -21,7 +21,7 @@ import math
 import resource
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from ..errors import ForesightError
 from ..features import FeatureStore, open_features
+from ..features_loader import MemoryBudget, SplitLoader
 from ..ltx.latents import decode_for_loss
 from ..params import AdapterTrainParams, DualStreamAdapterParams, MultiScaleAdapterParams, SingleAdapterParams
 from ..store import PartialStore, open_complete, write_json_atomic
@@ -52,27 +53,38 @@ if TYPE_CHECKING:
 
 @dataclass
 class AdapterData:
-    """An adapter's inputs (feature stores by role) and targets (the VAE latents ``[clip, 128, F', H', W']``)."""
+    """An adapter's inputs (feature stores by role) and targets (the VAE latents ``[clip, 128, F', H', W']``).
+
+    Inputs are read through :mod:`foresight_lib.features_loader` (float16, one loader per store over all its
+    clips): held in GPU memory or host RAM when the store fits ``budget`` (read once), else read per batch.
+    """
 
     stores: dict[str, FeatureStore]
     latents: zarr.Array
     latent: LatentSpec
+    budget: MemoryBudget = field(default_factory=lambda: MemoryBudget(0, 0))
+    loaders: dict[str, SplitLoader] = field(default_factory=dict)
 
     @property
     def streams(self) -> dict[str, GridSpec]:
         return {role: GridSpec.of(store) for role, store in self.stores.items()}
 
     def inputs(self, clips: Sequence[int], device: torch.device) -> dict[str, torch.Tensor]:
-        """``{role: float32 [k, t, gh, gw, C]}`` of ``clips`` on ``device``."""
-        return {role: torch.from_numpy(store.read(list(clips))).to(device) for role, store in self.stores.items()}
+        """``{role: float32 [k, t, gh, gw, C]}`` of ``clips`` on ``device`` (the stored float16 values)."""
+        for role, store in self.stores.items():
+            if role not in self.loaders:
+                self.loaders[role] = SplitLoader.open(store, range(store.n_clips), self.budget, device, 1)
+        return {role: self.loaders[role].take(list(clips)).float() for role in self.stores}
 
     def targets(self, clips: Sequence[int]) -> np.ndarray:
         """float32 ``[k, 128, F', H', W']``."""
         return np.stack([np.asarray(self.latents[c], dtype=np.float32) for c in clips])
 
 
-def open_data(spec: AdapterSpec, features_dir: str | Path, latents_path: str | Path) -> AdapterData:
-    """The feature stores of ``spec``'s input points and the VAE latents, checked to describe the same clips."""
+def open_data(spec: AdapterSpec, features_dir: str | Path, latents_path: str | Path,
+              budget: MemoryBudget | None = None) -> AdapterData:
+    """The feature stores of ``spec``'s input points and the VAE latents, checked to describe the same clips;
+    inputs held within ``budget`` (default: none, every batch read from the stores)."""
     latents = open_complete(latents_path)
     latent = LatentSpec.of(latents)
     stores = {role: open_features(Path(features_dir) / f"{point}.zarr") for role, point in spec.inputs().items()}
@@ -81,7 +93,7 @@ def open_data(spec: AdapterSpec, features_dir: str | Path, latents_path: str | P
             raise ForesightError(f"{store.path}: {store.n_clips} clips, but {latents_path} has {latents.shape[0]}")
         if store.attrs.get("frames", {}).get("sha256") != latents.attrs["frames"]["sha256"]:
             raise ForesightError(f"{store.path} and {latents_path} were made from different frames stores")
-    return AdapterData(stores=stores, latents=latents, latent=latent)
+    return AdapterData(stores=stores, latents=latents, latent=latent, budget=budget or MemoryBudget(0, 0))
 
 
 def input_stats(store: FeatureStore, clips: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

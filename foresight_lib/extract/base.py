@@ -35,10 +35,12 @@ class Extractor(ABC):
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     reference_bytes_per_frame: float | None = None  # the merger's feature bytes per frame, when known
     flops_per_frame: float | None = None  # model FLOPs per frame up to this point (0: no model); :mod:`.flops`
+    by_index: bool = False  # ``run`` gets the clips' indices ``[k]``, not their frames (a point made from ground truth)
 
     @abstractmethod
     def run(self, clips: np.ndarray) -> torch.Tensor:
-        """uint8 frames ``[k, F, H, W, 3]`` of ``k`` clips -> float grids ``[k, T, gh, gw, C]`` on ``device``."""
+        """uint8 frames ``[k, F, H, W, 3]`` of ``k`` clips (or their indices ``[k]``, :attr:`by_index`) -> float grids
+        ``[k, T, gh, gw, C]`` on ``device``."""
 
 
 def resolve_layer(layer: int, depth: int, what: str) -> int:

@@ -9,6 +9,9 @@ slots, ``h, w`` patch grid, ``Hb = h/m, Wb = w/m`` merge-unit grid, ``U = m*m`` 
 2. Window order (every ViT block output): whole merge units permuted by :func:`window_index`.
 3. Merged tokens (merger output, LLM vision tokens): raster order of merge units ``(t, bh, bw)``.
 
+The ``order: naive`` ablation (:func:`naive_grid`) skips rules 1-2: it reshapes the window-order sequence of
+the vision tower's ``hidden_states`` straight to ``[T, h, w, C]``, as the research proposal's sketch did.
+
 Image mode: each frame is one image with one temporal slot, the frame repeated ``tp`` times.
 Video mode: slot ``t`` covers frames ``tp*t .. tp*t + tp - 1``; a frame count that is not a multiple
 of ``tp`` is padded by repeating the last frame, as ``Qwen2VLVideoProcessor.patchify`` does.
@@ -120,6 +123,20 @@ def unwindow(x: torch.Tensor, window_index: torch.Tensor) -> torch.Tensor:
     units = window_index.numel()
     inverse = torch.argsort(window_index.to(x.device))  # [S/U]
     return x.reshape(units, s // units, c)[inverse].reshape(s, c)
+
+
+def to_window_order(x: torch.Tensor, window_index: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`unwindow`: merge-unit-order tokens ``[S, C]`` -> window order ``[S, C]``, as the vision
+    tower's ``hidden_states`` hold them."""
+    s, c = x.shape
+    units = window_index.numel()
+    return x.reshape(units, s // units, c)[window_index.to(x.device)].reshape(s, c)
+
+
+def naive_grid(x: torch.Tensor, t: int, h: int, w: int) -> torch.Tensor:
+    """The proposal's reshape, an ablation: window-order pre-merge tokens ``[T*h*w, C]`` -> ``[T, h, w, C]`` as is,
+    not un-permuted (space scrambled inside every window and merge unit)."""
+    return x.reshape(t, h, w, -1)
 
 
 def merged_to_raster(x: torch.Tensor, t: int, hb: int, wb: int) -> torch.Tensor:

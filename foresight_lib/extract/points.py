@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
-from ..params import EncoderPoint, ExtractParams, ModelParams, PixelsPoint, PointParams
+from pathlib import Path
+
+from ..errors import ForesightError
+from ..params import EncoderPoint, ExtractParams, ModelParams, OraclePoint, PixelsPoint, PointParams
 from .base import Extractor
 from .pixels import pixels_extractor
 
 
-def make_extractor(name: str, point: PointParams, model: ModelParams, extract: ExtractParams,
-                   height: int, width: int, n_frames: int) -> Extractor:
-    """The extractor for ``points.<name>`` (transformers loads only for the points that need a model)."""
+def make_extractor(
+    name: str,
+    point: PointParams,
+    model: ModelParams,
+    extract: ExtractParams,
+    height: int,
+    width: int,
+    n_frames: int,
+    frames_path: str | Path | None = None,
+    annotations_path: str | Path | None = None,
+) -> Extractor:
+    """The extractor for ``points.<name>`` (transformers loads only for the points that need a model); an ``oracle``
+    point reads the frames stage's store and ground truth (``frames_path``, ``annotations_path``: required for it)."""
     if isinstance(point, PixelsPoint):
         return pixels_extractor(name, point, height, width, n_frames, max(1, extract.batch_frames // n_frames))
+    if isinstance(point, OraclePoint):
+        from .oracle import oracle_extractor
+
+        if frames_path is None or annotations_path is None:
+            raise ForesightError(
+                f"point {name}: an oracle point needs the frames store and the annotations table "
+                "(stages/extract.py --annotations data/annotations.parquet)"
+            )
+        return oracle_extractor(name, point, frames_path, annotations_path, height, width, n_frames)
     if isinstance(point, EncoderPoint):
         from .encoders import encoder_extractor
 

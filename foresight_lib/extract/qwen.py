@@ -46,8 +46,10 @@ from .order import (
     merge_order_to_raster,
     merged_to_raster,
     n_slots,
+    naive_grid,
     patchify,
     slot_frames,
+    to_window_order,
     unwindow,
     window_index,
 )
@@ -344,8 +346,12 @@ def _forward(
     result = {}
     for name, point in points.items():
         out = outputs[modules[name]]
-        if isinstance(point, VitEmbedPoint):
+        if isinstance(point, VitEmbedPoint) and point.order == "naive":
+            grid = naive_grid(to_window_order(out, windows), t, h, w)  # as hidden_states[0], reshaped as is
+        elif isinstance(point, VitEmbedPoint):
             grid = merge_order_to_raster(out, t, h, w, merge_size=m)  # out: [T*h*w, Cv] merge-unit order
+        elif isinstance(point, VitBlockPoint) and point.order == "naive":
+            grid = naive_grid(out, t, h, w)  # out: [T*h*w, Cv] window order, reshaped as is (the ablation)
         elif isinstance(point, VitBlockPoint):
             grid = merge_order_to_raster(unwindow(out, windows), t, h, w, merge_size=m)  # out: [T*h*w, Cv] window order
         elif isinstance(point, MergerPoint):

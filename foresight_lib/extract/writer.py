@@ -190,6 +190,8 @@ def write_point(
     )
 
     def read(batch: list[int]) -> np.ndarray:
+        if extractor.by_index:
+            return np.asarray(batch)  # [k]
         return np.stack([frames[i] for i in batch])  # [k, F, H, W, 3]
 
     # A clip is recorded as done, by this thread only, once its chunk is written.

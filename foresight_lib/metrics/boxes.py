@@ -1,10 +1,18 @@
-"""Box utilities and the bbox IoU metric.
+"""Box utilities, the bbox IoU metric and its chance level.
 
 Boxes are COCO ``[x, y, w, h]`` in pixels, float arrays ``[N, 4]``. IoU is pycocotools' box IoU,
 the same one COCOeval uses for mAP.
 
-bbox IoU = per ground-truth object, the IoU with the prediction matched to it one-to-one
-(Hungarian on IoU); an unmatched object counts 0; mean over objects.
+bbox IoU (the one definition) = per frame, match the N ground-truth boxes one-to-one to the M predictions
+(Hungarian, maximising the total IoU) and sum the matched IoUs; divide the sum over all frames by the sum
+over all frames of ``max(N, M)``. With M <= N this is the mean over objects of the matched IoU (an unmatched
+object counts 0); every prediction beyond the frame's object count adds an empty slot, so a frame's share
+can never exceed N / M: asserting extra boxes cannot raise the score (a prediction on a frame without
+objects counts as a slot scoring 0).
+
+chance bbox IoU (:func:`chance_iou`) = the same bbox IoU of random boxes at the asserted count: each
+frame's M predictions replaced by M boxes whose sizes are drawn from the ground-truth boxes of all
+frames and whose positions are uniform inside the frame (seeded).
 
 best-box IoU = on frames with exactly one ground-truth object, the IoU of the single
 highest-scoring prediction with it (0 if there is no prediction; on a score tie, the first);
@@ -17,7 +25,7 @@ so the metric does not filter by score itself.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -134,8 +142,11 @@ class FrameBoxes:
 class BboxIouResult:
     """Dataset-level bbox IoU and best-box IoU, with per-item values and their clips for the bootstrap."""
 
-    mean_iou: float  # bbox IoU: mean of object_ious
-    object_ious: np.ndarray  # [K] matched IoU of every ground-truth object
+    mean_iou: float  # bbox IoU: frame_matched.sum() / frame_slots.sum()
+    frame_matched: np.ndarray  # [F] per frame, the sum of the matched IoUs
+    frame_slots: np.ndarray  # [F] per frame, max(ground-truth count, prediction count)
+    frame_clip_ids: np.ndarray  # [F] str
+    object_ious: np.ndarray  # [K] matched IoU of every ground-truth object (0 if unmatched)
     object_clip_ids: np.ndarray  # [K] str
     best_box_iou: float  # mean of best_box_ious; NaN when no frame has exactly one object
     best_box_ious: np.ndarray  # [F1] one per single-object frame
@@ -148,9 +159,12 @@ def bbox_iou(frames: Sequence[FrameBoxes]) -> BboxIouResult:
     Raises ValueError when the frames hold no ground-truth object.
     """
     object_ious, object_clips, best_ious, best_clips = [], [], [], []
-    for frame in frames:
+    matched, slots = np.zeros(len(frames)), np.zeros(len(frames))  # [F], [F]
+    for i, frame in enumerate(frames):
         object_ious.append(matched_iou_per_object(frame.gt_boxes, frame.pred_boxes))
         object_clips.extend([frame.clip_id] * len(frame.gt_boxes))
+        matched[i] = object_ious[-1].sum()
+        slots[i] = max(len(frame.gt_boxes), len(frame.pred_boxes))
         if len(frame.gt_boxes) == 1:
             best = 0.0
             if len(frame.pred_boxes):
@@ -163,10 +177,37 @@ def bbox_iou(frames: Sequence[FrameBoxes]) -> BboxIouResult:
         raise ValueError("bbox IoU is undefined: the frames hold no ground-truth object")
     best_arr = np.asarray(best_ious, dtype=np.float64)  # [F1]
     return BboxIouResult(
-        mean_iou=float(ious.mean()),
+        mean_iou=float(matched.sum() / slots.sum()),
+        frame_matched=matched,
+        frame_slots=slots,
+        frame_clip_ids=np.asarray([f.clip_id for f in frames], dtype=str),
         object_ious=ious,
         object_clip_ids=np.asarray(object_clips, dtype=str),
         best_box_iou=float(best_arr.mean()) if len(best_arr) else float("nan"),
         best_box_ious=best_arr,
         best_box_clip_ids=np.asarray(best_clips, dtype=str),
     )
+
+
+def random_boxes(frames: Sequence[FrameBoxes], seed: int) -> list[FrameBoxes]:
+    """``frames`` with each frame's M predictions replaced by M random boxes (scores 1, no labels): sizes drawn
+    from the ground-truth boxes of all frames, positions uniform inside the frame. Deterministic per ``seed``.
+
+    Raises ValueError when the frames hold no ground-truth box (no size to draw).
+    """
+    sizes = np.concatenate([f.gt_boxes[:, 2:] for f in frames]) if frames else np.zeros((0, 2))  # [K, 2]
+    if len(sizes) == 0:
+        raise ValueError("random boxes need ground-truth boxes to draw their sizes from")
+    rng = np.random.default_rng(seed)
+    out = []
+    for f in frames:
+        m = len(f.pred_boxes)
+        wh = np.minimum(sizes[rng.integers(0, len(sizes), size=m)], [f.width, f.height])  # [M, 2]
+        xy = rng.uniform(size=(m, 2)) * ([f.width, f.height] - wh)  # [M, 2]
+        out.append(replace(f, pred_boxes=np.concatenate([xy, wh], axis=1), pred_scores=np.ones(m), pred_labels=None))
+    return out
+
+
+def chance_iou(frames: Sequence[FrameBoxes], seed: int) -> float:
+    """Chance bbox IoU of ``frames``: :func:`bbox_iou` of :func:`random_boxes` at each frame's prediction count."""
+    return bbox_iou(random_boxes(frames, seed)).mean_iou

@@ -1,25 +1,36 @@
 """The one evaluation of detections against ground truth, shared by every probe and the decoded-video check.
 
 Given every frame's ground truth and *all* its detections (with scores):
-- ``bbox_iou``: per ground-truth object, the IoU with the prediction matched to it one-to-one (Hungarian on
-  IoU) among the detections scoring at least ``score_threshold``; an unmatched object counts 0; mean over
-  objects (:func:`~foresight_lib.metrics.boxes.bbox_iou`);
+- ``bbox_iou``: the detections scoring at least ``score_threshold`` matched one-to-one to the ground truth
+  (Hungarian on IoU); matched IoUs summed over frames, divided by the summed ``max(objects, asserted)`` per
+  frame (:func:`~foresight_lib.metrics.boxes.bbox_iou`: extra boxes cannot raise it);
+  ``bbox_iou_chance``: the same of random boxes at the asserted count (:func:`~.boxes.chance_iou`);
 - ``best_box_iou``: on frames with exactly one object, the IoU of the single highest-scoring detection;
 - ``map50_*`` / ``map_*``: COCO AP@0.5 and AP@[.5:.95] over all detections (pycocotools), class-agnostic
   and class-aware;
-each with a 95% percentile bootstrap interval over clips (``*_ci``).
+each with a 95% bias-corrected bootstrap interval over clips (``*_ci``, :mod:`.bootstrap`); the IoU intervals
+resample the clips that hold ground truth.
+
+:func:`selectivity`: a point's bbox IoU minus its shuffled control's on the same frames, with a paired interval.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from .bootstrap import bootstrap_ci, bootstrap_cis, clip_mean, frame_indices_of_clips
-from .boxes import FrameBoxes, bbox_iou
+from .bootstrap import (
+    bootstrap_ci,
+    bootstrap_cis,
+    bootstrap_clips_seeds,
+    clip_mean,
+    clip_ratio,
+    frame_indices_of_clips,
+)
+from .boxes import BboxIouResult, FrameBoxes, bbox_iou, chance_iou
 from .coco import CocoEvaluation
 
 NAN_CI = (float("nan"), float("nan"))
@@ -59,7 +70,8 @@ def _maps(frames: Sequence[FrameBoxes], class_aware: bool, n_resamples: int, see
 
 def detection_metrics(frames: Sequence[FrameBoxes], score_threshold: float, n_resamples: int,
                       n_resamples_map: int, seed: int) -> dict[str, Any]:
-    """bbox IoU, best-box IoU and mAP (both flavours) of ``frames`` (all detections), with 95% intervals.
+    """bbox IoU with its chance level, best-box IoU and mAP (both flavours) of ``frames`` (all detections), with 95%
+    intervals; the chance level's random boxes are seeded by ``seed``.
 
     Class-aware mAP is computed when every frame carries labels. Raises ValueError without any ground truth.
     """
@@ -67,8 +79,8 @@ def detection_metrics(frames: Sequence[FrameBoxes], score_threshold: float, n_re
     iou, best = bbox_iou(kept), bbox_iou(frames)  # bbox IoU of asserted detections; best-box IoU of all
     out: dict[str, Any] = {
         "bbox_iou": iou.mean_iou,
-        "bbox_iou_ci": bootstrap_ci(np.unique(iou.object_clip_ids), clip_mean(iou.object_ious, iou.object_clip_ids),
-                                    n_resamples, seed),
+        "bbox_iou_ci": bootstrap_ci(np.unique(iou.object_clip_ids), iou_statistic(iou), n_resamples, seed),
+        "bbox_iou_chance": chance_iou(kept, seed),
         "best_box_iou": best.best_box_iou,
         "best_box_iou_ci": (bootstrap_ci(np.unique(best.best_box_clip_ids),
                                          clip_mean(best.best_box_ious, best.best_box_clip_ids), n_resamples, seed)
@@ -82,3 +94,29 @@ def detection_metrics(frames: Sequence[FrameBoxes], score_threshold: float, n_re
         "asserted_per_frame": float(np.mean([len(f.pred_boxes) for f in kept])),
     }
     return out
+
+
+def iou_statistic(result: BboxIouResult) -> Callable[[list[str]], float]:
+    """bbox IoU of the given clips (repeats count again), for the bootstrap: :func:`.bootstrap.clip_ratio` of the
+    per-frame matched IoU sums over the per-frame slot counts."""
+    return clip_ratio(result.frame_matched, result.frame_slots, result.frame_clip_ids)
+
+
+def selectivity(points: Sequence[BboxIouResult], controls: Sequence[BboxIouResult], n_resamples: int,
+                seed: int, level: float = 0.95) -> dict[str, Any]:
+    """What a point's features add over the prior: its bbox IoU minus its shuffled control's, on the same frames.
+
+    ``points[s]`` and ``controls[s]`` are probe seed ``s``'s results (one entry per seed, paired by seed). Returns
+    ``{"selectivity": mean over seeds of (point - control), "selectivity_ci": (low, high)}``: the paired interval
+    resamples the clips that hold ground truth jointly for point and control (and the seeds, with several:
+    :func:`.bootstrap.bootstrap_clips_seeds`). Raises ValueError on unpaired inputs or frames that differ.
+    """
+    if not points or len(points) != len(controls):
+        raise ValueError(f"selectivity needs one control per point result (got {len(points)} and {len(controls)})")
+    for p, c in zip(points, controls):
+        if not np.array_equal(p.object_clip_ids, c.object_clip_ids):
+            raise ValueError("selectivity compares results on the same frames: their ground truth differs")
+    pairs = [(iou_statistic(p), iou_statistic(c)) for p, c in zip(points, controls)]
+    stats = [lambda ids, p=p, c=c: p(ids) - c(ids) for p, c in pairs]
+    value, ci = bootstrap_clips_seeds(np.unique(points[0].object_clip_ids), stats, n_resamples, seed, level)
+    return {"selectivity": value, "selectivity_ci": ci}

@@ -8,7 +8,7 @@ from the stride (pixels per cell) passed in with the targets and to :meth:`Spati
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ class BoxTargets:
     boxes: list[torch.Tensor]  # B x [N_i, 4] xywh px
     labels: list[torch.Tensor]  # B x [N_i] long
     stride: int  # pixels per grid cell
+    cache: dict = field(default_factory=dict, compare=False, repr=False)  # per-batch targets a head derives, shared
 
 
 @dataclass(frozen=True)

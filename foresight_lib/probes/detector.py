@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import ForesightError
 from ..extract.pixels import pixel_patches
+from ..features_loader import Standardiser
 from ..params import ProbeParams
 from .base import Detections, SpatialProbe
 from .heads import make_probe
@@ -57,15 +58,16 @@ class ProbeDetector:
         self.probe.load_state_dict(load_file(weights_path))
         self.probe.eval()
         self.dtype = np.dtype(config["dtype"])  # features are rounded as the trained-on store rounded them
-        self.mean = np.asarray(config["mean"], dtype=np.float32)  # [C]
-        self.std = np.asarray(config["std"], dtype=np.float32)  # [C]
+        self.standardiser = Standardiser(np.asarray(config["mean"], dtype=np.float32),
+                                         np.asarray(config["std"], dtype=np.float32))  # [C] each
 
     @torch.no_grad()
     def __call__(self, frames: np.ndarray, batch: int = 16) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         out = []
         for start in range(0, len(frames), batch):
-            patches = pixel_patches(frames[start : start + batch], self.patch).astype(self.dtype).astype(np.float32)
-            grids = (patches - self.mean) / self.std  # [B, gh, gw, C]
-            detections: list[Detections] = self.probe.decode(self.probe(torch.from_numpy(grids)), self.stride)
+            patches = pixel_patches(frames[start : start + batch], self.patch).astype(self.dtype)  # [B, gh, gw, C]
+            # held and standardised as the probe stage's loader does (features_loader)
+            grids = self.standardiser.apply(torch.from_numpy(patches.astype(np.float16))).float()
+            detections: list[Detections] = self.probe.decode(self.probe(grids), self.stride)
             out.extend((d.boxes, d.scores, d.labels + 1) for d in detections)
         return out

@@ -79,18 +79,20 @@ class DetrProbe(SpatialProbe):
     def loss(self, outputs: dict[str, torch.Tensor], targets: BoxTargets) -> torch.Tensor:
         logits, boxes = outputs["logits"], outputs["boxes"]  # [B, Q, K + 1], [B, Q, 4]
         gh, gw = outputs["grid"].tolist()
-        size = torch.tensor([gw, gh, gw, gh], dtype=torch.float32) * targets.stride  # frame w, h, w, h in px
-        classes = torch.full(logits.shape[:2], self.n_classes, dtype=torch.long)  # [B, Q] no-object by default
+        device = logits.device
+        size = torch.tensor([gw, gh, gw, gh], dtype=torch.float32, device=device) * targets.stride  # frame w, h, w, h px
+        classes = torch.full(logits.shape[:2], self.n_classes, dtype=torch.long, device=device)  # [B, Q] no-object
         matched_pred, matched_gt = [], []
         for i, (gt_xywh, gt_labels) in enumerate(zip(targets.boxes, targets.labels)):
             if len(gt_xywh) == 0:
                 continue
             gt = box_convert(gt_xywh.float(), "xywh", "cxcywh") / size  # [N, 4] cxcywh, fractions of the frame
             q, g = hungarian_match(self.match_cost(logits[i], boxes[i], gt, gt_labels))
+            q, g = q.to(device), g.to(device)
             classes[i, q] = gt_labels[g].long()
             matched_pred.append(boxes[i, q])
             matched_gt.append(gt[g])
-        weight = torch.ones(self.n_classes + 1)
+        weight = torch.ones(self.n_classes + 1, device=device)
         weight[-1] = NO_OBJECT_WEIGHT
         loss = F.cross_entropy(logits.flatten(0, 1), classes.flatten(), weight=weight)
         if matched_pred:

@@ -1,25 +1,32 @@
 """Spatial predictions and their metrics (every number from :mod:`foresight_lib.metrics`).
 
 Which detections count:
-- ``bbox_iou`` (also reported on the validation split as ``val_bbox_iou``) uses only the detections scoring at least
-  ``probe.score_threshold``: the Hungarian matching of bbox IoU must see what the probe asserts, not hundreds
-  of low-score boxes that would let it pick a lucky one.
+- ``bbox_iou`` (also reported on the validation split as ``val_bbox_iou``, the score that selects epoch and
+  learning rate) uses only the detections scoring at least ``probe.score_threshold``, through the project's
+  one definition (:func:`foresight_lib.metrics.boxes.bbox_iou`);
 - ``best_box_iou`` (frames with exactly one object) uses the single highest-scoring detection, whatever
   its score; ``map*`` use every decoded detection (score >= ``probe.min_score``, at most
   ``probe.max_detections`` per frame) with its score.
 
 Names: ``map50_class_agnostic`` / ``map_class_agnostic`` score boxes alone (every box one category: where
 things are), ``map50_class_aware`` / ``map_class_aware`` also need the right class (category ids of the
-annotations). ``<metric>_ci`` is the 95% percentile bootstrap interval over clips (:mod:`..metrics.bootstrap`,
-seeded by ``probe.seed``): ``probe.bootstrap`` resamples for IoUs, ``probe.bootstrap_map`` for mAPs (each one
-COCOeval per flavour; 0 writes null intervals). IoU intervals resample the clips that hold the metric's items
-(objects, single-object frames); mAP intervals resample every test clip, and are NaN (written null) if a resample
-has no ground truth.
+annotations). ``bbox_iou_chance`` is bbox IoU's chance level (random boxes at the asserted count,
+:func:`..metrics.boxes.chance_iou`). ``<metric>_ci`` is the 95% bias-corrected bootstrap interval over clips
+(:mod:`..metrics.bootstrap`, seeded by ``probe.seed``): ``probe.bootstrap`` resamples for IoUs,
+``probe.bootstrap_map`` for mAPs (0 writes null intervals).
+
+Seeds (``probe.seeds``, the heads' initialisations): every seed is trained and tested. The reported metric is
+computed on the test frames of all seeds together, each seed's frames as separate images of their clip: bbox
+IoU is then the pooled average over seeds (every seed scores the same objects), mAP the AP of the
+seeds' detections pooled. The bootstrap resamples clips, and a drawn clip brings its frames of every seed: each
+resample averages over the seeds, so the interval is that of the seed average, and a seed that fails on some
+clips widens it through those clips. Each seed's own test metrics (point estimates), selected
+learning rate and epoch are reported beside it under ``seeds``, so the spread between seeds stays visible.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,11 +35,11 @@ import torch
 
 from ..metrics.boxes import FrameBoxes, bbox_iou
 from ..metrics.detection import detection_metrics
-from ..params import ProbeParams
 from .base import Detections, SpatialProbe
 from .data import ProbeData
+from .truth import GroundTruth
 
-PREDICTION_COLUMNS: tuple[str, ...] = ("clip", "frame", "head", "x", "y", "w", "h", "score", "label")
+PREDICTION_COLUMNS: tuple[str, ...] = ("clip", "frame", "head", "seed", "x", "y", "w", "h", "score", "label")
 
 
 @dataclass(frozen=True)
@@ -44,62 +51,74 @@ class FramePrediction:
     detections: Detections
 
 
-@torch.no_grad()
-def predict(probe: SpatialProbe, data: ProbeData, split: str, shuffled: bool) -> list[FramePrediction]:
-    """Decoded detections of every sample of ``split``, in clip then slot order."""
-    probe.eval()
-    out = []
-    for batch in data.batches(split, shuffled):
-        detections = probe.decode(probe(batch.grids), data.stride)
-        out.extend(FramePrediction(int(c), data.slot_frames[int(t)], d)
-                   for c, t, d in zip(batch.clips, batch.slots, detections))
-    return out
+def decode(probe: SpatialProbe, outputs: dict[str, torch.Tensor], stride: int) -> list[Detections]:
+    """Per-frame detections of a batch's outputs (decoded on the CPU)."""
+    return probe.decode({k: v.detach().cpu() for k, v in outputs.items()}, stride)
 
 
 @torch.no_grad()
-def mean_loss(probe: SpatialProbe, data: ProbeData, split: str, shuffled: bool) -> float:
-    """The probe's training loss averaged over the samples of ``split`` (the validation score of :func:`~.train.fit`)."""
-    probe.eval()
-    total, count = 0.0, 0
-    for batch in data.batches(split, shuffled):
-        total += probe.loss(probe(batch.grids), data.box_targets(batch)).item() * len(batch.clips)
+def evaluate_split(probes: Sequence[tuple[SpatialProbe, bool]], data: ProbeData,
+                   split: str) -> tuple[list[list[FramePrediction]], list[float]]:
+    """One pass over ``split`` (clip then slot order) for every ``(probe, shuffled)``: each one's decoded
+    detections and mean training loss."""
+    for probe, _ in probes:
+        probe.eval()
+    predictions: list[list[FramePrediction]] = [[] for _ in probes]
+    totals = [torch.zeros(()) for _ in probes]
+    count = 0
+    for batch in data.batches(split, control=any(shuffled for _, shuffled in probes)):
+        for i, (probe, shuffled) in enumerate(probes):
+            outputs = probe(batch.inputs(shuffled))
+            totals[i] = totals[i] + probe.loss(outputs, batch.targets).detach().cpu() * len(batch.clips)
+            predictions[i].extend(FramePrediction(int(c), data.slot_frames[int(t)], d)
+                                  for c, t, d in zip(batch.clips, batch.slots, decode(probe, outputs, data.stride)))
         count += len(batch.clips)
-    return total / count
+    return predictions, [float(t) / count for t in totals]
 
 
-def frame_boxes(data: ProbeData, predictions: Sequence[FramePrediction], min_score: float) -> list[FrameBoxes]:
-    """Ground truth and the detections scoring at least ``min_score`` of every predicted frame; labels are category ids."""
+def frame_boxes(truth: GroundTruth, predictions: Sequence[FramePrediction], min_score: float,
+                tag: str = "") -> list[FrameBoxes]:
+    """Ground truth and the detections scoring at least ``min_score`` of every predicted frame; labels are
+    category ids; image ids ``<tag><clip>:<frame>``, clip ids the clip."""
     frames = []
     for p in predictions:
-        gt_boxes, gt_classes = data.truth.frame(p.clip, p.frame)
+        gt_boxes, gt_classes = truth.frame(p.clip, p.frame)
         keep = p.detections.scores >= min_score  # [M]
         frames.append(FrameBoxes(
-            image_id=f"{p.clip}:{p.frame}", clip_id=str(p.clip), height=data.truth.height, width=data.truth.width,
+            image_id=f"{tag}{p.clip}:{p.frame}", clip_id=str(p.clip), height=truth.height, width=truth.width,
             gt_boxes=gt_boxes, pred_boxes=p.detections.boxes[keep], pred_scores=p.detections.scores[keep],
             gt_labels=gt_classes + 1, pred_labels=p.detections.labels[keep] + 1,
         ))
     return frames
 
 
-def asserted_iou(data: ProbeData, predictions: Sequence[FramePrediction], params: ProbeParams) -> float:
-    """bbox IoU of the detections scoring at least ``probe.score_threshold``."""
-    return bbox_iou(frame_boxes(data, predictions, params.score_threshold)).mean_iou
+def asserted_iou(truth: GroundTruth, predictions: Sequence[FramePrediction], score_threshold: float) -> float:
+    """bbox IoU of the detections scoring at least ``score_threshold``."""
+    return bbox_iou(frame_boxes(truth, predictions, score_threshold)).mean_iou
 
 
-def spatial_metrics(data: ProbeData, predictions: Sequence[FramePrediction], params: ProbeParams,
-                    map_intervals: bool = True) -> dict[str, Any]:
-    """bbox IoU, best-box IoU and class-agnostic / class-aware mAP@0.5 and mAP, with bootstrap intervals
-    (:func:`foresight_lib.metrics.detection.detection_metrics`, the one definition).
-
-    ``map_intervals=False`` leaves the mAP intervals NaN (the shuffled control: a point estimate is all it
-    needs, and the mAP bootstrap is most of a probe stage's evaluation time)."""
-    return detection_metrics(frame_boxes(data, predictions, 0.0), params.score_threshold, params.bootstrap,
-                             params.bootstrap_map if map_intervals else 0, params.seed)
+_COUNTS = ("n_frames", "n_objects", "n_single_object_frames")
 
 
-def prediction_rows(predictions: Sequence[FramePrediction], head: str) -> pd.DataFrame:
-    """One row per decoded detection: ``clip, frame, head, x, y, w, h`` (px), ``score, label`` (category id)."""
-    rows = [(p.clip, p.frame, head, *box, score, label + 1)
+def spatial_metrics(truth: GroundTruth, by_seed: Mapping[int, Sequence[FramePrediction]], score_threshold: float,
+                    bootstrap: int, bootstrap_map: int, seed: int) -> dict[str, Any]:
+    """bbox IoU, best-box IoU and class-agnostic / class-aware mAP@0.5 and mAP of the seeds' test predictions
+    together, with bootstrap intervals (module docstring; :func:`foresight_lib.metrics.detection.detection_metrics`,
+    the one definition), and ``seeds``: each seed's point estimates. Counts (``n_frames``...) are per seed."""
+    per_seed = {}
+    for s, predictions in by_seed.items():
+        alone = detection_metrics(frame_boxes(truth, predictions, 0.0), score_threshold, 0, 0, seed)
+        per_seed[s] = {k: v for k, v in alone.items() if not k.endswith("_ci")}
+    pooled = [f for s, predictions in by_seed.items() for f in frame_boxes(truth, predictions, 0.0, f"{s}:")]
+    out = detection_metrics(pooled, score_threshold, bootstrap, bootstrap_map, seed)
+    first = next(iter(per_seed.values()))
+    return {**out, **{k: first[k] for k in _COUNTS}, "n_seeds": len(per_seed), "seeds": per_seed}
+
+
+def prediction_rows(by_seed: Mapping[int, Sequence[FramePrediction]], head: str) -> pd.DataFrame:
+    """One row per decoded detection: ``clip, frame, head, seed, x, y, w, h`` (px), ``score, label`` (category id)."""
+    rows = [(p.clip, p.frame, head, s, *box, score, label + 1)
+            for s, predictions in by_seed.items()
             for p in predictions
             for box, score, label in zip(p.detections.boxes.tolist(), p.detections.scores.tolist(),
                                          p.detections.labels.tolist())]

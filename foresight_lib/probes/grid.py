@@ -32,10 +32,10 @@ OBJECTNESS_PRIOR = 0.05  # initial objectness probability of every cell (bias of
 PRE_NMS = 1000  # candidates (best scores) that enter NMS per frame
 
 
-def cell_centres(gh: int, gw: int, stride: int) -> torch.Tensor:
+def cell_centres(gh: int, gw: int, stride: int, device: torch.device | None = None) -> torch.Tensor:
     """Pixel centres ``[gh, gw, 2]`` (x, y) of the cells of a ``gh`` x ``gw`` grid."""
-    ys = (torch.arange(gh, dtype=torch.float32) + 0.5) * stride
-    xs = (torch.arange(gw, dtype=torch.float32) + 0.5) * stride
+    ys = (torch.arange(gh, dtype=torch.float32, device=device) + 0.5) * stride
+    xs = (torch.arange(gw, dtype=torch.float32, device=device) + 0.5) * stride
     return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
 
 
@@ -45,17 +45,21 @@ def assign_cells(boxes: list[torch.Tensor], labels: list[torch.Tensor], gh: int,
     ``classes [B, gh, gw]``.
 
     ``boxes``: per frame ``[N_i, 4]`` xywh px; ``labels``: per frame ``[N_i]`` class indices. The rules are in the
-    module docstring; negative cells get distances 0 and class -1.
+    module docstring; negative cells get distances 0 and class -1 (every cell, when no frame has a box).
     """
     b, n = len(boxes), max([len(x) for x in boxes], default=0)
-    xyxy = torch.zeros(b, n, 4)  # [B, N, 4] padded
-    classes = torch.zeros(b, n, dtype=torch.long)  # [B, N]
-    valid = torch.zeros(b, n, dtype=torch.bool)  # [B, N]
+    device = boxes[0].device if boxes else None
+    if n == 0:
+        return (torch.zeros(b, gh, gw, dtype=torch.bool, device=device), torch.zeros(b, gh, gw, 4, device=device),
+                torch.full((b, gh, gw), -1, dtype=torch.long, device=device))
+    xyxy = torch.zeros(b, n, 4, device=device)  # [B, N, 4] padded
+    classes = torch.zeros(b, n, dtype=torch.long, device=device)  # [B, N]
+    valid = torch.zeros(b, n, dtype=torch.bool, device=device)  # [B, N]
     for i, (x, l) in enumerate(zip(boxes, labels)):
         xyxy[i, : len(x)] = box_convert(x.float(), "xywh", "xyxy")
         classes[i, : len(x)] = l.long()
         valid[i, : len(x)] = True
-    centres = cell_centres(gh, gw, stride)  # [gh, gw, 2]
+    centres = cell_centres(gh, gw, stride, device)  # [gh, gw, 2]
     cx, cy = centres[..., 0], centres[..., 1]  # [gh, gw]
     x0, y0, x1, y1 = (xyxy[..., k, None, None] for k in range(4))  # [B, N, 1, 1]
     inside = (x0 <= cx) & (cx < x1) & (y0 <= cy) & (cy < y1) & valid[..., None, None]  # [B, N, gh, gw]
@@ -65,8 +69,8 @@ def assign_cells(boxes: list[torch.Tensor], labels: list[torch.Tensor], gh: int,
     frame, box = torch.nonzero(valid, as_tuple=True)
     inside[frame, box, rows[frame, box], cols[frame, box]] = True
     area = (xyxy[..., 2] - xyxy[..., 0]) * (xyxy[..., 3] - xyxy[..., 1])  # [B, N]
-    owner = torch.zeros(b, gh, gw, dtype=torch.long)  # [B, gh, gw] the smallest box holding the cell
-    smallest = torch.full((b, gh, gw), torch.inf)  # [B, gh, gw]
+    owner = torch.zeros(b, gh, gw, dtype=torch.long, device=device)  # [B, gh, gw] the smallest box holding the cell
+    smallest = torch.full((b, gh, gw), torch.inf, device=device)  # [B, gh, gw]
     for k in range(n):
         smaller = inside[:, k] & (area[:, k, None, None] < smallest)  # [B, gh, gw]
         owner[smaller] = k
@@ -84,7 +88,7 @@ def cell_boxes(distances: torch.Tensor, stride: int) -> torch.Tensor:
 
     A box with ``l + r < 0`` (or ``t + b < 0``) gets zero width (height).
     """
-    centres = cell_centres(distances.shape[1], distances.shape[2], stride)  # [gh, gw, 2]
+    centres = cell_centres(distances.shape[1], distances.shape[2], stride, distances.device)  # [gh, gw, 2]
     low = centres - distances[..., :2] * stride  # [B, gh, gw, 2]
     return torch.cat([low, torch.maximum(centres + distances[..., 2:] * stride, low)], dim=-1)
 
@@ -126,7 +130,10 @@ class GridProbe(SpatialProbe):
 
     def loss(self, outputs: dict[str, torch.Tensor], targets: BoxTargets) -> torch.Tensor:
         _, gh, gw = outputs["objectness"].shape
-        positive, distances, classes = assign_cells(targets.boxes, targets.labels, gh, gw, targets.stride)
+        key = ("cells", gh, gw)  # the same for every grid head of a batch: assigned once
+        if key not in targets.cache:
+            targets.cache[key] = assign_cells(targets.boxes, targets.labels, gh, gw, targets.stride)
+        positive, distances, classes = targets.cache[key]
         loss = F.binary_cross_entropy_with_logits(outputs["objectness"], positive.float())
         if positive.any():
             pred = outputs["distances"][positive]  # [P, 4]

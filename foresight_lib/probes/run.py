@@ -1,13 +1,22 @@
 """The ``probe@<point>`` stage: every spatial head, the shuffled control and the temporal probes of one point.
 
+The data path: :mod:`.data` (one point's grids held as :mod:`foresight_lib.features_loader` places them, paired
+with :mod:`.truth`) -> :mod:`.spatial` and :mod:`.temporal` (every head, control, learning rate and seed trained
+by :mod:`.engine` in one pass per epoch, selected on validation) -> :mod:`.evaluate` (test predictions of every
+seed, metrics).
+
 Outputs:
-- ``metrics/probe/<point>.json``: ``{<head>: {metric: value, <metric>_ci: [lo, hi], ...}, "temporal": {"direction":
-  {...}, "order": {...}}, "shuffled": {<head>: {...}, "temporal": {...}}, "point": {...}}``
-  (metric definitions in :mod:`.evaluate` and :mod:`.temporal`; NaN is written as null). The same params give
-  the same file; the time each part took goes to ``<live_dir>/seconds.json`` instead.
-- ``predictions.parquet``: the test split's decoded detections of every head, ``head`` = ``<head>`` or
-  ``shuffled/<head>`` (columns in :data:`.evaluate.PREDICTION_COLUMNS`).
-- dvclive curves under ``live_dir``: ``<head>/``, ``temporal/<task>/``, and the same under ``shuffled/``.
+- ``metrics/probe/<point>.json``: ``{<head>: {metric: value, <metric>_ci: [lo, hi], ..., "seeds": {<seed>:
+  {metric: value, "lr": ..., "best_epoch": ..., "val_bbox_iou": ..., "val_loss": ...}}}, "temporal":
+  {"direction": {...}, "order": {...}}, "shuffled": {<head>: {...}, "temporal": {...}}, "point": {...}}``
+  (metric definitions and how seeds are combined in :mod:`.evaluate` and :mod:`.temporal`; NaN is written as
+  null). The same params give the same file; the time each part took goes to ``<live_dir>/seconds.json``.
+- ``predictions.parquet``: the test split's decoded detections of every head and seed, ``head`` = ``<head>``
+  or ``shuffled/<head>``, ``seed`` the init seed (columns in :data:`.evaluate.PREDICTION_COLUMNS`).
+- ``heads_dir``: the selected model of the first of ``probe.seeds`` of every (non-shuffled) head (:mod:`.detector`).
+- dvclive curves under ``live_dir`` (:func:`.engine.write_curves`): ``<head>/`` (selected, first seed) and
+  ``<head>/sweep/lr<lr>_seed<seed>/`` (every trainee), ``temporal/<task>/``, and the same for the control under
+  ``shuffled/``.
 """
 
 from __future__ import annotations
@@ -20,15 +29,18 @@ from typing import Any
 import pandas as pd
 import torch
 
+from ..device import resolve_device
 from ..features import open_features
+from ..features_loader import MemoryBudget
 from ..params import ProbeParams
 from ..store import write_json_atomic, write_parquet_atomic
-from .data import ProbeData, load_ground_truth
-from .evaluate import FramePrediction, asserted_iou, mean_loss, predict, prediction_rows, spatial_metrics
+from .data import ProbeData
 from .detector import save_probe
-from .heads import make_probe
+from .engine import write_curves
+from .evaluate import evaluate_split, prediction_rows, spatial_metrics
+from .spatial import SpatialSettings, train_spatial
 from .temporal import temporal_metrics
-from .train import fit, seeded, spatial_losses
+from .truth import load_ground_truth
 
 
 def run_probes(point_store_path: str | Path, frames_dir: str | Path, probe_params: ProbeParams,
@@ -36,73 +48,91 @@ def run_probes(point_store_path: str | Path, frames_dir: str | Path, probe_param
                predictions_path: str | Path | None, heads_dir: str | Path | None = None) -> dict[str, Any]:
     """Probe one point's feature store against the frames stage's ground truth; write and return the metrics.
 
-    ``heads_dir``: where the trained (non-shuffled) spatial heads are saved (:mod:`.detector`).
-    Runs on ``probe.threads`` torch threads (restored afterwards): the numbers are reproducible for a given count.
+    Runs on ``probe.device`` with ``probe.threads`` torch CPU threads (restored afterwards): the numbers are
+    reproducible for a given device kind and thread count.
     """
+    device = resolve_device(probe_params.device, "probe.device")
     threads = torch.get_num_threads()
     torch.set_num_threads(probe_params.threads)
     try:
-        return _run(point_store_path, frames_dir, probe_params, out_metrics_path, live_dir, predictions_path,
-                    heads_dir)
+        return _run(point_store_path, frames_dir, probe_params, device, out_metrics_path, Path(live_dir),
+                    predictions_path, heads_dir)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(point_store_path: str | Path, frames_dir: str | Path, params: ProbeParams, out_metrics_path: str | Path | None,
-         live_dir: str | Path, predictions_path: str | Path | None, heads_dir: str | Path | None) -> dict[str, Any]:
+def open_point(point_store_path: str | Path, frames_dir: str | Path, params: ProbeParams,
+               device: torch.device) -> ProbeData:
+    """One point's :class:`.data.ProbeData` as ``probe`` params say (order seed, batches, memory budgets)."""
+    return ProbeData(open_features(point_store_path), load_ground_truth(frames_dir), params.seed, params.batch_size,
+                     params.block_clips, device, MemoryBudget.of(params.gpu_memory_gb, params.host_memory_gb))
+
+
+def _run(point_store_path: str | Path, frames_dir: str | Path, params: ProbeParams, device: torch.device,
+         out_metrics_path: str | Path | None, live_dir: Path, predictions_path: str | Path | None,
+         heads_dir: str | Path | None) -> dict[str, Any]:
     started = time.perf_counter()
-    data = ProbeData(open_features(point_store_path), load_ground_truth(frames_dir), params)
+    data = open_point(point_store_path, frames_dir, params, device)
     metrics: dict[str, Any] = {"point": _point_summary(data)}
     seconds: dict[str, float] = {"load": time.perf_counter() - started}
+
+    tick = time.perf_counter()
+    trainees, chosen = train_spatial(data, params, SpatialSettings.of(params))
+    write_curves(trainees, chosen, live_dir, params.seeds[0])
+    seconds["train"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    groups = [(head, shuffled) for shuffled in (False, True) for head in params.heads]
+    models = [(chosen[(h, c, s)].model, c) for h, c in groups for s in params.seeds]
+    predictions, _ = evaluate_split(models, data, "test")
+    seconds["test"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
     tables = []
-    for shuffled in (False, True):
+    for g, (head, shuffled) in enumerate(groups):
+        by_seed = {s: predictions[g * len(params.seeds) + k] for k, s in enumerate(params.seeds)}
         section = metrics.setdefault("shuffled", {}) if shuffled else metrics
-        root = Path(live_dir) / "shuffled" if shuffled else Path(live_dir)
-        prefix = "shuffled/" if shuffled else ""
-        for head in params.heads:
-            tick = time.perf_counter()
-            section[head], test = _probe_head(data, head, params, root / head, shuffled,
-                                              None if shuffled or heads_dir is None else Path(heads_dir))
-            tables.append(prediction_rows(test, prefix + head))
-            seconds[prefix + head] = time.perf_counter() - tick
-        tick = time.perf_counter()
-        section["temporal"] = temporal_metrics(data, params, root / "temporal", shuffled)
-        seconds[prefix + "temporal"] = time.perf_counter() - tick
+        section[head] = spatial_metrics(data.truth, by_seed, params.score_threshold, params.bootstrap,
+                                        0 if shuffled else params.bootstrap_map, params.seed)
+        for s in params.seeds:
+            t = chosen[(head, shuffled, s)]
+            section[head]["seeds"][s] |= {"lr": t.key.lr, "best_epoch": t.best_epoch, "val_bbox_iou": t.best.quality,
+                                          "val_loss": t.best.loss}
+        section[head]["seeds"] = {str(s): v for s, v in section[head]["seeds"].items()}
+        tables.append(prediction_rows(by_seed, f"shuffled/{head}" if shuffled else head))
+        if heads_dir is not None and not shuffled:
+            save_probe(heads_dir, head, chosen[(head, False, params.seeds[0])].model, len(data.truth.categories),
+                       data.standardiser.mean, data.standardiser.std, data.stride, data.store.attrs["definition"],
+                       data.store.attrs["dtype"], params)
+    seconds["metrics"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    temporal = temporal_metrics(data, params, live_dir)
+    metrics["temporal"], metrics["shuffled"]["temporal"] = temporal[False], temporal[True]
+    for section in (metrics["temporal"], metrics["shuffled"]["temporal"]):
+        for task in section.values():
+            if "seeds" in task:
+                task["seeds"] = {str(s): v for s, v in task["seeds"].items()}
+    seconds["temporal"] = time.perf_counter() - tick
     seconds["total"] = time.perf_counter() - started
+    seconds["bytes_read"] = data.bytes_read
     metrics = _null_nan(metrics)
     if out_metrics_path is not None:
         write_json_atomic(out_metrics_path, metrics)
-    write_json_atomic(Path(live_dir) / "seconds.json", seconds)  # timings vary run to run: not a metric
+    write_json_atomic(live_dir / "seconds.json", seconds)  # timings vary run to run: not a metric
     if predictions_path is not None:
         write_parquet_atomic(pd.concat(tables, ignore_index=True), Path(predictions_path))
     return metrics
 
 
-def _probe_head(data: ProbeData, head: str, params: ProbeParams, live_dir: Path, shuffled: bool,
-                heads_dir: Path | None) -> tuple[dict[str, Any], list[FramePrediction]]:
-    """Train one spatial head (on shuffled cells for the control); its test metrics and test predictions."""
-    with seeded(params.seed):
-        probe = make_probe(head, data.channels, len(data.truth.categories), params)
-        result = fit(probe, params, params.epochs, spatial_losses(probe, data, shuffled),
-                     lambda: {"loss": mean_loss(probe, data, "val", shuffled)}, live_dir,
-                     f"{data.store.name} {'shuffled ' if shuffled else ''}{head}")
-    if heads_dir is not None:
-        save_probe(heads_dir, head, probe, len(data.truth.categories), *data.statistics, data.stride,
-                   data.store.attrs["definition"], data.store.attrs["dtype"], params)
-    test = predict(probe, data, "test", shuffled)
-    metrics = {**spatial_metrics(data, test, params, map_intervals=not shuffled), "best_epoch": result.best_epoch, "val_loss": result.best_val_loss,
-               "val_bbox_iou": asserted_iou(data, predict(probe, data, "val", shuffled), params)}
-    return metrics, test
-
-
 def _point_summary(data: ProbeData) -> dict[str, Any]:
-    """What was probed: the store's geometry and identity, and the split sizes."""
+    """What was probed: the store's geometry and identity, the split sizes and where each split was held."""
     attrs = data.store.attrs
     return {
         "name": data.store.name, "stride": data.stride, "grid": list(data.store.grid), "channels": data.channels,
         "slot_frames": data.store.slot_frames, "mode": attrs["mode"], "weights": attrs["weights"].get("weights"),
         "definition": attrs["definition"], "clips": {split: len(c) for split, c in data.splits.items()},
-        "cached": data.caching,
+        "held": {split: loader.residency for split, loader in data.loaders.items()},
     }
 
 
@@ -115,3 +145,4 @@ def _null_nan(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+

@@ -15,19 +15,22 @@ cosine similarity of ``a``'s cells with ``b``'s cells ``s`` cells further along 
 raises ``C(s)``. The features are the antisymmetric parts ``C(s) - C(-s)``, ``s >= 1``, along x then y
 (``gw // 2 + gh // 2`` numbers: the static background cancels), standardised with the train split's
 statistics. Head: a linear classifier on them (a linear probe of where content moved), trained with
-cross-entropy by :func:`~.train.fit` (epoch selected by validation loss). With the cells shuffled per frame the
+cross-entropy by :class:`~.engine.OnePass`: every control, learning rate and seed of a task in one pass per
+epoch, epoch and learning rate selected by validation cross-entropy. With the cells shuffled per frame the
 similarities carry no displacement.
 
 Note: a pair alone cannot tell order on data whose directions are balanced (a reversed right-moving pair looks
 like an in-order left-moving one), so order accuracy near chance is expected on the synthetic benchmark.
 Reported on the test split as accuracy with its chance levels
-(:func:`~foresight_lib.metrics.temporal.accuracy_with_chance`) and a bootstrap interval over clips.
+(:func:`~foresight_lib.metrics.temporal.accuracy_with_chance`) over the seeds' predictions together (the mean
+over seeds: every seed answers the same pairs) and a bootstrap interval over clips (a drawn clip brings every
+seed's answers), each seed's accuracy, learning rate and epoch under ``seeds``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +46,7 @@ from ..metrics.bootstrap import bootstrap_ci, clip_mean
 from ..metrics.temporal import accuracy_with_chance
 from ..params import ProbeParams
 from .data import ProbeData
-from .train import fit, seeded
+from .engine import OnePass, Score, Trainee, TraineeKey, make_trainees, select, write_curves
 
 TASKS: tuple[str, ...] = ("direction", "order")
 
@@ -74,13 +77,13 @@ def direction_samples(data: ProbeData, split: str) -> PairSamples:
                        second=np.tile(pairs_arr[:, 1], len(known)), labels=np.repeat(known.to_numpy(np.int64), n))
 
 
-def order_samples(data: ProbeData, split: str) -> PairSamples:
-    """``probe.order_pairs`` slot pairs per clip of ``split``, half of them reversed (module docstring)."""
+def order_samples(data: ProbeData, split: str, order_pairs: int) -> PairSamples:
+    """``order_pairs`` slot pairs per clip of ``split``, half of them reversed (module docstring)."""
     pairs = np.array([(i, j) for i in range(data.n_slots) for j in range(i + 1, data.n_slots)], dtype=np.int64)
-    seed = data.params.seed
+    seed = data.seed
     clips, first, second = [], [], []
     for clip in data.splits[split]:
-        pick = np.random.default_rng([seed, int(clip)]).permutation(len(pairs))[: data.params.order_pairs]
+        pick = np.random.default_rng([seed, int(clip)]).permutation(len(pairs))[:order_pairs]
         clips.extend([clip] * len(pick))
         first.extend(pairs[pick, 0])
         second.extend(pairs[pick, 1])
@@ -109,65 +112,92 @@ def motion_features(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     return torch.cat(features, dim=1)
 
 
-def pair_features(data: ProbeData, samples: PairSamples, shuffled: bool) -> torch.Tensor:
-    """Motion features ``[N, F]`` of every sample, streamed by clip blocks."""
-    out = torch.empty(len(samples.labels), data.gw // 2 + data.gh // 2)
-    for block in data.clip_blocks(np.unique(samples.clips)):
-        index = np.flatnonzero(np.isin(samples.clips, block.clips))  # samples of this block
-        position = {int(c): k for k, c in enumerate(block.clips)}
-        for start in range(0, len(index), data.params.batch_size):
-            pick = index[start : start + data.params.batch_size]
-            positions = np.array([position[int(c)] for c in samples.clips[pick]])
-            first, second = (data.prepare(block.take(positions, slots), samples.clips[pick], slots, shuffled)
-                             for slots in (samples.first[pick], samples.second[pick]))  # [B, gh, gw, C] each
-            out[torch.from_numpy(pick)] = motion_features(first, second)
+def pair_features(data: ProbeData, split: str, samples: PairSamples) -> dict[bool, torch.Tensor]:
+    """Motion features ``[N, F]`` of every sample, of the features (``False``) and the shuffled control (``True``),
+    from one read of the split's clips."""
+    out = {c: torch.empty(len(samples.labels), data.gw // 2 + data.gh // 2) for c in (False, True)}
+    for block, grids in data.clip_grids(split, np.unique(samples.clips)):  # grids [k, T, gh, gw, C]
+        index = np.flatnonzero(np.isin(samples.clips, block))  # samples of this block
+        position = {int(c): k for k, c in enumerate(block)}
+        for start in range(0, len(index), data.batch_size):
+            pick = index[start : start + data.batch_size]
+            rows = torch.as_tensor([position[int(c)] for c in samples.clips[pick]], device=grids.device)
+            clips = samples.clips[pick]
+            pair = [grids[rows, torch.as_tensor(slots, device=grids.device)]
+                    for slots in (samples.first[pick], samples.second[pick])]  # [B, gh, gw, C] float16 each
+            out[False][torch.from_numpy(pick)] = motion_features(*(x.float() for x in pair)).cpu()
+            shuffled = [data.shuffle(x, clips, slots).float()
+                        for x, slots in zip(pair, (samples.first[pick], samples.second[pick]))]
+            out[True][torch.from_numpy(pick)] = motion_features(*shuffled).cpu()
     return out
 
 
-def probe_task(data: ProbeData, params: ProbeParams, task: str, live_dir: Path, shuffled: bool) -> dict[str, Any]:
-    """Train and test one temporal task; ``{"available": False, "reason": ...}`` when the data cannot pose it."""
-    make = direction_samples if task == "direction" else order_samples
+def probe_task(data: ProbeData, params: ProbeParams, task: str, live_dir: Path) -> dict[bool, dict[str, Any]]:
+    """Train and test one temporal task on the features and the shuffled control: ``{shuffled: metrics}``;
+    ``{"available": False, "reason": ...}`` when the data cannot pose it."""
     n_classes = len(DIRECTIONS) if task == "direction" else 2
     if data.n_slots < 2:
-        return {"available": False, "reason": "the grid has a single slot"}
-    samples = {split: make(data, split) for split in SPLITS}
+        return dict.fromkeys((False, True), {"available": False, "reason": "the grid has a single slot"})
+    samples = {split: direction_samples(data, split) if task == "direction" else
+               order_samples(data, split, params.order_pairs) for split in SPLITS}
     empty = [split for split, s in samples.items() if len(s.labels) == 0]
     if empty:
-        return {"available": False, "reason": f"no {task} labels in the {', '.join(empty)} split"}
-    features = {split: pair_features(data, s, shuffled) for split, s in samples.items()}  # [N, F] each
-    mean, std = features["train"].mean(0), features["train"].std(0).clamp(min=1e-6)
-    features = {split: (f - mean) / std for split, f in features.items()}
+        return dict.fromkeys((False, True), {"available": False, "reason": f"no {task} labels in the {', '.join(empty)} split"})
+    raw = {split: pair_features(data, split, s) for split, s in samples.items()}  # {split: {shuffled: [N, F]}}
+    features: dict[bool, dict[str, torch.Tensor]] = {}
+    for control in (False, True):
+        mean, std = raw["train"][control].mean(0), raw["train"][control].std(0).clamp(min=1e-6)
+        features[control] = {split: (raw[split][control] - mean) / std for split in SPLITS}
     labels = {split: torch.from_numpy(s.labels) for split, s in samples.items()}
+    dim = features[False]["train"].shape[1]
+    keys = [TraineeKey(task, c, lr, s) for c in (False, True) for lr in params.lrs for s in params.seeds]
+    device = torch.device("cpu")  # a few thousand vectors of a few numbers: the CPU is faster than a transfer
+    trainees = make_trainees(keys, lambda key: nn.Linear(dim, n_classes), params.weight_decay,
+                             params.temporal_epochs, device)
 
-    with seeded(params.seed):
-        head = nn.Linear(features["train"].shape[1], n_classes)
+    def batches(epoch: int):
+        order = torch.from_numpy(np.random.default_rng([params.seed, epoch]).permutation(len(labels["train"])))
+        return order.split(params.batch_size)
 
-        def losses(epoch: int) -> Iterator[tuple[torch.Tensor, int]]:
-            order = torch.from_numpy(np.random.default_rng([params.seed, epoch]).permutation(len(labels["train"])))
-            for pick in order.split(params.batch_size):
-                yield F.cross_entropy(head(features["train"][pick]), labels["train"][pick]), len(pick)
+    def loss(t: Trainee, pick: torch.Tensor):
+        x = features[t.key.shuffled]["train"][pick]
+        return F.cross_entropy(t.model(x), labels["train"][pick]), len(pick)
 
-        def validate() -> dict[str, float]:
-            logits = head(features["val"])  # [N, n_classes]
-            return {"loss": F.cross_entropy(logits, labels["val"]).item(),
-                    "accuracy": float((logits.argmax(-1) == labels["val"]).float().mean())}
+    def validate(ts: Sequence[Trainee]) -> list[Score]:
+        out = []
+        for t in ts:
+            val = F.cross_entropy(t.model(features[t.key.shuffled]["val"]), labels["val"]).item()
+            out.append(Score(-val, val))
+        return out
 
-        result = fit(head, params, params.temporal_epochs, losses, validate, live_dir,
-                     f"{'shuffled ' if shuffled else ''}{task}")
-    with torch.no_grad():
-        pred = head(features["test"]).argmax(-1).numpy()
+    OnePass(trainees, batches, loss, validate, "neg_loss").run(params.temporal_epochs, device, f"temporal {task}")
+    chosen = select(trainees)
+    write_curves(trainees, chosen, live_dir, params.seeds[0], "temporal")
     test = samples["test"]
-    correct = (pred == test.labels).astype(np.float64)  # [N]
     owners = test.clips.astype(str)
-    return {
-        **accuracy_with_chance(pred, test.labels, n_classes),
-        "accuracy_ci": list(bootstrap_ci(owners, clip_mean(correct, owners), params.bootstrap, params.seed)),
-        "n_test": len(test.labels),
-        "best_epoch": result.best_epoch,
-        "val_loss": result.best_val_loss,
-    }
+    result = {}
+    for control in (False, True):
+        per_seed, all_pred = {}, []
+        for s in params.seeds:
+            t = chosen[(task, control, s)]
+            with torch.no_grad():
+                pred = t.model(features[control]["test"]).argmax(-1).numpy()
+            all_pred.append(pred)
+            per_seed[s] = {"accuracy": float((pred == test.labels).mean()), "lr": t.key.lr,
+                           "best_epoch": t.best_epoch, "val_loss": t.best.loss}
+        pred, truth = np.concatenate(all_pred), np.tile(test.labels, len(all_pred))
+        correct = (pred == truth).astype(np.float64)  # [S*N]
+        result[control] = {
+            **accuracy_with_chance(pred, truth, n_classes),
+            "accuracy_ci": list(bootstrap_ci(owners, clip_mean(correct, np.tile(owners, len(all_pred))),
+                                             params.bootstrap, params.seed)),
+            "n_test": len(test.labels),
+            "seeds": per_seed,
+        }
+    return result
 
 
-def temporal_metrics(data: ProbeData, params: ProbeParams, live_dir: Path, shuffled: bool) -> dict[str, Any]:
-    """``{"direction": {...}, "order": {...}}`` for one point (or its shuffled control)."""
-    return {task: probe_task(data, params, task, live_dir / task, shuffled) for task in TASKS}
+def temporal_metrics(data: ProbeData, params: ProbeParams, live_dir: Path) -> dict[bool, dict[str, Any]]:
+    """``{shuffled: {"direction": {...}, "order": {...}}}`` for one point and its shuffled control."""
+    tasks = {task: probe_task(data, params, task, live_dir) for task in TASKS}
+    return {control: {task: tasks[task][control] for task in TASKS} for control in (False, True)}

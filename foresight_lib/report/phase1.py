@@ -21,15 +21,20 @@ from ..data.splits import split_clips
 from ..features import open_features
 from ..params import Params
 from ..store import write_json_atomic
-from .decision import decide
+from .decision import benchmark_check, decide
 from .plots import plot_boxes, plot_by_point, plot_cka, plot_curves
+from .selectivity import point_selectivity
 from .similarity import cka_matrices
 from .summary import PRE_MERGE_KINDS, adapter_summary, build_summary
 
-IOU_DEFINITION = ("bbox IoU: per ground-truth object, the IoU with the prediction matched to it one-to-one "
-                  "(Hungarian on IoU) among the detections scoring at least `probe.score_threshold`; an unmatched "
-                  "object counts 0; mean over all objects of the test split. 95% intervals: percentile bootstrap "
-                  "over clips.")
+IOU_DEFINITION = ("bbox IoU: per test frame, the detections scoring at least `probe.score_threshold` matched "
+                  "one-to-one to the ground-truth boxes (Hungarian on IoU); the matched IoUs summed over all frames, "
+                  "divided by the sum over frames of max(objects, asserted boxes): an unmatched object and every "
+                  "box beyond the frame's object count score 0, so asserting extra boxes cannot raise it. Chance: "
+                  "the same score of random boxes at the asserted count (sizes drawn from the ground-truth boxes, "
+                  "placed uniformly, seeded). Selectivity: the point's bbox IoU minus its shuffled control's on the "
+                  "same frames, with a paired interval (clips, and seeds where several, resampled jointly). 95% "
+                  "intervals: bias-corrected bootstrap over clips with expanded tails.")
 RANDOM_WARNING = ("**Warning: the weights are random** ({weights}). This is the embedded default: every number "
                   "below describes the pipeline on a synthetic benchmark, not Qwen2.5-VL. Point `model.source` "
                   "at a checkpoint for a real decision.")
@@ -126,6 +131,14 @@ def build_report(params: Params, metrics_dir: str | Path = "metrics", probes_dir
     reports_dir.mkdir(parents=True, exist_ok=True)
     heads = list(params.probe.heads)
     summary = build_summary(params.points, heads, metrics_dir)
+    for name, row in summary.items():
+        for head, value in point_selectivity(probes_dir / name, metrics_dir / "probe" / f"{name}.json", data_dir,
+                                             heads, params.probe).items():
+            if head in row:
+                lo, hi = value.get("selectivity_ci", (None, None))
+                row[head] |= {"selectivity": value.get("selectivity"), "selectivity_lo": lo, "selectivity_hi": hi}
+                if "selectivity_reason" in value:
+                    row[head]["selectivity_reason"] = value["selectivity_reason"]
     recon = {p.stem: json.loads(p.read_text()) for p in sorted((metrics_dir / "recon").glob("*.json"))}
     adapter_rows = {name: adapter_summary(r) for name, r in recon.items()}
     write_json_atomic(metrics_dir / "summary.json",
@@ -135,6 +148,7 @@ def build_report(params: Params, metrics_dir: str | Path = "metrics", probes_dir
     decision["weights"] = weights
     decision["random_weights"] = any("random" in w for w in weights)
     decision["bbox_iou_definition"] = IOU_DEFINITION
+    decision["benchmark"] = benchmark_check(summary, params.points, params.data.source)
 
     figures = {}
     plot_by_point(summary, heads, params.decision, reports_dir / "by_point.png")
@@ -180,16 +194,31 @@ def _table_rows(summary: dict[str, Any], heads: list[str], params: Params) -> li
     key = f"map50_{params.decision.map_kind}"
     rows = []
     for name, row in summary.items():
-        entry: dict[str, Any] = {"point": name, "kind": params.points[name].kind, "weights": row.get("weights")}
+        entry: dict[str, Any] = {"point": name, "kind": params.points[name].kind, "weights": row.get("weights"),
+                                 "order": getattr(params.points[name], "order", None)}
         for head in heads:
             m = row.get(head, {})
             entry[head] = {"bbox_iou": m.get("bbox_iou"), "bbox_iou_ci": [m.get("bbox_iou_lo"), m.get("bbox_iou_hi")],
+                           "bbox_iou_chance": m.get("bbox_iou_chance"), "seeds": m.get("seeds"),
+                           "selectivity": m.get("selectivity"),
+                           "selectivity_ci": [m.get("selectivity_lo"), m.get("selectivity_hi")],
                            "map50": m.get(key), "map50_ci": [m.get(f"{key}_lo"), m.get(f"{key}_hi")],
-                           "shuffled_bbox_iou": row.get("shuffled", {}).get(head, {}).get("bbox_iou")}
+                           "shuffled_bbox_iou": row.get("shuffled", {}).get(head, {}).get("bbox_iou"),
+                           "shuffled_bbox_iou_chance": row.get("shuffled", {}).get(head, {}).get("bbox_iou_chance")}
         entry["temporal"] = row.get("temporal", {})
         entry["memory_overhead_vs_merger"] = row.get("extract", {}).get("memory_overhead_vs_merger")
         rows.append(entry)
     return rows
+
+
+def _iou_cell(m: dict[str, Any]) -> str:
+    """``value [lo, hi] (chance c)``, then ``seeds a / b / c`` where the probe trained several seeds."""
+    if not m or m.get("bbox_iou") is None:
+        return "n/a"
+    cell = f"{_ci(m, 'bbox_iou')} ({_fmt(m.get('bbox_iou_chance'))})"
+    if m.get("seeds"):
+        cell += "; seeds " + " / ".join(_fmt(v) for v in m["seeds"])
+    return cell
 
 
 def _times(v: float | None) -> str:
@@ -274,28 +303,49 @@ def render_markdown(decision: dict[str, Any], summary: dict[str, Any], heads: li
         lines += [RANDOM_WARNING.format(weights=", ".join(decision["weights"])), ""]
     lines += [f"Weights: {', '.join(decision.get('weights', [])) or 'n/a'}.", "",
               f"## Decision: **{decision['decision']}**", "", decision["branch"], "",
-              f"- GO: {decision['criteria']['go']}", f"- NO-GO: {decision['criteria']['no_go']}",
-              f"- Further criteria: {decision['criteria']['further']}"]
+              f"- Oracle gate: {decision['criteria']['oracle']}", f"- GO: {decision['criteria']['go']}",
+              f"- NO-GO: {decision['criteria']['no_go']}", f"- Further criteria: {decision['criteria']['further']}"]
+    gate = decision.get("oracle", {})
+    reads = ", ".join(f"{h} {_fmt(v)}" for h, v in gate.get("bbox_iou", {}).items()) or "n/a"
+    lines.append(f"- Oracle ({', '.join(f'`{p}`' for p in gate.get('points', [])) or 'none configured'}): "
+                 f"{gate.get('status', 'missing')}; bbox IoU by head: {reads} (threshold {gate.get('threshold')}; "
+                 f"heads that decide: {', '.join(gate.get('passing_heads', [])) or 'none'})")
+    bench = decision.get("benchmark")
+    if bench:
+        where = ("expected on the synthetic benchmark, where objects are placed uniformly: a check of the benchmark"
+                 if bench["expected_at_chance"] else "not expected on real data: it measures what the prior gives")
+        lines.append(f"- Shuffled controls at chance: {bench['status']} ({where})" +
+                     (f"; above chance: {'; '.join(bench['above_chance'])}" if bench["above_chance"] else ""))
     if "lpips" in decision:
         lpips = decision["lpips"]
         lines.append(f"- LPIPS: {lpips['status']}" + (f" ({lpips['reason']})" if "reason" in lpips else
                                                       f" (best {_fmt(lpips.get('best'))}, threshold {lpips.get('threshold')})"))
     lines += ["", f"Definition. {IOU_DEFINITION} mAP through pycocotools COCOeval: mAP@0.5 ({d.map_kind}) is the "
               "rule's; class-aware values are in `metrics/summary.json`.", "", "## Extraction points", ""]
-    header = ["point", "weights"] + [f"{h} bbox IoU" for h in heads] + [f"{h} mAP@0.5" for h in heads] + \
-             ["shuffled IoU", "direction acc. (chance)", "order acc. (chance)", "memory vs merger"]
+    header = ["point", "weights"] + [f"{h} bbox IoU (chance)" for h in heads] + \
+             [f"{h} selectivity" for h in heads] + [f"{h} mAP@0.5" for h in heads] + \
+             ["shuffled IoU (chance)", "direction acc. (chance)", "order acc. (chance)", "memory vs merger"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     key = f"map50_{d.map_kind}"
     for name, row in summary.items():
         t = row.get("temporal", {})
-        shuffled = ", ".join(_fmt(row.get("shuffled", {}).get(h, {}).get("bbox_iou")) for h in heads)
-        cells = [f"`{name}`", str(row.get("weights", "n/a"))]
-        cells += [_ci(row.get(h, {}), "bbox_iou") for h in heads] + [_ci(row.get(h, {}), key) for h in heads]
+        shuffled = ", ".join(f"{_fmt(row.get('shuffled', {}).get(h, {}).get('bbox_iou'))} "
+                             f"({_fmt(row.get('shuffled', {}).get(h, {}).get('bbox_iou_chance'))})" for h in heads)
+        point = params.points[name]
+        label = f"`{name}`" + (" (naive order: the proposal's reshape, not un-permuted)"
+                               if getattr(point, "order", "raster") == "naive" else
+                               " (positive control)" if point.kind == "oracle" else "")
+        cells = [label, str(row.get("weights", "n/a"))]
+        cells += [_iou_cell(row.get(h, {})) for h in heads] + [_ci(row.get(h, {}), "selectivity") for h in heads]
+        cells += [_ci(row.get(h, {}), key) for h in heads]
         cells += [shuffled,
                   f"{_fmt(t.get('direction_accuracy'))} ({_fmt(t.get('direction_chance'))})",
                   f"{_fmt(t.get('order_accuracy'))} ({_fmt(t.get('order_chance'))})",
                   _times(row.get("extract", {}).get("memory_overhead_vs_merger"))]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", ("bbox IoU cells: value [95% interval] (chance level), then each probe seed's value where several "
+                   "seeds were trained. Selectivity: IoU minus the shuffled control's, paired interval; GO needs its "
+                   f"lower bound above {d.selectivity_margin}.")]
     if decision.get("phase2"):
         lines += ["", "## Phase 2: adapters", "", *phase2_table(decision["phase2"], decision.get("adapters", {}))]
         for name, sheet in decision.get("sheets", {}).items():

@@ -14,16 +14,17 @@ from typing import Any
 from ..adapters.recon import VERDICTS
 from ..params import PointParams
 
-KIND_ORDER = {"pixels": 0, "vit_embed": 1, "vit_block": 2, "merger": 3, "llm": 4, "encoder": 5}
+KIND_ORDER = {"oracle": -1, "pixels": 0, "vit_embed": 1, "vit_block": 2, "merger": 3, "llm": 4, "encoder": 5}
 PRE_MERGE_KINDS = ("vit_embed", "vit_block")
 SPATIAL_KEYS = ("bbox_iou", "best_box_iou", "map50_class_agnostic", "map_class_agnostic", "map50_class_aware",
                 "map_class_aware")
 
 
-def point_order(point: PointParams) -> tuple[int, str, int]:
-    """Sort key: the pixel control, then Qwen2.5-VL from patch embed to the last LLM layer, then encoders."""
+def point_order(point: PointParams) -> tuple[int, str, int, int]:
+    """Sort key: the oracle and pixel controls, then Qwen2.5-VL from patch embed to the last LLM layer (a naive-order
+    ablation right after its raster twin), then encoders."""
     family = getattr(point, "family", "")
-    return KIND_ORDER[point.kind], family, getattr(point, "layer", -1)
+    return KIND_ORDER[point.kind], family, getattr(point, "layer", -1), int(getattr(point, "order", "raster") == "naive")
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -31,13 +32,23 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def _spatial(m: dict[str, Any]) -> dict[str, Any]:
-    """A head's spatial metrics with their 95% intervals as ``_lo`` / ``_hi``."""
+    """A head's spatial metrics with their 95% intervals as ``_lo`` / ``_hi``, the bbox IoU's chance level and, when
+    the probe trained several seeds, each seed's bbox IoU (``seeds``)."""
     out: dict[str, Any] = {}
     for key in SPATIAL_KEYS:
         out[key] = m.get(key)
         lo, hi = m.get(f"{key}_ci") or (None, None)
         out[f"{key}_lo"], out[f"{key}_hi"] = lo, hi
+    out["bbox_iou_chance"] = m.get("bbox_iou_chance")
+    if "seeds" in m:
+        out["seeds"] = seed_ious(m["seeds"])
     return out
+
+
+def seed_ious(seeds: Any) -> list[float | None]:
+    """Per-seed bbox IoU from a head's ``seeds`` entry: a list, or a mapping by seed, of metric dicts (or numbers)."""
+    values = list(seeds.values()) if isinstance(seeds, dict) else list(seeds)
+    return [v.get("bbox_iou") if isinstance(v, dict) else v for v in values]
 
 
 def _temporal(m: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +72,9 @@ def point_summary(probe: dict[str, Any] | None, extract: dict[str, Any] | None, 
                 row[head] = _spatial(probe[head])
         shuffled = probe.get("shuffled", {})
         row["shuffled"] = {head: {"bbox_iou": shuffled[head]["bbox_iou"],
+                                  "bbox_iou_lo": (shuffled[head].get("bbox_iou_ci") or (None, None))[0],
+                                  "bbox_iou_hi": (shuffled[head].get("bbox_iou_ci") or (None, None))[1],
+                                  "bbox_iou_chance": shuffled[head].get("bbox_iou_chance"),
                                   "map50_class_agnostic": shuffled[head]["map50_class_agnostic"]}
                            for head in heads if head in shuffled}
         if "temporal" in probe:
