@@ -102,6 +102,17 @@ def iou_statistic(result: BboxIouResult) -> Callable[[list[str]], float]:
     return clip_ratio(result.frame_matched, result.frame_slots, result.frame_clip_ids)
 
 
+def seeds_bbox_iou(frames_by_seed: Sequence[Sequence[FrameBoxes]], score_threshold: float, n_resamples: int,
+                   seed: int) -> tuple[float, tuple[float, float]]:
+    """bbox IoU of the detections scoring at least ``score_threshold``, averaged over probe seeds
+    (``frames_by_seed[s]``: seed ``s``'s frames, the same frames for every seed), and its interval over clips and
+    seeds (:func:`.bootstrap.bootstrap_clips_seeds`). One seed gives :func:`detection_metrics`' bbox IoU and
+    interval."""
+    results = [bbox_iou(asserted(frames, score_threshold)) for frames in frames_by_seed]
+    return bootstrap_clips_seeds(np.unique(results[0].object_clip_ids), [iou_statistic(r) for r in results],
+                                 n_resamples, seed)
+
+
 def selectivity(points: Sequence[BboxIouResult], controls: Sequence[BboxIouResult], n_resamples: int,
                 seed: int, level: float = 0.95) -> dict[str, Any]:
     """What a point's features add over the prior: its bbox IoU minus its shuffled control's, on the same frames.

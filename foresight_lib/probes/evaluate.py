@@ -15,13 +15,13 @@ annotations). ``bbox_iou_chance`` is bbox IoU's chance level (random boxes at th
 (:mod:`..metrics.bootstrap`, seeded by ``probe.seed``): ``probe.bootstrap`` resamples for IoUs,
 ``probe.bootstrap_map`` for mAPs (0 writes null intervals).
 
-Seeds (``probe.seeds``, the heads' initialisations): every seed is trained and tested. The reported metric is
-computed on the test frames of all seeds together, each seed's frames as separate images of their clip: bbox
-IoU is then the pooled average over seeds (every seed scores the same objects), mAP the AP of the
-seeds' detections pooled. The bootstrap resamples clips, and a drawn clip brings its frames of every seed: each
-resample averages over the seeds, so the interval is that of the seed average, and a seed that fails on some
-clips widens it through those clips. Each seed's own test metrics (point estimates), selected
-learning rate and epoch are reported beside it under ``seeds``, so the spread between seeds stays visible.
+Seeds (``probe.seeds``, the heads' initialisations): every seed is trained and tested. The reported bbox IoU is
+the mean over seeds of each seed's bbox IoU, with an interval that resamples the clips (jointly for every seed)
+and the seeds (with replacement): :func:`..metrics.detection.seeds_bbox_iou`, so a seed that fails widens the
+interval. The other metrics are computed on the test frames of all seeds together, each seed's frames as separate
+images of their clip (mAP: the AP of the seeds' detections pooled); their bootstrap resamples clips, a drawn clip
+bringing its frames of every seed. Each seed's own test metrics (point estimates), selected learning rate and epoch
+are reported beside it under ``seeds``, so the spread between seeds stays visible.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from ..metrics.boxes import FrameBoxes, bbox_iou
-from ..metrics.detection import detection_metrics
+from ..metrics.detection import detection_metrics, seeds_bbox_iou
 from .base import Detections, SpatialProbe
 from .data import ProbeData
 from .truth import GroundTruth
@@ -111,6 +111,8 @@ def spatial_metrics(truth: GroundTruth, by_seed: Mapping[int, Sequence[FramePred
         per_seed[s] = {k: v for k, v in alone.items() if not k.endswith("_ci")}
     pooled = [f for s, predictions in by_seed.items() for f in frame_boxes(truth, predictions, 0.0, f"{s}:")]
     out = detection_metrics(pooled, score_threshold, bootstrap, bootstrap_map, seed)
+    out["bbox_iou"], out["bbox_iou_ci"] = seeds_bbox_iou(
+        [frame_boxes(truth, predictions, 0.0) for predictions in by_seed.values()], score_threshold, bootstrap, seed)
     first = next(iter(per_seed.values()))
     return {**out, **{k: first[k] for k in _COUNTS}, "n_seeds": len(per_seed), "seeds": per_seed}
 

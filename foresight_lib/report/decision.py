@@ -28,7 +28,7 @@ from ..params import DecisionParams, EncoderPoint, PointParams
 from .summary import PRE_MERGE_KINDS, point_order
 
 HEADS_BY_STRENGTH = ("linear", "mlp", "dense", "detr")
-CHANGE_WHEN_INCONCLUSIVE = ("train the heads longer (`probe.epochs`), sweep the learning rate (`probe.lr`), use a "
+CHANGE_WHEN_INCONCLUSIVE = ("train the heads longer (`probe.epochs`), sweep the learning rate (`probe.lrs`), use a "
                             "stronger head (`dense`, `detr`) or a wider one (`probe.width`), or add clips "
                             "(`data.synthetic.n_clips` / `data.max_clips`)")
 
