@@ -1,7 +1,7 @@
 """Feature stores: the one definition of ``features/<point>.zarr``, written and read only through this module.
 
 Contract (whatever model made the store):
-- array ``[clip, t, gh, gw, C]`` (dimensions ``clip, t, y, x, channel``), float16 or float32, one chunk per
+- array ``[clip, t, gh, gw, C]`` (dimensions ``clip, t, gy, gx, channel``), float16 or float32, one chunk per
   clip, fill value NaN (an unwritten clip is visible); cell ``(r, c)`` of slot ``t`` covers pixels
   ``[r*stride : (r+1)*stride, c*stride : (c+1)*stride]`` of the frames in ``slot_frames[t]``.
 - attributes (:data:`ATTRS`): ``point`` (name), ``definition`` (the point's params), ``stride`` (pixels),
@@ -28,7 +28,7 @@ from .store import PartialStore, open_complete
 ATTRS = ("point", "definition", "stride", "grid", "channels", "slot_frames", "height", "width", "n_clips",
          "n_frames", "mode", "dtype", "weights", "frames")
 """Every attribute of a feature store; the writer writes exactly these and the reader requires them."""
-DIMENSIONS = ("clip", "t", "y", "x", "channel")
+DIMENSIONS = ("clip", "t", "gy", "gx", "channel")
 
 
 def feature_array(store: PartialStore, attributes: dict[str, Any]) -> zarr.Array:
