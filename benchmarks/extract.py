@@ -69,20 +69,45 @@ def config_for(name: str) -> Qwen2_5_VLConfig:
     if name == "tiny":
         return qwen.tiny_config()
     base = qwen.tiny_config()
-    vision = {k: getattr(base.vision_config, k) for k in
-              ("depth", "patch_size", "temporal_patch_size", "spatial_merge_size", "window_size", "fullatt_block_indexes", "tokens_per_second")}
+    vision = {
+        k: getattr(base.vision_config, k)
+        for k in (
+            "depth",
+            "patch_size",
+            "temporal_patch_size",
+            "spatial_merge_size",
+            "window_size",
+            "fullatt_block_indexes",
+            "tokens_per_second",
+        )
+    }
     text = base.text_config.to_dict()
     if name == "wide":
         vision |= {"hidden_size": 256, "intermediate_size": 512, "num_heads": 4, "out_hidden_size": 512}
-        text |= {"hidden_size": 512, "intermediate_size": 1024, "num_attention_heads": 8, "num_key_value_heads": 2,
-                 "rope_parameters": {"rope_type": "default", "mrope_section": [8, 12, 12], "rope_theta": 1e6}}
+        text |= {
+            "hidden_size": 512,
+            "intermediate_size": 1024,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 2,
+            "rope_parameters": {"rope_type": "default", "mrope_section": [8, 12, 12], "rope_theta": 1e6},
+        }
     else:  # 7b: DESIGN.md section 2 (vocab shrunk: the embedding table plays no part in vision-token features)
         vision |= {"hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 3584}
-        text |= {"hidden_size": 3584, "intermediate_size": 18944, "num_attention_heads": 28, "num_key_value_heads": 4,
-                 "rope_parameters": {"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1e6}}
-    return Qwen2_5_VLConfig(vision_config=vision, text_config=text, vision_start_token_id=base.vision_start_token_id,
-                            vision_end_token_id=base.vision_end_token_id, image_token_id=base.image_token_id,
-                            video_token_id=base.video_token_id)
+        text |= {
+            "hidden_size": 3584,
+            "intermediate_size": 18944,
+            "num_attention_heads": 28,
+            "num_key_value_heads": 4,
+            "rope_parameters": {"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1e6},
+        }
+    return Qwen2_5_VLConfig(
+        vision_config=vision,
+        text_config=text,
+        vision_start_token_id=base.vision_start_token_id,
+        vision_end_token_id=base.vision_end_token_id,
+        image_token_id=base.image_token_id,
+        video_token_id=base.video_token_id,
+    )
 
 
 def sync(device: torch.device) -> None:
@@ -150,21 +175,41 @@ def attention_part(model, frames: np.ndarray, device: torch.device, repeats: int
 def torchrun_part(model, tmp: Path, args: argparse.Namespace) -> dict:
     """The extract stage, 1 process vs 2 under torchrun, on ``model`` saved as a checkpoint; same stores?"""
     model.save_pretrained(tmp / "checkpoint")
-    params = {"model": {"source": str(tmp / "checkpoint"), "device": args.device, "dtype": args.dtype},
-              "extract": {"batch_frames": args.batch_frames}, "points": {"vit_l7": {"kind": "vit_block", "layer": 7}}}
+    params = {
+        "model": {"source": str(tmp / "checkpoint"), "device": args.device, "dtype": args.dtype},
+        "extract": {"batch_frames": args.batch_frames},
+        "points": {"vit_l7": {"kind": "vit_block", "layer": 7}},
+    }
     (tmp / "params.yaml").write_text(yaml.safe_dump(params))
     root = Path(__file__).resolve().parents[1]
     row: dict = {"point": "vit_l7"}
     for name, torchrun in (("one", ""), ("two", "--standalone --nproc-per-node 2")):
-        cmd = [sys.executable, str(root / "stages" / "extract.py"), "--params", str(tmp / "params.yaml"), "--point", "vit_l7",
-               "--frames", str(tmp / "data" / "frames.zarr"), "--out", str(tmp / f"{name}.zarr"), "--metrics", str(tmp / f"{name}.json")]
+        cmd = [
+            sys.executable,
+            str(root / "stages" / "extract.py"),
+            "--params",
+            str(tmp / "params.yaml"),
+            "--point",
+            "vit_l7",
+            "--frames",
+            str(tmp / "data" / "frames.zarr"),
+            "--out",
+            str(tmp / f"{name}.zarr"),
+            "--metrics",
+            str(tmp / f"{name}.json"),
+        ]
         start = time.perf_counter()
-        res = subprocess.run(cmd, check=False, env={**os.environ, "FORESIGHT_TORCHRUN": torchrun}, capture_output=True, text=True)
+        res = subprocess.run(
+            cmd, check=False, env={**os.environ, "FORESIGHT_TORCHRUN": torchrun}, capture_output=True, text=True
+        )
         if res.returncode:
             raise SystemExit(f"{name}: {res.stderr[-2000:]}")
         row[f"{name}_command_s"] = time.perf_counter() - start
         row[f"{name}_fps"] = json.loads((tmp / f"{name}.json").read_text())["frames_per_second"]
-    files = [{str(p.relative_to(tmp / n)): p.read_bytes() for p in (tmp / n).rglob("*") if p.is_file()} for n in ("one.zarr", "two.zarr")]
+    files = [
+        {str(p.relative_to(tmp / n)): p.read_bytes() for p in (tmp / n).rglob("*") if p.is_file()}
+        for n in ("one.zarr", "two.zarr")
+    ]
     row["byte_identical"] = files[0] == files[1]
     row["chunks_differing"] = sum(files[0].get(k) != v for k, v in files[1].items())
     row["speedup_fps"] = row["two_fps"] / row["one_fps"]
@@ -186,7 +231,9 @@ def main() -> None:
     parser.add_argument("--batch-frames", type=int, default=9)
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats; the best is reported")
     parser.add_argument("--points", default="vit_l7,merger,llm_l13", help=f"comma-separated, of {', '.join(POINTS)}")
-    parser.add_argument("--parts", default="points,attention,torchrun", help="comma-separated, of points, attention, torchrun")
+    parser.add_argument(
+        "--parts", default="points,attention,torchrun", help="comma-separated, of points, attention, torchrun"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -196,8 +243,13 @@ def main() -> None:
         torch.manual_seed(0)
         model = Qwen2_5_VLForConditionalGeneration._from_config(config_for(args.model), dtype=dtype).eval()
     n_params = sum(p.numel() for p in model.parameters())
-    loaded = qwen.LoadedModel(model=model, device=device, dtype=dtype, norm=qwen.CLIP_NORMALIZATION,
-                              identity={"weights": f"random-{args.model}", "dtype": args.dtype})
+    loaded = qwen.LoadedModel(
+        model=model,
+        device=device,
+        dtype=dtype,
+        norm=qwen.CLIP_NORMALIZATION,
+        identity={"weights": f"random-{args.model}", "dtype": args.dtype},
+    )
     rows, attention, scale_out = [], None, None
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -213,7 +265,7 @@ def main() -> None:
         if "torchrun" in parts:
             transformers_attention(model)
             scale_out = torchrun_part(model, tmp, args)
-        for name in (args.points.split(",") if "points" in parts else []):
+        for name in args.points.split(",") if "points" in parts else []:
             point = POINTS[name]
             times = {"naive": [], "bare": [], "foresight": []}
             peaks = {}
@@ -233,45 +285,74 @@ def main() -> None:
                 extractor = qwen_extractor(name, point, ModelParams(), extract, 448, 672, 9, loaded=loaded)
                 peak_reset(device)
                 start = time.perf_counter()
-                metrics = write_point(extractor, tmp / "data" / "frames.zarr", tmp / f"{name}_{r}.zarr", None,
-                                      progress=False)
+                metrics = write_point(
+                    extractor, tmp / "data" / "frames.zarr", tmp / f"{name}_{r}.zarr", None, progress=False
+                )
                 times["foresight"].append(time.perf_counter() - start)
             best = {k: min(v) for k, v in times.items()}
-            rows.append({
-                "point": name, "frames": n, "kind": point.kind,
-                **{f"{k}_fps": n / v for k, v in best.items()},
-                "speedup_vs_naive": best["naive"] / best["foresight"],
-                "overhead_vs_bare": best["foresight"] / best["bare"],
-                "peak_bytes": {**peaks, "foresight": metrics["peak_memory_bytes"]},
-                "feature_bytes_per_frame": metrics["feature_bytes_per_frame"],
-                "memory_overhead_vs_merger": metrics["memory_overhead_vs_merger"],
-                "model_flops_per_frame": metrics["model_flops_per_frame"],
-                "mfu": metrics["mfu"], "mfu_note": metrics["mfu_note"],
-            })
+            rows.append(
+                {
+                    "point": name,
+                    "frames": n,
+                    "kind": point.kind,
+                    **{f"{k}_fps": n / v for k, v in best.items()},
+                    "speedup_vs_naive": best["naive"] / best["foresight"],
+                    "overhead_vs_bare": best["foresight"] / best["bare"],
+                    "peak_bytes": {**peaks, "foresight": metrics["peak_memory_bytes"]},
+                    "feature_bytes_per_frame": metrics["feature_bytes_per_frame"],
+                    "memory_overhead_vs_merger": metrics["memory_overhead_vs_merger"],
+                    "model_flops_per_frame": metrics["model_flops_per_frame"],
+                    "mfu": metrics["mfu"],
+                    "mfu_note": metrics["mfu_note"],
+                }
+            )
         # The stage keeps only the vision tower for vision-only points: measure that peak too.
         if rows:
             qwen.drop_llm(loaded)
         for row in rows:
             if row["kind"] != "llm":
-                extractor = qwen_extractor(row["point"], POINTS[row["point"]], ModelParams(), extract, 448, 672, 9, loaded=loaded)
+                extractor = qwen_extractor(
+                    row["point"], POINTS[row["point"]], ModelParams(), extract, 448, 672, 9, loaded=loaded
+                )
                 peak_reset(device)
-                metrics = write_point(extractor, tmp / "data" / "frames.zarr", tmp / f"{row['point']}_vit.zarr", None,
-                                      progress=False)
+                metrics = write_point(
+                    extractor, tmp / "data" / "frames.zarr", tmp / f"{row['point']}_vit.zarr", None, progress=False
+                )
                 row["peak_bytes"]["foresight_vision_only"] = metrics["peak_memory_bytes"]
-    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
-               else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    result = {"model": args.model, "params": n_params, "device": args.device, "dtype": args.dtype, "machine": machine,
-              "date": time.strftime("%Y-%m-%d"), "rows": rows, "attention": attention, "torchrun": scale_out}
-    print(f"model {args.model} ({n_params / 1e6:.1f}M params, {args.dtype}) on {machine}; {n} frames of 448x672, image mode")
+    machine = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
+    result = {
+        "model": args.model,
+        "params": n_params,
+        "device": args.device,
+        "dtype": args.dtype,
+        "machine": machine,
+        "date": time.strftime("%Y-%m-%d"),
+        "rows": rows,
+        "attention": attention,
+        "torchrun": scale_out,
+    }
+    print(
+        f"model {args.model} ({n_params / 1e6:.1f}M params, {args.dtype}) on {machine}; {n} frames of 448x672, image mode"
+    )
     if rows:
-        print(f"{'point':10s} {'naive fps':>10s} {'bare fps':>10s} {'ours fps':>10s} {'speed-up':>9s} {'ours/bare':>9s} {'MFU':>6s}")
+        print(
+            f"{'point':10s} {'naive fps':>10s} {'bare fps':>10s} {'ours fps':>10s} {'speed-up':>9s} {'ours/bare':>9s} {'MFU':>6s}"
+        )
     for r in rows:
         mfu = f"{r['mfu']:6.1%}" if r["mfu"] is not None else "   n/a"
-        print(f"{r['point']:10s} {r['naive_fps']:10.2f} {r['bare_fps']:10.2f} {r['foresight_fps']:10.2f} "
-              f"{r['speedup_vs_naive']:8.2f}x {r['overhead_vs_bare']:8.2f}x {mfu}")
+        print(
+            f"{r['point']:10s} {r['naive_fps']:10.2f} {r['bare_fps']:10.2f} {r['foresight_fps']:10.2f} "
+            f"{r['speedup_vs_naive']:8.2f}x {r['overhead_vs_bare']:8.2f}x {mfu}"
+        )
     if rows:
         print(f"MFU: {rows[0]['mfu_note']}")
-        print("peak memory (GiB): naive | stage with the full model | stage as run (vision-only points keep only the ViT)")
+        print(
+            "peak memory (GiB): naive | stage with the full model | stage as run (vision-only points keep only the ViT)"
+        )
     for r in rows:
         peaks = r["peak_bytes"]
         as_run = peaks.get("foresight_vision_only", peaks["foresight"])
@@ -279,15 +360,19 @@ def main() -> None:
         print(f"{r['point']:10s} {' | '.join(gib)}   feature memory vs merger {r['memory_overhead_vs_merger']:.2f}x")
     if attention:
         a = attention
-        print(f"window attention, bare vit_l31 forward of {a['frames']} frames: transformers {a['transformers_calls_per_forward']} "
-              f"SDPA calls, {a['transformers_fps']:.2f} fps | batched {a['batched_calls_per_forward']} calls, "
-              f"{a['batched_fps']:.2f} fps | {a['speedup']:.2f}x")
+        print(
+            f"window attention, bare vit_l31 forward of {a['frames']} frames: transformers {a['transformers_calls_per_forward']} "
+            f"SDPA calls, {a['transformers_fps']:.2f} fps | batched {a['batched_calls_per_forward']} calls, "
+            f"{a['batched_fps']:.2f} fps | {a['speedup']:.2f}x"
+        )
     if scale_out:
         t = scale_out
-        print(f"extract@vit_l7 stage, 1 vs 2 processes (torchrun): {t['one_fps']:.2f} vs {t['two_fps']:.2f} fps "
-              f"({t['speedup_fps']:.2f}x), command {t['one_command_s']:.1f} vs {t['two_command_s']:.1f} s "
-              f"({t['speedup_command']:.2f}x); stores byte-identical: {t['byte_identical']} "
-              f"({t['chunks_differing']} files differ)")
+        print(
+            f"extract@vit_l7 stage, 1 vs 2 processes (torchrun): {t['one_fps']:.2f} vs {t['two_fps']:.2f} fps "
+            f"({t['speedup_fps']:.2f}x), command {t['one_command_s']:.1f} vs {t['two_command_s']:.1f} s "
+            f"({t['speedup_command']:.2f}x); stores byte-identical: {t['byte_identical']} "
+            f"({t['chunks_differing']} files differ)"
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

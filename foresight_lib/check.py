@@ -76,7 +76,10 @@ def checks(params: Params) -> list[Check]:
     """Everything a run with ``params`` reads from outside the repository."""
     out: list[Check] = []
     if params.data.source != "synthetic":
-        out += [_path("data.video_dir", params.data.video_dir, "dir"), _path("data.annotations", params.data.annotations, "any")]
+        out += [
+            _path("data.video_dir", params.data.video_dir, "dir"),
+            _path("data.annotations", params.data.annotations, "any"),
+        ]
     qwen_points = [p for p in params.points.values() if p.kind in ("vit_embed", "vit_block", "merger", "llm")]
     if qwen_points and params.model.source != "tiny":
         out.append(("model.source", lambda: _qwen(params.model.source)))

@@ -25,8 +25,22 @@ import zarr
 from .errors import ForesightError
 from .store import PartialStore, open_complete
 
-ATTRS = ("point", "definition", "stride", "grid", "channels", "slot_frames", "height", "width", "n_clips",
-         "n_frames", "mode", "dtype", "weights", "frames")
+ATTRS = (
+    "point",
+    "definition",
+    "stride",
+    "grid",
+    "channels",
+    "slot_frames",
+    "height",
+    "width",
+    "n_clips",
+    "n_frames",
+    "mode",
+    "dtype",
+    "weights",
+    "frames",
+)
 """Every attribute of a feature store; the writer writes exactly these and the reader requires them."""
 DIMENSIONS = ("clip", "t", "gy", "gx", "channel")
 
@@ -37,8 +51,9 @@ def feature_array(store: PartialStore, attributes: dict[str, Any]) -> zarr.Array
         raise ValueError(f"feature store attributes must be exactly {ATTRS}, got {sorted(attributes)}")
     t, gh, gw = attributes["grid"]
     shape = (attributes["n_clips"], t, gh, gw, attributes["channels"])
-    return store.array(shape, chunks=(1, *shape[1:]), dtype=attributes["dtype"], dimension_names=DIMENSIONS,
-                       attributes=attributes)
+    return store.array(
+        shape, chunks=(1, *shape[1:]), dtype=attributes["dtype"], dimension_names=DIMENSIONS, attributes=attributes
+    )
 
 
 @dataclass
@@ -84,8 +99,11 @@ class FeatureStore:
         idx = np.asarray(clips)
         if idx.size and np.all(np.diff(idx) == 1):
             return np.asarray(self.array[int(idx[0]) : int(idx[-1]) + 1], dtype=np.float32)
-        return np.stack([np.asarray(self.array[int(i)], dtype=np.float32) for i in idx]) if idx.size else \
-            np.empty((0, *self.array.shape[1:]), dtype=np.float32)
+        return (
+            np.stack([np.asarray(self.array[int(i)], dtype=np.float32) for i in idx])
+            if idx.size
+            else np.empty((0, *self.array.shape[1:]), dtype=np.float32)
+        )
 
 
 def open_features(path: str | Path) -> FeatureStore:
@@ -96,5 +114,7 @@ def open_features(path: str | Path) -> FeatureStore:
     if missing:
         raise ForesightError(f"{path}: not a foresight feature store (attributes missing: {', '.join(missing)})")
     if arr.ndim != 5 or list(arr.shape[1:4]) != list(arr.attrs["grid"]) or arr.shape[4] != arr.attrs["channels"]:
-        raise ForesightError(f"{path}: shape {arr.shape} does not match its grid {arr.attrs['grid']} x {arr.attrs['channels']}")
+        raise ForesightError(
+            f"{path}: shape {arr.shape} does not match its grid {arr.attrs['grid']} x {arr.attrs['channels']}"
+        )
     return FeatureStore(path=path, array=arr)

@@ -78,7 +78,9 @@ class DataParams(_Section):
     @classmethod
     def _multiple(cls, v: int) -> int:
         if v % GEOMETRY_MULTIPLE:
-            raise ValueError(f"must be a multiple of {GEOMETRY_MULTIPLE} (28 for Qwen2.5-VL merge units, 32 for the VAE)")
+            raise ValueError(
+                f"must be a multiple of {GEOMETRY_MULTIPLE} (28 for Qwen2.5-VL merge units, 32 for the VAE)"
+            )
         return v
 
     @field_validator("n_frames")
@@ -99,7 +101,9 @@ class DataParams(_Section):
 
 # -------------------------------------------------------------------------------------- model
 class ModelParams(_Section):
-    source: str = Field("tiny", min_length=1, description="'tiny' (seeded random, real depths) or a local checkpoint directory")
+    source: str = Field(
+        "tiny", min_length=1, description="'tiny' (seeded random, real depths) or a local checkpoint directory"
+    )
     seed: int = 0
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -115,12 +119,14 @@ class ExtractParams(_Section):
 # ------------------------------------------------------------------------------------- points
 class _QwenPoint(_Section):
     weights: Literal["pretrained", "random"] = Field(
-        "pretrained", description="random: a seeded random initialisation of model.source's architecture (a control)")
+        "pretrained", description="random: a seeded random initialisation of model.source's architecture (a control)"
+    )
 
 
 class _PreMergePoint(_QwenPoint):
     order: Literal["raster", "naive"] = Field(
-        "raster", description="naive (an ablation): the token sequence reshaped to the grid as is, not un-permuted")
+        "raster", description="naive (an ablation): the token sequence reshaped to the grid as is, not un-permuted"
+    )
 
 
 class VitEmbedPoint(_PreMergePoint):
@@ -138,29 +144,49 @@ class MergerPoint(_QwenPoint):
 
 class LlmPoint(_QwenPoint):
     kind: Literal["llm"]
-    layer: int = Field(description="LLM hidden state after decoder layer L, at the vision tokens; negative counts from the end")
+    layer: int = Field(
+        description="LLM hidden state after decoder layer L, at the vision tokens; negative counts from the end"
+    )
 
 
 class PixelsPoint(_Section):
     kind: Literal["pixels"]
-    patch: int = Field(14, ge=1, le=224, description="raw patch x patch x 3 pixels per cell: the control every feature must beat")
+    patch: int = Field(
+        14, ge=1, le=224, description="raw patch x patch x 3 pixels per cell: the control every feature must beat"
+    )
 
 
 class EncoderPoint(_Section):
     kind: Literal["encoder"]
-    family: Literal["dinov2", "owlvit", "owlv2", "siglip"] = Field(description="a dedicated vision encoder (hybrid baseline)")
-    layer: int = Field(description="output of encoder block k (transformers' hidden_states[k+1]); negative counts from the end")
-    source: str = Field("tiny", min_length=1, description="'tiny' (seeded random, real patch size and depth) or a local checkpoint directory")
+    family: Literal["dinov2", "owlvit", "owlv2", "siglip"] = Field(
+        description="a dedicated vision encoder (hybrid baseline)"
+    )
+    layer: int = Field(
+        description="output of encoder block k (transformers' hidden_states[k+1]); negative counts from the end"
+    )
+    source: str = Field(
+        "tiny",
+        min_length=1,
+        description="'tiny' (seeded random, real patch size and depth) or a local checkpoint directory",
+    )
     weights: Literal["pretrained", "random"] = Field(
-        "pretrained", description="random: a seeded random initialisation of the source checkpoint's architecture (a control)")
+        "pretrained",
+        description="random: a seeded random initialisation of the source checkpoint's architecture (a control)",
+    )
     seed: int = Field(0, description="weights of the tiny model or of the weights: random control")
 
 
 class OraclePoint(_Section):
     kind: Literal["oracle"]
-    stride: int = Field(14, ge=1, le=224, description=(
-        "cell side in pixels of the ground truth rasterised per cell (occupancy, edge distances, class): the "
-        "positive control every head must read"))
+    stride: int = Field(
+        14,
+        ge=1,
+        le=224,
+        description=(
+            "cell side in pixels of the ground truth rasterised per cell (occupancy, edge distances, class): the "
+            "positive control every head must read"
+        ),
+    )
 
 
 PointParams = Annotated[
@@ -174,35 +200,68 @@ class ProbeParams(_Section):
     """Probes trained on stored grids (``foresight_lib/probes``); every head sees only the grid, its stride and slots."""
 
     seed: int = Field(0, description="sample order, the shuffled control's permutations and the bootstrap")
-    seeds: list[int] = Field([0], min_length=1, max_length=100,
-                             description="initialisation seeds of every head: each trained and tested (batch order shared)")
+    seeds: list[int] = Field(
+        [0],
+        min_length=1,
+        max_length=100,
+        description="initialisation seeds of every head: each trained and tested (batch order shared)",
+    )
     heads: list[Literal["linear", "mlp", "dense", "detr"]] = Field(
-        ["linear", "dense"], min_length=1, description="spatial heads, each also run on the shuffled control")
+        ["linear", "dense"], min_length=1, description="spatial heads, each also run on the shuffled control"
+    )
     epochs: int = Field(8, ge=1, le=10000, description="training epochs of every spatial head")
     temporal_epochs: int = Field(30, ge=1, le=10000, description="training epochs of the temporal heads")
-    lrs: list[float] = Field([1e-2], min_length=1, max_length=20, description=(
-        "AdamW peak learning rates (cosine decay over the epochs), each trained; selected per head on validation"))
+    lrs: list[float] = Field(
+        [1e-2],
+        min_length=1,
+        max_length=20,
+        description=(
+            "AdamW peak learning rates (cosine decay over the epochs), each trained; selected per head on validation"
+        ),
+    )
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
     batch_size: int = Field(8, ge=1, le=4096, description="samples (clip, slot) or pairs per optimiser step")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else the CPU")
     width: int = Field(32, ge=4, le=4096, description="hidden width of the mlp, dense, detr and temporal heads")
-    score_threshold: float = Field(0.5, gt=0.0, le=1.0, description="bbox IoU counts the detections scoring at least this")
-    min_score: float = Field(0.05, ge=0.0, le=1.0, description="decoded detections below this score are dropped (mAP floor)")
-    max_detections: int = Field(100, ge=1, le=100, description="detections kept per frame, highest score first (COCO maxDets)")
+    score_threshold: float = Field(
+        0.5, gt=0.0, le=1.0, description="bbox IoU counts the detections scoring at least this"
+    )
+    min_score: float = Field(
+        0.05, ge=0.0, le=1.0, description="decoded detections below this score are dropped (mAP floor)"
+    )
+    max_detections: int = Field(
+        100, ge=1, le=100, description="detections kept per frame, highest score first (COCO maxDets)"
+    )
     nms_iou: float = Field(0.5, gt=0.0, le=1.0, description="IoU above which the grid heads' NMS suppresses a box")
     detr_queries: int = Field(10, ge=1, le=100, description="object queries of the detr head")
     detr_layers: int = Field(2, ge=1, le=12, description="transformer decoder layers of the detr head")
     order_pairs: int = Field(4, ge=1, le=1000, description="frame-order pairs (i < j) drawn per clip")
-    block_clips: int = Field(8, ge=1, le=4096,
-                             description="clips shuffled together per block (fixes the sample order) and read at once")
-    gpu_memory_gb: float = Field(8.0, ge=0.0, le=10_000.0,
-                                 description="GPU memory for float16 features: a split that fits is held on the GPU")
-    host_memory_gb: float = Field(4.0, ge=0.0, le=100_000.0, description=(
-        "host RAM for float16 features: a split that fits (and not the GPU) is held here, else it is streamed"))
-    bootstrap: int = Field(1000, ge=0, le=100000, description="bootstrap resamples over clips for IoU and accuracy 95% intervals")
-    bootstrap_map: int = Field(100, ge=0, le=100000,
-                               description="bootstrap resamples for mAP 95% intervals (2 COCOevals each, ~0.3 s per head)")
-    threads: int = Field(1, ge=1, le=256, description="torch CPU threads while probing (the small heads run fastest on 1)")
+    block_clips: int = Field(
+        8, ge=1, le=4096, description="clips shuffled together per block (fixes the sample order) and read at once"
+    )
+    gpu_memory_gb: float = Field(
+        8.0, ge=0.0, le=10_000.0, description="GPU memory for float16 features: a split that fits is held on the GPU"
+    )
+    host_memory_gb: float = Field(
+        4.0,
+        ge=0.0,
+        le=100_000.0,
+        description=(
+            "host RAM for float16 features: a split that fits (and not the GPU) is held here, else it is streamed"
+        ),
+    )
+    bootstrap: int = Field(
+        1000, ge=0, le=100000, description="bootstrap resamples over clips for IoU and accuracy 95% intervals"
+    )
+    bootstrap_map: int = Field(
+        100,
+        ge=0,
+        le=100000,
+        description="bootstrap resamples for mAP 95% intervals (2 COCOevals each, ~0.3 s per head)",
+    )
+    threads: int = Field(
+        1, ge=1, le=256, description="torch CPU threads while probing (the small heads run fastest on 1)"
+    )
 
     @field_validator("heads")
     @classmethod
@@ -246,16 +305,22 @@ class ProbeParams(_Section):
 class LtxParams(_Section):
     """The LTX-Video VAE (``foresight_lib/ltx``): which weights, where they run, how latents are stored and decoded."""
 
-    source: str = Field("tiny", min_length=1,
-                        description="'tiny' (seeded random VAE, real interface) or a local LTX-Video checkpoint directory")
+    source: str = Field(
+        "tiny",
+        min_length=1,
+        description="'tiny' (seeded random VAE, real interface) or a local LTX-Video checkpoint directory",
+    )
     seed: int = Field(0, description="weights of the tiny VAE, and the decode noise (one generator per clip)")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto: bfloat16 on GPU, float32 on CPU")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bfloat16 on GPU, float32 on CPU"
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_clips: int = Field(1, ge=1, le=1024, description="clips per VAE encode call")
     latents_dtype: Literal["float32", "float16"] = Field("float32", description="storage dtype of latents/latents.zarr")
     decode_timestep: float = Field(0.05, ge=0.0, le=1.0, description="temb of a timestep-conditioned (0.9.1+) decoder")
-    decode_noise_scale: float = Field(0.025, ge=0.0, le=1.0,
-                                      description="noise mixed into the latents before a timestep-conditioned decode")
+    decode_noise_scale: float = Field(
+        0.025, ge=0.0, le=1.0, description="noise mixed into the latents before a timestep-conditioned decode"
+    )
 
 
 class AdapterTrainParams(_Section):
@@ -264,17 +329,34 @@ class AdapterTrainParams(_Section):
     lr: float = Field(2e-3, gt=0.0, le=1.0, description="AdamW learning rate")
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
     batch_size: int = Field(4, ge=1, le=4096, description="clips per optimiser step")
-    pixel_loss_weight: float = Field(0.0, ge=0.0, le=1000.0, description=(
-        "weight of an MSE on frames decoded differentiably (no noise) from the predicted latents; 0: latent MSE only"))
+    pixel_loss_weight: float = Field(
+        0.0,
+        ge=0.0,
+        le=1000.0,
+        description=(
+            "weight of an MSE on frames decoded differentiably (no noise) from the predicted latents; 0: latent MSE only"
+        ),
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    autocast: bool = Field(True, description="bfloat16 autocast of forward and loss on CUDA (no effect on CPU: float32)")
-    checkpointing: bool = Field(False, description=(
-        "recompute the token-resolution stream (per-token layer, temporal pool, resampling: dual_stream's spatial "
-        "stream, single's and multi_scale's input stream) in the backward pass instead of storing its activations"))
-    gpu_memory_gb: float = Field(8.0, ge=0.0, le=10_000.0,
-                                 description="GPU memory for an input store's float16 features (held there if it fits)")
-    host_memory_gb: float = Field(4.0, ge=0.0, le=100_000.0,
-                                  description="host RAM for input features (held there if it fits), else read per batch")
+    autocast: bool = Field(
+        True, description="bfloat16 autocast of forward and loss on CUDA (no effect on CPU: float32)"
+    )
+    checkpointing: bool = Field(
+        False,
+        description=(
+            "recompute the token-resolution stream (per-token layer, temporal pool, resampling: dual_stream's spatial "
+            "stream, single's and multi_scale's input stream) in the backward pass instead of storing its activations"
+        ),
+    )
+    gpu_memory_gb: float = Field(
+        8.0, ge=0.0, le=10_000.0, description="GPU memory for an input store's float16 features (held there if it fits)"
+    )
+    host_memory_gb: float = Field(
+        4.0,
+        ge=0.0,
+        le=100_000.0,
+        description="host RAM for input features (held there if it fits), else read per batch",
+    )
 
 
 class SingleAdapterParams(_Section):
@@ -282,7 +364,9 @@ class SingleAdapterParams(_Section):
 
     point: str = Field(pattern=POINT_NAME.pattern, description="the points entry it reads")
     hidden: int = Field(256, ge=8, le=8192, description="width of the token MLP and of the head")
-    subcells: Literal[1, 2, 4] = Field(2, description="sub-cells per side of each 32 px latent cell kept by the resampling")
+    subcells: Literal[1, 2, 4] = Field(
+        2, description="sub-cells per side of each 32 px latent cell kept by the resampling"
+    )
     context: Literal[1, 3, 5] = Field(1, description="latent cells per side the head's output layer sees (1: per cell)")
 
     def inputs(self) -> dict[str, str]:
@@ -294,9 +378,12 @@ class MultiScaleAdapterParams(_Section):
     """Option C: several points of one stride mixed by learned softmax-normalised weights, then ``single``'s head."""
 
     points: list[Annotated[str, Field(pattern=POINT_NAME.pattern)]] = Field(
-        min_length=1, description="points entries of one stride (e.g. ViT blocks 7, 15, 23, 31)")
+        min_length=1, description="points entries of one stride (e.g. ViT blocks 7, 15, 23, 31)"
+    )
     hidden: int = Field(256, ge=8, le=8192, description="width of the token MLP and of the head")
-    subcells: Literal[1, 2, 4] = Field(2, description="sub-cells per side of each 32 px latent cell kept by the resampling")
+    subcells: Literal[1, 2, 4] = Field(
+        2, description="sub-cells per side of each 32 px latent cell kept by the resampling"
+    )
     context: Literal[1, 3, 5] = Field(1, description="latent cells per side the head's output layer sees (1: per cell)")
 
     @field_validator("points")
@@ -318,9 +405,13 @@ class DualStreamAdapterParams(_Section):
     semantic: str = Field(pattern=POINT_NAME.pattern, description="a merger or llm points entry")
     dim: int = Field(128, ge=8, le=8192, description="width of both streams and of the attention")
     heads: int = Field(4, ge=1, le=64, description="attention heads; must divide dim")
-    subcells: Literal[1, 2, 4] = Field(2, description="sub-cells per side of each 32 px latent cell kept from the spatial stream")
+    subcells: Literal[1, 2, 4] = Field(
+        2, description="sub-cells per side of each 32 px latent cell kept from the spatial stream"
+    )
     context: Literal[1, 3, 5] = Field(1, description="latent cells per side the head's output layer sees (1: per cell)")
-    gate_init: float = Field(0.0, ge=-10.0, le=10.0, description="initial per-channel gate of the spatial stream (0: starts semantic-only)")
+    gate_init: float = Field(
+        0.0, ge=-10.0, le=10.0, description="initial per-channel gate of the spatial stream (0: starts semantic-only)"
+    )
 
     @model_validator(mode="after")
     def _heads(self) -> DualStreamAdapterParams:
@@ -350,7 +441,9 @@ class AdapterParams(_Section):
         kinds = {kind: getattr(self, kind) for kind in ADAPTER_KINDS}
         for name in (n for entries in kinds.values() for n in entries):
             if not POINT_NAME.match(name):
-                raise ValueError(f"adapter name {name!r} must match {POINT_NAME.pattern} (it names files and DVC stages)")
+                raise ValueError(
+                    f"adapter name {name!r} must match {POINT_NAME.pattern} (it names files and DVC stages)"
+                )
         for name in sorted({n for entries in kinds.values() for n in entries}):
             where = [kind for kind, entries in kinds.items() if name in entries]
             if len(where) > 1:
@@ -363,12 +456,16 @@ class Phase2Criteria(_Section):
 
     iou_target: float = Field(0.6, ge=0.0, le=1.0, description="spatial IoU on decoded frames must exceed this")
     iou_acceptable: float = Field(0.5, ge=0.0, le=1.0)
-    lpips_target: float = Field(0.30, ge=0.0, le=2.0, description="LPIPS of decoded vs original frames must be below this")
+    lpips_target: float = Field(
+        0.30, ge=0.0, le=2.0, description="LPIPS of decoded vs original frames must be below this"
+    )
     lpips_acceptable: float = Field(0.35, ge=0.0, le=2.0)
     params_target: int = Field(15_000_000, ge=1, description="trainable adapter parameters, at most")
     params_acceptable: int = Field(25_000_000, ge=1)
     params_limit: int = Field(50_000_000, ge=1, description="above this the adapter fails")
-    steps_target: int = Field(50_000, ge=1, description="optimiser steps to the selected epoch, below this (and no divergence)")
+    steps_target: int = Field(
+        50_000, ge=1, description="optimiser steps to the selected epoch, below this (and no divergence)"
+    )
     steps_acceptable: int = Field(100_000, ge=1, description="above: marginal; a divergent run fails")
 
     @model_validator(mode="after")
@@ -376,11 +473,15 @@ class Phase2Criteria(_Section):
         if self.iou_acceptable > self.iou_target:
             raise ValueError(f"iou_acceptable ({self.iou_acceptable}) must be <= iou_target ({self.iou_target})")
         if self.lpips_acceptable < self.lpips_target:
-            raise ValueError(f"lpips_acceptable ({self.lpips_acceptable}) must be >= lpips_target ({self.lpips_target})")
+            raise ValueError(
+                f"lpips_acceptable ({self.lpips_acceptable}) must be >= lpips_target ({self.lpips_target})"
+            )
         if not self.params_target <= self.params_acceptable <= self.params_limit:
             raise ValueError("params_target <= params_acceptable <= params_limit must hold")
         if self.steps_acceptable < self.steps_target:
-            raise ValueError(f"steps_acceptable ({self.steps_acceptable}) must be >= steps_target ({self.steps_target})")
+            raise ValueError(
+                f"steps_acceptable ({self.steps_acceptable}) must be >= steps_target ({self.steps_target})"
+            )
         return self
 
 
@@ -390,10 +491,15 @@ class EvalParams(_Section):
     lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
     sheet_clips: int = Field(3, ge=1, le=64, description="test clips shown in each adapter's PNG sheet")
     seed: int = Field(0, description="bootstrap draws")
-    bootstrap: int = Field(1000, ge=0, le=100000, description="resamples over clips for the 95% intervals of means and IoU")
+    bootstrap: int = Field(
+        1000, ge=0, le=100000, description="resamples over clips for the 95% intervals of means and IoU"
+    )
     bootstrap_map: int = Field(50, ge=0, le=100000, description="resamples for mAP 95% intervals")
     detector_point: str = Field(
-        "pixels", min_length=1, description="a pixels point whose trained probe finds boxes on original and decoded frames")
+        "pixels",
+        min_length=1,
+        description="a pixels point whose trained probe finds boxes on original and decoded frames",
+    )
     detector_head: Literal["linear", "mlp", "dense", "detr"] = "dense"
     phase2: Phase2Criteria = Phase2Criteria()
 
@@ -405,11 +511,14 @@ class DecisionParams(_Section):
     lpips_max: float = Field(0.35, ge=0.0, le=1.0)
     memory_overhead_max: float = Field(2.0, gt=0.0)
     map_kind: Literal["class_agnostic", "class_aware"] = Field(
-        "class_agnostic", description="which mAP@0.5 the rule reads: a spatial probe's is class-agnostic by default")
+        "class_agnostic", description="which mAP@0.5 the rule reads: a spatial probe's is class-agnostic by default"
+    )
     selectivity_margin: float = Field(
-        0.1, ge=0.0, le=1.0, description="GO needs the lower bound of IoU minus the shuffled control's IoU above this")
+        0.1, ge=0.0, le=1.0, description="GO needs the lower bound of IoU minus the shuffled control's IoU above this"
+    )
     oracle_min_iou: float = Field(
-        0.85, ge=0.0, le=1.0, description="a head whose oracle-point IoU is below this cannot decide (INCONCLUSIVE)")
+        0.85, ge=0.0, le=1.0, description="a head whose oracle-point IoU is below this cannot decide (INCONCLUSIVE)"
+    )
 
     @model_validator(mode="after")
     def _order(self) -> DecisionParams:
@@ -441,8 +550,10 @@ class Params(_Section):
     def _oracle_stride(self) -> Params:
         for name, point in self.points.items():
             if isinstance(point, OraclePoint) and (self.data.height % point.stride or self.data.width % point.stride):
-                raise ValueError(f"points.{name}.stride: {point.stride} must divide data.height ({self.data.height}) "
-                                 f"and data.width ({self.data.width})")
+                raise ValueError(
+                    f"points.{name}.stride: {point.stride} must divide data.height ({self.data.height}) "
+                    f"and data.width ({self.data.width})"
+                )
         return self
 
 
@@ -521,19 +632,25 @@ def adapter_input_problems(params: Params) -> list[str]:
                 continue
             point_kind = {role: params.points[p].kind for role, p in roles.items()}
             if kind == "dual_stream" and point_kind["semantic"] not in MERGED_KINDS:
-                problems.append(f"{key}.semantic: {spec.semantic!r} is a {point_kind['semantic']} point; the semantic "
-                                "stream needs a merger or llm point")
+                problems.append(
+                    f"{key}.semantic: {spec.semantic!r} is a {point_kind['semantic']} point; the semantic "
+                    "stream needs a merger or llm point"
+                )
             if kind == "dual_stream" and point_kind["spatial"] in MERGED_KINDS:
-                problems.append(f"{key}.spatial: {spec.spatial!r} is a {point_kind['spatial']} point; the spatial "
-                                "stream needs a pre-merge point (vit_embed, vit_block, pixels, ...)")
+                problems.append(
+                    f"{key}.spatial: {spec.spatial!r} is a {point_kind['spatial']} point; the spatial "
+                    "stream needs a pre-merge point (vit_embed, vit_block, pixels, ...)"
+                )
             if kind == "multi_scale":
                 first = spec.points[0]
                 family, value = stride_class(params.points[first])
                 for other in spec.points[1:]:
                     other_family, other_value = stride_class(params.points[other])
                     if other_family == family and other_value != value:
-                        problems.append(f"{key}.points: {first!r} (stride of {value}) and {other!r} (stride of "
-                                        f"{other_value}) have different strides; the points must share one")
+                        problems.append(
+                            f"{key}.points: {first!r} (stride of {value}) and {other!r} (stride of "
+                            f"{other_value}) have different strides; the points must share one"
+                        )
                         break
     return problems
 

@@ -180,8 +180,10 @@ def sweep_partials(root: str | Path = ".", depth: int = 3) -> list[Path]:
             continue
         if done == pending:
             shutil.rmtree(partial, ignore_errors=True)
-            print(f"removed {partial}: a killed run left it, and {finished} is finished from the same inputs",
-                  file=sys.stderr)
+            print(
+                f"removed {partial}: a killed run left it, and {finished} is finished from the same inputs",
+                file=sys.stderr,
+            )
             removed.append(partial)
     return removed
 

@@ -26,8 +26,9 @@ def main(argv=None) -> None:
     if ceiling.attrs["clips"] != predicted.attrs["clips"]:
         raise ForesightError(f"{args.ceiling} and {args.latents} hold different clips: rerun the decode_ceiling stage")
     clips = predicted.attrs["clips"]
-    decoded = write_decoded(vae, predicted, range(len(clips)), clips, args.out, params.ltx,
-                            {"source": f"adapter {args.adapter}"})
+    decoded = write_decoded(
+        vae, predicted, range(len(clips)), clips, args.out, params.ltx, {"source": f"adapter {args.adapter}"}
+    )
     write_sheet(open_complete(args.frames), ceiling, decoded, params.eval.sheet_clips, args.sheet)
 
 

@@ -7,8 +7,9 @@ from foresight_lib.params import load_params
 
 def main(argv=None) -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--out", required=True, help="output directory (frames.zarr, annotations.parquet, "
-                        "clips.parquet, skipped.json)")
+    parser.add_argument(
+        "--out", required=True, help="output directory (frames.zarr, annotations.parquet, clips.parquet, skipped.json)"
+    )
     args = parser.parse_args(argv)
     write_frames(load_params(args.params).data, args.out)
 

@@ -20,10 +20,13 @@ def main(argv=None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--adapter", required=True, help="the adapter's name")
     parser.add_argument("--decoded", required=True, help="its decoded clips (adapters/<adapter>/decoded.zarr)")
-    parser.add_argument("--config", required=True, help="its config, naming its input points "
-                        "(adapters/<adapter>/config.json)")
+    parser.add_argument(
+        "--config", required=True, help="its config, naming its input points (adapters/<adapter>/config.json)"
+    )
     parser.add_argument("--train-metrics", required=True, help="its training summary (metrics/adapter/<adapter>.json)")
-    parser.add_argument("--ceiling-metrics", required=True, help="the recon_ceiling stage's output (metrics/ceiling.json)")
+    parser.add_argument(
+        "--ceiling-metrics", required=True, help="the recon_ceiling stage's output (metrics/ceiling.json)"
+    )
     parser.add_argument("--latents", required=True, help="the VAE latents (latents/latents.zarr)")
     parser.add_argument("--features", required=True, help="directory of the <point>.zarr feature stores (features)")
     parser.add_argument("--frames", required=True, help="the originals (data/frames.zarr)")
@@ -42,12 +45,21 @@ def main(argv=None) -> None:
     latents = open_complete(args.latents)
     latent = LatentSpec.of(latents)
     streams = json.loads(Path(args.config).read_text())["streams"]
-    result["cka"] = {role: input_cka(open_features(Path(args.features) / f"{grid['point']}.zarr"), latents,
-                                     decoded.attrs["clips"], latent) for role, grid in streams.items()}
+    result["cka"] = {
+        role: input_cka(
+            open_features(Path(args.features) / f"{grid['point']}.zarr"), latents, decoded.attrs["clips"], latent
+        )
+        for role, grid in streams.items()
+    }
     train = json.loads(Path(args.train_metrics).read_text())
     lpips, detection = result["adapter"]["lpips"], result["adapter"]["detection"]
-    result["phase2"] = phase2_verdicts(detection.get("bbox_iou"), lpips["mean"] if lpips else None,
-                                       train["parameters"]["total"], train.get("convergence"), params.phase2)
+    result["phase2"] = phase2_verdicts(
+        detection.get("bbox_iou"),
+        lpips["mean"] if lpips else None,
+        train["parameters"]["total"],
+        train.get("convergence"),
+        params.phase2,
+    )
     write_json_atomic(args.out, result)
 
 

@@ -7,16 +7,26 @@ from foresight_lib.report.phase1 import build_report
 
 def main(argv=None) -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--metrics", required=True, help="metrics directory: reads probe/, extract/, recon/, "
-                        "adapter/; writes summary.json and decision.json")
+    parser.add_argument(
+        "--metrics",
+        required=True,
+        help="metrics directory: reads probe/, extract/, recon/, adapter/; writes summary.json and decision.json",
+    )
     parser.add_argument("--probes", required=True, help="the probe stages' output directory (probes)")
     parser.add_argument("--features", required=True, help="directory of the <point>.zarr feature stores (features)")
     parser.add_argument("--data", required=True, help="the frames stage's output directory (data)")
     parser.add_argument("--adapters", required=True, help="directory of the adapters' outputs (adapters)")
     parser.add_argument("--reports", required=True, help="output directory of the markdown report and figures")
     args = parser.parse_args(argv)
-    build_report(load_params(args.params), metrics_dir=args.metrics, probes_dir=args.probes,
-                 features_dir=args.features, data_dir=args.data, reports_dir=args.reports, adapters_dir=args.adapters)
+    build_report(
+        load_params(args.params),
+        metrics_dir=args.metrics,
+        probes_dir=args.probes,
+        features_dir=args.features,
+        data_dir=args.data,
+        reports_dir=args.reports,
+        adapters_dir=args.adapters,
+    )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,11 @@ from foresight_lib.store import open_complete, write_json_atomic
 
 def main(argv=None) -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--adapter", required=True,
-                        help="name of an entry of adapter.single, adapter.dual_stream or adapter.multi_scale")
+    parser.add_argument(
+        "--adapter",
+        required=True,
+        help="name of an entry of adapter.single, adapter.dual_stream or adapter.multi_scale",
+    )
     parser.add_argument("--features", required=True, help="directory of the <point>.zarr feature stores (features)")
     parser.add_argument("--latents", required=True, help="the VAE latents, the targets (latents/latents.zarr)")
     parser.add_argument("--clips", required=True, help="the clip table with the splits (data/clips.parquet)")
@@ -37,13 +40,15 @@ def main(argv=None) -> None:
         ltx = params.ltx
         vae, identity = load_vae(ltx.source, resolve_dtype(ltx.dtype, device), device, seed=ltx.seed)
         check_same_vae(identity, data.latents.attrs, args.latents)
-        pixel_term = PixelTerm(vae.requires_grad_(False), open_complete(args.frames), ltx.decode_timestep,
-                               train.pixel_loss_weight)
+        pixel_term = PixelTerm(
+            vae.requires_grad_(False), open_complete(args.frames), ltx.decode_timestep, train.pixel_loss_weight
+        )
     splits = {split: read_split(args.clips, split) for split in SPLITS}
     trained = train_adapter(spec, train, data, splits, out / "live", pixel_term, device)
     save_adapter(out, args.adapter, spec, trained.model)
-    write_predictions(trained.model, data, splits["test"], out / "latents.zarr", args.adapter, train.batch_size,
-                      train.autocast)
+    write_predictions(
+        trained.model, data, splits["test"], out / "latents.zarr", args.adapter, train.batch_size, train.autocast
+    )
     write_json_atomic(args.metrics, {**trained.summary, "option": proposal_option(spec, params.points)})
 
 

@@ -37,8 +37,13 @@ PIPELINE_OUTPUTS = ("data", "features", "probes", "latents", "adapters", "metric
 
 
 def _snapshot() -> dict[Path, int]:
-    return {f: f.stat().st_mtime_ns for d in PIPELINE_OUTPUTS if (ROOT / d).is_dir()
-            for f in (ROOT / d).rglob("*") if f.is_file()}
+    return {
+        f: f.stat().st_mtime_ns
+        for d in PIPELINE_OUTPUTS
+        if (ROOT / d).is_dir()
+        for f in (ROOT / d).rglob("*")
+        if f.is_file()
+    }
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -44,7 +44,9 @@ def write_video(path: Path, codec: str = "libx264", options: dict[str, str] | No
 
 
 def params(source: str, video_dir: Path, annotations: Path, **kw: Any) -> DataParams:
-    return DataParams(source=source, height=OUT, width=OUT, n_frames=9, video_dir=str(video_dir), annotations=str(annotations), **kw)
+    return DataParams(
+        source=source, height=OUT, width=OUT, n_frames=9, video_dir=str(video_dir), annotations=str(annotations), **kw
+    )
 
 
 def write_json(path: Path, payload: Any) -> Path:
@@ -128,23 +130,37 @@ def test_something_else_directory_of_parts(videos: Path, tmp_path: Path) -> None
 def test_something_else_two_boxes_with_one_id_are_two_objects(videos: Path, tmp_path: Path) -> None:
     frames = se_frames("12", range(N))
     for frame in frames:
-        frame["labels"].append({"box2d": {"x1": 0, "y1": 0, "x2": 10, "y2": 10}, "category": "hand", "standard_category": "hand"})
+        frame["labels"].append(
+            {"box2d": {"x1": 0, "y1": 0, "x2": 10, "y2": 10}, "category": "hand", "standard_category": "hand"}
+        )
     source = open_real_source(params("something_else", videos, write_json(tmp_path / "b.json", {"12": frames})))
     (clip,) = list(source)
     assert isinstance(clip, Clip) and sorted(clip.objects["object_id"].unique()) == [0, 1, 2]
 
 
 # ------------------------------------------------------------------------------------ COCO video
-def coco(videos: list[dict[str, Any]], boxes: dict[str, dict[int, list[list[float]]]], size: tuple[int, int] = (W, H)) -> dict[str, Any]:
+def coco(
+    videos: list[dict[str, Any]], boxes: dict[str, dict[int, list[list[float]]]], size: tuple[int, int] = (W, H)
+) -> dict[str, Any]:
     """A COCO-video payload: ``boxes[file_name][frame] = [[x, y, w, h], ...]``, track id = position in the list."""
     images, annotations = [], []
     ids = {v["file_name"]: v["id"] for v in videos}
     for file_name, frames in boxes.items():
         for frame, frame_boxes in frames.items():
             image_id = len(images) + 1
-            images.append({"id": image_id, "video_id": ids[file_name], "frame_id": frame, "width": size[0], "height": size[1]})
+            images.append(
+                {"id": image_id, "video_id": ids[file_name], "frame_id": frame, "width": size[0], "height": size[1]}
+            )
             for track, bbox in enumerate(frame_boxes):
-                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "bbox": bbox, "category_id": 3, "track_id": track})
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "bbox": bbox,
+                        "category_id": 3,
+                        "track_id": track,
+                    }
+                )
     return {"videos": videos, "images": images, "annotations": annotations, "categories": [{"id": 3, "name": "square"}]}
 
 
@@ -183,7 +199,9 @@ def test_coco_video_rescales_boxes_drawn_on_another_size(videos: Path, tmp_path:
 def test_bad_boxes_are_clipped_dropped_and_counted(videos: Path, tmp_path: Path) -> None:
     frames = {i: [[-20, 0, 40, 20], [5, 5, 0, 10], [30, 30, -5, 10], [10, 10, 10, 10]] for i in range(N)}
     payload = coco([{"id": 1, "file_name": "square.mp4"}], {"square.mp4": frames})
-    source = open_real_source(params("coco_video", videos, write_json(tmp_path / "coco.json", payload), resize="stretch"))
+    source = open_real_source(
+        params("coco_video", videos, write_json(tmp_path / "coco.json", payload), resize="stretch")
+    )
     (clip,) = list(source)
     assert isinstance(clip, Clip)
     assert summarise(source.report, [clip])["boxes"] == {
@@ -198,10 +216,13 @@ def test_bad_boxes_are_clipped_dropped_and_counted(videos: Path, tmp_path: Path)
 def test_dropped_input_is_one_line_on_stderr(videos: Path, tmp_path: Path, capsys) -> None:
     frames = {i: [[-20, 0, 40, 20], [5, 5, 0, 10], [30, 30, -5, 10], [10, 10, 10, 10]] for i in range(N)}
     payload = coco([{"id": 1, "file_name": "square.mp4"}], {"square.mp4": frames})
-    source = open_real_source(params("coco_video", videos, write_json(tmp_path / "coco.json", payload), resize="stretch"))
+    source = open_real_source(
+        params("coco_video", videos, write_json(tmp_path / "coco.json", payload), resize="stretch")
+    )
     report_dropped({"skipped": [], "source_report": summarise(source.report, list(source))}, tmp_path / "skipped.json")
     assert capsys.readouterr().err == (
-        f"frames: 18 of 36 boxes dropped (9 inverted, 9 zero area); details in {tmp_path / 'skipped.json'}\n")
+        f"frames: 18 of 36 boxes dropped (9 inverted, 9 zero area); details in {tmp_path / 'skipped.json'}\n"
+    )
     report_dropped({"skipped": [], "source_report": {}}, tmp_path / "skipped.json")  # synthetic: nothing dropped
     assert capsys.readouterr().err == ""
 
@@ -219,7 +240,9 @@ def test_undecodable_videos_are_skipped_with_a_reason(videos: Path, tmp_path: Pa
     container.start_encoding()
     container.close()
     names = ["d_empty.avi", "c_truncated.mp4", "b_noise.mp4", "a_good.mp4"]
-    payload = coco([{"id": i, "file_name": n} for i, n in enumerate(names)], {n: {0: [[10, 50, 20, 20]]} for n in names})
+    payload = coco(
+        [{"id": i, "file_name": n} for i, n in enumerate(names)], {n: {0: [[10, 50, 20, 20]]} for n in names}
+    )
     source = open_real_source(params("coco_video", root, write_json(tmp_path / "coco.json", payload)))
     items = list(source)
     assert [item.name for item in items] == ["a_good", "b_noise", "c_truncated", "d_empty"]
@@ -278,8 +301,11 @@ def test_unsupported_video_format_is_a_foresight_error(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------- the frames stage
 def _stage(params_file: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "stages/frames.py", "--params", str(params_file), "--out", str(out)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "stages/frames.py", "--params", str(params_file), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_frames_stage_on_real_videos(videos: Path, tmp_path: Path) -> None:
@@ -292,8 +318,15 @@ def test_frames_stage_on_real_videos(videos: Path, tmp_path: Path) -> None:
     names = ["a.mp4", "b.mp4", "c.mp4", "d.mp4", "gone.mp4"]
     payload = coco([{"id": i + 1, "file_name": n} for i, n in enumerate(names)], {n: track for n in names})
     ann = write_json(tmp_path / "coco.json", payload)
-    data = {"source": "coco_video", "video_dir": str(root), "annotations": str(ann), "height": OUT, "width": OUT,
-            "n_frames": 9, "max_skipped_fraction": 0.3}
+    data = {
+        "source": "coco_video",
+        "video_dir": str(root),
+        "annotations": str(ann),
+        "height": OUT,
+        "width": OUT,
+        "n_frames": 9,
+        "max_skipped_fraction": 0.3,
+    }
     (tmp_path / "params.yaml").write_text(json.dumps({"data": data}))
     res = _stage(tmp_path / "params.yaml", tmp_path / "out")
     assert res.returncode == 0, res.stderr
@@ -309,7 +342,8 @@ def test_frames_stage_on_real_videos(videos: Path, tmp_path: Path) -> None:
     assert report["source_report"]["clips"] == 3 and report["source_report"]["boxes"]["kept"] == 27
 
     assert res.stderr.strip().splitlines()[-1] == (
-        "frames: 1 clips skipped; 1 annotated videos not found; details in " + str(tmp_path / "out" / "skipped.json"))
+        "frames: 1 clips skipped; 1 annotated videos not found; details in " + str(tmp_path / "out" / "skipped.json")
+    )
 
     data["max_skipped_fraction"] = 0.2  # 1 of 4 skipped is now too many: the stage fails, the outputs stay
     (tmp_path / "params.yaml").write_text(json.dumps({"data": data}))
@@ -320,7 +354,9 @@ def test_frames_stage_on_real_videos(videos: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("broken", ["video_dir", "annotations"])
 def test_frames_stage_names_a_missing_path_in_one_line(videos: Path, tmp_path: Path, broken: str) -> None:
-    ann = write_json(tmp_path / "coco.json", coco([{"id": 1, "file_name": "square.mp4"}], {"square.mp4": {0: [[1, 1, 5, 5]]}}))
+    ann = write_json(
+        tmp_path / "coco.json", coco([{"id": 1, "file_name": "square.mp4"}], {"square.mp4": {0: [[1, 1, 5, 5]]}})
+    )
     data = {"source": "coco_video", "video_dir": str(videos), "annotations": str(ann), "height": OUT, "width": OUT}
     data[broken] = str(tmp_path / "nowhere")
     (tmp_path / "params.yaml").write_text(json.dumps({"data": data}))

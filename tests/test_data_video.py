@@ -29,7 +29,9 @@ def square_box(i: int) -> list[float]:
     return [square_x(i), 50.0, SIDE, SIDE]
 
 
-def write_video(path: Path, codec: str = "libx264", pix_fmt: str = "yuv444p", options: dict[str, str] | None = None) -> Path:
+def write_video(
+    path: Path, codec: str = "libx264", pix_fmt: str = "yuv444p", options: dict[str, str] | None = None
+) -> Path:
     """N frames of H x W at RATE fps: a white SIDE x SIDE square on black moving right."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=RATE)
@@ -172,7 +174,9 @@ def test_truncated_file_is_a_decode_error(mp4: Path, tmp_path: Path, faststart: 
         decode_frames(truncated, 9)
 
 
-@pytest.mark.parametrize(("name", "codec", "reason"), [("empty.avi", "mpeg4", "no frames"), ("empty.mp4", "libx264", "no video stream")])
+@pytest.mark.parametrize(
+    ("name", "codec", "reason"), [("empty.avi", "mpeg4", "no frames"), ("empty.mp4", "libx264", "no video stream")]
+)
 def test_zero_frame_video_is_a_decode_error(tmp_path: Path, name: str, codec: str, reason: str) -> None:
     path = tmp_path / name
     container = av.open(str(path), "w")

@@ -81,7 +81,9 @@ def embeddings(loaded, frames: torch.Tensor) -> torch.Tensor:
     """``hidden_states[0]`` (the input of block 0) through the extraction's own token-to-grid map: ``[n, gh, gw, C]``."""
     flag = {} if loaded.family == "dinov2" else {"interpolate_pos_encoding": True}
     with torch.inference_mode():
-        states = loaded.model(pixel_values=normalize(frames, loaded.norm), output_hidden_states=True, **flag).hidden_states
+        states = loaded.model(
+            pixel_values=normalize(frames, loaded.norm), output_hidden_states=True, **flag
+        ).hidden_states
     return patch_grid(loaded, states[0], frames.shape[1] // loaded.stride, frames.shape[2] // loaded.stride)
 
 
@@ -109,8 +111,9 @@ def _bicubic(table: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
     return grid[0].permute(1, 2, 0)
 
 
-def _expected_layer0(model: nn.Module, family: str, frames: torch.Tensor, norm: Normalization,
-                     positions: torch.Tensor) -> torch.Tensor:
+def _expected_layer0(
+    model: nn.Module, family: str, frames: torch.Tensor, norm: Normalization, positions: torch.Tensor
+) -> torch.Tensor:
     """hidden_states[0] as a grid ``[n, gh, gw, C]``, from pixels: cell (r, c) = conv of pixels
     [s*r : s*r+s, s*c : s*c+s] + positions[r, c], then the family's per-token map (float64 arithmetic)."""
     conv, _, pre = _embedding_parts(model, family)
@@ -148,8 +151,9 @@ def test_tiny_encoders_have_real_geometry_and_are_seeded(encoders):
 def test_normalisation_is_the_family_processors(encoders):
     frames = make_frames(64, 96)
     official = {
-        "dinov2": BitImageProcessor(do_resize=False, do_center_crop=False, image_mean=IMAGENET_DEFAULT_MEAN,
-                                    image_std=IMAGENET_DEFAULT_STD),  # facebook/dinov2-* preprocessor_config.json
+        "dinov2": BitImageProcessor(
+            do_resize=False, do_center_crop=False, image_mean=IMAGENET_DEFAULT_MEAN, image_std=IMAGENET_DEFAULT_STD
+        ),  # facebook/dinov2-* preprocessor_config.json
         "owlvit": OwlViTImageProcessor(do_resize=False, do_center_crop=False),
         "siglip": SiglipImageProcessor(do_resize=False),
     }
@@ -159,7 +163,10 @@ def test_normalisation_is_the_family_processors(encoders):
         expected = processor(images=list(frames.numpy()), return_tensors="pt")["pixel_values"]
         assert torch.equal(normalize(frames, norm), expected)
     owlv2 = Owlv2ImageProcessor()  # its do_resize=False path fails in transformers 5.23: compare the constants
-    assert (encoders["owlv2"].norm.mean, encoders["owlv2"].norm.std) == (tuple(owlv2.image_mean), tuple(owlv2.image_std))
+    assert (encoders["owlv2"].norm.mean, encoders["owlv2"].norm.std) == (
+        tuple(owlv2.image_mean),
+        tuple(owlv2.image_std),
+    )
 
 
 # ------------------------------------------------------------------------------ token-to-pixel mapping
@@ -169,7 +176,9 @@ def test_layer0_cell_is_its_patch_conv_plus_resampled_position(encoders, family)
     loaded = encoders[family]
     _, table, _ = _embedding_parts(loaded.model, family)
     side = math.isqrt(table.shape[0])
-    assert torch.allclose(_bicubic(table, side, side), _square(table).permute(1, 2, 0), atol=1e-12)  # same size: identity
+    assert torch.allclose(
+        _bicubic(table, side, side), _square(table).permute(1, 2, 0), atol=1e-12
+    )  # same size: identity
     for height, width in (STORED, SMALL[family]):
         frames = make_frames(height, width)
         grid = embeddings(loaded, frames)
@@ -216,11 +225,19 @@ def test_layers_equal_hidden_states_without_special_tokens(encoders, family):
     frames = make_frames(*STORED, n=1)
     flag = {} if family == "dinov2" else {"interpolate_pos_encoding": True}
     with torch.inference_mode():
-        reference = loaded.model(pixel_values=normalize(frames, loaded.norm), output_hidden_states=True, **flag).hidden_states
+        reference = loaded.model(
+            pixel_values=normalize(frames, loaded.norm), output_hidden_states=True, **flag
+        ).hidden_states
     assert len(reference) == loaded.depth + 1
     n_special = len(loaded.dropped_tokens)
     gh, gw = STORED[0] // loaded.stride, STORED[1] // loaded.stride
-    for k, block in ((0, 0), (2, 2), (loaded.depth - 1, loaded.depth - 1), (-1, loaded.depth - 1), (-3, loaded.depth - 3)):
+    for k, block in (
+        (0, 0),
+        (2, 2),
+        (loaded.depth - 1, loaded.depth - 1),
+        (-1, loaded.depth - 1),
+        (-3, loaded.depth - 3),
+    ):
         ours = extract_encoder(loaded, frames, layer=k, batch_frames=1)
         torch.testing.assert_close(ours, reference[block + 1][:, n_special:].reshape(1, gh, gw, -1), atol=0, rtol=0)
 
@@ -253,7 +270,9 @@ def test_image_batches_are_independent_frames(encoders, family):
     frames = make_frames(*SMALL[family], n=4)
     whole = extract_encoder(loaded, frames, layer=3, batch_frames=4)
     for batch in (1, 3):
-        torch.testing.assert_close(extract_encoder(loaded, frames, layer=3, batch_frames=batch), whole, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            extract_encoder(loaded, frames, layer=3, batch_frames=batch), whole, atol=1e-5, rtol=1e-4
+        )
 
 
 # ------------------------------------------------------------------------------ feature stores
@@ -268,8 +287,15 @@ def frames_dir(tmp_path_factory):
 def test_each_family_writes_a_feature_store(encoders, frames_dir, tmp_path, family):
     frames = zarr.open_array(frames_dir / "frames.zarr")
     _, n_frames, height, width, _ = frames.shape
-    extractor = make_extractor(f"enc_{family}", point(family, layer=3), ModelParams(device="cpu"),
-                               ExtractParams(batch_frames=9), height, width, n_frames)
+    extractor = make_extractor(
+        f"enc_{family}",
+        point(family, layer=3),
+        ModelParams(device="cpu"),
+        ExtractParams(batch_frames=9),
+        height,
+        width,
+        n_frames,
+    )
     write_point(extractor, frames_dir / "frames.zarr", tmp_path / "f.zarr", None, dtype="float32", progress=False)
     store = open_features(tmp_path / "f.zarr")
     s = REAL[family][0]
@@ -292,14 +318,19 @@ def test_saved_checkpoint_loads_with_its_normalisation(encoders, family, tmp_pat
     assert loaded.identity["weights"] == "checkpoint" and len(loaded.identity["sha256"]) == 64
     frames = make_frames(*SMALL[family])
     tiny_with_norm = dataclasses.replace(encoders[family], norm=norm)
-    torch.testing.assert_close(extract_encoder(loaded, frames, 3, 2), extract_encoder(tiny_with_norm, frames, 3, 2), atol=0, rtol=0)
+    torch.testing.assert_close(
+        extract_encoder(loaded, frames, 3, 2), extract_encoder(tiny_with_norm, frames, 3, 2), atol=0, rtol=0
+    )
 
 
-@pytest.mark.parametrize("family,config_class,model_class", [
-    ("owlvit", OwlViTConfig, OwlViTForObjectDetection),
-    ("owlv2", Owlv2Config, Owlv2ForObjectDetection),
-    ("siglip", SiglipConfig, SiglipModel),
-])
+@pytest.mark.parametrize(
+    "family,config_class,model_class",
+    [
+        ("owlvit", OwlViTConfig, OwlViTForObjectDetection),
+        ("owlv2", Owlv2Config, Owlv2ForObjectDetection),
+        ("siglip", SiglipConfig, SiglipModel),
+    ],
+)
 def test_full_checkpoints_load_their_vision_tower(encoders, family, config_class, model_class, tmp_path):
     """What the hub holds (detection models, dual encoders): only the vision tower is loaded, weights intact."""
     tiny = encoders[family]
@@ -311,12 +342,21 @@ def test_full_checkpoints_load_their_vision_tower(encoders, family, config_class
     assert type(loaded.model) is type(tiny.model)
     frames = make_frames(*SMALL[family])
     for layer in (0, 11):
-        torch.testing.assert_close(extract_encoder(loaded, frames, layer, 2), extract_encoder(tiny, frames, layer, 2), atol=0, rtol=0)
+        torch.testing.assert_close(
+            extract_encoder(loaded, frames, layer, 2), extract_encoder(tiny, frames, layer, 2), atol=0, rtol=0
+        )
 
 
 def test_dinov2_with_registers_drops_cls_and_registers(tmp_path):
-    config = Dinov2WithRegistersConfig(hidden_size=32, num_attention_heads=2, num_hidden_layers=3, mlp_ratio=2,
-                                       patch_size=14, image_size=518, num_register_tokens=4)
+    config = Dinov2WithRegistersConfig(
+        hidden_size=32,
+        num_attention_heads=2,
+        num_hidden_layers=3,
+        mlp_ratio=2,
+        patch_size=14,
+        image_size=518,
+        num_register_tokens=4,
+    )
     Dinov2WithRegistersModel(config).save_pretrained(tmp_path)
     loaded = load_encoder(point("dinov2", source=str(tmp_path)), device="cpu")
     assert loaded.dropped_tokens == ["cls", "register0", "register1", "register2", "register3"]
@@ -324,7 +364,9 @@ def test_dinov2_with_registers_drops_cls_and_registers(tmp_path):
     with torch.inference_mode():
         reference = loaded.model(pixel_values=normalize(frames, loaded.norm), output_hidden_states=True).hidden_states
     for k in range(3):
-        torch.testing.assert_close(extract_encoder(loaded, frames, k, 2), reference[k + 1][:, 5:].reshape(2, 4, 6, 32), atol=0, rtol=0)
+        torch.testing.assert_close(
+            extract_encoder(loaded, frames, k, 2), reference[k + 1][:, 5:].reshape(2, 4, 6, 32), atol=0, rtol=0
+        )
     changed = frames.clone()
     changed[1, 14:28, 42:56] ^= 0x55
     diff = (embeddings(loaded, changed) - embeddings(loaded, frames)).abs().amax(dim=-1) > 0
@@ -333,12 +375,16 @@ def test_dinov2_with_registers_drops_cls_and_registers(tmp_path):
 
 # ------------------------------------------------------------------------------ errors
 def test_bad_family_is_one_clear_params_error():
-    with pytest.raises(ForesightError, match=r"points\.e\.family: .*'dinov2', 'owlvit', 'owlv2' or 'siglip' \(got 'clip'\)"):
+    with pytest.raises(
+        ForesightError, match=r"points\.e\.family: .*'dinov2', 'owlvit', 'owlv2' or 'siglip' \(got 'clip'\)"
+    ):
         parse_params({"points": {"e": {"kind": "encoder", "family": "clip", "layer": 0}}})
 
 
 def test_bad_layer_or_geometry_names_what_is_valid(encoders):
-    with pytest.raises(ForesightError, match=r"SigLIP encoder's layer 12 out of range: 12 blocks, valid layers 0\.\.11"):
+    with pytest.raises(
+        ForesightError, match=r"SigLIP encoder's layer 12 out of range: 12 blocks, valid layers 0\.\.11"
+    ):
         encoder_extractor("e", point("siglip", layer=12), 64, 96, 1, batch_frames=1, device="cpu")
     with pytest.raises(ForesightError, match=r"layer -13 out of range: .*-12\.\.-1 from the end"):
         encoder_extractor("e", point("siglip", layer=-13), 64, 96, 1, batch_frames=1, device="cpu")
@@ -356,9 +402,12 @@ def test_bad_checkpoint_dirs_stop_with_one_clear_error(encoders, tmp_path):
         load_encoder(point("dinov2", source=str(tmp_path / "empty")), device="cpu")
 
     encoders["siglip"].model.save_pretrained(tmp_path / "siglip")
-    with pytest.raises(ForesightError, match=r"siglip/config\.json declares model_type 'siglip_vision_model' "
-                                            r"\(architectures \['SiglipVisionModel'\]\), but family 'dinov2' needs a DINOv2 "
-                                            r"checkpoint \(model_type 'dinov2' or 'dinov2_with_registers'\)"):
+    with pytest.raises(
+        ForesightError,
+        match=r"siglip/config\.json declares model_type 'siglip_vision_model' "
+        r"\(architectures \['SiglipVisionModel'\]\), but family 'dinov2' needs a DINOv2 "
+        r"checkpoint \(model_type 'dinov2' or 'dinov2_with_registers'\)",
+    ):
         load_encoder(point("dinov2", source=str(tmp_path / "siglip")), device="cpu")
 
     encoders["owlvit"].model.config.save_pretrained(tmp_path / "no_weights")

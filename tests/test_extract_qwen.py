@@ -203,7 +203,9 @@ def test_vit_blocks_equal_vision_hidden_states_unpermuted(model, mode, height, w
         torch.testing.assert_close(_window_to_raster(reference[k + 1], t, h, w, model), ours[f"b{k}"], atol=0, rtol=0)
         # negative controls: a naive raster reshape scrambles space, and so does undoing the windows only
         assert not torch.allclose(reference[k + 1].reshape(t, h, w, -1), ours[f"b{k}"], atol=1e-3)
-        assert not torch.allclose(order.unwindow(reference[k + 1], index).reshape(t, h, w, -1), ours[f"b{k}"], atol=1e-3)
+        assert not torch.allclose(
+            order.unwindow(reference[k + 1], index).reshape(t, h, w, -1), ours[f"b{k}"], atol=1e-3
+        )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -211,8 +213,12 @@ def test_naive_order_is_the_plain_reshape_of_hidden_states(model, mode):
     """The ``order: naive`` ablation stores transformers' hidden_states reshaped as is; the raster point differs."""
     height, width = MODEL_GEOMETRIES[0]
     frames = make_frames(height, width)
-    points = {"e": EMBED, "en": EMBED.model_copy(update={"order": "naive"}), "b": vit(7),
-              "bn": vit(7).model_copy(update={"order": "naive"})}
+    points = {
+        "e": EMBED,
+        "en": EMBED.model_copy(update={"order": "naive"}),
+        "b": vit(7),
+        "bn": vit(7).model_copy(update={"order": "naive"}),
+    }
     ours = extract(model, frames, points, mode, batch_frames=3)
     inputs = build_inputs(frames, mode, model.config, text=False)
     reference = _vision_tower(model, inputs, mode).hidden_states
@@ -220,8 +226,9 @@ def test_naive_order_is_the_plain_reshape_of_hidden_states(model, mode):
     torch.testing.assert_close(ours["en"], reference[0].reshape(t, h, w, -1), atol=0, rtol=0)
     torch.testing.assert_close(ours["bn"], reference[8].reshape(t, h, w, -1), atol=0, rtol=0)
     assert not torch.allclose(ours["bn"], ours["b"], atol=1e-3) and not torch.allclose(ours["en"], ours["e"], atol=1e-3)
-    torch.testing.assert_close(ours["bn"].sort(dim=-1).values.flatten().sort().values,
-                               ours["b"].sort(dim=-1).values.flatten().sort().values)  # the same tokens, moved
+    torch.testing.assert_close(
+        ours["bn"].sort(dim=-1).values.flatten().sort().values, ours["b"].sort(dim=-1).values.flatten().sort().values
+    )  # the same tokens, moved
 
 
 @pytest.mark.parametrize("height,width", MODEL_GEOMETRIES)
@@ -300,8 +307,12 @@ def test_truncated_points_equal_joint_call_and_stop_early(model):
     calls = {"block4": 0, "llm0": 0, "llm6": 0}
     hooks = [
         model.model.visual.blocks[4].register_forward_hook(lambda *_: calls.__setitem__("block4", calls["block4"] + 1)),
-        model.model.language_model.layers[0].register_forward_hook(lambda *_: calls.__setitem__("llm0", calls["llm0"] + 1)),
-        model.model.language_model.layers[6].register_forward_hook(lambda *_: calls.__setitem__("llm6", calls["llm6"] + 1)),
+        model.model.language_model.layers[0].register_forward_hook(
+            lambda *_: calls.__setitem__("llm0", calls["llm0"] + 1)
+        ),
+        model.model.language_model.layers[6].register_forward_hook(
+            lambda *_: calls.__setitem__("llm6", calls["llm6"] + 1)
+        ),
     ]
     extract(model, frames, {"b3": vit(3)}, "image", batch_frames=3)
     assert calls == {"block4": 0, "llm0": 0, "llm6": 0}  # a ViT point never reaches the LLM
@@ -379,7 +390,9 @@ def test_load_model_tiny_identity():
 def test_bad_checkpoint_dirs_stop_with_one_clear_error(tmp_path):
     with pytest.raises(ForesightError, match="checkpoint directory not found"):
         load_model(ModelParams(source=str(tmp_path / "missing"), device="cpu"))
-    BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=1).save_pretrained(tmp_path / "bert")
+    BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=1).save_pretrained(
+        tmp_path / "bert"
+    )
     with pytest.raises(ForesightError, match=r"model_type 'bert'.*not a Qwen2.5-VL checkpoint"):
         load_model(ModelParams(source=str(tmp_path / "bert"), device="cpu"))
 
@@ -403,7 +416,10 @@ def test_saved_checkpoint_loads_and_extracts_identically(model, tmp_path):
 
 def test_video_fps_sets_temporal_spacing(model):
     frames = make_frames(56, 84)
-    seconds = [build_inputs(frames, "video", model.config, fps=fps)["second_per_grid_ts"].item() for fps in (None, float("nan"), 2.0)]
+    seconds = [
+        build_inputs(frames, "video", model.config, fps=fps)["second_per_grid_ts"].item()
+        for fps in (None, float("nan"), 2.0)
+    ]
     assert seconds == pytest.approx([2 / 24, 2 / 24, 1.0])  # tp / fps; unknown fps: the processor's 24
 
 
@@ -425,13 +441,18 @@ def test_random_weights_control_keeps_the_architecture_and_drops_the_weights(mod
     trained = load_model(ModelParams(source=str(tmp_path), device="cpu"))
     random_a = load_model(ModelParams(source=str(tmp_path), device="cpu", seed=3), random_weights=True)
     random_b = load_model(ModelParams(source=str(tmp_path), device="cpu", seed=3), random_weights=True)
-    assert random_a.identity["weights"] == "random-init" and random_a.identity["architecture_of"] == str(tmp_path.resolve())
+    assert random_a.identity["weights"] == "random-init" and random_a.identity["architecture_of"] == str(
+        tmp_path.resolve()
+    )
     config_a, config_ref = (m.model.config.to_dict() for m in (random_a, trained))
-    assert {k: v for k, v in config_a.items() if k != "_name_or_path"} == \
-        {k: v for k, v in config_ref.items() if k != "_name_or_path"}
+    assert {k: v for k, v in config_a.items() if k != "_name_or_path"} == {
+        k: v for k, v in config_ref.items() if k != "_name_or_path"
+    }
     ref, a, b = (m.model.state_dict() for m in (trained, random_a, random_b))
     assert ref.keys() == a.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "seeded: the same control every run"
-    assert not torch.equal(a["model.visual.blocks.0.mlp.gate_proj.weight"], ref["model.visual.blocks.0.mlp.gate_proj.weight"])
+    assert not torch.equal(
+        a["model.visual.blocks.0.mlp.gate_proj.weight"], ref["model.visual.blocks.0.mlp.gate_proj.weight"]
+    )
     grids = extract(random_a.model, make_frames(56, 84), {"b7": vit(7)}, "image", batch_frames=2)
     assert grids["b7"].shape == (N_FRAMES, 4, 6, model.config.vision_config.hidden_size)

@@ -31,12 +31,20 @@ def _pixels(frames_dir, patch=14):
 
 
 def test_pixels_store_cell_equals_its_pixel_patch(frames_dir, tmp_path):
-    metrics = write_point(_pixels(frames_dir), frames_dir / "frames.zarr", tmp_path / "px.zarr", tmp_path / "m.json",
-                          dtype="float32", progress=False)
+    metrics = write_point(
+        _pixels(frames_dir),
+        frames_dir / "frames.zarr",
+        tmp_path / "px.zarr",
+        tmp_path / "m.json",
+        dtype="float32",
+        progress=False,
+    )
     store = open_features(tmp_path / "px.zarr")
     frames = zarr.open_array(frames_dir / "frames.zarr")
     assert store.grid == (9, 16, 32) and store.stride == 14 and store.channels == 588
-    assert store.attrs["slot_frames"] == [[f] for f in range(9)] and store.attrs["weights"]["weights"].startswith("none")
+    assert store.attrs["slot_frames"] == [[f] for f in range(9)] and store.attrs["weights"]["weights"].startswith(
+        "none"
+    )
     clip, f, r, c = 3, 5, 7, 20
     patch = frames[clip, f, 14 * r : 14 * r + 14, 14 * c : 14 * c + 14] / 255.0  # [14, 14, 3]
     assert np.allclose(store.read(clip)[f, r, c], patch.reshape(-1))
@@ -94,9 +102,22 @@ def test_non_finite_features_stop_the_stage(frames_dir, tmp_path):
 
 
 def test_stage_names_an_unknown_point_in_one_line(tmp_path):
-    res = subprocess.run([sys.executable, "stages/extract.py", "--point", "vit_l99", "--frames",
-                          str(tmp_path / "frames.zarr"), "--out", str(tmp_path / "f.zarr"), "--metrics",
-                          str(tmp_path / "m.json")], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "stages/extract.py",
+            "--point",
+            "vit_l99",
+            "--frames",
+            str(tmp_path / "frames.zarr"),
+            "--out",
+            str(tmp_path / "f.zarr"),
+            "--metrics",
+            str(tmp_path / "m.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2 and res.stderr.count("\n") == 1
     assert "'vit_l99' is not in points" in res.stderr and "vit_embed" in res.stderr
 
@@ -128,7 +149,9 @@ def test_the_storage_cast_rounds_as_numpy_does():
 def test_a_per_frame_store_says_image_mode_under_video_extraction(frames_dir, tmp_path):
     """Pixels (like encoders) always see each frame alone: their store says so whatever extract.mode is."""
     _, f, h, w, _ = zarr.open_array(frames_dir / "frames.zarr").shape
-    extractor = make_extractor("pixels", PixelsPoint(kind="pixels", patch=28), ModelParams(), ExtractParams(mode="video"), h, w, f)
+    extractor = make_extractor(
+        "pixels", PixelsPoint(kind="pixels", patch=28), ModelParams(), ExtractParams(mode="video"), h, w, f
+    )
     write_point(extractor, frames_dir / "frames.zarr", tmp_path / "px.zarr", None, progress=False)
     store = open_features(tmp_path / "px.zarr")
     assert store.attrs["mode"] == "image" and store.slot_frames == [[i] for i in range(f)]

@@ -119,8 +119,9 @@ def test_a_bad_annotation_file_stops_before_any_output_is_touched(tmp_path, para
     snapshot = {f: f.read_bytes() for f in (tmp_path / "out").rglob("*") if f.is_file()}
     (tmp_path / "videos").mkdir()
     (tmp_path / "ann.json").write_text("{not json")
-    real = small_params(data={"source": "coco_video", "video_dir": str(tmp_path / "videos"),
-                              "annotations": str(tmp_path / "ann.json")})
+    real = small_params(
+        data={"source": "coco_video", "video_dir": str(tmp_path / "videos"), "annotations": str(tmp_path / "ann.json")}
+    )
     with pytest.raises(ForesightError, match="not valid JSON"):
         write_frames(real.data, tmp_path / "out", progress=False)
     assert {f: f.read_bytes() for f in (tmp_path / "out").rglob("*") if f.is_file()} == snapshot
@@ -129,7 +130,10 @@ def test_a_bad_annotation_file_stops_before_any_output_is_touched(tmp_path, para
 def test_stage_reports_bad_params_in_one_line(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text("data:\n  height: 450\n")
-    res = subprocess.run([sys.executable, "stages/frames.py", "--params", str(bad), "--out", str(tmp_path)],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "stages/frames.py", "--params", str(bad), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "data.height" in res.stderr and "Traceback" not in res.stderr

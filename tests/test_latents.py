@@ -28,15 +28,17 @@ LTX = LtxParams(device="cpu")
 def frames_dir(tmp_path_factory):
     """4 synthetic 1-frame clips at 224x224 (splits: 2 train, 1 val, 1 test)."""
     out = tmp_path_factory.mktemp("data")
-    write_frames(small_params(data={"width": 224, "n_frames": 1, "synthetic": {"n_clips": 4}}).data, out,
-                 progress=False)
+    write_frames(
+        small_params(data={"width": 224, "n_frames": 1, "synthetic": {"n_clips": 4}}).data, out, progress=False
+    )
     return out
 
 
 @pytest.fixture(scope="module")
 def clean(frames_dir, tmp_path_factory):
-    return L.write_latents(frames_dir / "frames.zarr", tmp_path_factory.mktemp("lat") / "latents.zarr", LTX,
-                           progress=False)
+    return L.write_latents(
+        frames_dir / "frames.zarr", tmp_path_factory.mktemp("lat") / "latents.zarr", LTX, progress=False
+    )
 
 
 def test_latents_are_the_vae_encoding_of_each_clip(frames_dir, clean):
@@ -74,16 +76,24 @@ def test_killed_run_resumes_to_identical_latents(frames_dir, clean, tmp_path, mo
 
 def _frames_store(path, n_frames: int, height: int, width: int) -> None:
     store = PartialStore(path, {"test": True})
-    arr = store.array((1, n_frames, height, width, 3), (1, n_frames, height, width, 3), "uint8",
-                      ("clip", "frame", "y", "x", "rgb"), {})
+    arr = store.array(
+        (1, n_frames, height, width, 3),
+        (1, n_frames, height, width, 3),
+        "uint8",
+        ("clip", "frame", "y", "x", "rgb"),
+        {},
+    )
     arr[0] = 0
     store.finalize()
 
 
-@pytest.mark.parametrize("geometry, words", [
-    ((8, 64, 96), ["frames must be 1 + 8k", "got 8", "nearest valid: 1 or 9"]),
-    ((9, 64, 100), ["width must be a multiple of 32", "got 100"]),
-])
+@pytest.mark.parametrize(
+    "geometry, words",
+    [
+        ((8, 64, 96), ["frames must be 1 + 8k", "got 8", "nearest valid: 1 or 9"]),
+        ((9, 64, 100), ["width must be a multiple of 32", "got 100"]),
+    ],
+)
 def test_bad_clip_geometry_is_one_clear_line(tmp_path, capsys, geometry, words):
     _frames_store(tmp_path / "frames.zarr", *geometry)
     with pytest.raises(ForesightError) as err:
@@ -101,8 +111,12 @@ def test_bad_clip_geometry_is_one_clear_line(tmp_path, capsys, geometry, words):
 def small_latents() -> zarr.Array:
     """Random normalised latents of three 9-frame 64x96 clips, as the latents stage stores them (cheap to decode)."""
     _, identity = V.load_vae("tiny", seed=0)
-    arr = zarr.create_array(store={}, shape=(3, 128, 2, 2, 3), dtype="float32", attributes={
-        "vae": identity, "n_frames": 9, "height": 64, "width": 96, "latent_shape": [128, 2, 2, 3]})
+    arr = zarr.create_array(
+        store={},
+        shape=(3, 128, 2, 2, 3),
+        dtype="float32",
+        attributes={"vae": identity, "n_frames": 9, "height": 64, "width": 96, "latent_shape": [128, 2, 2, 3]},
+    )
     arr[:] = np.random.default_rng(0).normal(size=arr.shape)
     return arr
 
@@ -111,15 +125,22 @@ def test_decodes_share_noise_per_clip_and_resume(small_latents, tmp_path, monkey
     vae, identity = L.load_ltx_vae(LTX)
     L.check_same_vae(identity, small_latents.attrs, "latents")
     rows = clips = [0, 2]
-    ceiling = L.write_decoded(vae, small_latents, rows, clips, tmp_path / "ceiling.zarr", LTX, {"source": "latents"},
-                              progress=False)
+    ceiling = L.write_decoded(
+        vae, small_latents, rows, clips, tmp_path / "ceiling.zarr", LTX, {"source": "latents"}, progress=False
+    )
     assert ceiling.shape == (2, 9, 64, 96, 3) and ceiling.dtype == np.uint8 and ceiling.attrs["clips"] == clips
-    expected = V.decode(vae, torch.from_numpy(small_latents[2:3]), LTX.decode_timestep, LTX.decode_noise_scale,
-                        L.decode_generator(LTX.seed, 2))
+    expected = V.decode(
+        vae,
+        torch.from_numpy(small_latents[2:3]),
+        LTX.decode_timestep,
+        LTX.decode_noise_scale,
+        L.decode_generator(LTX.seed, 2),
+    )
     np.testing.assert_array_equal(ceiling[1], expected[0].numpy())
     # the same latents stored elsewhere (as an adapter's prediction) decode to the same frames: same noise per clip
-    copy = zarr.create_array(store={}, shape=(1, *small_latents.shape[1:]), dtype="float32",
-                             attributes=small_latents.attrs.asdict())
+    copy = zarr.create_array(
+        store={}, shape=(1, *small_latents.shape[1:]), dtype="float32", attributes=small_latents.attrs.asdict()
+    )
     copy[0] = small_latents[2]
     again = L.write_decoded(vae, copy, [0], [2], tmp_path / "adapter.zarr", LTX, {"source": "x"}, progress=False)
     np.testing.assert_array_equal(again[0], ceiling[1])
@@ -136,11 +157,13 @@ def test_decodes_share_noise_per_clip_and_resume(small_latents, tmp_path, monkey
 
     monkeypatch.setattr(V, "decode", dying)
     with pytest.raises(KeyboardInterrupt):
-        L.write_decoded(vae, small_latents, rows, clips, tmp_path / "resumed.zarr", LTX, {"source": "latents"},
-                        progress=False)
+        L.write_decoded(
+            vae, small_latents, rows, clips, tmp_path / "resumed.zarr", LTX, {"source": "latents"}, progress=False
+        )
     monkeypatch.setattr(V, "decode", decode)
-    resumed = L.write_decoded(vae, small_latents, rows, clips, tmp_path / "resumed.zarr", LTX, {"source": "latents"},
-                              progress=False)
+    resumed = L.write_decoded(
+        vae, small_latents, rows, clips, tmp_path / "resumed.zarr", LTX, {"source": "latents"}, progress=False
+    )
     np.testing.assert_array_equal(resumed[:], ceiling[:])
 
 
@@ -186,11 +209,32 @@ def test_decode_stages_write_the_ceiling_then_the_adapter_and_its_sheet(small_la
     ceiling_stage = runpy.run_path("stages/decode_ceiling.py", run_name="stage")["main"]
     adapter_stage = runpy.run_path("stages/decode_adapter.py", run_name="stage")["main"]
     params = ["--params", str(tmp_path / "params.yaml")]
-    run(ceiling_stage, [*params, "--latents", str(tmp_path / "latents.zarr"), "--clips", str(tmp_path / "clips.parquet"),
-                        "--out", str(tmp_path / "ceiling.zarr")])
-    adapter = ["--adapter", "a", "--latents", str(predicted), "--ceiling", str(tmp_path / "ceiling.zarr"),
-               "--frames", str(tmp_path / "frames.zarr"), "--out", str(tmp_path / "adapters/a/decoded.zarr"),
-               "--sheet", str(tmp_path / "adapters/a/sheet.png")]
+    run(
+        ceiling_stage,
+        [
+            *params,
+            "--latents",
+            str(tmp_path / "latents.zarr"),
+            "--clips",
+            str(tmp_path / "clips.parquet"),
+            "--out",
+            str(tmp_path / "ceiling.zarr"),
+        ],
+    )
+    adapter = [
+        "--adapter",
+        "a",
+        "--latents",
+        str(predicted),
+        "--ceiling",
+        str(tmp_path / "ceiling.zarr"),
+        "--frames",
+        str(tmp_path / "frames.zarr"),
+        "--out",
+        str(tmp_path / "adapters/a/decoded.zarr"),
+        "--sheet",
+        str(tmp_path / "adapters/a/sheet.png"),
+    ]
     run(adapter_stage, [*params, *adapter])
     ceiling, decoded = open_complete(tmp_path / "ceiling.zarr"), open_complete(tmp_path / "adapters/a/decoded.zarr")
     assert ceiling.attrs["clips"] == decoded.attrs["clips"] == [0, 2]

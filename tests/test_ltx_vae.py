@@ -159,7 +159,9 @@ def test_load_other_model_class(tmp_path):
     with pytest.raises(ForesightError) as err:
         V.load_vae(str(tmp_path))
     msg = str(err.value)
-    assert str(tmp_path / "vae" / "config.json") in msg and "'AutoencoderKL'" in msg and "'AutoencoderKLLTXVideo'" in msg
+    assert (
+        str(tmp_path / "vae" / "config.json") in msg and "'AutoencoderKL'" in msg and "'AutoencoderKLLTXVideo'" in msg
+    )
     (tmp_path / "empty").mkdir()
     with pytest.raises(ForesightError, match="no vae/config.json or config.json"):
         V.load_vae(str(tmp_path / "empty"))

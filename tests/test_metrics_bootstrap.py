@@ -56,9 +56,15 @@ def test_zero_resamples_and_bad_arguments() -> None:
 
 
 def unit_frame(clip: str, pred: list, scores: list) -> FrameBoxes:
-    return FrameBoxes(image_id=f"{clip}/0", clip_id=clip, height=100, width=100,
-                      gt_boxes=np.array([[0.0, 0.0, 10.0, 10.0]]), pred_boxes=np.array(pred),
-                      pred_scores=np.array(scores))
+    return FrameBoxes(
+        image_id=f"{clip}/0",
+        clip_id=clip,
+        height=100,
+        width=100,
+        gt_boxes=np.array([[0.0, 0.0, 10.0, 10.0]]),
+        pred_boxes=np.array(pred),
+        pred_scores=np.array(scores),
+    )
 
 
 def test_duplicated_clips_count_twice_in_map() -> None:
@@ -89,8 +95,11 @@ def test_bootstrap_over_map() -> None:
 
 
 def test_named_statistics_share_the_resamples() -> None:
-    frames = [unit_frame("a", [[0.0, 0.0, 10.0, 10.0]], [0.9]), unit_frame("b", [[2.0, 0.0, 10.0, 10.0]], [0.9]),
-              unit_frame("c", [[50.0, 50.0, 10.0, 10.0]], [0.9])]
+    frames = [
+        unit_frame("a", [[0.0, 0.0, 10.0, 10.0]], [0.9]),
+        unit_frame("b", [[2.0, 0.0, 10.0, 10.0]], [0.9]),
+        unit_frame("c", [[50.0, 50.0, 10.0, 10.0]], [0.9]),
+    ]
 
     def stats(ids: list[str]) -> dict[str, float]:
         return coco_map(frames_of_clips(frames, ids), class_agnostic=True)

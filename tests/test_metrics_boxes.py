@@ -27,9 +27,15 @@ UNIT = [0.0, 0.0, 10.0, 10.0]
 
 def frame(gt: list, pred: list, scores: list | None = None, clip: str = "c0", image: str = "f0") -> FrameBoxes:
     scores = [1.0] * len(pred) if scores is None else scores
-    return FrameBoxes(image_id=image, clip_id=clip, height=100, width=100,
-                      gt_boxes=np.array(gt, dtype=float), pred_boxes=np.array(pred, dtype=float),
-                      pred_scores=np.array(scores, dtype=float))
+    return FrameBoxes(
+        image_id=image,
+        clip_id=clip,
+        height=100,
+        width=100,
+        gt_boxes=np.array(gt, dtype=float),
+        pred_boxes=np.array(pred, dtype=float),
+        pred_scores=np.array(scores, dtype=float),
+    )
 
 
 @pytest.mark.parametrize(
@@ -94,8 +100,9 @@ def test_hungarian_beats_greedy() -> None:
     gt_idx, pred_idx, ious = match_boxes(np.array(GREEDY_GT), np.array(GREEDY_PRED))
     assert dict(zip(gt_idx.tolist(), pred_idx.tolist(), strict=True)) == {0: 1, 1: 0}
     np.testing.assert_allclose(ious, [8.0 / 12.0, 8.5 / 11.5])
-    np.testing.assert_allclose(matched_iou_per_object(np.array(GREEDY_GT), np.array(GREEDY_PRED)),
-                               [8.0 / 12.0, 8.5 / 11.5])
+    np.testing.assert_allclose(
+        matched_iou_per_object(np.array(GREEDY_GT), np.array(GREEDY_PRED)), [8.0 / 12.0, 8.5 / 11.5]
+    )
 
 
 def test_missing_predictions_count_zero() -> None:
@@ -150,9 +157,17 @@ def _synthetic_like_frames(n_frames: int, seed: int) -> list[FrameBoxes]:
         n = int(rng.integers(1, 4))
         wh = rng.uniform(48, 128, size=(n, 2))
         xy = rng.uniform(size=(n, 2)) * ([672, 448] - wh)
-        frames.append(FrameBoxes(image_id=str(i), clip_id=str(i // 3), height=448, width=672,
-                                 gt_boxes=np.concatenate([xy, wh], 1), pred_boxes=np.zeros((0, 4)),
-                                 pred_scores=np.zeros(0)))
+        frames.append(
+            FrameBoxes(
+                image_id=str(i),
+                clip_id=str(i // 3),
+                height=448,
+                width=672,
+                gt_boxes=np.concatenate([xy, wh], 1),
+                pred_boxes=np.zeros((0, 4)),
+                pred_scores=np.zeros(0),
+            )
+        )
     return frames
 
 
@@ -175,8 +190,14 @@ def test_perfect_predictions_score_one_and_an_extra_box_scores_lower() -> None:
     frames = _synthetic_like_frames(12, seed=0)
     perfect = [replace(f, pred_boxes=f.gt_boxes, pred_scores=np.ones(len(f.gt_boxes))) for f in frames]
     assert bbox_iou(perfect).mean_iou == pytest.approx(1.0)
-    extra = [replace(perfect[0], pred_boxes=np.concatenate([perfect[0].gt_boxes, [[0.0, 0.0, 50.0, 50.0]]]),
-                     pred_scores=np.ones(len(perfect[0].gt_boxes) + 1)), *perfect[1:]]
+    extra = [
+        replace(
+            perfect[0],
+            pred_boxes=np.concatenate([perfect[0].gt_boxes, [[0.0, 0.0, 50.0, 50.0]]]),
+            pred_scores=np.ones(len(perfect[0].gt_boxes) + 1),
+        ),
+        *perfect[1:],
+    ]
     assert bbox_iou(extra).mean_iou < bbox_iou(perfect).mean_iou
     # A prediction on a frame without objects is an empty slot too.
     empty = replace(frames[0], gt_boxes=np.zeros((0, 4)), pred_boxes=[UNIT], pred_scores=[1.0])
@@ -224,7 +245,11 @@ def test_random_boxes_are_seeded_inside_the_frame_and_sized_like_the_truth() -> 
     assert not np.array_equal(a[0].pred_boxes, random_boxes(frames, seed=4)[0].pred_boxes)
     boxes = np.concatenate([f.pred_boxes for f in a])
     sizes = np.concatenate([f.gt_boxes[:, 2:] for f in frames])
-    assert (boxes[:, :2] >= 0).all() and (boxes[:, 0] + boxes[:, 2] <= 672).all() and (boxes[:, 1] + boxes[:, 3] <= 448).all()
+    assert (
+        (boxes[:, :2] >= 0).all()
+        and (boxes[:, 0] + boxes[:, 2] <= 672).all()
+        and (boxes[:, 1] + boxes[:, 3] <= 448).all()
+    )
     assert all(any(np.allclose(wh, s) for s in sizes) for wh in boxes[:, 2:])
     with pytest.raises(ValueError, match="ground-truth"):
         random_boxes([replace(frames[0], gt_boxes=np.zeros((0, 4)))], seed=0)

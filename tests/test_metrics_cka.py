@@ -21,8 +21,14 @@ def gram_hsic_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     np.fill_diagonal(kx, 0.0)
     np.fill_diagonal(ky, 0.0)
     one = np.ones(n)  # [n]
-    return float((np.trace(kx @ ky) + (one @ kx @ one) * (one @ ky @ one) / ((n - 1) * (n - 2))
-                  - 2.0 / (n - 2) * one @ kx @ ky @ one) / (n * (n - 3)))
+    return float(
+        (
+            np.trace(kx @ ky)
+            + (one @ kx @ one) * (one @ ky @ one) / ((n - 1) * (n - 2))
+            - 2.0 / (n - 2) * one @ kx @ ky @ one
+        )
+        / (n * (n - 3))
+    )
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -27,12 +26,19 @@ def make_frames(pred_of: Callable[[np.ndarray], np.ndarray], labels: bool = Fals
     for i, gt in enumerate(GT):
         gt = np.array(gt)
         pred = pred_of(gt)
-        frames.append(FrameBoxes(
-            image_id=f"f{i}", clip_id=f"c{i}", height=240, width=320, gt_boxes=gt, pred_boxes=pred,
-            pred_scores=np.linspace(0.9, 0.5, len(pred)),
-            gt_labels=np.ones(len(gt), dtype=int) if labels else None,
-            pred_labels=np.full(len(pred), 2) if labels else None,
-        ))
+        frames.append(
+            FrameBoxes(
+                image_id=f"f{i}",
+                clip_id=f"c{i}",
+                height=240,
+                width=320,
+                gt_boxes=gt,
+                pred_boxes=pred,
+                pred_scores=np.linspace(0.9, 0.5, len(pred)),
+                gt_labels=np.ones(len(gt), dtype=int) if labels else None,
+                pred_labels=np.full(len(pred), 2) if labels else None,
+            )
+        )
     return frames
 
 
@@ -57,8 +63,15 @@ def test_no_detections_give_zero() -> None:
 
 
 def test_no_ground_truth_is_an_error() -> None:
-    frame = FrameBoxes(image_id="f", clip_id="c", height=10, width=10, gt_boxes=np.zeros((0, 4)),
-                       pred_boxes=np.array([[0.0, 0.0, 5.0, 5.0]]), pred_scores=np.array([0.5]))
+    frame = FrameBoxes(
+        image_id="f",
+        clip_id="c",
+        height=10,
+        width=10,
+        gt_boxes=np.zeros((0, 4)),
+        pred_boxes=np.array([[0.0, 0.0, 5.0, 5.0]]),
+        pred_scores=np.array([0.5]),
+    )
     with pytest.raises(ValueError, match="no ground-truth"):
         coco_map([frame], class_agnostic=True)
 
@@ -76,10 +89,15 @@ def test_class_aware_needs_labels() -> None:
 
 def test_score_ranking_counts() -> None:
     # One frame: a false positive scored above the true positive. Recall 1/1 reached at precision 1/2.
-    frame = FrameBoxes(image_id="f", clip_id="c", height=100, width=100,
-                       gt_boxes=np.array([[0.0, 0.0, 10.0, 10.0]]),
-                       pred_boxes=np.array([[50.0, 50.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]]),
-                       pred_scores=np.array([0.9, 0.8]))
+    frame = FrameBoxes(
+        image_id="f",
+        clip_id="c",
+        height=100,
+        width=100,
+        gt_boxes=np.array([[0.0, 0.0, 10.0, 10.0]]),
+        pred_boxes=np.array([[50.0, 50.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]]),
+        pred_scores=np.array([0.9, 0.8]),
+    )
     assert coco_map([frame], class_agnostic=True)["map50"] == pytest.approx(0.5)
 
 
@@ -90,11 +108,19 @@ def _random_frames(rng: np.random.Generator, n: int) -> list[FrameBoxes]:
         gt = np.concatenate([gt, rng.uniform(10, 60, gt.shape)], axis=1)  # [N, 4]
         pred = np.concatenate([gt + rng.normal(0, 6, gt.shape), rng.uniform(0, 200, (int(rng.integers(0, 3)), 4))])
         pred[:, 2:] = np.abs(pred[:, 2:]) + 1
-        frames.append(FrameBoxes(
-            image_id=f"f{i}", clip_id=f"c{i}", height=240, width=320, gt_boxes=gt, pred_boxes=pred,
-            pred_scores=rng.uniform(0, 1, len(pred)), gt_labels=rng.integers(1, 4, len(gt)),
-            pred_labels=rng.integers(1, 4, len(pred)),
-        ))
+        frames.append(
+            FrameBoxes(
+                image_id=f"f{i}",
+                clip_id=f"c{i}",
+                height=240,
+                width=320,
+                gt_boxes=gt,
+                pred_boxes=pred,
+                pred_scores=rng.uniform(0, 1, len(pred)),
+                gt_labels=rng.integers(1, 4, len(gt)),
+                pred_labels=rng.integers(1, 4, len(pred)),
+            )
+        )
     return frames
 
 
@@ -104,14 +130,25 @@ def _stock_cocoeval(frames: list[FrameBoxes], agnostic: bool) -> dict[str, float
     for i, f in enumerate(frames, start=1):
         images.append({"id": i, "height": f.height, "width": f.width})
         for box, cat in zip(f.gt_boxes.tolist(), f.gt_labels.tolist()):
-            gts.append({"id": len(gts) + 1, "image_id": i, "category_id": 1 if agnostic else cat, "bbox": box,
-                        "area": box[2] * box[3], "iscrowd": 0})
+            gts.append(
+                {
+                    "id": len(gts) + 1,
+                    "image_id": i,
+                    "category_id": 1 if agnostic else cat,
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": 0,
+                }
+            )
         for box, cat, score in zip(f.pred_boxes.tolist(), f.pred_labels.tolist(), f.pred_scores.tolist()):
             dts.append({"image_id": i, "category_id": 1 if agnostic else cat, "bbox": box, "score": score})
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
-        gt.dataset = {"images": images, "annotations": gts,
-                      "categories": [{"id": c} for c in sorted({a["category_id"] for a in gts})]}
+        gt.dataset = {
+            "images": images,
+            "annotations": gts,
+            "categories": [{"id": c} for c in sorted({a["category_id"] for a in gts})],
+        }
         gt.createIndex()
         ev = COCOeval(gt, gt.loadRes(dts), iouType="bbox")
         ev.evaluate()

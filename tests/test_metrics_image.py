@@ -96,7 +96,9 @@ def test_lpips_unavailable_without_backbone(tmp_path, monkeypatch, no_download):
         M.Lpips("alex")
 
 
-@pytest.mark.filterwarnings("ignore:.*(pretrained|weights).*:UserWarning")  # stock lpips uses the legacy torchvision API
+@pytest.mark.filterwarnings(
+    "ignore:.*(pretrained|weights).*:UserWarning"
+)  # stock lpips uses the legacy torchvision API
 def test_lpips_runs_offline_with_cached_backbone(stand_in_torch_home, monkeypatch, no_download):
     monkeypatch.setenv("TORCH_HOME", stand_in_torch_home)
     assert M.lpips_available("alex")[0]

@@ -26,7 +26,10 @@ def test_repository_params_file_is_valid():
         ({"data": {"splits": {"train": 0.5, "val": 0.2, "test": 0.2}}}, ["data.splits", "must be 1"]),
         ({"points": {"p": {"kind": "vit_blok", "layer": 3}}}, ["points.p.kind", "vit_block"]),
         ({"points": {"p": {"kind": "vit_block"}}}, ["points.p.layer: required"]),
-        ({"points": {"p": {"kind": "llm", "layer": "last"}}}, ["points.p.layer", "valid integer"]),  # -1 is valid: from the end
+        (
+            {"points": {"p": {"kind": "llm", "layer": "last"}}},
+            ["points.p.layer", "valid integer"],
+        ),  # -1 is valid: from the end
         ({"points": {"p": {"kind": "merger", "layer": 3}}}, ["points.p.layer: unknown key", "allowed: kind"]),
         ({"points": {"Bad-Name": {"kind": "merger"}}}, ["points", "Bad-Name"]),
         ({"points": {"o": {"kind": "oracle", "stride": 15}}}, ["points.o.stride: 15 must divide data.height (448)"]),

@@ -89,12 +89,20 @@ def probe_params(**overrides) -> ProbeParams:
     return ProbeParams(**{**CHEAP, **overrides})
 
 
-def point_data(store: FeatureStore, root: Path, params: ProbeParams, gpu_gb: float = 0.0,
-               host_gb: float | None = None) -> ProbeData:
+def point_data(
+    store: FeatureStore, root: Path, params: ProbeParams, gpu_gb: float = 0.0, host_gb: float | None = None
+) -> ProbeData:
     """One point's data on the CPU, held within ``host_gb`` (default: the params' budget)."""
     host = params.host_memory_gb if host_gb is None else host_gb
-    return ProbeData(store, load_ground_truth(root), params.seed, params.batch_size, params.block_clips,
-                     torch.device("cpu"), MemoryBudget.of(gpu_gb, host))
+    return ProbeData(
+        store,
+        load_ground_truth(root),
+        params.seed,
+        params.batch_size,
+        params.block_clips,
+        torch.device("cpu"),
+        MemoryBudget.of(gpu_gb, host),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +115,18 @@ def space_runs(bench, space_dir) -> dict[str, dict]:
     """run_probes with the best default head (dense), trained 12 epochs, on both stride-14 points."""
     out = space_dir
     params = ProbeParams(heads=["dense"], epochs=12, bootstrap=200, bootstrap_map=0)
-    return {point: run_probes(bench / f"{point}.zarr", bench, params, None, out / point / "live",
-                              out / point / "predictions.parquet", out / point / "heads")
-            for point in ("pixels", "vit_embed")}
+    return {
+        point: run_probes(
+            bench / f"{point}.zarr",
+            bench,
+            params,
+            None,
+            out / point / "live",
+            out / point / "predictions.parquet",
+            out / point / "heads",
+        )
+        for point in ("pixels", "vit_embed")
+    }
 
 
 # ------------------------------------------------------------------------------------------- end to end
@@ -172,8 +189,9 @@ def _oracle_outputs(boxes: torch.Tensor, labels: torch.Tensor, gh: int, gw: int,
 @pytest.mark.parametrize("stride", [14, 16, 28, 32])
 def test_grid_heads_recover_the_boxes_at_the_stride_they_are_given(head, stride):
     gh, gw = HEIGHT // stride, WIDTH // stride
-    boxes = torch.tensor([[20.0, 30.0, 90.0, 60.0], [200.5, 100.0, 60.0, 110.0], [330.0, 10.0, 100.0, 70.0],
-                          [150.0, 180.0, 9.0, 6.0]])  # xywh px; the last is smaller than a cell
+    boxes = torch.tensor(
+        [[20.0, 30.0, 90.0, 60.0], [200.5, 100.0, 60.0, 110.0], [330.0, 10.0, 100.0, 70.0], [150.0, 180.0, 9.0, 6.0]]
+    )  # xywh px; the last is smaller than a cell
     labels = torch.tensor([0, 3, 1, 2])
     probe = make_probe(head, 8, 4, ProbeParams())
     decoded = probe.decode(_oracle_outputs(boxes, labels, gh, gw, stride, 4), stride)[0]
@@ -193,7 +211,9 @@ def test_a_cell_inside_two_boxes_belongs_to_the_smaller():
 
 # ------------------------------------------------------------------------------------------------- detr
 def test_hungarian_matching_takes_the_cheapest_assignment_not_the_greedy_one():
-    cost = torch.tensor([[0.0, 1.0], [0.0, 10.0], [5.0, 5.0]])  # greedy: q0->b0, then q2->b1 (6); best: q1->b0, q0->b1 (1)
+    cost = torch.tensor(
+        [[0.0, 1.0], [0.0, 10.0], [5.0, 5.0]]
+    )  # greedy: q0->b0, then q2->b1 (6); best: q1->b0, q0->b1 (1)
     queries, boxes = hungarian_match(cost)
     assert queries.tolist() == [1, 0] and boxes.tolist() == [0, 1]
 
@@ -234,11 +254,18 @@ def test_every_head_runs_and_writes_metrics_predictions_and_curves(tiny, tmp_pat
     for section in (metrics, metrics["shuffled"]):
         for head in params.heads:
             m = section[head]
-            for key in ("bbox_iou", "best_box_iou", "map50_class_agnostic", "map_class_agnostic",
-                        "map50_class_aware", "map_class_aware"):
+            for key in (
+                "bbox_iou",
+                "best_box_iou",
+                "map50_class_agnostic",
+                "map_class_agnostic",
+                "map50_class_aware",
+                "map_class_aware",
+            ):
                 assert len(m[f"{key}_ci"]) == 2 and (m[key] is None or 0.0 <= m[key] <= 1.0), (head, key, m)
-            assert (m["map50_class_agnostic_ci"] == [None, None]) == (section is metrics["shuffled"]), \
+            assert (m["map50_class_agnostic_ci"] == [None, None]) == (section is metrics["shuffled"]), (
                 "the shuffled control's mAP is a point estimate only"
+            )
         for task in ("direction", "order"):
             assert {"accuracy", "chance", "uniform_chance", "accuracy_ci"} <= section["temporal"][task].keys()
     table = pd.read_parquet(preds)
@@ -253,8 +280,10 @@ def test_every_head_runs_and_writes_metrics_predictions_and_curves(tiny, tmp_pat
 
 def test_the_same_params_give_the_same_numbers(tiny, tmp_path):
     params = probe_params(heads=["linear", "dense"])
-    first, second = (run_probes(tiny / "merger.zarr", tiny, params, None, tmp_path / f"live{i}", tmp_path / f"p{i}.parquet")
-                     for i in range(2))
+    first, second = (
+        run_probes(tiny / "merger.zarr", tiny, params, None, tmp_path / f"live{i}", tmp_path / f"p{i}.parquet")
+        for i in range(2)
+    )
     assert first == second  # timings go to <live>/seconds.json, not into the metrics
     assert (tmp_path / "live0" / "seconds.json").is_file()
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "p0.parquet"), pd.read_parquet(tmp_path / "p1.parquet"))
@@ -303,16 +332,22 @@ def test_a_head_trained_beside_others_gets_the_same_numbers_as_alone(tiny):
 def _scored(name: str, lr: float, seed: int, quality: float, loss: float) -> Trainee:
     model = torch.nn.Linear(1, 1)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr)
-    t = Trainee(TraineeKey(name, False, lr, seed), model, optimiser,
-                torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, 1))
+    t = Trainee(
+        TraineeKey(name, False, lr, seed), model, optimiser, torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, 1)
+    )
     t.best = Score(quality, loss)
     return t
 
 
 def test_selection_takes_the_best_validation_iou_then_the_lower_loss_per_head_and_seed():
-    trainees = [_scored("dense", 0.01, 0, 0.2, 1.0), _scored("dense", 0.03, 0, 0.3, 9.0),  # IoU wins over loss
-                _scored("dense", 0.01, 1, 0.3, 2.0), _scored("dense", 0.03, 1, 0.3, 1.0),  # tie: lower loss
-                _scored("linear", 0.01, 0, float("nan"), 1.0), _scored("linear", 0.03, 0, 0.0, 5.0)]  # NaN loses
+    trainees = [
+        _scored("dense", 0.01, 0, 0.2, 1.0),
+        _scored("dense", 0.03, 0, 0.3, 9.0),  # IoU wins over loss
+        _scored("dense", 0.01, 1, 0.3, 2.0),
+        _scored("dense", 0.03, 1, 0.3, 1.0),  # tie: lower loss
+        _scored("linear", 0.01, 0, float("nan"), 1.0),
+        _scored("linear", 0.03, 0, 0.0, 5.0),
+    ]  # NaN loses
     chosen = select(trainees)
     assert chosen[("dense", False, 0)].key.lr == 0.03 and chosen[("dense", False, 1)].key.lr == 0.03
     assert chosen[("linear", False, 0)].key.lr == 0.03
@@ -406,14 +441,17 @@ def test_a_split_without_objects_is_refused(tiny, tmp_path):
         point_data(open_features(tiny / "merger.zarr"), root, ProbeParams())
 
 
-@pytest.mark.parametrize("probe, expected", [
-    ({"heads": ["dense", "dense"]}, "probe.heads: heads must not repeat"),
-    ({"lrs": []}, "probe.lrs: List should have at least 1 item"),
-    ({"lrs": [0.01, 2.0]}, "probe.lrs: every learning rate must be in (0, 1] (got 2.0)"),
-    ({"lrs": [0.0]}, "probe.lrs: every learning rate must be in (0, 1] (got 0.0)"),
-    ({"seeds": []}, "probe.seeds: List should have at least 1 item"),
-    ({"device": "tpu"}, "probe.device"),
-])
+@pytest.mark.parametrize(
+    "probe, expected",
+    [
+        ({"heads": ["dense", "dense"]}, "probe.heads: heads must not repeat"),
+        ({"lrs": []}, "probe.lrs: List should have at least 1 item"),
+        ({"lrs": [0.01, 2.0]}, "probe.lrs: every learning rate must be in (0, 1] (got 2.0)"),
+        ({"lrs": [0.0]}, "probe.lrs: every learning rate must be in (0, 1] (got 0.0)"),
+        ({"seeds": []}, "probe.seeds: List should have at least 1 item"),
+        ({"device": "tpu"}, "probe.device"),
+    ],
+)
 def test_bad_probe_params_name_the_key(probe, expected):
     with pytest.raises(ForesightError) as err:
         parse_params({"probe": probe})
@@ -429,12 +467,32 @@ def test_cuda_without_a_gpu_is_one_clear_error(tiny, tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------------ stage
 def test_the_stage_writes_its_outputs_and_refuses_a_mismatched_point(tiny, tmp_path, capsys):
     params = tmp_path / "params.yaml"
-    params.write_text(json.dumps({"data": {"height": HEIGHT, "width": WIDTH}, "points": {"merger": {"kind": "merger"},
-                                  "vit_embed": {"kind": "vit_embed"}}, "probe": {**CHEAP, "heads": ["linear"]}}))
+    params.write_text(
+        json.dumps(
+            {
+                "data": {"height": HEIGHT, "width": WIDTH},
+                "points": {"merger": {"kind": "merger"}, "vit_embed": {"kind": "vit_embed"}},
+                "probe": {**CHEAP, "heads": ["linear"]},
+            }
+        )
+    )
     stage = runpy.run_path("stages/probe.py", run_name="stage")
-    args = ["--params", str(params), "--features", str(tiny / "merger.zarr"), "--frames-dir", str(tiny),
-            "--out", str(tmp_path / "m.json"), "--live", str(tmp_path / "live"),
-            "--predictions", str(tmp_path / "p.parquet"), "--heads", str(tmp_path / "heads")]
+    args = [
+        "--params",
+        str(params),
+        "--features",
+        str(tiny / "merger.zarr"),
+        "--frames-dir",
+        str(tiny),
+        "--out",
+        str(tmp_path / "m.json"),
+        "--live",
+        str(tmp_path / "live"),
+        "--predictions",
+        str(tmp_path / "p.parquet"),
+        "--heads",
+        str(tmp_path / "heads"),
+    ]
     run(stage["main"], ["--point", "merger", *args])
     assert json.loads((tmp_path / "m.json").read_text())["linear"]["n_frames"] == 9
     assert (tmp_path / "p.parquet").is_file() and (tmp_path / "heads" / "linear.safetensors").is_file()
@@ -447,8 +505,12 @@ def test_the_stage_writes_its_outputs_and_refuses_a_mismatched_point(tiny, tmp_p
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the device check of the probe engine)")
 def test_on_cuda_the_splits_are_held_on_the_gpu_and_the_numbers_agree_with_the_cpu(tiny, tmp_path):
     params = probe_params(heads=["linear", "dense"], lrs=[0.01, 0.03])
-    runs = {device: run_probes(tiny / "merger.zarr", tiny, params.model_copy(update={"device": device}), None,
-                               tmp_path / device, None) for device in ("cpu", "cuda")}
+    runs = {
+        device: run_probes(
+            tiny / "merger.zarr", tiny, params.model_copy(update={"device": device}), None, tmp_path / device, None
+        )
+        for device in ("cpu", "cuda")
+    }
     assert set(runs["cuda"]["point"]["held"].values()) == {"gpu"}
     for head in params.heads:  # the stated tolerance (probes/engine.py): well under an interval's width
         cpu, cuda = runs["cpu"][head], runs["cuda"][head]

@@ -51,8 +51,10 @@ def saturation_detector(frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray
     out = []
     for frame in frames.astype(np.int16):
         regions = ndimage.find_objects(ndimage.label(frame.max(-1) - frame.min(-1) > 100)[0])
-        boxes = np.array([[s[1].start, s[0].start, s[1].stop - s[1].start, s[0].stop - s[0].start] for s in regions],
-                         dtype=np.float64).reshape(-1, 4)
+        boxes = np.array(
+            [[s[1].start, s[0].start, s[1].stop - s[1].start, s[0].stop - s[0].start] for s in regions],
+            dtype=np.float64,
+        ).reshape(-1, 4)
         out.append((boxes, np.ones(len(boxes)), np.ones(len(boxes), dtype=np.int64)))
     return out
 
@@ -64,8 +66,9 @@ saturation_detector.score_threshold = 0.5
 def test_identical_frames_are_perfect(stand_in_torch_home, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", stand_in_torch_home)
     frames, boxes = _clips()
-    result = evaluate_decoded(_store(frames), _store(frames, [0, 1]), boxes, PARAMS, saturation_detector,
-                              progress=False)
+    result = evaluate_decoded(
+        _store(frames), _store(frames, [0, 1]), boxes, PARAMS, saturation_detector, progress=False
+    )
     assert result["clips"] == [0, 1] and result["frames"] == 2 * F
     assert result["psnr"]["mean"] == np.inf
     assert result["ssim"]["mean"] == pytest.approx(1.0, abs=1e-12)
@@ -94,17 +97,20 @@ def test_detector_boxes_on_decoded_frames_are_scored_against_ground_truth(tmp_pa
     blank = np.full_like(frames, 128)  # nothing to detect
     original = evaluate_originals(_store(frames), [0, 1], boxes, PARAMS, saturation_detector)["detection"]
     assert original["bbox_iou"] == 1.0 and original["map_class_agnostic"] == pytest.approx(1.0)
-    d = evaluate_decoded(_store(frames), _store(shifted, [0, 1]), boxes, PARAMS, saturation_detector,
-                         progress=False)["detection"]
+    d = evaluate_decoded(_store(frames), _store(shifted, [0, 1]), boxes, PARAMS, saturation_detector, progress=False)[
+        "detection"
+    ]
     assert d["bbox_iou"] == pytest.approx(26 / 38) and d["best_box_iou"] == pytest.approx(26 / 38)
     assert d["map50_class_agnostic"] == pytest.approx(1.0)
     assert d["map_class_agnostic"] == pytest.approx(0.4)  # matched at IoU 0.50, 0.55, 0.60, 0.65 of ten thresholds
     assert d["map_class_aware"] == pytest.approx(0.4)
-    d = evaluate_decoded(_store(frames), _store(blank, [0, 1]), boxes, PARAMS, saturation_detector,
-                         progress=False)["detection"]
+    d = evaluate_decoded(_store(frames), _store(blank, [0, 1]), boxes, PARAMS, saturation_detector, progress=False)[
+        "detection"
+    ]
     assert d["bbox_iou"] == 0.0 and d["map50_class_agnostic"] == 0.0
     assert evaluate_originals(_store(frames), [0, 1], boxes.iloc[:0], PARAMS, saturation_detector)["detection"] == {
-        "reason": "the clips hold no ground-truth box"}
+        "reason": "the clips hold no ground-truth box"
+    }
 
 
 def test_input_cka_pools_tokens_onto_the_latent_grid(tmp_path):
@@ -134,27 +140,39 @@ def _converged(steps: int | None, diverged: bool = False) -> dict:
     return {"steps_to_best": steps, "diverged": diverged, "reason": "a non-finite loss" if diverged else None}
 
 
-@pytest.mark.parametrize("record, verdict", [
-    (_converged(1_000), "target"), (_converged(49_999), "target"), (_converged(50_000), "acceptable"),
-    (_converged(99_999), "acceptable"), (_converged(100_000), "marginal"), (_converged(10, diverged=True), "fail"),
-    (_converged(None, diverged=True), "fail"), (None, "unknown")])
+@pytest.mark.parametrize(
+    "record, verdict",
+    [
+        (_converged(1_000), "target"),
+        (_converged(49_999), "target"),
+        (_converged(50_000), "acceptable"),
+        (_converged(99_999), "acceptable"),
+        (_converged(100_000), "marginal"),
+        (_converged(10, diverged=True), "fail"),
+        (_converged(None, diverged=True), "fail"),
+        (None, "unknown"),
+    ],
+)
 def test_convergence_criterion(record, verdict):
     result = phase2_verdicts(0.7, 0.2, 1_000, record, CRITERIA)
     assert result["convergence"]["verdict"] == verdict
     assert result["overall"] == verdict  # the other criteria are at target
 
 
-@pytest.mark.parametrize("iou, lpips, params, verdicts, overall", [
-    (0.65, 0.25, 10_000_000, ("target", "target", "target"), "target"),
-    (0.6, 0.30, 15_000_000, ("acceptable", "acceptable", "target"), "acceptable"),  # strict > and < at the targets
-    (0.55, 0.32, 20_000_000, ("acceptable", "acceptable", "acceptable"), "acceptable"),
-    (0.7, 0.2, 40_000_000, ("target", "target", "marginal"), "marginal"),
-    (0.5, 0.2, 10_000_000, ("fail", "target", "target"), "fail"),
-    (0.7, 0.35, 10_000_000, ("target", "fail", "target"), "fail"),
-    (0.7, 0.2, 50_000_001, ("target", "target", "fail"), "fail"),
-    (None, 0.2, 10_000_000, ("unknown", "target", "target"), "unknown"),
-    (None, None, 60_000_000, ("unknown", "unknown", "fail"), "fail"),
-])
+@pytest.mark.parametrize(
+    "iou, lpips, params, verdicts, overall",
+    [
+        (0.65, 0.25, 10_000_000, ("target", "target", "target"), "target"),
+        (0.6, 0.30, 15_000_000, ("acceptable", "acceptable", "target"), "acceptable"),  # strict > and < at the targets
+        (0.55, 0.32, 20_000_000, ("acceptable", "acceptable", "acceptable"), "acceptable"),
+        (0.7, 0.2, 40_000_000, ("target", "target", "marginal"), "marginal"),
+        (0.5, 0.2, 10_000_000, ("fail", "target", "target"), "fail"),
+        (0.7, 0.35, 10_000_000, ("target", "fail", "target"), "fail"),
+        (0.7, 0.2, 50_000_001, ("target", "target", "fail"), "fail"),
+        (None, 0.2, 10_000_000, ("unknown", "target", "target"), "unknown"),
+        (None, None, 60_000_000, ("unknown", "unknown", "fail"), "fail"),
+    ],
+)
 def test_phase2_criteria(iou, lpips, params, verdicts, overall):
     result = phase2_verdicts(iou, lpips, params, _converged(1_000), CRITERIA)
     assert tuple(result[k]["verdict"] for k in ("spatial_iou", "lpips", "parameters")) == verdicts
@@ -177,24 +195,59 @@ def test_recon_stages_put_the_adapter_beside_the_ceiling(tmp_path, monkeypatch, 
     zarr.save_array(str(tmp_path / "latents.zarr"), np.random.default_rng(1).normal(size=(2, 128, 1, 2, 3)))
     zarr.open_array(str(tmp_path / "latents.zarr"), mode="r+").attrs.update({"n_frames": 1, "height": 64, "width": 96})
     (tmp_path / "a" / "config.json").write_text(json.dumps({"streams": {"point": {"point": "px"}}}))
-    (tmp_path / "train.json").write_text(json.dumps({"parameters": {"total": 20_000_000},
-                                                     "convergence": _converged(300)}))
-    (tmp_path / "params.yaml").write_text("eval: {bootstrap: 10, bootstrap_map: 2, detector_point: px, detector_head: linear}\n")
+    (tmp_path / "train.json").write_text(
+        json.dumps({"parameters": {"total": 20_000_000}, "convergence": _converged(300)})
+    )
+    (tmp_path / "params.yaml").write_text(
+        "eval: {bootstrap: 10, bootstrap_map: 2, detector_point: px, detector_head: linear}\n"
+    )
     probe_params = ProbeParams(heads=["linear"])
     with torch.random.fork_rng():
         torch.manual_seed(0)
         head = make_probe("linear", 16 * 16 * 3, 4, probe_params)  # untrained: the wiring, not the quality
-    save_probe(tmp_path / "probes" / "px" / "heads", "linear", head, 4, np.zeros(768, np.float32),
-               np.ones(768, np.float32), 16, {"kind": "pixels", "patch": 16}, "float32", probe_params)
+    save_probe(
+        tmp_path / "probes" / "px" / "heads",
+        "linear",
+        head,
+        4,
+        np.zeros(768, np.float32),
+        np.ones(768, np.float32),
+        16,
+        {"kind": "pixels", "patch": 16},
+        "float32",
+        probe_params,
+    )
     ceiling_stage = runpy.run_path("stages/recon_ceiling.py", run_name="stage")["main"]
     adapter_stage = runpy.run_path("stages/recon_adapter.py", run_name="stage")["main"]
-    common = ["--params", str(tmp_path / "params.yaml"), "--frames", str(tmp_path / "frames.zarr"), "--annotations",
-              str(tmp_path / "boxes.parquet"), "--probes", str(tmp_path / "probes")]
+    common = [
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--frames",
+        str(tmp_path / "frames.zarr"),
+        "--annotations",
+        str(tmp_path / "boxes.parquet"),
+        "--probes",
+        str(tmp_path / "probes"),
+    ]
     run(ceiling_stage, [*common, "--decoded", str(tmp_path / "ceiling.zarr"), "--out", str(tmp_path / "ceiling.json")])
-    adapter = ["--adapter", "a", "--decoded", str(tmp_path / "a" / "decoded.zarr"), "--config",
-               str(tmp_path / "a" / "config.json"), "--train-metrics", str(tmp_path / "train.json"), "--ceiling-metrics",
-               str(tmp_path / "ceiling.json"), "--latents", str(tmp_path / "latents.zarr"), "--features", str(tmp_path),
-               "--out", str(tmp_path / "recon.json")]
+    adapter = [
+        "--adapter",
+        "a",
+        "--decoded",
+        str(tmp_path / "a" / "decoded.zarr"),
+        "--config",
+        str(tmp_path / "a" / "config.json"),
+        "--train-metrics",
+        str(tmp_path / "train.json"),
+        "--ceiling-metrics",
+        str(tmp_path / "ceiling.json"),
+        "--latents",
+        str(tmp_path / "latents.zarr"),
+        "--features",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "recon.json"),
+    ]
     run(adapter_stage, [*common, *adapter])
     result = json.loads((tmp_path / "recon.json").read_text())
     assert result["ceiling"]["psnr"]["mean"] == np.inf and result["adapter"]["psnr"]["mean"] < 30
@@ -202,10 +255,14 @@ def test_recon_stages_put_the_adapter_beside_the_ceiling(tmp_path, monkeypatch, 
     for stage_result in (result["original"], result["ceiling"], result["adapter"]):
         assert 0 <= stage_result["detection"]["bbox_iou"] <= 1 and stage_result["detection"]["n_objects"] == 2
     assert result["cka"]["point"]["n"] == 2 * 1 * 2 * 3 and -1 <= result["cka"]["point"]["debiased"] <= 1
-    assert result["phase2"]["parameters"]["verdict"] == "acceptable" and result["phase2"]["lpips"]["verdict"] == "unknown"
+    assert (
+        result["phase2"]["parameters"]["verdict"] == "acceptable" and result["phase2"]["lpips"]["verdict"] == "unknown"
+    )
     assert result["phase2"]["convergence"]["verdict"] == "target" and result["phase2"]["convergence"]["value"] == 300
     assert result["phase2"]["spatial_iou"]["value"] == result["adapter"]["detection"]["bbox_iou"]
-    assert result["phase2"]["overall"] == ("fail" if result["phase2"]["spatial_iou"]["verdict"] == "fail" else "unknown")
+    assert result["phase2"]["overall"] == (
+        "fail" if result["phase2"]["spatial_iou"]["verdict"] == "fail" else "unknown"
+    )
 
     zarr.open_array(str(tmp_path / "a" / "decoded.zarr"), mode="r+").attrs["clips"] = [1, 0]
     with pytest.raises(SystemExit):

@@ -10,26 +10,39 @@ from foresight_lib.report.decision import benchmark_check, decide
 from foresight_lib.report.selectivity import point_selectivity
 from foresight_lib.report.summary import adapter_summary, point_order
 
-POINTS = parse_params({"points": {
-    "llm_l27": {"kind": "llm", "layer": 27},
-    "vit_l31": {"kind": "vit_block", "layer": 31},
-    "pixels": {"kind": "pixels"},
-    "vit_embed": {"kind": "vit_embed"},
-    "merger": {"kind": "merger"},
-    "vit_l7": {"kind": "vit_block", "layer": 7},
-    "dino": {"kind": "encoder", "family": "dinov2", "layer": 12},
-    "vit_l7_naive": {"kind": "vit_block", "layer": 7, "order": "naive"},
-    "oracle": {"kind": "oracle", "stride": 14},
-}}).points
+POINTS = parse_params(
+    {
+        "points": {
+            "llm_l27": {"kind": "llm", "layer": 27},
+            "vit_l31": {"kind": "vit_block", "layer": 31},
+            "pixels": {"kind": "pixels"},
+            "vit_embed": {"kind": "vit_embed"},
+            "merger": {"kind": "merger"},
+            "vit_l7": {"kind": "vit_block", "layer": 7},
+            "dino": {"kind": "encoder", "family": "dinov2", "layer": 12},
+            "vit_l7_naive": {"kind": "vit_block", "layer": 7, "order": "naive"},
+            "oracle": {"kind": "oracle", "stride": 14},
+        }
+    }
+).points
 DECISION = parse_params({}).decision
 
 
 def head(iou, lo, hi, m, mlo, mhi, sel=None):
     """A head's summary row; selectivity defaults to the IoU itself (a shuffled control at 0)."""
     sel = sel or (iou, lo, hi)
-    return {"bbox_iou": iou, "bbox_iou_lo": lo, "bbox_iou_hi": hi, "bbox_iou_chance": 0.02,
-            "map50_class_agnostic": m, "map50_class_agnostic_lo": mlo, "map50_class_agnostic_hi": mhi,
-            "selectivity": sel[0], "selectivity_lo": sel[1], "selectivity_hi": sel[2]}
+    return {
+        "bbox_iou": iou,
+        "bbox_iou_lo": lo,
+        "bbox_iou_hi": hi,
+        "bbox_iou_chance": 0.02,
+        "map50_class_agnostic": m,
+        "map50_class_agnostic_lo": mlo,
+        "map50_class_agnostic_hi": mhi,
+        "selectivity": sel[0],
+        "selectivity_lo": sel[1],
+        "selectivity_hi": sel[2],
+    }
 
 
 def summary(vit_l7, vit_l31=None, dino=None, memory=1.43, oracle=0.95, shuffled=0.0, points=POINTS):
@@ -48,8 +61,17 @@ def summary(vit_l7, vit_l31=None, dino=None, memory=1.43, oracle=0.95, shuffled=
 
 
 def test_points_sort_in_model_order():
-    assert sorted(POINTS, key=lambda n: point_order(POINTS[n])) == \
-        ["oracle", "pixels", "vit_embed", "vit_l7", "vit_l7_naive", "vit_l31", "merger", "llm_l27", "dino"]
+    assert sorted(POINTS, key=lambda n: point_order(POINTS[n])) == [
+        "oracle",
+        "pixels",
+        "vit_embed",
+        "vit_l7",
+        "vit_l7_naive",
+        "vit_l31",
+        "merger",
+        "llm_l27",
+        "dino",
+    ]
 
 
 def test_go_needs_both_lower_bounds_above_the_thresholds():
@@ -74,15 +96,22 @@ def test_no_go_needs_every_upper_bound_below_the_threshold():
 
 
 def test_investigate_names_earlier_layers_and_stronger_probes():
-    d = decide(summary(head(0.2, 0.1, 0.3, 0.1, 0.0, 0.2), head(0.3, 0.22, 0.38, 0.1, 0.0, 0.2)), POINTS, DECISION, {},
-               ["linear"])
+    d = decide(
+        summary(head(0.2, 0.1, 0.3, 0.1, 0.0, 0.2), head(0.3, 0.22, 0.38, 0.1, 0.0, 0.2)),
+        POINTS,
+        DECISION,
+        {},
+        ["linear"],
+    )
     assert d["decision"] == "INVESTIGATE" and d["best_pre_merge"]["point"] == "vit_l31"
     assert "`vit_l7`" in d["branch"] and "`vit_embed`" in d["branch"]
     assert all(f"`{h}`" in d["branch"] for h in ("mlp", "dense", "detr"))
 
 
-@pytest.mark.parametrize("lpips, memory, expected", [(0.2, 1.43, "GO"), (0.5, 1.43, "INVESTIGATE"),
-                                                     (None, 1.43, "GO"), (0.2, 2.5, "INVESTIGATE")])
+@pytest.mark.parametrize(
+    "lpips, memory, expected",
+    [(0.2, 1.43, "GO"), (0.5, 1.43, "INVESTIGATE"), (None, 1.43, "GO"), (0.2, 2.5, "INVESTIGATE")],
+)
 def test_further_criteria(lpips, memory, expected):
     adapters = {"a": adapter_summary(_recon(lpips, "acceptable"))}  # the row the report builds from recon JSON
     d = decide(summary(head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4), memory=memory), POINTS, DECISION, adapters, ["linear"])
@@ -97,16 +126,26 @@ def test_thresholds_come_from_params():
 
 
 def _recon(lpips, overall):
-    phase2 = {"spatial_iou": {"value": 0.55}, "lpips": {"value": lpips}, "parameters": {"value": 1_000},
-              "overall": overall}
+    phase2 = {
+        "spatial_iou": {"value": 0.55},
+        "lpips": {"value": lpips},
+        "parameters": {"value": 1_000},
+        "overall": overall,
+    }
     adapter = {"detection": {"map50_class_agnostic": 0.3}, "psnr": {"mean": 24.0}, "ssim": {"mean": 0.7}}
     return {"adapter": adapter, "phase2": phase2}
 
 
 def test_adapter_rows_of_the_summary_leave_out_what_was_not_measured():
     assert adapter_summary(_recon(0.25, "acceptable")) == {
-        "spatial_iou": 0.55, "map50_class_agnostic": 0.3, "lpips": 0.25, "psnr": 24.0, "ssim": 0.7,
-        "parameters": 1_000, "phase2_level": 2}
+        "spatial_iou": 0.55,
+        "map50_class_agnostic": 0.3,
+        "lpips": 0.25,
+        "psnr": 24.0,
+        "ssim": 0.7,
+        "parameters": 1_000,
+        "phase2_level": 2,
+    }
     unavailable = adapter_summary(_recon(None, "unknown"))
     assert "lpips" not in unavailable and "phase2_level" not in unavailable and unavailable["psnr"] == 24.0
     assert adapter_summary(_recon(0.5, "fail"))["phase2_level"] == 0
@@ -130,8 +169,9 @@ def test_inconclusive_when_the_oracle_is_not_read_or_missing():
     d = decide(summary(good, points=no_oracle), no_oracle, DECISION, {}, ["linear"])
     assert d["decision"] == "INCONCLUSIVE" and "kind: oracle" in d["branch"] and d["oracle"]["status"] == "missing"
     # The gate reads the param.
-    d = decide(summary(good, oracle=0.6), POINTS, parse_params({"decision": {"oracle_min_iou": 0.5}}).decision, {},
-               ["linear"])
+    d = decide(
+        summary(good, oracle=0.6), POINTS, parse_params({"decision": {"oracle_min_iou": 0.5}}).decision, {}, ["linear"]
+    )
     assert d["decision"] == "GO"
 
 
@@ -145,15 +185,25 @@ def test_the_prior_alone_clearing_the_iou_bar_is_not_go():
     d = decide(summary(nothing, shuffled=0.5), POINTS, DECISION, {}, ["linear"])
     assert d["decision"] == "NO-GO"
     # Where the prior sits below the NO-GO bar, a low selectivity alone is not NO-GO.
-    d = decide(summary(head(0.3, 0.22, 0.38, 0.1, 0.0, 0.2, sel=(0.01, -0.05, 0.07)), shuffled=0.1), POINTS,
-               DECISION, {}, ["linear"])
+    d = decide(
+        summary(head(0.3, 0.22, 0.38, 0.1, 0.0, 0.2, sel=(0.01, -0.05, 0.07)), shuffled=0.1),
+        POINTS,
+        DECISION,
+        {},
+        ["linear"],
+    )
     assert d["decision"] == "INVESTIGATE"
 
 
 def test_no_go_needs_a_configured_real_reference_to_see_space():
-    real = parse_params({"points": {**{n: p.model_dump() for n, p in POINTS.items() if n != "dino"},
-                                    "dino": {"kind": "encoder", "family": "dinov2", "layer": 6,
-                                             "source": "/ckpt/dinov2-small"}}}).points
+    real = parse_params(
+        {
+            "points": {
+                **{n: p.model_dump() for n, p in POINTS.items() if n != "dino"},
+                "dino": {"kind": "encoder", "family": "dinov2", "layer": 6, "source": "/ckpt/dinov2-small"},
+            }
+        }
+    ).points
     low = head(0.10, 0.05, 0.15, 0.01, 0.0, 0.02)
     d = decide(summary(low, dino=head(0.15, 0.1, 0.2, 0.0, 0.0, 0.1), points=real), real, DECISION, {}, ["linear"])
     assert d["decision"] == "INCONCLUSIVE" and "reference encoder" in d["branch"]
@@ -170,7 +220,8 @@ def _write_point(tmp_path, rows, seeds=None):
     pd.DataFrame({"clip": range(6), "split": ["train", "val"] + ["test"] * 4}).to_parquet(data / "clips.parquet")
     ann = [(c, f, 10.0 * c, 20.0, 40.0, 40.0, 1) for c in range(6) for f in (0, 1)]
     pd.DataFrame(ann, columns=["clip", "frame", "x", "y", "w", "h", "category_id"]).to_parquet(
-        data / "annotations.parquet")
+        data / "annotations.parquet"
+    )
     cols = ["clip", "frame", "head", "x", "y", "w", "h", "score", "label"] + (["seed"] if seeds else [])
     pd.DataFrame(rows, columns=cols).to_parquet(point / "predictions.parquet")
     metrics = tmp_path / "p.json"

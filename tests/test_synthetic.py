@@ -71,7 +71,9 @@ def test_motion_accelerates_so_time_is_asymmetric(clips):
             checked += 1
     assert checked >= 5
     assert travel_offset(10.0, 0, 9) == 0.0 and travel_offset(10.0, 8, 9) == pytest.approx(80.0)
-    assert travel_offset(10.0, 1, 9) == pytest.approx(5.625) and travel_offset(10.0, 8, 9) - travel_offset(10.0, 7, 9) == pytest.approx(14.375)
+    assert travel_offset(10.0, 1, 9) == pytest.approx(5.625) and travel_offset(10.0, 8, 9) - travel_offset(
+        10.0, 7, 9
+    ) == pytest.approx(14.375)
     assert travel_offset(10.0, 0, 1) == 0.0
 
 

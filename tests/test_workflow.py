@@ -48,8 +48,14 @@ def _changed(repo: Path) -> set[str]:
 def _kill_frames_midway(repo: Path) -> None:
     """`dvc repro -f frames`, SIGKILLed (dvc and the stage) once the first clip is done."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    dvc = subprocess.Popen(["dvc", "repro", "-f", "frames"], cwd=repo, env=env, start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dvc = subprocess.Popen(
+        ["dvc", "repro", "-f", "frames"],
+        cwd=repo,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     progress = repo / "data" / "frames.zarr.partial" / "progress.json"
     while dvc.poll() is None:
         try:
@@ -70,7 +76,9 @@ def overlay(base: dict, profile: dict, path: tuple[str, ...] = ()) -> dict:
     out = dict(base)
     for key, value in profile.items():
         here = (*path, key)
-        out[key] = overlay(base.get(key, {}), value, here) if isinstance(value, dict) and here not in REPLACED else value
+        out[key] = (
+            overlay(base.get(key, {}), value, here) if isinstance(value, dict) and here not in REPLACED else value
+        )
     return out
 
 
@@ -79,8 +87,11 @@ def repo(tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("workflow")
     for item in ("dvc.yaml", "stages", "foresight_lib"):
         src = ROOT / item
-        (shutil.copytree(src, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
-         if src.is_dir() else shutil.copy(src, repo / item))
+        (
+            shutil.copytree(src, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
+            if src.is_dir()
+            else shutil.copy(src, repo / item)
+        )
     params = overlay(yaml.safe_load((ROOT / "params.yaml").read_text()), yaml.safe_load(PROFILE.read_text()))
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(repo, "git", "init", "-q")
@@ -102,14 +113,27 @@ def test_the_dvc_workflow(repo: Path) -> None:
     assert "## Decision: **" in report and "](sheets/dual.png)" in report
     assert {"adapter.dual.tsv", "vit_l7.linear.tsv"} <= {f.name for f in (repo / "reports" / "curves").iterdir()}
     summary = json.loads((repo / "metrics" / "summary.json").read_text())
-    assert set(summary) == {"oracle", "pixels", "vit_embed", "vit_l7", "merger", "adapter:dual",
-                            "adapter:single_vit_embed", "adapter:multi"}
+    assert set(summary) == {
+        "oracle",
+        "pixels",
+        "vit_embed",
+        "vit_l7",
+        "merger",
+        "adapter:dual",
+        "adapter:single_vit_embed",
+        "adapter:multi",
+    }
     assert "| `single_vit_embed` | A |" in report and "| `dual` | B |" in report and "| `multi` | C |" in report
     assert "Oracle (`oracle`)" in report and "selectivity" in report
     assert {"spatial_iou", "psnr", "ssim", "parameters"} <= set(summary["adapter:dual"])
     plots = json.loads(_run(repo, "dvc", "plots", "show", "--json", stdout_only=True))
-    assert not plots.get("errors") and {"bbox_iou_by_point", "map50_by_point", "reports/boxes.png",
-                                        "reports/curves/adapter.dual.tsv", "reports/sheets/dual.png"} <= set(plots["data"])
+    assert not plots.get("errors") and {
+        "bbox_iou_by_point",
+        "map50_by_point",
+        "reports/boxes.png",
+        "reports/curves/adapter.dual.tsv",
+        "reports/sheets/dual.png",
+    } <= set(plots["data"])
     _run(repo, "git", "add", "-A")
     _run(repo, "git", "commit", "-qm", "baseline")
 
@@ -134,8 +158,9 @@ def test_the_dvc_workflow(repo: Path) -> None:
     assert _ran(_run(repo, "dvc", "repro")) == {"extract@vit_l7", "probe@vit_l7", "report", *multi}
     assert not (repo / "data" / "frames.zarr.partial").exists(), "the next stage to start removes the partial"
 
-    diff = json.loads(_run(repo, "dvc", "metrics", "diff", "--targets", "metrics/summary.json", "--json",
-                           stdout_only=True))
+    diff = json.loads(
+        _run(repo, "dvc", "metrics", "diff", "--targets", "metrics/summary.json", "--json", stdout_only=True)
+    )
     rows = diff["metrics/summary.json"]
     assert "vit_l7.linear.bbox_iou" in rows or "vit_l7.extract.frames_per_second" in rows
     assert all(key.split(".")[0] in ("vit_l7", "adapter:multi") for key in rows), "only the changed point's rows differ"

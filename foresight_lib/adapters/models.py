@@ -47,8 +47,14 @@ from .resample import GridSpec, LatentSpec, frame_slots, spatial_matrices, step_
 AdapterSpec = SingleAdapterParams | DualStreamAdapterParams | MultiScaleAdapterParams
 POSITION_FREQUENCIES = 6
 OPTIONS = {"dual_stream": "B", "multi_scale": "C"}
-SINGLE_OPTIONS = {"vit_embed": "A", "vit_block": "A", "merger": "post-merge", "llm": "post-merge", "pixels": "control",
-                  "encoder": "hybrid"}
+SINGLE_OPTIONS = {
+    "vit_embed": "A",
+    "vit_block": "A",
+    "merger": "post-merge",
+    "llm": "post-merge",
+    "pixels": "control",
+    "encoder": "hybrid",
+}
 
 
 def adapter_spec(adapters: AdapterParams, name: str) -> AdapterSpec:
@@ -209,8 +215,9 @@ class _GridAdapter(Adapter):
     """``single``'s layers on one input grid: per-token layer -> temporal pool -> resampling -> head. Subclasses
     define :meth:`_combined`, the standardised input grid."""
 
-    def __init__(self, spec: SingleAdapterParams | MultiScaleAdapterParams, streams: Mapping[str, GridSpec],
-                 latent: LatentSpec) -> None:
+    def __init__(
+        self, spec: SingleAdapterParams | MultiScaleAdapterParams, streams: Mapping[str, GridSpec], latent: LatentSpec
+    ) -> None:
         super().__init__(streams, latent)
         grid = streams[self.roles[0]]
         self.tokens = _token_layer(grid.channels, spec.hidden)
@@ -251,9 +258,11 @@ class MultiScaleAdapter(_GridAdapter):
         for grid in grids[1:]:
             a, b = grids[0], grid
             if (a.stride, a.grid, a.channels, a.slot_frames) != (b.stride, b.grid, b.channels, b.slot_frames):
-                raise ForesightError(f"multi_scale points {a.point} and {b.point} differ in stride, grid, width or "
-                                     f"slots ({a.stride} px {a.grid} x {a.channels} vs {b.stride} px {b.grid} x "
-                                     f"{b.channels}): they must share one grid to be mixed")
+                raise ForesightError(
+                    f"multi_scale points {a.point} and {b.point} differ in stride, grid, width or "
+                    f"slots ({a.stride} px {a.grid} x {a.channels} vs {b.stride} px {b.grid} x "
+                    f"{b.channels}): they must share one grid to be mixed"
+                )
         super().__init__(spec, streams, latent)
         self.mix = nn.Parameter(torch.zeros(len(self.roles)))  # [P] logits of the per-point weights
 
@@ -288,10 +297,14 @@ class DualStreamAdapter(Adapter):
         self.positions = PixelPositions(d)
         _, lh, lw = latent.shape[1:]
         _, gh, gw = semantic.grid
-        self.register_buffer("latent_pos", PixelPositions.features(lh, lw, SPATIAL_COMPRESSION, latent.height,
-                                                                   latent.width), persistent=False)  # [H'W', 4K]
-        self.register_buffer("token_pos", PixelPositions.features(gh, gw, semantic.stride, latent.height,
-                                                                  latent.width), persistent=False)  # [gh gw, 4K]
+        self.register_buffer(
+            "latent_pos",
+            PixelPositions.features(lh, lw, SPATIAL_COMPRESSION, latent.height, latent.width),
+            persistent=False,
+        )  # [H'W', 4K]
+        self.register_buffer(
+            "token_pos", PixelPositions.features(gh, gw, semantic.stride, latent.height, latent.width), persistent=False
+        )  # [gh gw, 4K]
         self.query_norm = nn.LayerNorm(d)
         self.key_norm = nn.LayerNorm(d)
         self.attention = nn.MultiheadAttention(d, spec.heads, batch_first=True)
@@ -309,8 +322,9 @@ class DualStreamAdapter(Adapter):
         gated = self.gate * s  # [B, F', H', W', D]
         query = self.query_norm(base + gated + self.positions(self.latent_pos).view(lh, lw, d))
         keys = self.key_norm(m + self.positions(self.token_pos).view(*m.shape[2:4], d))  # [B, F', gh, gw, D]
-        attended, _ = self.attention(query.reshape(b * k, lh * lw, d), keys.reshape(b * k, -1, d),
-                                     keys.reshape(b * k, -1, d), need_weights=False)  # [B F', H'W', D]
+        attended, _ = self.attention(
+            query.reshape(b * k, lh * lw, d), keys.reshape(b * k, -1, d), keys.reshape(b * k, -1, d), need_weights=False
+        )  # [B F', H'W', D]
         fused = base + attended.view(b, k, lh, lw, d) + gated
         return self.head(fused) + self.bias  # [B, 128, F', H', W']
 

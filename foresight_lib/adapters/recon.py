@@ -41,6 +41,7 @@ class Detector(Protocol):
 
     def __call__(self, frames: np.ndarray) -> list[Detections]: ...
 
+
 VERDICTS = ("target", "acceptable", "marginal", "fail")
 
 
@@ -51,16 +52,26 @@ def summarise(values: np.ndarray, clip_ids: Sequence[str], n_resamples: int, see
     return {"mean": float(np.mean(values)), "ci95": list(ci)}
 
 
-def clip_frame_boxes(detections: list[Detections], annotations: pd.DataFrame, clip: int, height: int,
-                width: int) -> list[FrameBoxes]:
+def clip_frame_boxes(
+    detections: list[Detections], annotations: pd.DataFrame, clip: int, height: int, width: int
+) -> list[FrameBoxes]:
     """One :class:`FrameBoxes` per frame of ``clip``: ground truth from ``annotations``, predictions given."""
     out = []
     for f, (boxes, scores, labels) in enumerate(detections):
         gt = annotations[(annotations["clip"] == clip) & (annotations["frame"] == f)]
-        out.append(FrameBoxes(image_id=f"{clip}:{f}", clip_id=str(clip), height=height, width=width,
-                              gt_boxes=gt[["x", "y", "w", "h"]].to_numpy(np.float64),
-                              gt_labels=gt["category_id"].to_numpy(np.int64), pred_boxes=boxes, pred_scores=scores,
-                              pred_labels=labels))
+        out.append(
+            FrameBoxes(
+                image_id=f"{clip}:{f}",
+                clip_id=str(clip),
+                height=height,
+                width=width,
+                gt_boxes=gt[["x", "y", "w", "h"]].to_numpy(np.float64),
+                gt_labels=gt["category_id"].to_numpy(np.int64),
+                pred_boxes=boxes,
+                pred_scores=scores,
+                pred_labels=labels,
+            )
+        )
     return out
 
 
@@ -103,15 +114,25 @@ def evaluate_decoded(
         metric: summarise(np.concatenate(values), frame_clips, params.bootstrap, params.seed) if values else None
         for metric, values in per_frame.items()
     }
-    result.update({"clips": clips, "frames": len(frame_clips), "lpips_net": params.lpips_net,
-                   "lpips_reason": lpips_reason,
-                   "detection": (_detection_report(boxes, params, detector) if detector
-                                 else {"reason": "no detector given"})})
+    result.update(
+        {
+            "clips": clips,
+            "frames": len(frame_clips),
+            "lpips_net": params.lpips_net,
+            "lpips_reason": lpips_reason,
+            "detection": (_detection_report(boxes, params, detector) if detector else {"reason": "no detector given"}),
+        }
+    )
     return result
 
 
-def evaluate_originals(frames: zarr.Array, clips: Sequence[int], annotations: pd.DataFrame, params: EvalParams,
-                       detector: Detector | None = None) -> dict[str, Any]:
+def evaluate_originals(
+    frames: zarr.Array,
+    clips: Sequence[int],
+    annotations: pd.DataFrame,
+    params: EvalParams,
+    detector: Detector | None = None,
+) -> dict[str, Any]:
     """The detector on the original frames of ``clips``: the reference for the decoded stores' detection."""
     if detector is None:
         return {"clips": list(clips), "detection": {"reason": "no detector given"}}
@@ -149,35 +170,69 @@ def convergence_verdict(record: dict[str, Any] | None, criteria: Phase2Criteria)
     """Criterion 4 (training convergence) from :func:`.train.convergence`'s record: ``fail`` when divergent, else
     ``target`` below ``steps_target`` optimiser steps to the selected epoch, ``acceptable`` below
     ``steps_acceptable``, ``marginal`` above (stable but slow); ``unknown`` without a record."""
-    out: dict[str, Any] = {"value": None, "target": criteria.steps_target, "acceptable": criteria.steps_acceptable,
-                           "diverged": None, "reason": None}
+    out: dict[str, Any] = {
+        "value": None,
+        "target": criteria.steps_target,
+        "acceptable": criteria.steps_acceptable,
+        "diverged": None,
+        "reason": None,
+    }
     if record is None:
         return {**out, "verdict": "unknown", "reason": "no convergence record in the training metrics"}
     steps = record["steps_to_best"]
     out.update(value=steps, diverged=record["diverged"], reason=record["reason"])
     if record["diverged"]:
         return {**out, "verdict": "fail"}
-    return {**out, "verdict": "target" if steps < criteria.steps_target else
-            "acceptable" if steps < criteria.steps_acceptable else "marginal"}
+    return {
+        **out,
+        "verdict": "target"
+        if steps < criteria.steps_target
+        else "acceptable"
+        if steps < criteria.steps_acceptable
+        else "marginal",
+    }
 
 
-def phase2_verdicts(spatial_iou: float | None, lpips: float | None, parameters: int,
-                    convergence: dict[str, Any] | None, criteria: Phase2Criteria) -> dict[str, Any]:
+def phase2_verdicts(
+    spatial_iou: float | None,
+    lpips: float | None,
+    parameters: int,
+    convergence: dict[str, Any] | None,
+    criteria: Phase2Criteria,
+) -> dict[str, Any]:
     """Phase 2 criteria of one adapter: each ``target`` / ``acceptable`` / ``fail`` (``unknown`` when the number
     is missing); parameters also ``marginal`` (above acceptable, within the limit), convergence
     (:func:`convergence_verdict`) also ``marginal`` (stable, past ``steps_acceptable``). ``overall``: ``fail`` if
     any fails, else ``unknown`` if any is unknown, else the worst level."""
-    params_level = ("target" if parameters <= criteria.params_target else
-                    "acceptable" if parameters <= criteria.params_acceptable else
-                    "marginal" if parameters <= criteria.params_limit else "fail")
+    params_level = (
+        "target"
+        if parameters <= criteria.params_target
+        else "acceptable"
+        if parameters <= criteria.params_acceptable
+        else "marginal"
+        if parameters <= criteria.params_limit
+        else "fail"
+    )
     verdicts = {
-        "spatial_iou": {"value": spatial_iou, "target": criteria.iou_target, "acceptable": criteria.iou_acceptable,
-                        "verdict": _level(spatial_iou, criteria.iou_target, criteria.iou_acceptable, True)},
-        "lpips": {"value": lpips, "target": criteria.lpips_target, "acceptable": criteria.lpips_acceptable,
-                  "verdict": _level(lpips, criteria.lpips_target, criteria.lpips_acceptable, False)},
-        "parameters": {"value": parameters, "target": criteria.params_target,
-                       "acceptable": criteria.params_acceptable, "limit": criteria.params_limit,
-                       "verdict": params_level},
+        "spatial_iou": {
+            "value": spatial_iou,
+            "target": criteria.iou_target,
+            "acceptable": criteria.iou_acceptable,
+            "verdict": _level(spatial_iou, criteria.iou_target, criteria.iou_acceptable, True),
+        },
+        "lpips": {
+            "value": lpips,
+            "target": criteria.lpips_target,
+            "acceptable": criteria.lpips_acceptable,
+            "verdict": _level(lpips, criteria.lpips_target, criteria.lpips_acceptable, False),
+        },
+        "parameters": {
+            "value": parameters,
+            "target": criteria.params_target,
+            "acceptable": criteria.params_acceptable,
+            "limit": criteria.params_limit,
+            "verdict": params_level,
+        },
         "convergence": convergence_verdict(convergence, criteria),
     }
     levels = [v["verdict"] for v in verdicts.values()]

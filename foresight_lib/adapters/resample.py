@@ -37,9 +37,15 @@ class GridSpec:
 
     @classmethod
     def of(cls, store: FeatureStore) -> GridSpec:
-        return cls(point=store.name, stride=store.stride, grid=store.grid, channels=store.channels,
-                   slot_frames=tuple(tuple(s) for s in store.slot_frames), height=int(store.attrs["height"]),
-                   width=int(store.attrs["width"]))
+        return cls(
+            point=store.name,
+            stride=store.stride,
+            grid=store.grid,
+            channels=store.channels,
+            slot_frames=tuple(tuple(s) for s in store.slot_frames),
+            height=int(store.attrs["height"]),
+            width=int(store.attrs["width"]),
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GridSpec:
@@ -84,11 +90,14 @@ def frame_slots(spec: GridSpec, n_frames: int) -> np.ndarray:
             if not 0 <= f < n_frames or owner[f] >= 0:
                 raise ForesightError(
                     f"point {spec.point}: slot_frames {list(map(list, spec.slot_frames))} must cover frames "
-                    f"0..{n_frames - 1} once each (frame {f})")
+                    f"0..{n_frames - 1} once each (frame {f})"
+                )
             owner[f] = slot
     if (owner < 0).any():
-        raise ForesightError(f"point {spec.point}: no slot covers frames {np.flatnonzero(owner < 0).tolist()} "
-                             f"of the {n_frames}-frame clips")
+        raise ForesightError(
+            f"point {spec.point}: no slot covers frames {np.flatnonzero(owner < 0).tolist()} "
+            f"of the {n_frames}-frame clips"
+        )
     return owner
 
 
@@ -116,16 +125,20 @@ def area_matrix(n_out: int, out_stride: float, n_in: int, in_stride: float) -> n
     overlap = np.clip(np.minimum(lo_out + out_stride, lo_in + in_stride) - np.maximum(lo_out, lo_in), 0.0, None)
     total = overlap.sum(axis=1, keepdims=True)
     if (total <= 0).any():
-        raise ForesightError(f"a {n_in}-cell grid at {in_stride:g} px does not reach every cell of a "
-                             f"{n_out}-cell grid at {out_stride:g} px")
+        raise ForesightError(
+            f"a {n_in}-cell grid at {in_stride:g} px does not reach every cell of a "
+            f"{n_out}-cell grid at {out_stride:g} px"
+        )
     return overlap / total
 
 
 def spatial_matrices(spec: GridSpec, latent: LatentSpec, subcells: int) -> tuple[np.ndarray, np.ndarray]:
     """Area matrices ``([H'*s, gh], [W'*s, gw])`` onto the latent grid refined ``subcells`` times per side."""
     if (spec.height, spec.width) != (latent.height, latent.width):
-        raise ForesightError(f"point {spec.point}: its grid covers {spec.height}x{spec.width} frames, "
-                             f"the latents {latent.height}x{latent.width}")
+        raise ForesightError(
+            f"point {spec.point}: its grid covers {spec.height}x{spec.width} frames, "
+            f"the latents {latent.height}x{latent.width}"
+        )
     _, _, lh, lw = latent.shape
     step = SPATIAL_COMPRESSION / subcells
     _, gh, gw = spec.grid

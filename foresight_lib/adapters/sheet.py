@@ -15,13 +15,16 @@ HEADER = 16
 SCALE = 2  # downscale factor of every panel
 
 
-def write_sheet(frames: zarr.Array, ceiling: zarr.Array, decoded: zarr.Array, n_clips: int,
-                out_path: str | Path) -> None:
+def write_sheet(
+    frames: zarr.Array, ceiling: zarr.Array, decoded: zarr.Array, n_clips: int, out_path: str | Path
+) -> None:
     """The middle frame of the first ``n_clips`` decoded clips beside their original and ceiling frames."""
     clips: Sequence[int] = [int(c) for c in decoded.attrs["clips"]][:n_clips]
     middle = frames.shape[1] // 2
-    rows = [[np.asarray(frames[c, middle]), np.asarray(ceiling[r, middle]), np.asarray(decoded[r, middle])]
-            for r, c in enumerate(clips)]
+    rows = [
+        [np.asarray(frames[c, middle]), np.asarray(ceiling[r, middle]), np.asarray(decoded[r, middle])]
+        for r, c in enumerate(clips)
+    ]
     h, w = rows[0][0].shape[0] // SCALE, rows[0][0].shape[1] // SCALE
     sheet = Image.new("RGB", (len(COLUMNS) * (w + GAP) - GAP, HEADER + len(rows) * (h + GAP) - GAP), "white")
     draw = ImageDraw.Draw(sheet)

@@ -44,8 +44,11 @@ from .models import Adapter, AdapterSpec, DualStreamAdapter, MultiScaleAdapter, 
 from .resample import GridSpec, LatentSpec
 
 STD_FLOOR = 1e-6
-SPEC_CLASSES: dict[str, type[AdapterSpec]] = {"single": SingleAdapterParams, "dual_stream": DualStreamAdapterParams,
-                                              "multi_scale": MultiScaleAdapterParams}
+SPEC_CLASSES: dict[str, type[AdapterSpec]] = {
+    "single": SingleAdapterParams,
+    "dual_stream": DualStreamAdapterParams,
+    "multi_scale": MultiScaleAdapterParams,
+}
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKLLTXVideo
@@ -81,8 +84,9 @@ class AdapterData:
         return np.stack([np.asarray(self.latents[c], dtype=np.float32) for c in clips])
 
 
-def open_data(spec: AdapterSpec, features_dir: str | Path, latents_path: str | Path,
-              budget: MemoryBudget | None = None) -> AdapterData:
+def open_data(
+    spec: AdapterSpec, features_dir: str | Path, latents_path: str | Path, budget: MemoryBudget | None = None
+) -> AdapterData:
     """The feature stores of ``spec``'s input points and the VAE latents, checked to describe the same clips;
     inputs held within ``budget`` (default: none, every batch read from the stores)."""
     latents = open_complete(latents_path)
@@ -132,8 +136,9 @@ def precision(device: torch.device, autocast: bool) -> torch.autocast:
 
 
 @torch.no_grad()
-def predict(model: Adapter, data: AdapterData, clips: Sequence[int], batch_size: int,
-            autocast: bool = False) -> np.ndarray:
+def predict(
+    model: Adapter, data: AdapterData, clips: Sequence[int], batch_size: int, autocast: bool = False
+) -> np.ndarray:
     """Predicted latents, float32 ``[k, 128, F', H', W']``."""
     model.eval()
     device = next(model.parameters()).device
@@ -145,8 +150,9 @@ def predict(model: Adapter, data: AdapterData, clips: Sequence[int], batch_size:
     return np.concatenate(out)
 
 
-def latent_mse(model: Adapter, data: AdapterData, clips: Sequence[int], batch_size: int,
-               autocast: bool = False) -> float:
+def latent_mse(
+    model: Adapter, data: AdapterData, clips: Sequence[int], batch_size: int, autocast: bool = False
+) -> float:
     """MSE of the predicted latents of ``clips`` (mean over every element)."""
     return float(np.mean((predict(model, data, clips, batch_size, autocast) - data.targets(clips)) ** 2))
 
@@ -202,8 +208,14 @@ def memory_record(device: torch.device, activation_bytes: int, train: AdapterTra
     }
 
 
-def convergence(val_losses: Sequence[float], trivial_val: float, steps_per_epoch: int, steps_run: int,
-                best_epoch: int | None, non_finite: str | None) -> dict[str, Any]:
+def convergence(
+    val_losses: Sequence[float],
+    trivial_val: float,
+    steps_per_epoch: int,
+    steps_run: int,
+    best_epoch: int | None,
+    non_finite: str | None,
+) -> dict[str, Any]:
     """Criterion 4 of the proposal's section 7.2 (training convergence), the facts its verdict reads.
 
     Divergent when (a) a training or validation loss was not finite (``non_finite`` names it; training stops
@@ -212,13 +224,22 @@ def convergence(val_losses: Sequence[float], trivial_val: float, steps_per_epoch
     of the selected epoch (``None`` when no epoch was kept).
     """
     final = val_losses[-1] if val_losses else None
-    reason = (non_finite if non_finite else
-              f"last validation loss {final:.6g} is above the trivial predictor's {trivial_val:.6g}"
-              if final is not None and final > trivial_val else None)
-    return {"diverged": reason is not None, "reason": reason,
-            "steps_to_best": None if best_epoch is None else (best_epoch + 1) * steps_per_epoch,
-            "steps_per_epoch": steps_per_epoch, "steps_run": steps_run, "final_val_loss": final,
-            "trivial_val_loss": trivial_val}
+    reason = (
+        non_finite
+        if non_finite
+        else f"last validation loss {final:.6g} is above the trivial predictor's {trivial_val:.6g}"
+        if final is not None and final > trivial_val
+        else None
+    )
+    return {
+        "diverged": reason is not None,
+        "reason": reason,
+        "steps_to_best": None if best_epoch is None else (best_epoch + 1) * steps_per_epoch,
+        "steps_per_epoch": steps_per_epoch,
+        "steps_run": steps_run,
+        "final_val_loss": final,
+        "trivial_val_loss": trivial_val,
+    }
 
 
 @dataclass
@@ -227,9 +248,16 @@ class TrainedAdapter:
     summary: dict[str, Any]
 
 
-def _fit_epoch(model: Adapter, data: AdapterData, order: Sequence[int], train: AdapterTrainParams,
-               optimiser: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LRScheduler,
-               pixel_term: PixelTerm | None, meter: SavedActivations | None) -> list[float]:
+def _fit_epoch(
+    model: Adapter,
+    data: AdapterData,
+    order: Sequence[int],
+    train: AdapterTrainParams,
+    optimiser: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    pixel_term: PixelTerm | None,
+    meter: SavedActivations | None,
+) -> list[float]:
     """One pass over ``order`` in batches: each step's loss, stopping at the first non-finite one (not applied).
     ``meter`` records the first step's saved activations."""
     model.train()
@@ -294,8 +322,9 @@ def train_adapter(
         with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None) as live:
             for epoch in tqdm(range(train.epochs), desc="train adapter", unit="epoch", disable=not progress):
                 order = order_rng.permutation(clips["train"])
-                losses = _fit_epoch(model, data, order, train, optimiser, schedule, pixel_term,
-                                    meter if epoch == 0 else None)
+                losses = _fit_epoch(
+                    model, data, order, train, optimiser, schedule, pixel_term, meter if epoch == 0 else None
+                )
                 steps_run += len(losses)
                 if not math.isfinite(losses[-1]):
                     non_finite = f"training loss {losses[-1]} at step {steps_run} (epoch {epoch})"
@@ -315,8 +344,13 @@ def train_adapter(
             loss = {k: latent_mse(model, data, c, train.batch_size, train.autocast) for k, c in clips.items()}
             live.summary.update({"best_epoch": best_epoch, "test": {"loss": loss["test"]}})
     summary: dict[str, Any] = {
-        "kind": model.kind, "inputs": spec.inputs(), "parameters": count_parameters(model),
-        "epochs": train.epochs, "best_epoch": best_epoch, "loss": loss, "trivial_loss": trivial,
+        "kind": model.kind,
+        "inputs": spec.inputs(),
+        "parameters": count_parameters(model),
+        "epochs": train.epochs,
+        "best_epoch": best_epoch,
+        "loss": loss,
+        "trivial_loss": trivial,
         "explained": {k: 1.0 - loss[k] / trivial[k] for k in trivial},
         "pixel_loss_weight": pixel_term.weight if pixel_term else 0.0,
         "device": device.type,
@@ -335,8 +369,13 @@ def save_adapter(out_dir: str | Path, name: str, spec: AdapterSpec, model: Adapt
     """``config.json`` and ``model.safetensors`` (weights and input statistics) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config = {"name": name, "kind": model.kind, "params": spec.model_dump(), "latent": model.latent.to_dict(),
-              "streams": {role: grid.to_dict() for role, grid in model.streams.items()}}
+    config = {
+        "name": name,
+        "kind": model.kind,
+        "params": spec.model_dump(),
+        "latent": model.latent.to_dict(),
+        "streams": {role: grid.to_dict() for role, grid in model.streams.items()},
+    }
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, out / "model.safetensors")
     write_json_atomic(out / "config.json", config)
 
@@ -361,19 +400,36 @@ def weights_sha256(model: Adapter) -> str:
     return digest.hexdigest()
 
 
-def write_predictions(model: Adapter, data: AdapterData, clips: Sequence[int], out_path: str | Path, name: str,
-                      batch_size: int, autocast: bool = False) -> zarr.Array:
+def write_predictions(
+    model: Adapter,
+    data: AdapterData,
+    clips: Sequence[int],
+    out_path: str | Path,
+    name: str,
+    batch_size: int,
+    autocast: bool = False,
+) -> zarr.Array:
     """Predicted latents of ``clips`` into ``out_path`` ``[row, 128, F', H', W']`` (attributes ``clips``,
     ``weights_sha256`` and the VAE latents' identity and geometry)."""
-    attrs = {**{k: data.latents.attrs[k] for k in ("vae", "n_frames", "height", "width", "latent_shape")},
-             "adapter": name, "clips": [int(c) for c in clips], "weights_sha256": weights_sha256(model)}
+    attrs = {
+        **{k: data.latents.attrs[k] for k in ("vae", "n_frames", "height", "width", "latent_shape")},
+        "adapter": name,
+        "clips": [int(c) for c in clips],
+        "weights_sha256": weights_sha256(model),
+    }
     store = PartialStore(out_path, {"attributes": attrs})
     shape = (len(clips), *data.latents.shape[1:])
-    arr = store.array(shape, chunks=(1, *shape[1:]), dtype="float32",
-                      dimension_names=("row", "channel", "t", "y", "x"), attributes=attrs)
+    arr = store.array(
+        shape,
+        chunks=(1, *shape[1:]),
+        dtype="float32",
+        dimension_names=("row", "channel", "t", "y", "x"),
+        attributes=attrs,
+    )
     for row in range(0, len(clips), batch_size):
-        for k, latent in enumerate(predict(model, data, clips[row : row + batch_size], batch_size, autocast),
-                                   start=row):
+        for k, latent in enumerate(
+            predict(model, data, clips[row : row + batch_size], batch_size, autocast), start=row
+        ):
             arr[k] = latent
             store.mark_done(k)
     store.finalize()

@@ -62,7 +62,9 @@ class AnnotationSet:
     n_found: int  # of those, videos with a file (before max_videos)
 
 
-def read_annotations(source: str, annotations: str | Path, video_dir: str | Path, max_videos: int | None = None) -> AnnotationSet:
+def read_annotations(
+    source: str, annotations: str | Path, video_dir: str | Path, max_videos: int | None = None
+) -> AnnotationSet:
     """Read ``annotations`` in the layout of ``source`` (``something_else`` or ``coco_video``) against ``video_dir``."""
     readers = {"something_else": read_something_else, "coco_video": read_coco_video}
     if source not in readers:
@@ -163,7 +165,9 @@ def _load_something_else(path: Path) -> dict[str, Any]:
     for file in files:
         raw = _load_json(file)
         if not isinstance(raw, dict):
-            raise _layout_error(file, SOMETHING_ELSE_LAYOUT, f"top level is a {type(raw).__name__}, not a mapping of video ids")
+            raise _layout_error(
+                file, SOMETHING_ELSE_LAYOUT, f"top level is a {type(raw).__name__}, not a mapping of video ids"
+            )
         duplicates = merged.keys() & raw.keys()
         if duplicates:
             raise ForesightError(f"{file}: video {min(duplicates)!r} is also annotated in another file of {path}")
@@ -180,7 +184,11 @@ def _something_else_boxes(path: Path, video: str, raw: Any) -> pd.DataFrame:
     for frame in frames:
         match = _FRAME_NAME.fullmatch(frame.name)
         if match is None or int(match[1]) < 1:
-            raise _layout_error(path, SOMETHING_ELSE_LAYOUT, f"{video}: frame name {frame.name!r} is not '<video_id>/<1-based number>.jpg'")
+            raise _layout_error(
+                path,
+                SOMETHING_ELSE_LAYOUT,
+                f"{video}: frame name {frame.name!r} is not '<video_id>/<1-based number>.jpg'",
+            )
         seen: dict[str, int] = {}
         for i, label in enumerate(frame.labels):
             key = label.standard_category if label.standard_category is not None else f"{i:04d}"
@@ -258,12 +266,16 @@ def read_coco_video(path: Path, video_dir: Path, max_videos: int | None = None) 
     for i, ann in enumerate(coco.annotations):
         image = images.get(ann.image_id)
         if image is None:
-            raise _layout_error(path, COCO_VIDEO_LAYOUT, f"annotations.{i}: image_id {ann.image_id!r} is not in 'images'")
+            raise _layout_error(
+                path, COCO_VIDEO_LAYOUT, f"annotations.{i}: image_id {ann.image_id!r} is not in 'images'"
+            )
         vid = image.video_id if image.video_id is not None else image.video
         if vid not in files:
             raise _layout_error(path, COCO_VIDEO_LAYOUT, f"image {image.id!r}: video {vid!r} is not in 'videos'")
         if ann.category_id not in categories:
-            raise _layout_error(path, COCO_VIDEO_LAYOUT, f"annotations.{i}: category_id {ann.category_id!r} is not in 'categories'")
+            raise _layout_error(
+                path, COCO_VIDEO_LAYOUT, f"annotations.{i}: category_id {ann.category_id!r} is not in 'categories'"
+            )
         track = ann.track_id if ann.track_id is not None else ann.instance_id
         key = f"t{track}" if track is not None else f"a{i:09d}"
         rows[vid].append((image.frame_id, key, categories[ann.category_id], *ann.bbox))

@@ -33,7 +33,9 @@ class Clip:
 
     def __post_init__(self) -> None:
         if self.frames.dtype != np.uint8 or self.frames.ndim != 4 or self.frames.shape[-1] != 3:
-            raise ValueError(f"clip {self.name}: frames must be uint8 [F, H, W, 3], got {self.frames.dtype} {self.frames.shape}")
+            raise ValueError(
+                f"clip {self.name}: frames must be uint8 [F, H, W, 3], got {self.frames.dtype} {self.frames.shape}"
+            )
         missing = set(OBJECT_COLUMNS) - set(self.objects.columns)
         if missing:
             raise ValueError(f"clip {self.name}: objects lack columns {sorted(missing)}")

@@ -71,8 +71,16 @@ def open_source(data: DataParams) -> ClipSource:
     if data.source == "synthetic":
         s = data.synthetic
         return ClipSource(
-            load=partial(make_clip, data.seed, height=data.height, width=data.width, n_frames=data.n_frames,
-                         min_objects=s.min_objects, max_objects=s.max_objects, occlusion_prob=s.occlusion_prob),
+            load=partial(
+                make_clip,
+                data.seed,
+                height=data.height,
+                width=data.width,
+                n_frames=data.n_frames,
+                min_objects=s.min_objects,
+                max_objects=s.max_objects,
+                occlusion_prob=s.occlusion_prob,
+            ),
             count=s.n_clips,
             categories=CATEGORIES,
         )
@@ -82,8 +90,9 @@ def open_source(data: DataParams) -> ClipSource:
     return ClipSource(load=real.__getitem__, count=len(real), categories=None, report=real.report, summarise=summarise)
 
 
-def write_frames(data: DataParams, out_dir: str | Path, source: ClipSource | None = None,
-                 progress: bool = True) -> FramesOutputs:
+def write_frames(
+    data: DataParams, out_dir: str | Path, source: ClipSource | None = None, progress: bool = True
+) -> FramesOutputs:
     """Decode every clip of ``data`` into the frames store and ground-truth tables under ``out_dir``."""
     source = source or open_source(data)  # reads and checks the annotations and video paths first
     if source.count == 0:
@@ -94,8 +103,9 @@ def write_frames(data: DataParams, out_dir: str | Path, source: ClipSource | Non
     fingerprint = {"data": data.model_dump(mode="json", exclude={"max_skipped_fraction"}), "count": source.count}
     store = PartialStore(out.frames, fingerprint)
     shape = (source.count, data.n_frames, data.height, data.width, 3)
-    arr = store.array(shape, chunks=(1, *shape[1:]), dtype="uint8",
-                      dimension_names=("clip", "frame", "y", "x", "rgb"), attributes={})
+    arr = store.array(
+        shape, chunks=(1, *shape[1:]), dtype="uint8", dimension_names=("clip", "frame", "y", "x", "rgb"), attributes={}
+    )
     tables = out.root / (out.frames.name + ".partial") / "tables"
     tables.mkdir(exist_ok=True)
 
@@ -119,7 +129,9 @@ def write_frames(data: DataParams, out_dir: str | Path, source: ClipSource | Non
     fraction = len(skipped) / source.count
     report = source.report
     if source.summarise is not None:
-        report = source.summarise(report, [r.get("counts") if r["kept"] is not None else None for r in store.done.values()])
+        report = source.summarise(
+            report, [r.get("counts") if r["kept"] is not None else None for r in store.done.values()]
+        )
     record = {"skipped": skipped, "fraction": fraction, "source_report": report}
     if fraction > data.max_skipped_fraction:
         write_json_atomic(store.partial / "skipped.json", record)
@@ -140,11 +152,18 @@ def write_frames(data: DataParams, out_dir: str | Path, source: ClipSource | Non
     write_parquet_atomic(clips, out.clips)
     write_parquet_atomic(annotations, out.annotations)
     write_json_atomic(out.skipped, record)
-    store.finalize({
-        "source": data.source, "seed": data.seed, "height": data.height, "width": data.width,
-        "n_frames": data.n_frames, "n_clips": n_kept, "categories": list(categories),
-        "resize": data.resize if data.source != "synthetic" else None,
-    })
+    store.finalize(
+        {
+            "source": data.source,
+            "seed": data.seed,
+            "height": data.height,
+            "width": data.width,
+            "n_frames": data.n_frames,
+            "n_clips": n_kept,
+            "categories": list(categories),
+            "resize": data.resize if data.source != "synthetic" else None,
+        }
+    )
     shutil.rmtree(out.frames / "tables")
     report_dropped(record, out.skipped)
     return out
@@ -168,11 +187,20 @@ def report_dropped(record: dict[str, Any], where: Path) -> None:
 
 
 def _clip_row(clip: Clip, index: int) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "clip": index, "name": clip.name, "direction": clip.direction,
-        "direction_name": DIRECTIONS[clip.direction] if clip.direction >= 0 else "unknown",
-        "speed": clip.speed, "fps": clip.fps, "n_frames": len(clip.frames), "source": clip.source,
-    }])
+    return pd.DataFrame(
+        [
+            {
+                "clip": index,
+                "name": clip.name,
+                "direction": clip.direction,
+                "direction_name": DIRECTIONS[clip.direction] if clip.direction >= 0 else "unknown",
+                "speed": clip.speed,
+                "fps": clip.fps,
+                "n_frames": len(clip.frames),
+                "source": clip.source,
+            }
+        ]
+    )
 
 
 def _finish_annotations(annotations: pd.DataFrame, categories: tuple[str, ...]) -> pd.DataFrame:

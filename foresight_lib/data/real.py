@@ -115,8 +115,13 @@ def summarise(report: dict[str, Any], items: Iterable[Clip | Skipped | dict[str,
 
     ``items`` are clips or skips, or the ``clip.extra["counts"]`` records of clips (``None`` for a skip).
     """
-    totals = {"clips": 0, "skipped": 0, "rescaled_videos": 0, "clips_without_boxes": 0,
-              "boxes": dict.fromkeys(_BOX_COUNTS, 0)}
+    totals = {
+        "clips": 0,
+        "skipped": 0,
+        "rescaled_videos": 0,
+        "clips_without_boxes": 0,
+        "boxes": dict.fromkeys(_BOX_COUNTS, 0),
+    }
     for item in items:
         counts = item.extra["counts"] if isinstance(item, Clip) else None if isinstance(item, Skipped) else item
         if counts is None:
@@ -133,7 +138,9 @@ def summarise(report: dict[str, Any], items: Iterable[Clip | Skipped | dict[str,
 def open_real_source(data: DataParams) -> RealSource:
     """Read the annotations of ``data`` (source ``something_else`` or ``coco_video``) and check the paths."""
     if data.source == "synthetic" or data.video_dir is None or data.annotations is None:
-        raise ValueError(f"open_real_source needs a real data.source with video_dir and annotations, got {data.source!r}")
+        raise ValueError(
+            f"open_real_source needs a real data.source with video_dir and annotations, got {data.source!r}"
+        )
     annotations = read_annotations(data.source, data.annotations, data.video_dir, data.max_clips)
     return RealSource(data, annotations)
 

@@ -31,8 +31,18 @@ from .clip import DIRECTIONS, OBJECT_COLUMNS, Clip
 CATEGORIES: tuple[str, ...] = ("circle", "square", "triangle", "cross")
 TEXTURES: tuple[str, ...] = ("solid", "stripes", "checker")
 PALETTE = np.array(
-    [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
-     [70, 240, 240], [240, 50, 230], [250, 250, 250], [20, 20, 20]],
+    [
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [250, 250, 250],
+        [20, 20, 20],
+    ],
     dtype=np.uint8,
 )  # [10, 3]
 MIN_VISIBLE_PIXELS = 16
@@ -151,9 +161,17 @@ def _sample_object(rng: np.random.Generator, height: int, width: int, direction:
     )
 
 
-def make_clip(seed: int, index: int, height: int, width: int, n_frames: int,
-              min_objects: int = 1, max_objects: int = 3, occlusion_prob: float = 0.3,
-              with_owner: bool = False) -> Clip:
+def make_clip(
+    seed: int,
+    index: int,
+    height: int,
+    width: int,
+    n_frames: int,
+    min_objects: int = 1,
+    max_objects: int = 3,
+    occlusion_prob: float = 0.3,
+    with_owner: bool = False,
+) -> Clip:
     """Render clip ``index`` of the benchmark for ``seed``: frames [F, H, W, 3] and modal ground truth.
 
     ``with_owner`` also returns ``clip.extra["owner"]``: int16 [F, H, W], the object id drawn at each
@@ -200,8 +218,18 @@ def make_clip(seed: int, index: int, height: int, width: int, n_frames: int,
             if count < MIN_VISIBLE_PIXELS:
                 continue
             r, c = np.flatnonzero(visible.any(1)), np.flatnonzero(visible.any(0))
-            rows.append((f, k + 1, obj.category, float(c[0]), float(r[0]), float(c[-1] - c[0] + 1),
-                         float(r[-1] - r[0] + 1), count / float(masks[k].sum())))
+            rows.append(
+                (
+                    f,
+                    k + 1,
+                    obj.category,
+                    float(c[0]),
+                    float(r[0]),
+                    float(c[-1] - c[0] + 1),
+                    float(r[-1] - r[0] + 1),
+                    count / float(masks[k].sum()),
+                )
+            )
     table = pd.DataFrame(rows, columns=list(OBJECT_COLUMNS))
     return Clip(
         name=f"synthetic_{index:05d}",

@@ -83,7 +83,9 @@ _FAMILIES: dict[str, _FamilySpec] = {
         title="OWL-ViT",
         classes={"owlvit": OwlViTVisionModel, "owlvit_vision_model": OwlViTVisionModel},
         tiny_class=OwlViTVisionModel,
-        tiny_config=lambda: OwlViTVisionConfig(**_small(patch_size=32, num_hidden_layers=12, image_size=768, intermediate_size=64)),
+        tiny_config=lambda: OwlViTVisionConfig(
+            **_small(patch_size=32, num_hidden_layers=12, image_size=768, intermediate_size=64)
+        ),
         norm=CLIP_NORMALIZATION,
         interpolate_flag=True,
     ),
@@ -91,7 +93,9 @@ _FAMILIES: dict[str, _FamilySpec] = {
         title="OWLv2",
         classes={"owlv2": Owlv2VisionModel, "owlv2_vision_model": Owlv2VisionModel},
         tiny_class=Owlv2VisionModel,
-        tiny_config=lambda: Owlv2VisionConfig(**_small(patch_size=16, num_hidden_layers=12, image_size=960, intermediate_size=64)),
+        tiny_config=lambda: Owlv2VisionConfig(
+            **_small(patch_size=16, num_hidden_layers=12, image_size=960, intermediate_size=64)
+        ),
         norm=CLIP_NORMALIZATION,
         interpolate_flag=True,
     ),
@@ -99,7 +103,9 @@ _FAMILIES: dict[str, _FamilySpec] = {
         title="SigLIP",
         classes={"siglip": SiglipVisionModel, "siglip_vision_model": SiglipVisionModel},
         tiny_class=SiglipVisionModel,
-        tiny_config=lambda: SiglipVisionConfig(**_small(patch_size=16, num_hidden_layers=12, image_size=224, intermediate_size=64)),
+        tiny_config=lambda: SiglipVisionConfig(
+            **_small(patch_size=16, num_hidden_layers=12, image_size=224, intermediate_size=64)
+        ),
         norm=Normalization(mean=tuple(IMAGENET_STANDARD_MEAN), std=tuple(IMAGENET_STANDARD_STD)),
         interpolate_flag=True,
     ),
@@ -165,10 +171,14 @@ def checkpoint_class(path: Path, family: Family) -> type[PreTrainedModel]:
     spec = _FAMILIES[family]
     expected = f"a {spec.title} checkpoint (model_type {' or '.join(map(repr, spec.classes))})"
     if not path.is_dir():
-        raise ForesightError(f"encoder source: checkpoint directory not found: {path} (use 'tiny' or a local directory with {expected})")
+        raise ForesightError(
+            f"encoder source: checkpoint directory not found: {path} (use 'tiny' or a local directory with {expected})"
+        )
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise ForesightError(f"encoder source: {path} has no config.json, so it is not a transformers checkpoint ({expected})")
+        raise ForesightError(
+            f"encoder source: {path} has no config.json, so it is not a transformers checkpoint ({expected})"
+        )
     config = read_json(config_file)
     found = config.get("model_type")
     if found not in spec.classes:
@@ -194,7 +204,10 @@ def load_encoder(point: EncoderPoint, dtype: str = "auto", device: str = "auto")
     if point.source == "tiny":
         model = build_tiny_encoder(family, point.seed).to(device=torch_device, dtype=torch_dtype)
         norm, path = spec.norm, None
-        weights, extra = "tiny-random", {"seed": point.seed, "config": json.loads(model.config.to_json_string(use_diff=False))}
+        weights, extra = (
+            "tiny-random",
+            {"seed": point.seed, "config": json.loads(model.config.to_json_string(use_diff=False))},
+        )
     elif point.weights == "random":  # the checkpoint's architecture, seeded random weights: the control
         path = Path(point.source)
         cls = checkpoint_class(path, family)
@@ -208,21 +221,34 @@ def load_encoder(point: EncoderPoint, dtype: str = "auto", device: str = "auto")
         path = Path(point.source)
         cls = checkpoint_class(path, family)
         try:  # an explicit class: a checkpoint's auto_map (remote code) is never consulted
-            model, info = cls.from_pretrained(path, local_files_only=True, dtype=torch_dtype, device_map=str(torch_device),
-                                              output_loading_info=True)
+            model, info = cls.from_pretrained(
+                path, local_files_only=True, dtype=torch_dtype, device_map=str(torch_device), output_loading_info=True
+            )
         except OSError as exc:
             raise ForesightError(f"encoder source: {path}: cannot load a {cls.__name__}: {exc}") from None
         if info["missing_keys"]:
             missing = sorted(info["missing_keys"])
-            raise ForesightError(f"encoder source: {path} lacks {len(missing)} {cls.__name__} weights "
-                                 f"(e.g. {', '.join(missing[:3])}): not a complete {spec.title} vision encoder")
+            raise ForesightError(
+                f"encoder source: {path} lacks {len(missing)} {cls.__name__} weights "
+                f"(e.g. {', '.join(missing[:3])}): not a complete {spec.title} vision encoder"
+            )
         model = model.eval()
         norm = read_normalization(path, spec.norm)
         weights, extra = "checkpoint", {}
-    identity = weights_identity(weights, dtype=torch_dtype, device=torch_device, norm=norm, path=path,
-                                attn_implementation=model.config._attn_implementation,
-                                family=family, **extra, **{"class": type(model).__name__})
-    return LoadedEncoder(family=family, model=model, device=torch_device, dtype=torch_dtype, identity=identity, norm=norm)
+    identity = weights_identity(
+        weights,
+        dtype=torch_dtype,
+        device=torch_device,
+        norm=norm,
+        path=path,
+        attn_implementation=model.config._attn_implementation,
+        family=family,
+        **extra,
+        **{"class": type(model).__name__},
+    )
+    return LoadedEncoder(
+        family=family, model=model, device=torch_device, dtype=torch_dtype, identity=identity, norm=norm
+    )
 
 
 # ------------------------------------------------------------------------------------ extraction
@@ -234,8 +260,10 @@ def validate_layer(loaded: LoadedEncoder, layer: int) -> int:
 def check_geometry(loaded: LoadedEncoder, height: int, width: int) -> tuple[int, int]:
     """The patch grid ``(gh, gw)`` of ``height x width`` frames; both must be multiples of the patch size."""
     if height % loaded.stride or width % loaded.stride:
-        raise ForesightError(f"frame size {height}x{width} is not a multiple of the {_FAMILIES[loaded.family].title} "
-                             f"patch size {loaded.stride} (frames are never resized or cropped)")
+        raise ForesightError(
+            f"frame size {height}x{width} is not a multiple of the {_FAMILIES[loaded.family].title} "
+            f"patch size {loaded.stride} (frames are never resized or cropped)"
+        )
     return height // loaded.stride, width // loaded.stride
 
 
@@ -252,8 +280,10 @@ def patch_grid(loaded: LoadedEncoder, tokens: torch.Tensor, gh: int, gw: int) ->
     """An encoder's token sequence ``[n, S, C]`` -> its patch grid ``[n, gh, gw, C]`` (special tokens dropped)."""
     n_special = len(loaded.dropped_tokens)
     if tokens.shape[1] != n_special + gh * gw:
-        raise ForesightError(f"{type(loaded.model).__name__} returned {tokens.shape[1]} tokens for a {gh}x{gw} patch grid; "
-                             f"expected {n_special} special + {gh * gw} patch tokens")
+        raise ForesightError(
+            f"{type(loaded.model).__name__} returned {tokens.shape[1]} tokens for a {gh}x{gw} patch grid; "
+            f"expected {n_special} special + {gh * gw} patch tokens"
+        )
     return tokens[:, n_special:].reshape(tokens.shape[0], gh, gw, tokens.shape[2])  # raster order of patches
 
 
@@ -268,8 +298,9 @@ def _forward(loaded: LoadedEncoder, frames: torch.Tensor, block: int) -> torch.T
     return patch_grid(loaded, tokens, gh, gw)
 
 
-def extract_encoder(loaded: LoadedEncoder, frames: torch.Tensor | np.ndarray, layer: int, batch_frames: int,
-                    *, on_device: bool = False) -> torch.Tensor:
+def extract_encoder(
+    loaded: LoadedEncoder, frames: torch.Tensor | np.ndarray, layer: int, batch_frames: int, *, on_device: bool = False
+) -> torch.Tensor:
     """The output of block ``layer`` for every frame as a raster grid: uint8 ``[N, H, W, 3]`` -> ``[N, H/p, W/p, C]``.
 
     Each frame is its own image; forwards of ``batch_frames`` frames. H and W must be multiples of the patch
@@ -299,16 +330,33 @@ class EncoderExtractor(Extractor):
         return grid.reshape(k, f, *grid.shape[1:])
 
 
-def encoder_extractor(name: str, point: EncoderPoint, height: int, width: int, n_frames: int, batch_frames: int,
-                      dtype: str = "auto", device: str = "auto") -> EncoderExtractor:
+def encoder_extractor(
+    name: str,
+    point: EncoderPoint,
+    height: int,
+    width: int,
+    n_frames: int,
+    batch_frames: int,
+    dtype: str = "auto",
+    device: str = "auto",
+) -> EncoderExtractor:
     """An ``encoder`` point: the output of block ``layer`` of every frame, ``[F, H/p, W/p, C]``."""
     loaded = load_encoder(point, dtype=dtype, device=device)
     validate_layer(loaded, point.layer)
     gh, gw = check_geometry(loaded, height, width)
     return EncoderExtractor(
-        name=name, definition={**point.model_dump(), "dropped_tokens": loaded.dropped_tokens}, stride=loaded.stride,
-        grid=(n_frames, gh, gw), channels=loaded.channels, slot_frames=[[f] for f in range(n_frames)], mode="image",
-        weights=loaded.identity, clips_per_batch=max(1, batch_frames // n_frames), device=loaded.device,
+        name=name,
+        definition={**point.model_dump(), "dropped_tokens": loaded.dropped_tokens},
+        stride=loaded.stride,
+        grid=(n_frames, gh, gw),
+        channels=loaded.channels,
+        slot_frames=[[f] for f in range(n_frames)],
+        mode="image",
+        weights=loaded.identity,
+        clips_per_batch=max(1, batch_frames // n_frames),
+        device=loaded.device,
         flops_per_frame=encoder_flops_per_frame(loaded.model.config, point.layer, (gh, gw), len(loaded.dropped_tokens)),
-        loaded=loaded, layer=point.layer, batch_frames=batch_frames,
+        loaded=loaded,
+        layer=point.layer,
+        batch_frames=batch_frames,
     )

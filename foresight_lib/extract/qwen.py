@@ -106,7 +106,11 @@ def tiny_config() -> Qwen2_5_VLConfig:
             "num_hidden_layers": 28,
             "num_attention_heads": 4,
             "num_key_value_heads": 2,
-            "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e6},  # sum = head_dim/2
+            "rope_parameters": {
+                "rope_type": "default",
+                "mrope_section": [2, 3, 3],
+                "rope_theta": 1e6,
+            },  # sum = head_dim/2
             "bos_token_id": 0,
             "eos_token_id": 1,
         },
@@ -141,7 +145,9 @@ def _attn_implementation(requested: str, device: torch.device) -> tuple[str, lis
 def check_checkpoint_dir(path: Path) -> None:
     """Stop with a :class:`ForesightError` unless ``path`` holds a Qwen2.5-VL ``config.json`` (weights unread)."""
     if not path.is_dir():
-        raise ForesightError(f"model.source: checkpoint directory not found: {path} (use 'tiny' or a local Qwen2.5-VL directory)")
+        raise ForesightError(
+            f"model.source: checkpoint directory not found: {path} (use 'tiny' or a local Qwen2.5-VL directory)"
+        )
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ForesightError(f"model.source: {path} has no config.json, so it is not a transformers checkpoint")
@@ -177,7 +183,10 @@ def load_model(params: ModelParams, random_weights: bool = False) -> LoadedModel
     elif params.source == "tiny":
         model = build_tiny_model(params.seed, attn_implementation=attn).to(device=device, dtype=dtype)
         norm = CLIP_NORMALIZATION
-        weights, extra = "tiny-random", {"seed": params.seed, "config": json.loads(model.config.to_json_string(use_diff=False))}
+        weights, extra = (
+            "tiny-random",
+            {"seed": params.seed, "config": json.loads(model.config.to_json_string(use_diff=False))},
+        )
     else:
         check_checkpoint_dir(path)
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
@@ -186,8 +195,15 @@ def load_model(params: ModelParams, random_weights: bool = False) -> LoadedModel
         norm = read_normalization(path)
         weights, extra = "checkpoint", {}
     implementation: Any = use_windowed_attention(model) if attn == "sdpa" else attn
-    identity = weights_identity(weights, dtype=dtype, device=device, attn_implementation=implementation, norm=norm,
-                                path=path if weights == "checkpoint" else None, **extra)
+    identity = weights_identity(
+        weights,
+        dtype=dtype,
+        device=device,
+        attn_implementation=implementation,
+        norm=norm,
+        path=path if weights == "checkpoint" else None,
+        **extra,
+    )
     if notes:
         identity["warnings"] = notes
         for note in notes:
@@ -211,7 +227,9 @@ def drop_llm(loaded: LoadedModel) -> None:
 def validate_point(model_config: Qwen2_5_VLConfig, point: PointParams) -> None:
     """Stop with a :class:`ForesightError` if the point is not read from this model or its layer does not exist."""
     if not isinstance(point, VitEmbedPoint | VitBlockPoint | MergerPoint | LlmPoint):
-        raise ForesightError(f"{point.kind!r} points are not read from Qwen2.5-VL (model points: vit_embed, vit_block, merger, llm)")
+        raise ForesightError(
+            f"{point.kind!r} points are not read from Qwen2.5-VL (model points: vit_embed, vit_block, merger, llm)"
+        )
     if isinstance(point, VitBlockPoint):
         resolve_layer(point.layer, model_config.vision_config.depth, "vit_block")
     elif isinstance(point, LlmPoint):
@@ -276,7 +294,11 @@ def build_inputs(
         token_id, token_type = model_config.image_token_id, 1
     else:
         seconds = vision.temporal_patch_size / (DEFAULT_VIDEO_FPS if fps is None or math.isnan(fps) else fps)
-        inputs = {"pixel_values_videos": pixel_values, "video_grid_thw": grid_thw, "second_per_grid_ts": torch.tensor([seconds])}
+        inputs = {
+            "pixel_values_videos": pixel_values,
+            "video_grid_thw": grid_thw,
+            "second_per_grid_ts": torch.tensor([seconds]),
+        }
         token_id, token_type = model_config.video_token_id, 2
     if text:
         n_rows = grid_thw.shape[0]
@@ -327,15 +349,18 @@ def _forward(
     device = next(model.parameters()).device
     inputs = build_inputs(frames.to(device), mode, config, norm=norm, fps=fps, text=needs_llm)
     inputs = {k: v.to(device) for k, v in inputs.items()}
-    pixel_key, grid_key = ("pixel_values", "image_grid_thw") if mode == "image" else ("pixel_values_videos", "video_grid_thw")
+    pixel_key, grid_key = (
+        ("pixel_values", "image_grid_thw") if mode == "image" else ("pixel_values_videos", "video_grid_thw")
+    )
 
     modules = {name: _module(model, point) for name, point in points.items()}
     if needs_llm:
         outputs = truncated_forward(lambda: model.model(**inputs, use_cache=False), modules.values())
     else:
         visual = model.model.visual
-        outputs = truncated_forward(lambda: visual(inputs[pixel_key].to(visual.dtype), grid_thw=inputs[grid_key]),
-                                    modules.values())
+        outputs = truncated_forward(
+            lambda: visual(inputs[pixel_key].to(visual.dtype), grid_thw=inputs[grid_key]), modules.values()
+        )
 
     grid_thw = inputs[grid_key]  # [rows, 3]
     m = vision.spatial_merge_size
@@ -414,15 +439,31 @@ class QwenExtractor(Extractor):
         k, _, height, width, _ = clips.shape
         points, model, norm = {self.name: self.point}, self.loaded.model, self.loaded.norm
         if self.mode == "image":  # every frame is its own image: one call over all k clips' frames
-            grid = extract(model, clips.reshape(-1, height, width, 3), points, "image", self.batch_frames, norm=norm,
-                           on_device=True)[self.name]
+            grid = extract(
+                model,
+                clips.reshape(-1, height, width, 3),
+                points,
+                "image",
+                self.batch_frames,
+                norm=norm,
+                on_device=True,
+            )[self.name]
             return grid.reshape(k, -1, *grid.shape[1:])
-        return torch.stack([extract(model, c, points, "video", self.batch_frames, norm=norm, on_device=True)[self.name]
-                            for c in clips])
+        return torch.stack(
+            [extract(model, c, points, "video", self.batch_frames, norm=norm, on_device=True)[self.name] for c in clips]
+        )
 
 
-def qwen_extractor(name: str, point: PointParams, model: ModelParams, extract: ExtractParams,
-                   height: int, width: int, n_frames: int, loaded: LoadedModel | None = None) -> QwenExtractor:
+def qwen_extractor(
+    name: str,
+    point: PointParams,
+    model: ModelParams,
+    extract: ExtractParams,
+    height: int,
+    width: int,
+    n_frames: int,
+    loaded: LoadedModel | None = None,
+) -> QwenExtractor:
     """The extractor of a Qwen2.5-VL point; a model loaded here for a vision-only point keeps only its vision tower."""
     if loaded is None:
         loaded = load_model(model, random_weights=point.weights == "random")
@@ -433,10 +474,19 @@ def qwen_extractor(name: str, point: PointParams, model: ModelParams, extract: E
     merger = point_geometry(MergerPoint(kind="merger"), config, height, width, n_frames, extract.mode)
     itemsize = np.dtype(extract.dtype).itemsize
     return QwenExtractor(
-        name=name, definition=point.model_dump(), stride=geometry.stride, grid=geometry.grid,
-        channels=geometry.channels, slot_frames=[list(s) for s in geometry.slot_frames], mode=extract.mode,
-        weights=loaded.identity, clips_per_batch=max(1, extract.batch_frames // n_frames) if extract.mode == "image" else 1,
-        device=loaded.device, reference_bytes_per_frame=float(np.prod(merger.grid)) * merger.channels * itemsize / n_frames,
+        name=name,
+        definition=point.model_dump(),
+        stride=geometry.stride,
+        grid=geometry.grid,
+        channels=geometry.channels,
+        slot_frames=[list(s) for s in geometry.slot_frames],
+        mode=extract.mode,
+        weights=loaded.identity,
+        clips_per_batch=max(1, extract.batch_frames // n_frames) if extract.mode == "image" else 1,
+        device=loaded.device,
+        reference_bytes_per_frame=float(np.prod(merger.grid)) * merger.channels * itemsize / n_frames,
         flops_per_frame=qwen_flops_per_frame(point, config, height, width, n_frames, extract.mode),
-        loaded=loaded, point=point, batch_frames=extract.batch_frames,
+        loaded=loaded,
+        point=point,
+        batch_frames=extract.batch_frames,
     )

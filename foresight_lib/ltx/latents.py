@@ -52,18 +52,31 @@ def write_latents(frames_path: str | Path, out_path: str | Path, ltx: LtxParams,
     try:
         shape = V.latent_shape(n_frames, height, width)  # (128, F', H', W')
     except ForesightError as err:
-        raise ForesightError(f"{frames_path}: {err}; rebuild the frames with a data.n_frames, height and width "
-                             "that fit") from None
+        raise ForesightError(
+            f"{frames_path}: {err}; rebuild the frames with a data.n_frames, height and width that fit"
+        ) from None
     vae, identity = load_ltx_vae(ltx)
     attributes = {
-        "vae": identity, "decode_path": V.decode_path(vae), "n_frames": n_frames, "height": height, "width": width,
-        "latent_shape": list(shape), "n_clips": n_clips, "dtype": ltx.latents_dtype,
-        "compute_dtype": str(vae.dtype).removeprefix("torch."), "device": vae.device.type,
+        "vae": identity,
+        "decode_path": V.decode_path(vae),
+        "n_frames": n_frames,
+        "height": height,
+        "width": width,
+        "latent_shape": list(shape),
+        "n_clips": n_clips,
+        "dtype": ltx.latents_dtype,
+        "compute_dtype": str(vae.dtype).removeprefix("torch."),
+        "device": vae.device.type,
         "frames": store_identity(frames_path),
     }
     store = PartialStore(out_path, {"attributes": attributes})
-    arr = store.array((n_clips, *shape), chunks=(1, *shape), dtype=ltx.latents_dtype,
-                      dimension_names=("clip", "channel", "t", "y", "x"), attributes=attributes)
+    arr = store.array(
+        (n_clips, *shape),
+        chunks=(1, *shape),
+        dtype=ltx.latents_dtype,
+        dimension_names=("clip", "channel", "t", "y", "x"),
+        attributes=attributes,
+    )
     todo = [i for i in range(n_clips) if not store.is_done(i)]
     bar = tqdm(total=n_clips, initial=n_clips - len(todo), desc="latents", unit="clip", disable=not progress)
     for start in range(0, len(todo), ltx.batch_clips):
@@ -83,8 +96,10 @@ def write_latents(frames_path: str | Path, out_path: str | Path, ltx: LtxParams,
 def check_same_vae(identity: Mapping[str, Any], latents_attrs: Mapping[str, Any], what: str) -> None:
     """ForesightError unless ``identity`` is the VAE that encoded the latents described by ``latents_attrs``."""
     if dict(identity) != dict(latents_attrs["vae"]):
-        raise ForesightError(f"{what} were encoded by VAE {latents_attrs['vae']}, but ltx now names "
-                             f"{dict(identity)}: rerun the latents stage")
+        raise ForesightError(
+            f"{what} were encoded by VAE {latents_attrs['vae']}, but ltx now names "
+            f"{dict(identity)}: rerun the latents stage"
+        )
 
 
 def write_decoded(
@@ -111,19 +126,33 @@ def write_decoded(
     for r in rows:
         digest.update(np.ascontiguousarray(latents[r]).tobytes())
     attrs = {
-        **attributes, "clips": clips, "vae": latents.attrs["vae"], "decode_path": V.decode_path(vae),
-        "decode_timestep": ltx.decode_timestep, "decode_noise_scale": ltx.decode_noise_scale, "decode_seed": ltx.seed,
-        "n_frames": n_frames, "height": height, "width": width, "latents_sha256": digest.hexdigest(),
+        **attributes,
+        "clips": clips,
+        "vae": latents.attrs["vae"],
+        "decode_path": V.decode_path(vae),
+        "decode_timestep": ltx.decode_timestep,
+        "decode_noise_scale": ltx.decode_noise_scale,
+        "decode_seed": ltx.seed,
+        "n_frames": n_frames,
+        "height": height,
+        "width": width,
+        "latents_sha256": digest.hexdigest(),
     }
     store = PartialStore(out_path, {"attributes": attrs})
     shape = (len(rows), n_frames, height, width, 3)
-    arr = store.array(shape, chunks=(1, *shape[1:]), dtype="uint8",
-                      dimension_names=("row", "frame", "y", "x", "rgb"), attributes=attrs)
+    arr = store.array(
+        shape,
+        chunks=(1, *shape[1:]),
+        dtype="uint8",
+        dimension_names=("row", "frame", "y", "x", "rgb"),
+        attributes=attrs,
+    )
     todo = [k for k in range(len(rows)) if not store.is_done(k)]
     for k in tqdm(todo, desc=f"decode {Path(out_path).name}", unit="clip", disable=not progress):
         z = torch.from_numpy(np.asarray(latents[rows[k]], dtype=np.float32))[None]  # [1, 128, F', H', W']
-        arr[k] = V.decode(vae, z, ltx.decode_timestep, ltx.decode_noise_scale,
-                          decode_generator(ltx.seed, clips[k]))[0].numpy()  # [F, H, W, 3]
+        arr[k] = V.decode(vae, z, ltx.decode_timestep, ltx.decode_noise_scale, decode_generator(ltx.seed, clips[k]))[
+            0
+        ].numpy()  # [F, H, W, 3]
         store.mark_done(k)
     store.finalize()
     return open_complete(out_path)

@@ -30,9 +30,7 @@ VAE_CLASS = "AutoencoderKLLTXVideo"
 
 DecodePath = Literal["timestep_conditioned", "plain"]
 
-_EXPECTED = (
-    "'tiny' or a local diffusers LTX-Video checkpoint: a folder with vae/config.json, or the VAE folder itself"
-)
+_EXPECTED = "'tiny' or a local diffusers LTX-Video checkpoint: a folder with vae/config.json, or the VAE folder itself"
 _WEIGHT_FILE = re.compile(r"diffusion_pytorch_model(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?")
 _HASH_CHUNK = 8 << 20
 
@@ -144,7 +142,9 @@ def check_clip_geometry(n_frames: int, height: int, width: int) -> None:
                 f"{_nearest(value, SPATIAL_COMPRESSION, SPATIAL_COMPRESSION)})"
             )
     if problems:
-        raise ForesightError(f"LTX-Video VAE clip {n_frames}x{height}x{width} (frames x height x width): " + "; ".join(problems))
+        raise ForesightError(
+            f"LTX-Video VAE clip {n_frames}x{height}x{width} (frames x height x width): " + "; ".join(problems)
+        )
 
 
 def latent_shape(n_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
@@ -260,7 +260,9 @@ def vae_weight_files(vae_dir: Path) -> list[Path]:
     files = sorted(p for p in vae_dir.iterdir() if _WEIGHT_FILE.fullmatch(p.name))
     safetensors = [p for p in files if ".safetensors" in p.name]
     if not files:
-        raise ForesightError(f"LTX-Video VAE {vae_dir}: no diffusion_pytorch_model.safetensors (or .bin) next to config.json")
+        raise ForesightError(
+            f"LTX-Video VAE {vae_dir}: no diffusion_pytorch_model.safetensors (or .bin) next to config.json"
+        )
     return safetensors or files
 
 

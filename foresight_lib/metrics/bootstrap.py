@@ -64,15 +64,19 @@ def _interval(stats: np.ndarray, point: float, level: float, n_clips: int) -> tu
     r = len(stats)
     below = (np.sum(stats < point) + 0.5 * np.sum(stats == point)) / r
     z0 = norm.ppf(np.clip(below, 0.5 / r, 1.0 - 0.5 / r))
-    half = (np.sqrt(n_clips / (n_clips - 1)) * student_t.ppf((1.0 + level) / 2.0, n_clips - 1) if n_clips > 1
-            else norm.ppf((1.0 + level) / 2.0))
+    half = (
+        np.sqrt(n_clips / (n_clips - 1)) * student_t.ppf((1.0 + level) / 2.0, n_clips - 1)
+        if n_clips > 1
+        else norm.ppf((1.0 + level) / 2.0)
+    )
     tails = norm.cdf(2.0 * z0 + np.array([-half, half]))  # [2]
     low, high = np.quantile(stats, tails)
     return float(low), float(high)
 
 
-def bootstrap_ci(clip_ids: Sequence[str], statistic: Statistic, n_resamples: int, seed: int,
-                 level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    clip_ids: Sequence[str], statistic: Statistic, n_resamples: int, seed: int, level: float = 0.95
+) -> tuple[float, float]:
     """Bias-corrected, expanded bootstrap ``(low, high)`` of ``statistic`` over the distinct ``clip_ids``.
 
     Deterministic for a given seed (numpy ``default_rng``); ``n_resamples=0`` gives ``(nan, nan)``.
@@ -84,8 +88,13 @@ def bootstrap_ci(clip_ids: Sequence[str], statistic: Statistic, n_resamples: int
     return _interval(np.array([statistic(ids) for ids in draws], dtype=np.float64), point, level, len(draws[0]))
 
 
-def bootstrap_cis(clip_ids: Sequence[str], statistics: Callable[[list[str]], Mapping[str, float]],
-                  n_resamples: int, seed: int, level: float = 0.95) -> dict[str, tuple[float, float]]:
+def bootstrap_cis(
+    clip_ids: Sequence[str],
+    statistics: Callable[[list[str]], Mapping[str, float]],
+    n_resamples: int,
+    seed: int,
+    level: float = 0.95,
+) -> dict[str, tuple[float, float]]:
     """:func:`bootstrap_ci` for a statistic returning several named numbers from one evaluation (mAP@0.5 and
     mAP from one COCOeval run); the same seed draws the same resamples as :func:`bootstrap_ci`.
 
@@ -97,11 +106,14 @@ def bootstrap_cis(clip_ids: Sequence[str], statistics: Callable[[list[str]], Map
         return {key: (float("nan"), float("nan")) for key in point}
     results = [statistics(ids) for ids in draws]
     n = len(draws[0])
-    return {key: _interval(np.array([r[key] for r in results], dtype=np.float64), point[key], level, n) for key in point}
+    return {
+        key: _interval(np.array([r[key] for r in results], dtype=np.float64), point[key], level, n) for key in point
+    }
 
 
-def bootstrap_clips_seeds(clip_ids: Sequence[str], statistics: Sequence[Statistic], n_resamples: int, seed: int,
-                          level: float = 0.95) -> tuple[float, tuple[float, float]]:
+def bootstrap_clips_seeds(
+    clip_ids: Sequence[str], statistics: Sequence[Statistic], n_resamples: int, seed: int, level: float = 0.95
+) -> tuple[float, tuple[float, float]]:
     """The mean over probe seeds of a statistic, and its bias-corrected interval over clips *and* seeds.
 
     ``statistics[s]`` is seed ``s``'s statistic (e.g. :func:`clip_ratio` of that seed's bbox IoU parts). Each
@@ -117,7 +129,11 @@ def bootstrap_clips_seeds(clip_ids: Sequence[str], statistics: Sequence[Statisti
     if not draws:
         return point, (float("nan"), float("nan"))
     n = len(statistics)
-    picks = np.random.default_rng([seed, 1]).integers(0, n, size=(len(draws), n)) if n > 1 else np.zeros((len(draws), 1), int)
+    picks = (
+        np.random.default_rng([seed, 1]).integers(0, n, size=(len(draws), n))
+        if n > 1
+        else np.zeros((len(draws), 1), int)
+    )
     stats = np.array([np.mean([statistics[s](ids) for s in row]) for ids, row in zip(draws, picks)])  # [R]
     return point, _interval(stats, point, level, len(clips))
 
@@ -132,8 +148,10 @@ def clip_ratio(numerators: np.ndarray, denominators: np.ndarray, value_clip_ids:
     den = np.asarray(denominators, dtype=np.float64)  # [K]
     owners = np.asarray(value_clip_ids, dtype=str)  # [K]
     if not num.shape == den.shape == owners.shape or num.ndim != 1:
-        raise ValueError(f"numerators {num.shape}, denominators {den.shape} and value_clip_ids {owners.shape} "
-                         "must be matching 1-D arrays")
+        raise ValueError(
+            f"numerators {num.shape}, denominators {den.shape} and value_clip_ids {owners.shape} "
+            "must be matching 1-D arrays"
+        )
     sums = {c: (float(num[owners == c].sum()), float(den[owners == c].sum())) for c in np.unique(owners)}
 
     def ratio(ids: list[str]) -> float:

@@ -54,8 +54,9 @@ def _unbiased_hsic(a: np.ndarray, b: np.ndarray) -> float:
     n = len(a)
     diag_a = np.einsum("ij,ij->i", a, a)  # [n] diag of K
     diag_b = np.einsum("ij,ij->i", b, b)  # [n] diag of L
-    return float(np.linalg.norm(b.T @ a) ** 2 - n / (n - 2) * diag_a @ diag_b
-                 + diag_a.sum() * diag_b.sum() / ((n - 1) * (n - 2)))
+    return float(
+        np.linalg.norm(b.T @ a) ** 2 - n / (n - 2) * diag_a @ diag_b + diag_a.sum() * diag_b.sum() / ((n - 1) * (n - 2))
+    )
 
 
 def debiased_linear_cka(x: np.ndarray, y: np.ndarray) -> float:

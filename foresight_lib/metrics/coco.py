@@ -43,11 +43,20 @@ class CocoEvaluation:
             images.append({"id": image_id, "height": frame.height, "width": frame.width})
             gt_cats = _labels(frame.gt_labels, len(frame.gt_boxes), class_agnostic, "gt_labels")
             for box, cat in zip(frame.gt_boxes.tolist(), gt_cats.tolist(), strict=True):
-                gt_anns.append({"id": len(gt_anns) + 1, "image_id": image_id, "category_id": cat, "bbox": box,
-                                "area": box[2] * box[3], "iscrowd": 0})
+                gt_anns.append(
+                    {
+                        "id": len(gt_anns) + 1,
+                        "image_id": image_id,
+                        "category_id": cat,
+                        "bbox": box,
+                        "area": box[2] * box[3],
+                        "iscrowd": 0,
+                    }
+                )
             dt_cats = _labels(frame.pred_labels, len(frame.pred_boxes), class_agnostic, "pred_labels")
-            for box, cat, score in zip(frame.pred_boxes.tolist(), dt_cats.tolist(), frame.pred_scores.tolist(),
-                                       strict=True):
+            for box, cat, score in zip(
+                frame.pred_boxes.tolist(), dt_cats.tolist(), frame.pred_scores.tolist(), strict=True
+            ):
                 dt_anns.append({"image_id": image_id, "category_id": cat, "bbox": box, "score": score})
         self.n_frames = len(images)
         self._has_gt = np.zeros(self.n_frames, dtype=bool)  # [F]

@@ -41,8 +41,14 @@ def asserted(frames: Sequence[FrameBoxes], score_threshold: float) -> list[Frame
     out = []
     for f in frames:
         keep = f.pred_scores >= score_threshold  # [M]
-        out.append(replace(f, pred_boxes=f.pred_boxes[keep], pred_scores=f.pred_scores[keep],
-                           pred_labels=None if f.pred_labels is None else f.pred_labels[keep]))
+        out.append(
+            replace(
+                f,
+                pred_boxes=f.pred_boxes[keep],
+                pred_scores=f.pred_scores[keep],
+                pred_labels=None if f.pred_labels is None else f.pred_labels[keep],
+            )
+        )
     return out
 
 
@@ -63,13 +69,17 @@ def _maps(frames: Sequence[FrameBoxes], class_aware: bool, n_resamples: int, see
 
     point = values(None)
     clips = list(dict.fromkeys(f.clip_id for f in frames))
-    intervals = (bootstrap_cis(clips, lambda ids: values(frame_indices_of_clips(frames, ids)), n_resamples, seed)
-                 if n_resamples else dict.fromkeys(point, NAN_CI))
+    intervals = (
+        bootstrap_cis(clips, lambda ids: values(frame_indices_of_clips(frames, ids)), n_resamples, seed)
+        if n_resamples
+        else dict.fromkeys(point, NAN_CI)
+    )
     return {**point, **{f"{name}_ci": intervals[name] for name in point}}
 
 
-def detection_metrics(frames: Sequence[FrameBoxes], score_threshold: float, n_resamples: int,
-                      n_resamples_map: int, seed: int) -> dict[str, Any]:
+def detection_metrics(
+    frames: Sequence[FrameBoxes], score_threshold: float, n_resamples: int, n_resamples_map: int, seed: int
+) -> dict[str, Any]:
     """bbox IoU with its chance level, best-box IoU and mAP (both flavours) of ``frames`` (all detections), with 95%
     intervals; the chance level's random boxes are seeded by ``seed``.
 
@@ -82,14 +92,23 @@ def detection_metrics(frames: Sequence[FrameBoxes], score_threshold: float, n_re
         "bbox_iou_ci": bootstrap_ci(np.unique(iou.object_clip_ids), iou_statistic(iou), n_resamples, seed),
         "bbox_iou_chance": chance_iou(kept, seed),
         "best_box_iou": best.best_box_iou,
-        "best_box_iou_ci": (bootstrap_ci(np.unique(best.best_box_clip_ids),
-                                         clip_mean(best.best_box_ious, best.best_box_clip_ids), n_resamples, seed)
-                            if len(best.best_box_ious) else NAN_CI),
+        "best_box_iou_ci": (
+            bootstrap_ci(
+                np.unique(best.best_box_clip_ids),
+                clip_mean(best.best_box_ious, best.best_box_clip_ids),
+                n_resamples,
+                seed,
+            )
+            if len(best.best_box_ious)
+            else NAN_CI
+        ),
     }
     class_aware = all(f.gt_labels is not None and f.pred_labels is not None for f in frames)
     out |= _maps(frames, class_aware, n_resamples_map, seed)
     out |= {
-        "n_frames": len(frames), "n_objects": len(iou.object_ious), "n_single_object_frames": len(best.best_box_ious),
+        "n_frames": len(frames),
+        "n_objects": len(iou.object_ious),
+        "n_single_object_frames": len(best.best_box_ious),
         "detections_per_frame": float(np.mean([len(f.pred_boxes) for f in frames])),
         "asserted_per_frame": float(np.mean([len(f.pred_boxes) for f in kept])),
     }
@@ -102,19 +121,22 @@ def iou_statistic(result: BboxIouResult) -> Callable[[list[str]], float]:
     return clip_ratio(result.frame_matched, result.frame_slots, result.frame_clip_ids)
 
 
-def seeds_bbox_iou(frames_by_seed: Sequence[Sequence[FrameBoxes]], score_threshold: float, n_resamples: int,
-                   seed: int) -> tuple[float, tuple[float, float]]:
+def seeds_bbox_iou(
+    frames_by_seed: Sequence[Sequence[FrameBoxes]], score_threshold: float, n_resamples: int, seed: int
+) -> tuple[float, tuple[float, float]]:
     """bbox IoU of the detections scoring at least ``score_threshold``, averaged over probe seeds
     (``frames_by_seed[s]``: seed ``s``'s frames, the same frames for every seed), and its interval over clips and
     seeds (:func:`.bootstrap.bootstrap_clips_seeds`). One seed gives :func:`detection_metrics`' bbox IoU and
     interval."""
     results = [bbox_iou(asserted(frames, score_threshold)) for frames in frames_by_seed]
-    return bootstrap_clips_seeds(np.unique(results[0].object_clip_ids), [iou_statistic(r) for r in results],
-                                 n_resamples, seed)
+    return bootstrap_clips_seeds(
+        np.unique(results[0].object_clip_ids), [iou_statistic(r) for r in results], n_resamples, seed
+    )
 
 
-def selectivity(points: Sequence[BboxIouResult], controls: Sequence[BboxIouResult], n_resamples: int,
-                seed: int, level: float = 0.95) -> dict[str, Any]:
+def selectivity(
+    points: Sequence[BboxIouResult], controls: Sequence[BboxIouResult], n_resamples: int, seed: int, level: float = 0.95
+) -> dict[str, Any]:
     """What a point's features add over the prior: its bbox IoU minus its shuffled control's, on the same frames.
 
     ``points[s]`` and ``controls[s]`` are probe seed ``s``'s results (one entry per seed, paired by seed). Returns

@@ -146,7 +146,10 @@ class LpipsResult:
 
 
 def lpips_distance(
-    a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, net: LpipsNet = "alex", device: str | torch.device = "cpu"
+    a: np.ndarray | torch.Tensor,
+    b: np.ndarray | torch.Tensor,
+    net: LpipsNet = "alex",
+    device: str | torch.device = "cpu",
 ) -> LpipsResult:
     """One-shot LPIPS: per-frame values, or ``values=None`` and the reason when the backbone is not cached."""
     ok, reason = lpips_available(net)
@@ -187,9 +190,7 @@ def _backbone_key(key: str) -> str:
     return f"features.{index}.{rest}"
 
 
-def _load(
-    path: Path, file_key: Callable[[str], str], wanted: dict[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
+def _load(path: Path, file_key: Callable[[str], str], wanted: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The tensors for ``wanted``'s keys read from ``path`` (keys mapped by ``file_key``), shapes checked."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -199,5 +200,7 @@ def _load(
         raise ForesightError(f"LPIPS weights {path}: not a state dict (got {type(state).__name__})")
     bad = [file_key(k) for k, v in wanted.items() if getattr(state.get(file_key(k)), "shape", None) != v.shape]
     if bad:
-        raise ForesightError(f"LPIPS weights {path}: {len(bad)} tensors missing or of the wrong shape (first: {bad[0]})")
+        raise ForesightError(
+            f"LPIPS weights {path}: {len(bad)} tensors missing or of the wrong shape (first: {bad[0]})"
+        )
     return {k: state[file_key(k)] for k in wanted}

@@ -64,13 +64,17 @@ class SpatialProbe(nn.Module, ABC):
         """Per-frame detections (pixels of a ``gh*stride`` x ``gw*stride`` frame), as :attr:`decoding` says."""
 
 
-def to_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, height: int, width: int,
-                  max_detections: int) -> Detections:
+def to_detections(
+    boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, height: int, width: int, max_detections: int
+) -> Detections:
     """xyxy ``[M, 4]`` boxes clipped to the frame, the ``max_detections`` best by score, as :class:`Detections`."""
     order = torch.argsort(scores, descending=True, stable=True)[:max_detections]  # [M']
     xyxy = boxes[order].clone()  # [M', 4]
     xyxy[:, 0::2] = xyxy[:, 0::2].clamp(0, width)
     xyxy[:, 1::2] = xyxy[:, 1::2].clamp(0, height)
     xyxy[:, 2:] = torch.maximum(xyxy[:, 2:], xyxy[:, :2])
-    return Detections(boxes=box_convert(xyxy, "xyxy", "xywh").double().numpy(), scores=scores[order].double().numpy(),
-                      labels=labels[order].long().numpy())
+    return Detections(
+        boxes=box_convert(xyxy, "xyxy", "xywh").double().numpy(),
+        scores=scores[order].double().numpy(),
+        labels=labels[order].long().numpy(),
+    )

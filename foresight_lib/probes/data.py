@@ -56,8 +56,16 @@ class ProbeData:
     order train, val, test (:class:`~foresight_lib.features_loader.MemoryBudget`).
     """
 
-    def __init__(self, store: FeatureStore, truth: GroundTruth, seed: int, batch_size: int, block_clips: int,
-                 device: torch.device, budget: MemoryBudget) -> None:
+    def __init__(
+        self,
+        store: FeatureStore,
+        truth: GroundTruth,
+        seed: int,
+        batch_size: int,
+        block_clips: int,
+        device: torch.device,
+        budget: MemoryBudget,
+    ) -> None:
         check_match(store, truth)
         self.store, self.truth = store, truth
         self.seed, self.batch_size, self.device = seed, batch_size, device
@@ -92,9 +100,11 @@ class ProbeData:
     def box_targets(self, clips: np.ndarray, slots: np.ndarray) -> BoxTargets:
         """The :class:`BoxTargets` of samples ``(clips[b], slots[b])``, on the device."""
         truth = [self.targets(c, t) for c, t in zip(clips, slots)]
-        return BoxTargets(boxes=[torch.tensor(b, dtype=torch.float32, device=self.device) for b, _ in truth],
-                          labels=[torch.tensor(l, dtype=torch.long, device=self.device) for _, l in truth],
-                          stride=self.stride)
+        return BoxTargets(
+            boxes=[torch.tensor(b, dtype=torch.float32, device=self.device) for b, _ in truth],
+            labels=[torch.tensor(l, dtype=torch.long, device=self.device) for _, l in truth],
+            stride=self.stride,
+        )
 
     def clip_grids(self, split: str, clips: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
         """``(clips [k], standardised float16 grids [k, T, gh, gw, C])`` of ``clips`` of ``split``, a block at a time."""
@@ -116,8 +126,13 @@ class ProbeData:
                 pos, slots = pick // self.n_slots, pick % self.n_slots
                 x = grids[torch.from_numpy(pos).to(grids.device), torch.from_numpy(slots).to(grids.device)]
                 clips_b = block[pos]
-                yield Batch(x.float(), self.shuffle(x, clips_b, slots).float() if control else None, clips_b, slots,
-                            self.box_targets(clips_b, slots))
+                yield Batch(
+                    x.float(),
+                    self.shuffle(x, clips_b, slots).float() if control else None,
+                    clips_b,
+                    slots,
+                    self.box_targets(clips_b, slots),
+                )
 
     def shuffle(self, grids: torch.Tensor, clips: np.ndarray, slots: np.ndarray) -> torch.Tensor:
         """Grids ``[B, gh, gw, C]`` with the cells of sample ``b`` permuted by ``permutation(clips[b], slots[b])``."""

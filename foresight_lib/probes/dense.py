@@ -20,8 +20,11 @@ from .grid import GridProbe
 
 def _conv(width: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
     """3x3 convolution ``width -> width`` with GroupNorm and ReLU."""
-    return nn.Sequential(nn.Conv2d(width, width, 3, stride=stride, padding=dilation, dilation=dilation),
-                         nn.GroupNorm(min(8, width), width), nn.ReLU())
+    return nn.Sequential(
+        nn.Conv2d(width, width, 3, stride=stride, padding=dilation, dilation=dilation),
+        nn.GroupNorm(min(8, width), width),
+        nn.ReLU(),
+    )
 
 
 class DenseProbe(GridProbe):

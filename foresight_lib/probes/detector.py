@@ -24,16 +24,36 @@ from .base import Detections, SpatialProbe
 from .heads import make_probe
 
 
-def save_probe(directory: str | Path, head: str, probe: SpatialProbe, n_classes: int, mean: np.ndarray,
-               std: np.ndarray, stride: int, definition: dict[str, Any], dtype: str, params: ProbeParams) -> None:
+def save_probe(
+    directory: str | Path,
+    head: str,
+    probe: SpatialProbe,
+    n_classes: int,
+    mean: np.ndarray,
+    std: np.ndarray,
+    stride: int,
+    definition: dict[str, Any],
+    dtype: str,
+    params: ProbeParams,
+) -> None:
     """Write a trained head with what it needs to run again: input statistics, stride, point definition and the
     storage dtype of the features it was trained on."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in probe.state_dict().items()},
-              directory / f"{head}.safetensors")
-    config = {"head": head, "channels": int(mean.shape[0]), "n_classes": n_classes, "stride": stride,
-              "definition": definition, "dtype": dtype, "mean": mean.tolist(), "std": std.tolist(), "params": params.model_dump()}
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in probe.state_dict().items()}, directory / f"{head}.safetensors"
+    )
+    config = {
+        "head": head,
+        "channels": int(mean.shape[0]),
+        "n_classes": n_classes,
+        "stride": stride,
+        "definition": definition,
+        "dtype": dtype,
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "params": params.model_dump(),
+    }
     (directory / f"{head}.json").write_text(json.dumps(config, indent=1))
 
 
@@ -48,8 +68,10 @@ class ProbeDetector:
             raise ForesightError(f"no saved {head!r} probe in {directory} (run its probe stage first)")
         config = json.loads(config_path.read_text())
         if config["definition"].get("kind") != "pixels":
-            raise ForesightError(f"{directory}: the detector must be a pixels-point probe (it runs on frames alone), "
-                                 f"got a {config['definition'].get('kind')!r} point")
+            raise ForesightError(
+                f"{directory}: the detector must be a pixels-point probe (it runs on frames alone), "
+                f"got a {config['definition'].get('kind')!r} point"
+            )
         self.patch = int(config["definition"]["patch"])
         self.stride = int(config["stride"])
         self.params = ProbeParams(**config["params"])
@@ -58,8 +80,9 @@ class ProbeDetector:
         self.probe.load_state_dict(load_file(weights_path))
         self.probe.eval()
         self.dtype = np.dtype(config["dtype"])  # features are rounded as the trained-on store rounded them
-        self.standardiser = Standardiser(np.asarray(config["mean"], dtype=np.float32),
-                                         np.asarray(config["std"], dtype=np.float32))  # [C] each
+        self.standardiser = Standardiser(
+            np.asarray(config["mean"], dtype=np.float32), np.asarray(config["std"], dtype=np.float32)
+        )  # [C] each
 
     @torch.no_grad()
     def __call__(self, frames: np.ndarray, batch: int = 16) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -57,8 +57,9 @@ def hungarian_match(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class DetrProbe(SpatialProbe):
     """``[B, gh, gw, C]`` -> per query: class logits ``[B, Q, K + 1]`` and boxes ``[B, Q, 4]`` (cxcywh, 0..1)."""
 
-    def __init__(self, channels: int, n_classes: int, decoding: DecodeConfig, width: int, queries: int,
-                 layers: int) -> None:
+    def __init__(
+        self, channels: int, n_classes: int, decoding: DecodeConfig, width: int, queries: int, layers: int
+    ) -> None:
         super().__init__(channels, n_classes, decoding)
         self.width = width
         self.project = nn.Linear(channels, width)
@@ -80,7 +81,9 @@ class DetrProbe(SpatialProbe):
         logits, boxes = outputs["logits"], outputs["boxes"]  # [B, Q, K + 1], [B, Q, 4]
         gh, gw = outputs["grid"].tolist()
         device = logits.device
-        size = torch.tensor([gw, gh, gw, gh], dtype=torch.float32, device=device) * targets.stride  # frame w, h, w, h px
+        size = (
+            torch.tensor([gw, gh, gw, gh], dtype=torch.float32, device=device) * targets.stride
+        )  # frame w, h, w, h px
         classes = torch.full(logits.shape[:2], self.n_classes, dtype=torch.long, device=device)  # [B, Q] no-object
         matched_pred, matched_gt = [], []
         for i, (gt_xywh, gt_labels) in enumerate(zip(targets.boxes, targets.labels)):
@@ -98,8 +101,9 @@ class DetrProbe(SpatialProbe):
         if matched_pred:
             pred, gt = torch.cat(matched_pred), torch.cat(matched_gt)  # [P, 4], [P, 4]
             loss = loss + COST_L1 * F.l1_loss(pred, gt, reduction="none").sum(-1).mean()
-            loss = loss + COST_GIOU * generalized_box_iou_loss(box_convert(pred, "cxcywh", "xyxy"),
-                                                               box_convert(gt, "cxcywh", "xyxy"), reduction="mean")
+            loss = loss + COST_GIOU * generalized_box_iou_loss(
+                box_convert(pred, "cxcywh", "xyxy"), box_convert(gt, "cxcywh", "xyxy"), reduction="mean"
+            )
         return loss
 
     @staticmethod

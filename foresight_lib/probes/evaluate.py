@@ -57,8 +57,9 @@ def decode(probe: SpatialProbe, outputs: dict[str, torch.Tensor], stride: int) -
 
 
 @torch.no_grad()
-def evaluate_split(probes: Sequence[tuple[SpatialProbe, bool]], data: ProbeData,
-                   split: str) -> tuple[list[list[FramePrediction]], list[float]]:
+def evaluate_split(
+    probes: Sequence[tuple[SpatialProbe, bool]], data: ProbeData, split: str
+) -> tuple[list[list[FramePrediction]], list[float]]:
     """One pass over ``split`` (clip then slot order) for every ``(probe, shuffled)``: each one's decoded
     detections and mean training loss."""
     for probe, _ in probes:
@@ -70,25 +71,36 @@ def evaluate_split(probes: Sequence[tuple[SpatialProbe, bool]], data: ProbeData,
         for i, (probe, shuffled) in enumerate(probes):
             outputs = probe(batch.inputs(shuffled))
             totals[i] = totals[i] + probe.loss(outputs, batch.targets).detach().cpu() * len(batch.clips)
-            predictions[i].extend(FramePrediction(int(c), data.slot_frames[int(t)], d)
-                                  for c, t, d in zip(batch.clips, batch.slots, decode(probe, outputs, data.stride)))
+            predictions[i].extend(
+                FramePrediction(int(c), data.slot_frames[int(t)], d)
+                for c, t, d in zip(batch.clips, batch.slots, decode(probe, outputs, data.stride))
+            )
         count += len(batch.clips)
     return predictions, [float(t) / count for t in totals]
 
 
-def frame_boxes(truth: GroundTruth, predictions: Sequence[FramePrediction], min_score: float,
-                tag: str = "") -> list[FrameBoxes]:
+def frame_boxes(
+    truth: GroundTruth, predictions: Sequence[FramePrediction], min_score: float, tag: str = ""
+) -> list[FrameBoxes]:
     """Ground truth and the detections scoring at least ``min_score`` of every predicted frame; labels are
     category ids; image ids ``<tag><clip>:<frame>``, clip ids the clip."""
     frames = []
     for p in predictions:
         gt_boxes, gt_classes = truth.frame(p.clip, p.frame)
         keep = p.detections.scores >= min_score  # [M]
-        frames.append(FrameBoxes(
-            image_id=f"{tag}{p.clip}:{p.frame}", clip_id=str(p.clip), height=truth.height, width=truth.width,
-            gt_boxes=gt_boxes, pred_boxes=p.detections.boxes[keep], pred_scores=p.detections.scores[keep],
-            gt_labels=gt_classes + 1, pred_labels=p.detections.labels[keep] + 1,
-        ))
+        frames.append(
+            FrameBoxes(
+                image_id=f"{tag}{p.clip}:{p.frame}",
+                clip_id=str(p.clip),
+                height=truth.height,
+                width=truth.width,
+                gt_boxes=gt_boxes,
+                pred_boxes=p.detections.boxes[keep],
+                pred_scores=p.detections.scores[keep],
+                gt_labels=gt_classes + 1,
+                pred_labels=p.detections.labels[keep] + 1,
+            )
+        )
     return frames
 
 
@@ -100,8 +112,14 @@ def asserted_iou(truth: GroundTruth, predictions: Sequence[FramePrediction], sco
 _COUNTS = ("n_frames", "n_objects", "n_single_object_frames")
 
 
-def spatial_metrics(truth: GroundTruth, by_seed: Mapping[int, Sequence[FramePrediction]], score_threshold: float,
-                    bootstrap: int, bootstrap_map: int, seed: int) -> dict[str, Any]:
+def spatial_metrics(
+    truth: GroundTruth,
+    by_seed: Mapping[int, Sequence[FramePrediction]],
+    score_threshold: float,
+    bootstrap: int,
+    bootstrap_map: int,
+    seed: int,
+) -> dict[str, Any]:
     """bbox IoU, best-box IoU and class-agnostic / class-aware mAP@0.5 and mAP of the seeds' test predictions
     together, with bootstrap intervals (module docstring; :func:`foresight_lib.metrics.detection.detection_metrics`,
     the one definition), and ``seeds``: each seed's point estimates. Counts (``n_frames``...) are per seed."""
@@ -112,16 +130,20 @@ def spatial_metrics(truth: GroundTruth, by_seed: Mapping[int, Sequence[FramePred
     pooled = [f for s, predictions in by_seed.items() for f in frame_boxes(truth, predictions, 0.0, f"{s}:")]
     out = detection_metrics(pooled, score_threshold, bootstrap, bootstrap_map, seed)
     out["bbox_iou"], out["bbox_iou_ci"] = seeds_bbox_iou(
-        [frame_boxes(truth, predictions, 0.0) for predictions in by_seed.values()], score_threshold, bootstrap, seed)
+        [frame_boxes(truth, predictions, 0.0) for predictions in by_seed.values()], score_threshold, bootstrap, seed
+    )
     first = next(iter(per_seed.values()))
     return {**out, **{k: first[k] for k in _COUNTS}, "n_seeds": len(per_seed), "seeds": per_seed}
 
 
 def prediction_rows(by_seed: Mapping[int, Sequence[FramePrediction]], head: str) -> pd.DataFrame:
     """One row per decoded detection: ``clip, frame, head, seed, x, y, w, h`` (px), ``score, label`` (category id)."""
-    rows = [(p.clip, p.frame, head, s, *box, score, label + 1)
-            for s, predictions in by_seed.items()
-            for p in predictions
-            for box, score, label in zip(p.detections.boxes.tolist(), p.detections.scores.tolist(),
-                                         p.detections.labels.tolist())]
+    rows = [
+        (p.clip, p.frame, head, s, *box, score, label + 1)
+        for s, predictions in by_seed.items()
+        for p in predictions
+        for box, score, label in zip(
+            p.detections.boxes.tolist(), p.detections.scores.tolist(), p.detections.labels.tolist()
+        )
+    ]
     return pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))

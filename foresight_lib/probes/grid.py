@@ -39,8 +39,9 @@ def cell_centres(gh: int, gw: int, stride: int, device: torch.device | None = No
     return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
 
 
-def assign_cells(boxes: list[torch.Tensor], labels: list[torch.Tensor], gh: int, gw: int,
-                 stride: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def assign_cells(
+    boxes: list[torch.Tensor], labels: list[torch.Tensor], gh: int, gw: int, stride: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Targets of ``B`` frames: ``positive [B, gh, gw]`` bool, ``distances [B, gh, gw, 4]`` (stride units) and
     ``classes [B, gh, gw]``.
 
@@ -50,8 +51,11 @@ def assign_cells(boxes: list[torch.Tensor], labels: list[torch.Tensor], gh: int,
     b, n = len(boxes), max([len(x) for x in boxes], default=0)
     device = boxes[0].device if boxes else None
     if n == 0:
-        return (torch.zeros(b, gh, gw, dtype=torch.bool, device=device), torch.zeros(b, gh, gw, 4, device=device),
-                torch.full((b, gh, gw), -1, dtype=torch.long, device=device))
+        return (
+            torch.zeros(b, gh, gw, dtype=torch.bool, device=device),
+            torch.zeros(b, gh, gw, 4, device=device),
+            torch.full((b, gh, gw), -1, dtype=torch.long, device=device),
+        )
     xyxy = torch.zeros(b, n, 4, device=device)  # [B, N, 4] padded
     classes = torch.zeros(b, n, dtype=torch.long, device=device)  # [B, N]
     valid = torch.zeros(b, n, dtype=torch.bool, device=device)  # [B, N]
@@ -100,8 +104,9 @@ def relative_giou_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     """
     low = -pred[:, :2]  # [P, 2]
     high = torch.maximum(pred[:, 2:], low)  # [P, 2]
-    return generalized_box_iou_loss(torch.cat([low, high], dim=1), torch.cat([-target[:, :2], target[:, 2:]], dim=1),
-                                    reduction="mean")
+    return generalized_box_iou_loss(
+        torch.cat([low, high], dim=1), torch.cat([-target[:, :2], target[:, 2:]], dim=1), reduction="mean"
+    )
 
 
 def vote(boxes: torch.Tensor, scores: torch.Tensor, keep: torch.Tensor, iou: float) -> torch.Tensor:
@@ -153,8 +158,16 @@ class GridProbe(SpatialProbe):
             cand = cand[torch.argsort(s[cand], descending=True, stable=True)[:PRE_NMS]]
             s, b, l = s[cand], b[cand], l[cand]
             keep = nms(b, s, self.decoding.nms_iou)[: self.decoding.max_detections]  # [K] by score
-            frames.append(to_detections(vote(b, s, keep, self.decoding.nms_iou), s[keep], l[keep], gh * stride, gw * stride,
-                                        self.decoding.max_detections))
+            frames.append(
+                to_detections(
+                    vote(b, s, keep, self.decoding.nms_iou),
+                    s[keep],
+                    l[keep],
+                    gh * stride,
+                    gw * stride,
+                    self.decoding.max_detections,
+                )
+            )
         return frames
 
     def init_objectness_bias(self, bias: torch.Tensor) -> None:

@@ -43,9 +43,15 @@ from .temporal import temporal_metrics
 from .truth import load_ground_truth
 
 
-def run_probes(point_store_path: str | Path, frames_dir: str | Path, probe_params: ProbeParams,
-               out_metrics_path: str | Path | None, live_dir: str | Path,
-               predictions_path: str | Path | None, heads_dir: str | Path | None = None) -> dict[str, Any]:
+def run_probes(
+    point_store_path: str | Path,
+    frames_dir: str | Path,
+    probe_params: ProbeParams,
+    out_metrics_path: str | Path | None,
+    live_dir: str | Path,
+    predictions_path: str | Path | None,
+    heads_dir: str | Path | None = None,
+) -> dict[str, Any]:
     """Probe one point's feature store against the frames stage's ground truth; write and return the metrics.
 
     Runs on ``probe.device`` with ``probe.threads`` torch CPU threads (restored afterwards): the numbers are
@@ -55,22 +61,45 @@ def run_probes(point_store_path: str | Path, frames_dir: str | Path, probe_param
     threads = torch.get_num_threads()
     torch.set_num_threads(probe_params.threads)
     try:
-        return _run(point_store_path, frames_dir, probe_params, device, out_metrics_path, Path(live_dir),
-                    predictions_path, heads_dir)
+        return _run(
+            point_store_path,
+            frames_dir,
+            probe_params,
+            device,
+            out_metrics_path,
+            Path(live_dir),
+            predictions_path,
+            heads_dir,
+        )
     finally:
         torch.set_num_threads(threads)
 
 
-def open_point(point_store_path: str | Path, frames_dir: str | Path, params: ProbeParams,
-               device: torch.device) -> ProbeData:
+def open_point(
+    point_store_path: str | Path, frames_dir: str | Path, params: ProbeParams, device: torch.device
+) -> ProbeData:
     """One point's :class:`.data.ProbeData` as ``probe`` params say (order seed, batches, memory budgets)."""
-    return ProbeData(open_features(point_store_path), load_ground_truth(frames_dir), params.seed, params.batch_size,
-                     params.block_clips, device, MemoryBudget.of(params.gpu_memory_gb, params.host_memory_gb))
+    return ProbeData(
+        open_features(point_store_path),
+        load_ground_truth(frames_dir),
+        params.seed,
+        params.batch_size,
+        params.block_clips,
+        device,
+        MemoryBudget.of(params.gpu_memory_gb, params.host_memory_gb),
+    )
 
 
-def _run(point_store_path: str | Path, frames_dir: str | Path, params: ProbeParams, device: torch.device,
-         out_metrics_path: str | Path | None, live_dir: Path, predictions_path: str | Path | None,
-         heads_dir: str | Path | None) -> dict[str, Any]:
+def _run(
+    point_store_path: str | Path,
+    frames_dir: str | Path,
+    params: ProbeParams,
+    device: torch.device,
+    out_metrics_path: str | Path | None,
+    live_dir: Path,
+    predictions_path: str | Path | None,
+    heads_dir: str | Path | None,
+) -> dict[str, Any]:
     started = time.perf_counter()
     data = open_point(point_store_path, frames_dir, params, device)
     metrics: dict[str, Any] = {"point": _point_summary(data)}
@@ -92,18 +121,37 @@ def _run(point_store_path: str | Path, frames_dir: str | Path, params: ProbePara
     for g, (head, shuffled) in enumerate(groups):
         by_seed = {s: predictions[g * len(params.seeds) + k] for k, s in enumerate(params.seeds)}
         section = metrics.setdefault("shuffled", {}) if shuffled else metrics
-        section[head] = spatial_metrics(data.truth, by_seed, params.score_threshold, params.bootstrap,
-                                        0 if shuffled else params.bootstrap_map, params.seed)
+        section[head] = spatial_metrics(
+            data.truth,
+            by_seed,
+            params.score_threshold,
+            params.bootstrap,
+            0 if shuffled else params.bootstrap_map,
+            params.seed,
+        )
         for s in params.seeds:
             t = chosen[(head, shuffled, s)]
-            section[head]["seeds"][s] |= {"lr": t.key.lr, "best_epoch": t.best_epoch, "val_bbox_iou": t.best.quality,
-                                          "val_loss": t.best.loss}
+            section[head]["seeds"][s] |= {
+                "lr": t.key.lr,
+                "best_epoch": t.best_epoch,
+                "val_bbox_iou": t.best.quality,
+                "val_loss": t.best.loss,
+            }
         section[head]["seeds"] = {str(s): v for s, v in section[head]["seeds"].items()}
         tables.append(prediction_rows(by_seed, f"shuffled/{head}" if shuffled else head))
         if heads_dir is not None and not shuffled:
-            save_probe(heads_dir, head, chosen[(head, False, params.seeds[0])].model, len(data.truth.categories),
-                       data.standardiser.mean, data.standardiser.std, data.stride, data.store.attrs["definition"],
-                       data.store.attrs["dtype"], params)
+            save_probe(
+                heads_dir,
+                head,
+                chosen[(head, False, params.seeds[0])].model,
+                len(data.truth.categories),
+                data.standardiser.mean,
+                data.standardiser.std,
+                data.stride,
+                data.store.attrs["definition"],
+                data.store.attrs["dtype"],
+                params,
+            )
     seconds["metrics"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -129,9 +177,15 @@ def _point_summary(data: ProbeData) -> dict[str, Any]:
     """What was probed: the store's geometry and identity, the split sizes and where each split was held."""
     attrs = data.store.attrs
     return {
-        "name": data.store.name, "stride": data.stride, "grid": list(data.store.grid), "channels": data.channels,
-        "slot_frames": data.store.slot_frames, "mode": attrs["mode"], "weights": attrs["weights"].get("weights"),
-        "definition": attrs["definition"], "clips": {split: len(c) for split, c in data.splits.items()},
+        "name": data.store.name,
+        "stride": data.stride,
+        "grid": list(data.store.grid),
+        "channels": data.channels,
+        "slot_frames": data.store.slot_frames,
+        "mode": attrs["mode"],
+        "weights": attrs["weights"].get("weights"),
+        "definition": attrs["definition"],
+        "clips": {split: len(c) for split, c in data.splits.items()},
         "held": {split: loader.residency for split, loader in data.loaders.items()},
     }
 
@@ -145,4 +199,3 @@ def _null_nan(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
-

@@ -73,8 +73,12 @@ def direction_samples(data: ProbeData, split: str) -> PairSamples:
         pairs = [(0, last)]
     pairs_arr = np.array(pairs, dtype=np.int64)  # [P, 2]
     n = len(pairs_arr)
-    return PairSamples(clips=np.repeat(known.index.to_numpy(np.int64), n), first=np.tile(pairs_arr[:, 0], len(known)),
-                       second=np.tile(pairs_arr[:, 1], len(known)), labels=np.repeat(known.to_numpy(np.int64), n))
+    return PairSamples(
+        clips=np.repeat(known.index.to_numpy(np.int64), n),
+        first=np.tile(pairs_arr[:, 0], len(known)),
+        second=np.tile(pairs_arr[:, 1], len(known)),
+        labels=np.repeat(known.to_numpy(np.int64), n),
+    )
 
 
 def order_samples(data: ProbeData, split: str, order_pairs: int) -> PairSamples:
@@ -90,15 +94,21 @@ def order_samples(data: ProbeData, split: str, order_pairs: int) -> PairSamples:
     n = len(clips)
     in_order = np.random.default_rng([seed, SPLITS.index(split)]).permutation(n) >= n // 2
     first_arr, second_arr = np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64)
-    return PairSamples(clips=np.asarray(clips, dtype=np.int64), first=np.where(in_order, first_arr, second_arr),
-                       second=np.where(in_order, second_arr, first_arr), labels=in_order.astype(np.int64))
+    return PairSamples(
+        clips=np.asarray(clips, dtype=np.int64),
+        first=np.where(in_order, first_arr, second_arr),
+        second=np.where(in_order, second_arr, first_arr),
+        labels=in_order.astype(np.int64),
+    )
 
 
 def shift_profile(a: torch.Tensor, b: torch.Tensor, shifts: int) -> torch.Tensor:
     """``[B, 2 * shifts + 1]``: for ``s = -shifts..shifts``, the mean over the overlapping cells of
     ``<a[r, x], b[r, x + s]>`` for maps ``[B, rows, cols, C]`` (shifts along the columns)."""
     gram = torch.einsum("brxc,bryc->bxy", a, b) / a.shape[1]  # [B, cols, cols]: row-mean of <a[., x], b[., y]>
-    return torch.stack([torch.diagonal(gram, offset=s, dim1=1, dim2=2).mean(-1) for s in range(-shifts, shifts + 1)], dim=1)
+    return torch.stack(
+        [torch.diagonal(gram, offset=s, dim1=1, dim2=2).mean(-1) for s in range(-shifts, shifts + 1)], dim=1
+    )
 
 
 def motion_features(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
@@ -123,11 +133,15 @@ def pair_features(data: ProbeData, split: str, samples: PairSamples) -> dict[boo
             pick = index[start : start + data.batch_size]
             rows = torch.as_tensor([position[int(c)] for c in samples.clips[pick]], device=grids.device)
             clips = samples.clips[pick]
-            pair = [grids[rows, torch.as_tensor(slots, device=grids.device)]
-                    for slots in (samples.first[pick], samples.second[pick])]  # [B, gh, gw, C] float16 each
+            pair = [
+                grids[rows, torch.as_tensor(slots, device=grids.device)]
+                for slots in (samples.first[pick], samples.second[pick])
+            ]  # [B, gh, gw, C] float16 each
             out[False][torch.from_numpy(pick)] = motion_features(*(x.float() for x in pair)).cpu()
-            shuffled = [data.shuffle(x, clips, slots).float()
-                        for x, slots in zip(pair, (samples.first[pick], samples.second[pick]))]
+            shuffled = [
+                data.shuffle(x, clips, slots).float()
+                for x, slots in zip(pair, (samples.first[pick], samples.second[pick]))
+            ]
             out[True][torch.from_numpy(pick)] = motion_features(*shuffled).cpu()
     return out
 
@@ -138,11 +152,15 @@ def probe_task(data: ProbeData, params: ProbeParams, task: str, live_dir: Path) 
     n_classes = len(DIRECTIONS) if task == "direction" else 2
     if data.n_slots < 2:
         return dict.fromkeys((False, True), {"available": False, "reason": "the grid has a single slot"})
-    samples = {split: direction_samples(data, split) if task == "direction" else
-               order_samples(data, split, params.order_pairs) for split in SPLITS}
+    samples = {
+        split: direction_samples(data, split) if task == "direction" else order_samples(data, split, params.order_pairs)
+        for split in SPLITS
+    }
     empty = [split for split, s in samples.items() if len(s.labels) == 0]
     if empty:
-        return dict.fromkeys((False, True), {"available": False, "reason": f"no {task} labels in the {', '.join(empty)} split"})
+        return dict.fromkeys(
+            (False, True), {"available": False, "reason": f"no {task} labels in the {', '.join(empty)} split"}
+        )
     raw = {split: pair_features(data, split, s) for split, s in samples.items()}  # {split: {shuffled: [N, F]}}
     features: dict[bool, dict[str, torch.Tensor]] = {}
     for control in (False, True):
@@ -152,8 +170,9 @@ def probe_task(data: ProbeData, params: ProbeParams, task: str, live_dir: Path) 
     dim = features[False]["train"].shape[1]
     keys = [TraineeKey(task, c, lr, s) for c in (False, True) for lr in params.lrs for s in params.seeds]
     device = torch.device("cpu")  # a few thousand vectors of a few numbers: the CPU is faster than a transfer
-    trainees = make_trainees(keys, lambda key: nn.Linear(dim, n_classes), params.weight_decay,
-                             params.temporal_epochs, device)
+    trainees = make_trainees(
+        keys, lambda key: nn.Linear(dim, n_classes), params.weight_decay, params.temporal_epochs, device
+    )
 
     def batches(epoch: int):
         order = torch.from_numpy(np.random.default_rng([params.seed, epoch]).permutation(len(labels["train"])))
@@ -183,14 +202,19 @@ def probe_task(data: ProbeData, params: ProbeParams, task: str, live_dir: Path) 
             with torch.no_grad():
                 pred = t.model(features[control]["test"]).argmax(-1).numpy()
             all_pred.append(pred)
-            per_seed[s] = {"accuracy": float((pred == test.labels).mean()), "lr": t.key.lr,
-                           "best_epoch": t.best_epoch, "val_loss": t.best.loss}
+            per_seed[s] = {
+                "accuracy": float((pred == test.labels).mean()),
+                "lr": t.key.lr,
+                "best_epoch": t.best_epoch,
+                "val_loss": t.best.loss,
+            }
         pred, truth = np.concatenate(all_pred), np.tile(test.labels, len(all_pred))
         correct = (pred == truth).astype(np.float64)  # [S*N]
         result[control] = {
             **accuracy_with_chance(pred, truth, n_classes),
-            "accuracy_ci": list(bootstrap_ci(owners, clip_mean(correct, np.tile(owners, len(all_pred))),
-                                             params.bootstrap, params.seed)),
+            "accuracy_ci": list(
+                bootstrap_ci(owners, clip_mean(correct, np.tile(owners, len(all_pred))), params.bootstrap, params.seed)
+            ),
             "n_test": len(test.labels),
             "seeds": per_seed,
         }

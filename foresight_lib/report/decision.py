@@ -28,9 +28,11 @@ from ..params import DecisionParams, EncoderPoint, PointParams
 from .summary import PRE_MERGE_KINDS, point_order
 
 HEADS_BY_STRENGTH = ("linear", "mlp", "dense", "detr")
-CHANGE_WHEN_INCONCLUSIVE = ("train the heads longer (`probe.epochs`), sweep the learning rate (`probe.lrs`), use a "
-                            "stronger head (`dense`, `detr`) or a wider one (`probe.width`), or add clips "
-                            "(`data.synthetic.n_clips` / `data.max_clips`)")
+CHANGE_WHEN_INCONCLUSIVE = (
+    "train the heads longer (`probe.epochs`), sweep the learning rate (`probe.lrs`), use a "
+    "stronger head (`dense`, `detr`) or a wider one (`probe.width`), or add clips "
+    "(`data.synthetic.n_clips` / `data.max_clips`)"
+)
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,11 @@ class Candidate:
     memory_overhead_vs_merger: float | None
 
     def text(self) -> str:
-        return (f"`{self.point}` ({self.head} probe: bbox IoU {self.bbox_iou:.3f} [{self.bbox_iou_lo:.3f}, "
-                f"{self.bbox_iou_hi:.3f}], mAP@0.5 {self.map50:.3f} [{self.map50_lo:.3f}, {self.map50_hi:.3f}], "
-                f"selectivity {self.selectivity:.3f} [{self.selectivity_lo:.3f}, {self.selectivity_hi:.3f}])")
+        return (
+            f"`{self.point}` ({self.head} probe: bbox IoU {self.bbox_iou:.3f} [{self.bbox_iou_lo:.3f}, "
+            f"{self.bbox_iou_hi:.3f}], mAP@0.5 {self.map50:.3f} [{self.map50_lo:.3f}, {self.map50_hi:.3f}], "
+            f"selectivity {self.selectivity:.3f} [{self.selectivity_lo:.3f}, {self.selectivity_hi:.3f}])"
+        )
 
 
 def _num(v: float | None) -> float:
@@ -70,11 +74,24 @@ def _candidates(summary: dict[str, Any], names: list[str], map_key: str) -> list
             if not m or m.get("bbox_iou") is None:
                 continue
             shuffled = row.get("shuffled", {}).get(head, {})
-            out.append(Candidate(name, head, m["bbox_iou"], _num(m.get("bbox_iou_lo")), _num(m.get("bbox_iou_hi")),
-                                 _num(m.get(map_key)), _num(m.get(f"{map_key}_lo")), _num(m.get(f"{map_key}_hi")),
-                                 _num(m.get("selectivity")), _num(m.get("selectivity_lo")),
-                                 _num(m.get("selectivity_hi")), _num(shuffled.get("bbox_iou")),
-                                 _num(m.get("bbox_iou_chance")), memory))
+            out.append(
+                Candidate(
+                    name,
+                    head,
+                    m["bbox_iou"],
+                    _num(m.get("bbox_iou_lo")),
+                    _num(m.get("bbox_iou_hi")),
+                    _num(m.get(map_key)),
+                    _num(m.get(f"{map_key}_lo")),
+                    _num(m.get(f"{map_key}_hi")),
+                    _num(m.get("selectivity")),
+                    _num(m.get("selectivity_lo")),
+                    _num(m.get("selectivity_hi")),
+                    _num(shuffled.get("bbox_iou")),
+                    _num(m.get("bbox_iou_chance")),
+                    memory,
+                )
+            )
     return out
 
 
@@ -87,8 +104,13 @@ def oracle_gate(summary: dict[str, Any], points: dict[str, PointParams], params:
         if any(v is not None for v in values):
             heads[head] = None if None in values else min(values)
     passing = [h for h, v in heads.items() if v is not None and v >= params.oracle_min_iou]
-    return {"points": oracles, "threshold": params.oracle_min_iou, "bbox_iou": heads, "passing_heads": passing,
-            "status": "missing" if not oracles or not heads else "pass" if passing else "fail"}
+    return {
+        "points": oracles,
+        "threshold": params.oracle_min_iou,
+        "bbox_iou": heads,
+        "passing_heads": passing,
+        "status": "missing" if not oracles or not heads else "pass" if passing else "fail",
+    }
 
 
 def benchmark_check(summary: dict[str, Any], points: dict[str, PointParams], data_source: str) -> dict[str, Any]:
@@ -108,60 +130,104 @@ def benchmark_check(summary: dict[str, Any], points: dict[str, PointParams], dat
             if lo > m["bbox_iou_chance"]:
                 above.append(f"{name}/{head}: {m['bbox_iou']:.3f} (chance {m['bbox_iou_chance']:.3f})")
     expected = data_source == "synthetic"
-    return {"data_source": data_source, "expected_at_chance": expected, "checked": checked, "above_chance": above,
-            "status": "unchecked" if not checked else "at chance" if not above else "above chance"}
+    return {
+        "data_source": data_source,
+        "expected_at_chance": expected,
+        "checked": checked,
+        "above_chance": above,
+        "status": "unchecked" if not checked else "at chance" if not above else "above chance",
+    }
 
 
-def decide(summary: dict[str, Any], points: dict[str, PointParams], params: DecisionParams,
-           adapters: dict[str, dict[str, Any]], heads_run: list[str]) -> dict[str, Any]:
+def decide(
+    summary: dict[str, Any],
+    points: dict[str, PointParams],
+    params: DecisionParams,
+    adapters: dict[str, dict[str, Any]],
+    heads_run: list[str],
+) -> dict[str, Any]:
     """The decision, its evidence and the branch that follows. ``adapters``: adapter -> its summary row
     (:func:`.summary.adapter_summary`; no ``lpips`` key when LPIPS was unavailable)."""
     map_key = f"map50_{params.map_kind}"
     margin = params.selectivity_margin
-    pre_names = [n for n, p in points.items() if p.kind in PRE_MERGE_KINDS and getattr(p, "order", "raster") == "raster"]
+    pre_names = [
+        n for n, p in points.items() if p.kind in PRE_MERGE_KINDS and getattr(p, "order", "raster") == "raster"
+    ]
     references = [n for n, p in points.items() if isinstance(p, EncoderPoint) and p.source != "tiny"]
     hybrid_names = [n for n, p in points.items() if p.kind == "encoder"]
     criteria = {
         "oracle": f"a head decides only if it reads the oracle point at bbox IoU >= {params.oracle_min_iou}",
-        "go": (f"lower 95% bound of bbox IoU > {params.go_iou}, of mAP@0.5 ({params.map_kind}) > {params.go_map50} "
-               f"and of selectivity (IoU minus the shuffled control's) > {margin}"),
-        "no_go": (f"for every pre-merge point and gated probe: upper 95% bound of bbox IoU < {params.nogo_iou}, or, "
-                  f"where the shuffled control's IoU reaches {params.nogo_iou}, upper bound of selectivity < {margin}; "
-                  "and a configured real reference encoder clears the GO bar and the margin"),
+        "go": (
+            f"lower 95% bound of bbox IoU > {params.go_iou}, of mAP@0.5 ({params.map_kind}) > {params.go_map50} "
+            f"and of selectivity (IoU minus the shuffled control's) > {margin}"
+        ),
+        "no_go": (
+            f"for every pre-merge point and gated probe: upper 95% bound of bbox IoU < {params.nogo_iou}, or, "
+            f"where the shuffled control's IoU reaches {params.nogo_iou}, upper bound of selectivity < {margin}; "
+            "and a configured real reference encoder clears the GO bar and the margin"
+        ),
         "further": f"feature memory vs merger < {params.memory_overhead_max}x; LPIPS < {params.lpips_max} where measured",
     }
     gate = oracle_gate(summary, points, params)
     pre_all = _candidates(summary, pre_names, map_key)
     if not pre_all:
-        return {"decision": "UNDETERMINED", "reason": "no pre-merge Qwen2.5-VL point was probed", "criteria": criteria,
-                "branch": "add a vit_embed or vit_block point to params.yaml `points`", "oracle": gate}
+        return {
+            "decision": "UNDETERMINED",
+            "reason": "no pre-merge Qwen2.5-VL point was probed",
+            "criteria": criteria,
+            "branch": "add a vit_embed or vit_block point to params.yaml `points`",
+            "oracle": gate,
+        }
     best_all = max(pre_all, key=lambda c: c.bbox_iou)
-    common = {"criteria": criteria, "oracle": gate, "best_pre_merge": asdict(best_all), "map_kind": params.map_kind,
-              "selectivity_margin": margin}
+    common = {
+        "criteria": criteria,
+        "oracle": gate,
+        "best_pre_merge": asdict(best_all),
+        "map_kind": params.map_kind,
+        "selectivity_margin": margin,
+    }
     if gate["status"] != "pass":
         if gate["status"] == "missing":
             why = "no oracle point was probed: the report cannot tell missing information from a probe that failed"
             what = "add `oracle: {kind: oracle, stride: 14}` to params.yaml `points`"
         else:
             reads = ", ".join(f"{h} {v:.3f}" if v is not None else f"{h} n/a" for h, v in gate["bbox_iou"].items())
-            why = (f"the probe cannot read space that is there: the oracle reads bbox IoU {reads}, below "
-                   f"{params.oracle_min_iou}")
+            why = (
+                f"the probe cannot read space that is there: the oracle reads bbox IoU {reads}, below "
+                f"{params.oracle_min_iou}"
+            )
             what = CHANGE_WHEN_INCONCLUSIVE
-        return {"decision": "INCONCLUSIVE", "branch": f"Inconclusive: {why}. To change: {what}.",
-                "deciding": asdict(best_all), **common}
+        return {
+            "decision": "INCONCLUSIVE",
+            "branch": f"Inconclusive: {why}. To change: {what}.",
+            "deciding": asdict(best_all),
+            **common,
+        }
 
     pre = [c for c in pre_all if c.head in gate["passing_heads"]]
     if not pre:
-        return {"decision": "INCONCLUSIVE", "deciding": asdict(best_all), **common,
-                "branch": (f"Inconclusive: no pre-merge point was probed with a head that passes the oracle gate "
-                           f"({', '.join(gate['passing_heads'])}). To change: run those heads (`probe.heads`).")}
+        return {
+            "decision": "INCONCLUSIVE",
+            "deciding": asdict(best_all),
+            **common,
+            "branch": (
+                f"Inconclusive: no pre-merge point was probed with a head that passes the oracle gate "
+                f"({', '.join(gate['passing_heads'])}). To change: run those heads (`probe.heads`)."
+            ),
+        }
     best = max(pre, key=lambda c: c.bbox_iou)
     spatial = [c for c in pre if c.bbox_iou_lo > params.go_iou and c.map50_lo > params.go_map50]
     passing = [c for c in spatial if c.selectivity_lo > margin]
     measured_lpips = {k: row["lpips"] for k, row in adapters.items() if row.get("lpips") is not None}
-    lpips_check = ({"status": "unchecked", "reason": "no adapter reconstruction with LPIPS available"} if not measured_lpips else
-                   {"status": "pass" if min(measured_lpips.values()) < params.lpips_max else "fail",
-                    "best": min(measured_lpips.values()), "threshold": params.lpips_max})
+    lpips_check = (
+        {"status": "unchecked", "reason": "no adapter reconstruction with LPIPS available"}
+        if not measured_lpips
+        else {
+            "status": "pass" if min(measured_lpips.values()) < params.lpips_max else "fail",
+            "best": min(measured_lpips.values()),
+            "threshold": params.lpips_max,
+        }
+    )
     reasons: list[str] = []
 
     def no_go(c: Candidate) -> bool:
@@ -172,13 +238,15 @@ def decide(summary: dict[str, Any], points: dict[str, PointParams], params: Deci
         go = max(passing, key=lambda c: c.bbox_iou)
         memory_ok = go.memory_overhead_vs_merger is None or go.memory_overhead_vs_merger < params.memory_overhead_max
         if not memory_ok:
-            reasons.append(f"{go.point} needs {go.memory_overhead_vs_merger:.2f}x the merger's feature memory "
-                           f"(limit {params.memory_overhead_max}x)")
+            reasons.append(
+                f"{go.point} needs {go.memory_overhead_vs_merger:.2f}x the merger's feature memory "
+                f"(limit {params.memory_overhead_max}x)"
+            )
         if lpips_check["status"] == "fail":
             reasons.append(f"best LPIPS {lpips_check['best']:.3f} is not below {params.lpips_max}")
         if not reasons:
             decision, chosen = "GO", go
-            branch = (f"Proceed to Phase 2: train the dual-stream adapter with its spatial stream from {go.text()}.")
+            branch = f"Proceed to Phase 2: train the dual-stream adapter with its spatial stream from {go.text()}."
         else:
             decision, chosen = "INVESTIGATE", go
             branch = "Spatial criteria pass but a further criterion fails: " + "; ".join(reasons) + "."
@@ -190,9 +258,11 @@ def decide(summary: dict[str, Any], points: dict[str, PointParams], params: Deci
         if references and not ref_ok:
             decision = "INCONCLUSIVE"
             seen = max(refs, key=lambda c: c.bbox_iou).text() if refs else "not probed with a gated head"
-            branch = (f"Inconclusive: the pre-merge points read no spatial information, but neither does the real "
-                      f"reference encoder on the same frames ({seen}): the frames or the probe, not the features, may "
-                      f"be at fault. To change: {CHANGE_WHEN_INCONCLUSIVE}.")
+            branch = (
+                f"Inconclusive: the pre-merge points read no spatial information, but neither does the real "
+                f"reference encoder on the same frames ({seen}): the frames or the probe, not the features, may "
+                f"be at fault. To change: {CHANGE_WHEN_INCONCLUSIVE}."
+            )
         else:
             decision = "NO-GO"
             hybrid = _candidates(summary, hybrid_names, map_key)
@@ -208,15 +278,27 @@ def decide(summary: dict[str, Any], points: dict[str, PointParams], params: Deci
         earlier = [n for n in pre_names if point_order(points[n]) < point_order(points[best.point])]
         stronger = [h for h in HEADS_BY_STRENGTH if h not in heads_run]
         first = points[best.point].kind == "vit_embed"
-        branch = ("Investigate: " + (
-            f"IoU and mAP@0.5 pass for {prior[0].text()}, but the selectivity's lower bound is not above {margin}: "
-            f"the shuffled control (the prior alone) reads {prior[0].shuffled_iou:.3f}. Also " if prior else "") +
-            "try earlier layers (" + (", ".join(f"`{n}`" for n in earlier) or
-                                      (f"none: `{best.point}`, the patch embedding, is the earliest point" if first else
-                                       f"below `{best.point}`: add vit_block points with smaller layers")) +
-            ") and stronger probes (" +
-            (", ".join(f"`{h}`" for h in stronger) or "all heads already run: a larger `probe.width` or more epochs")
-            + ").")
+        branch = (
+            "Investigate: "
+            + (
+                f"IoU and mAP@0.5 pass for {prior[0].text()}, but the selectivity's lower bound is not above {margin}: "
+                f"the shuffled control (the prior alone) reads {prior[0].shuffled_iou:.3f}. Also "
+                if prior
+                else ""
+            )
+            + "try earlier layers ("
+            + (
+                ", ".join(f"`{n}`" for n in earlier)
+                or (
+                    f"none: `{best.point}`, the patch embedding, is the earliest point"
+                    if first
+                    else f"below `{best.point}`: add vit_block points with smaller layers"
+                )
+            )
+            + ") and stronger probes ("
+            + (", ".join(f"`{h}`" for h in stronger) or "all heads already run: a larger `probe.width` or more epochs")
+            + ")."
+        )
     return {
         "decision": decision,
         "branch": branch,

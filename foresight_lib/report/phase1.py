@@ -27,17 +27,21 @@ from .selectivity import point_selectivity
 from .similarity import cka_matrices
 from .summary import PRE_MERGE_KINDS, adapter_summary, build_summary
 
-IOU_DEFINITION = ("bbox IoU: per test frame, the detections scoring at least `probe.score_threshold` matched "
-                  "one-to-one to the ground-truth boxes (Hungarian on IoU); the matched IoUs summed over all frames, "
-                  "divided by the sum over frames of max(objects, asserted boxes): an unmatched object and every "
-                  "box beyond the frame's object count score 0, so asserting extra boxes cannot raise it. Chance: "
-                  "the same score of random boxes at the asserted count (sizes drawn from the ground-truth boxes, "
-                  "placed uniformly, seeded). Selectivity: the point's bbox IoU minus its shuffled control's on the "
-                  "same frames, with a paired interval (clips, and seeds where several, resampled jointly). 95% "
-                  "intervals: bias-corrected bootstrap over clips with expanded tails.")
-RANDOM_WARNING = ("**Warning: the weights are random** ({weights}). This is the embedded default: every number "
-                  "below describes the pipeline on a synthetic benchmark, not Qwen2.5-VL. Point `model.source` "
-                  "at a checkpoint for a real decision.")
+IOU_DEFINITION = (
+    "bbox IoU: per test frame, the detections scoring at least `probe.score_threshold` matched "
+    "one-to-one to the ground-truth boxes (Hungarian on IoU); the matched IoUs summed over all frames, "
+    "divided by the sum over frames of max(objects, asserted boxes): an unmatched object and every "
+    "box beyond the frame's object count score 0, so asserting extra boxes cannot raise it. Chance: "
+    "the same score of random boxes at the asserted count (sizes drawn from the ground-truth boxes, "
+    "placed uniformly, seeded). Selectivity: the point's bbox IoU minus its shuffled control's on the "
+    "same frames, with a paired interval (clips, and seeds where several, resampled jointly). 95% "
+    "intervals: bias-corrected bootstrap over clips with expanded tails."
+)
+RANDOM_WARNING = (
+    "**Warning: the weights are random** ({weights}). This is the embedded default: every number "
+    "below describes the pipeline on a synthetic benchmark, not Qwen2.5-VL. Point `model.source` "
+    "at a checkpoint for a real decision."
+)
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -54,8 +58,10 @@ def _curves(live_dirs: dict[str, Path]) -> dict[str, pd.DataFrame]:
     """Training curves from dvclive directories: ``{name: [step, train/loss, val/loss, ...]}``, those present."""
     curves = {}
     for name, live in live_dirs.items():
-        frames = [pd.read_csv(f, sep="\t")[["step", f.stem]].rename(columns={f.stem: f"{f.parent.name}/{f.stem}"})
-                  for f in sorted((live / "plots" / "metrics").rglob("*.tsv"))]
+        frames = [
+            pd.read_csv(f, sep="\t")[["step", f.stem]].rename(columns={f.stem: f"{f.parent.name}/{f.stem}"})
+            for f in sorted((live / "plots" / "metrics").rglob("*.tsv"))
+        ]
         if frames:
             df = frames[0]
             for other in frames[1:]:
@@ -69,8 +75,9 @@ def _write_curves(curves: dict[str, pd.DataFrame], out: Path) -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     for name, df in curves.items():
-        df.rename(columns=lambda c: c.replace("/", "_")).to_csv(out / f"{name.replace('/', '.')}.tsv", sep="\t",
-                                                               index=False)
+        df.rename(columns=lambda c: c.replace("/", "_")).to_csv(
+            out / f"{name.replace('/', '.')}.tsv", sep="\t", index=False
+        )
 
 
 def _copy_sheets(adapters: list[str], adapters_dir: Path, out: Path) -> dict[str, str]:
@@ -96,8 +103,9 @@ def _sheet_points(summary: dict[str, Any], params: Params, head: str) -> list[st
     return chosen
 
 
-def _box_sheet(points: list[str], head: str, probes_dir: Path, data_dir: Path, threshold: float, out: Path,
-               n_frames: int = 4) -> bool:
+def _box_sheet(
+    points: list[str], head: str, probes_dir: Path, data_dir: Path, threshold: float, out: Path, n_frames: int = 4
+) -> bool:
     ann = pd.read_parquet(data_dir / "annotations.parquet")
     clips = pd.read_parquet(data_dir / "clips.parquet")
     frames = zarr.open_array(data_dir / "frames.zarr", mode="r")
@@ -122,9 +130,15 @@ def _box_sheet(points: list[str], head: str, probes_dir: Path, data_dir: Path, t
     return True
 
 
-def build_report(params: Params, metrics_dir: str | Path = "metrics", probes_dir: str | Path = "probes",
-                 features_dir: str | Path = "features", data_dir: str | Path = "data",
-                 reports_dir: str | Path = "reports", adapters_dir: str | Path = "adapters") -> dict[str, Any]:
+def build_report(
+    params: Params,
+    metrics_dir: str | Path = "metrics",
+    probes_dir: str | Path = "probes",
+    features_dir: str | Path = "features",
+    data_dir: str | Path = "data",
+    reports_dir: str | Path = "reports",
+    adapters_dir: str | Path = "adapters",
+) -> dict[str, Any]:
     """Write the summary, decision, figures and markdown report; return the decision document."""
     metrics_dir, probes_dir, reports_dir = Path(metrics_dir), Path(probes_dir), Path(reports_dir)
     features_dir, data_dir = Path(features_dir), Path(data_dir)
@@ -132,8 +146,9 @@ def build_report(params: Params, metrics_dir: str | Path = "metrics", probes_dir
     heads = list(params.probe.heads)
     summary = build_summary(params.points, heads, metrics_dir)
     for name, row in summary.items():
-        for head, value in point_selectivity(probes_dir / name, metrics_dir / "probe" / f"{name}.json", data_dir,
-                                             heads, params.probe).items():
+        for head, value in point_selectivity(
+            probes_dir / name, metrics_dir / "probe" / f"{name}.json", data_dir, heads, params.probe
+        ).items():
             if head in row:
                 lo, hi = value.get("selectivity_ci", (None, None))
                 row[head] |= {"selectivity": value.get("selectivity"), "selectivity_lo": lo, "selectivity_hi": hi}
@@ -141,8 +156,9 @@ def build_report(params: Params, metrics_dir: str | Path = "metrics", probes_dir
                     row[head]["selectivity_reason"] = value["selectivity_reason"]
     recon = {p.stem: json.loads(p.read_text()) for p in sorted((metrics_dir / "recon").glob("*.json"))}
     adapter_rows = {name: adapter_summary(r) for name, r in recon.items()}
-    write_json_atomic(metrics_dir / "summary.json",
-                      {**summary, **{f"adapter:{name}": row for name, row in adapter_rows.items()}})
+    write_json_atomic(
+        metrics_dir / "summary.json", {**summary, **{f"adapter:{name}": row for name, row in adapter_rows.items()}}
+    )
     decision = decide(summary, params.points, params.decision, adapter_rows, heads)
     weights = sorted({str(row.get("weights")) for row in summary.values() if row.get("weights")})
     decision["weights"] = weights
@@ -157,8 +173,12 @@ def build_report(params: Params, metrics_dir: str | Path = "metrics", probes_dir
     if curves:
         plot_curves(curves, reports_dir / "curves.png")
         figures["curves"] = "curves.png"
-    adapter_curves = _curves({f"adapter/{p.stem}": Path(adapters_dir) / p.stem / "live"
-                              for p in sorted((metrics_dir / "adapter").glob("*.json"))})
+    adapter_curves = _curves(
+        {
+            f"adapter/{p.stem}": Path(adapters_dir) / p.stem / "live"
+            for p in sorted((metrics_dir / "adapter").glob("*.json"))
+        }
+    )
     _write_curves({**curves, **adapter_curves}, reports_dir / "curves")
     box_head = decision.get("best_pre_merge", {}).get("head", heads[0])  # the head that read the best pre-merge IoU
     sheet = _sheet_points(summary, params, box_head)
@@ -186,25 +206,38 @@ def build_report(params: Params, metrics_dir: str | Path = "metrics", probes_dir
 def _plot_rows(summary: dict[str, Any], heads: list[str], params: Params) -> list[dict[str, Any]]:
     """Long-format rows for ``dvc plots``: one per (point, head)."""
     key = f"map50_{params.decision.map_kind}"
-    return [{"point": name, "head": head, "bbox_iou": row[head]["bbox_iou"], "map50": row[head][key]}
-            for name, row in summary.items() for head in heads if row.get(head)]
+    return [
+        {"point": name, "head": head, "bbox_iou": row[head]["bbox_iou"], "map50": row[head][key]}
+        for name, row in summary.items()
+        for head in heads
+        if row.get(head)
+    ]
 
 
 def _table_rows(summary: dict[str, Any], heads: list[str], params: Params) -> list[dict[str, Any]]:
     key = f"map50_{params.decision.map_kind}"
     rows = []
     for name, row in summary.items():
-        entry: dict[str, Any] = {"point": name, "kind": params.points[name].kind, "weights": row.get("weights"),
-                                 "order": getattr(params.points[name], "order", None)}
+        entry: dict[str, Any] = {
+            "point": name,
+            "kind": params.points[name].kind,
+            "weights": row.get("weights"),
+            "order": getattr(params.points[name], "order", None),
+        }
         for head in heads:
             m = row.get(head, {})
-            entry[head] = {"bbox_iou": m.get("bbox_iou"), "bbox_iou_ci": [m.get("bbox_iou_lo"), m.get("bbox_iou_hi")],
-                           "bbox_iou_chance": m.get("bbox_iou_chance"), "seeds": m.get("seeds"),
-                           "selectivity": m.get("selectivity"),
-                           "selectivity_ci": [m.get("selectivity_lo"), m.get("selectivity_hi")],
-                           "map50": m.get(key), "map50_ci": [m.get(f"{key}_lo"), m.get(f"{key}_hi")],
-                           "shuffled_bbox_iou": row.get("shuffled", {}).get(head, {}).get("bbox_iou"),
-                           "shuffled_bbox_iou_chance": row.get("shuffled", {}).get(head, {}).get("bbox_iou_chance")}
+            entry[head] = {
+                "bbox_iou": m.get("bbox_iou"),
+                "bbox_iou_ci": [m.get("bbox_iou_lo"), m.get("bbox_iou_hi")],
+                "bbox_iou_chance": m.get("bbox_iou_chance"),
+                "seeds": m.get("seeds"),
+                "selectivity": m.get("selectivity"),
+                "selectivity_ci": [m.get("selectivity_lo"), m.get("selectivity_hi")],
+                "map50": m.get(key),
+                "map50_ci": [m.get(f"{key}_lo"), m.get(f"{key}_hi")],
+                "shuffled_bbox_iou": row.get("shuffled", {}).get(head, {}).get("bbox_iou"),
+                "shuffled_bbox_iou_chance": row.get("shuffled", {}).get(head, {}).get("bbox_iou_chance"),
+            }
         entry["temporal"] = row.get("temporal", {})
         entry["memory_overhead_vs_merger"] = row.get("extract", {}).get("memory_overhead_vs_merger")
         rows.append(entry)
@@ -230,8 +263,11 @@ def _mean_ci(m: dict[str, Any] | None) -> str:
 
 
 def _detected(d: dict[str, Any], key: str) -> str:
-    return d.get("reason", "n/a") if key not in d else \
-        f"{_fmt(d[key])} [{_fmt(d[f'{key}_ci'][0])}, {_fmt(d[f'{key}_ci'][1])}]"
+    return (
+        d.get("reason", "n/a")
+        if key not in d
+        else f"{_fmt(d[key])} [{_fmt(d[f'{key}_ci'][0])}, {_fmt(d[f'{key}_ci'][1])}]"
+    )
 
 
 OPTION_ORDER = {"A": 0, "B": 1, "C": 2}
@@ -257,9 +293,21 @@ def _memory(m: dict[str, Any] | None) -> str:
 def phase2_table(recon: dict[str, Any], training: dict[str, Any]) -> list[str]:
     """One row per adapter, options A, B, C first (same latents, same test clips), then the VAE ceiling and the
     original frames as references; below, the learned point weights of each option C adapter."""
-    header = ["", "option", "parameters", "latent variance explained (test)", "spatial IoU on decoded frames",
-              "mAP@0.5 (class-agnostic)", "LPIPS", "PSNR", "SSIM", "CKA input vs latents",
-              "convergence (steps to selected epoch)", "training memory", "Phase 2 verdict"]
+    header = [
+        "",
+        "option",
+        "parameters",
+        "latent variance explained (test)",
+        "spatial IoU on decoded frames",
+        "mAP@0.5 (class-agnostic)",
+        "LPIPS",
+        "PSNR",
+        "SSIM",
+        "CKA input vs latents",
+        "convergence (steps to selected epoch)",
+        "training memory",
+        "Phase 2 verdict",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     reference = None
     names = sorted(recon, key=lambda n: (OPTION_ORDER.get(training.get(n, {}).get("option"), 3), n))
@@ -267,31 +315,68 @@ def phase2_table(recon: dict[str, Any], training: dict[str, Any]) -> list[str]:
         r, train = recon[name], training.get(name, {})
         a, p = r["adapter"], r["phase2"]
         cka = ", ".join(f"{c['point']} {_fmt(c['linear'], 2)}" for c in r.get("cka", {}).values())
-        lines.append("| " + " | ".join([
-            f"`{name}`", train.get("option", "n/a"), f"{p['parameters']['value']:,}",
-            _fmt(train.get("explained", {}).get("test")),
-            _detected(a["detection"], "bbox_iou"), _detected(a["detection"], "map50_class_agnostic"),
-            _mean_ci(a["lpips"]) if a["lpips"] else "unavailable", _mean_ci(a["psnr"]), _mean_ci(a["ssim"]), cka,
-            _convergence(p.get("convergence")), _memory(train.get("memory")), p["overall"]]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    f"`{name}`",
+                    train.get("option", "n/a"),
+                    f"{p['parameters']['value']:,}",
+                    _fmt(train.get("explained", {}).get("test")),
+                    _detected(a["detection"], "bbox_iou"),
+                    _detected(a["detection"], "map50_class_agnostic"),
+                    _mean_ci(a["lpips"]) if a["lpips"] else "unavailable",
+                    _mean_ci(a["psnr"]),
+                    _mean_ci(a["ssim"]),
+                    cka,
+                    _convergence(p.get("convergence")),
+                    _memory(train.get("memory")),
+                    p["overall"],
+                ]
+            )
+            + " |"
+        )
         reference = r
     if reference is not None:
         for label, key in (("VAE ceiling", "ceiling"), ("original frames", "original")):
             m = reference[key]
-            lines.append("| " + " | ".join([
-                label, "", "", "", _detected(m["detection"], "bbox_iou"),
-                _detected(m["detection"], "map50_class_agnostic"),
-                (_mean_ci(m["lpips"]) if m.get("lpips") else "unavailable") if key == "ceiling" else "",
-                _mean_ci(m.get("psnr")) if key == "ceiling" else "", _mean_ci(m.get("ssim")) if key == "ceiling" else "",
-                "", "", "", ""]) + " |")
-        lines += ["", "Options (the proposal's): A = pure pre-merge (`single` on a ViT point), B = dual stream "
-                  "(pre-merge spatial + merger/LLM semantic), C = multi-scale ViT (`multi_scale`); post-merge = "
-                  "`single` on the merger or an LLM layer. Boxes on decoded frames come from the "
-                  f"`{reference.get('detector')}` probe, the same detector run on the original frames (last row). "
-                  "LPIPS: " + (reference["ceiling"].get("lpips_reason") or "") + "."]
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        label,
+                        "",
+                        "",
+                        "",
+                        _detected(m["detection"], "bbox_iou"),
+                        _detected(m["detection"], "map50_class_agnostic"),
+                        (_mean_ci(m["lpips"]) if m.get("lpips") else "unavailable") if key == "ceiling" else "",
+                        _mean_ci(m.get("psnr")) if key == "ceiling" else "",
+                        _mean_ci(m.get("ssim")) if key == "ceiling" else "",
+                        "",
+                        "",
+                        "",
+                        "",
+                    ]
+                )
+                + " |"
+            )
+        lines += [
+            "",
+            "Options (the proposal's): A = pure pre-merge (`single` on a ViT point), B = dual stream "
+            "(pre-merge spatial + merger/LLM semantic), C = multi-scale ViT (`multi_scale`); post-merge = "
+            "`single` on the merger or an LLM layer. Boxes on decoded frames come from the "
+            f"`{reference.get('detector')}` probe, the same detector run on the original frames (last row). "
+            "LPIPS: " + (reference["ceiling"].get("lpips_reason") or "") + ".",
+        ]
     weights = {n: training[n]["point_weights"] for n in names if training.get(n, {}).get("point_weights")}
     for name, w in weights.items():
-        lines += ["", f"Learned point weights of `{name}` (softmax, sum 1): " +
-                  ", ".join(f"`{point}` {value:.3f}" for point, value in w.items()) + "."]
+        lines += [
+            "",
+            f"Learned point weights of `{name}` (softmax, sum 1): "
+            + ", ".join(f"`{point}` {value:.3f}" for point, value in w.items())
+            + ".",
+        ]
     return lines
 
 
@@ -301,61 +386,108 @@ def render_markdown(decision: dict[str, Any], summary: dict[str, Any], heads: li
     lines = ["# Phase 1 report: where does spatial information survive?", ""]
     if decision.get("random_weights"):
         lines += [RANDOM_WARNING.format(weights=", ".join(decision["weights"])), ""]
-    lines += [f"Weights: {', '.join(decision.get('weights', [])) or 'n/a'}.", "",
-              f"## Decision: **{decision['decision']}**", "", decision["branch"], "",
-              f"- Oracle gate: {decision['criteria']['oracle']}", f"- GO: {decision['criteria']['go']}",
-              f"- NO-GO: {decision['criteria']['no_go']}", f"- Further criteria: {decision['criteria']['further']}"]
+    lines += [
+        f"Weights: {', '.join(decision.get('weights', [])) or 'n/a'}.",
+        "",
+        f"## Decision: **{decision['decision']}**",
+        "",
+        decision["branch"],
+        "",
+        f"- Oracle gate: {decision['criteria']['oracle']}",
+        f"- GO: {decision['criteria']['go']}",
+        f"- NO-GO: {decision['criteria']['no_go']}",
+        f"- Further criteria: {decision['criteria']['further']}",
+    ]
     gate = decision.get("oracle", {})
     reads = ", ".join(f"{h} {_fmt(v)}" for h, v in gate.get("bbox_iou", {}).items()) or "n/a"
-    lines.append(f"- Oracle ({', '.join(f'`{p}`' for p in gate.get('points', [])) or 'none configured'}): "
-                 f"{gate.get('status', 'missing')}; bbox IoU by head: {reads} (threshold {gate.get('threshold')}; "
-                 f"heads that decide: {', '.join(gate.get('passing_heads', [])) or 'none'})")
+    lines.append(
+        f"- Oracle ({', '.join(f'`{p}`' for p in gate.get('points', [])) or 'none configured'}): "
+        f"{gate.get('status', 'missing')}; bbox IoU by head: {reads} (threshold {gate.get('threshold')}; "
+        f"heads that decide: {', '.join(gate.get('passing_heads', [])) or 'none'})"
+    )
     bench = decision.get("benchmark")
     if bench:
-        where = ("expected on the synthetic benchmark, where objects are placed uniformly: a check of the benchmark"
-                 if bench["expected_at_chance"] else "not expected on real data: it measures what the prior gives")
-        lines.append(f"- Shuffled controls at chance: {bench['status']} ({where})" +
-                     (f"; above chance: {'; '.join(bench['above_chance'])}" if bench["above_chance"] else ""))
+        where = (
+            "expected on the synthetic benchmark, where objects are placed uniformly: a check of the benchmark"
+            if bench["expected_at_chance"]
+            else "not expected on real data: it measures what the prior gives"
+        )
+        lines.append(
+            f"- Shuffled controls at chance: {bench['status']} ({where})"
+            + (f"; above chance: {'; '.join(bench['above_chance'])}" if bench["above_chance"] else "")
+        )
     if "lpips" in decision:
         lpips = decision["lpips"]
-        lines.append(f"- LPIPS: {lpips['status']}" + (f" ({lpips['reason']})" if "reason" in lpips else
-                                                      f" (best {_fmt(lpips.get('best'))}, threshold {lpips.get('threshold')})"))
-    lines += ["", f"Definition. {IOU_DEFINITION} mAP through pycocotools COCOeval: mAP@0.5 ({d.map_kind}) is the "
-              "rule's; class-aware values are in `metrics/summary.json`.", "", "## Extraction points", ""]
-    header = ["point", "weights"] + [f"{h} bbox IoU (chance)" for h in heads] + \
-             [f"{h} selectivity" for h in heads] + [f"{h} mAP@0.5" for h in heads] + \
-             ["shuffled IoU (chance)", "direction acc. (chance)", "order acc. (chance)", "memory vs merger"]
+        lines.append(
+            f"- LPIPS: {lpips['status']}"
+            + (
+                f" ({lpips['reason']})"
+                if "reason" in lpips
+                else f" (best {_fmt(lpips.get('best'))}, threshold {lpips.get('threshold')})"
+            )
+        )
+    lines += [
+        "",
+        f"Definition. {IOU_DEFINITION} mAP through pycocotools COCOeval: mAP@0.5 ({d.map_kind}) is the "
+        "rule's; class-aware values are in `metrics/summary.json`.",
+        "",
+        "## Extraction points",
+        "",
+    ]
+    header = (
+        ["point", "weights"]
+        + [f"{h} bbox IoU (chance)" for h in heads]
+        + [f"{h} selectivity" for h in heads]
+        + [f"{h} mAP@0.5" for h in heads]
+        + ["shuffled IoU (chance)", "direction acc. (chance)", "order acc. (chance)", "memory vs merger"]
+    )
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     key = f"map50_{d.map_kind}"
     for name, row in summary.items():
         t = row.get("temporal", {})
-        shuffled = ", ".join(f"{_fmt(row.get('shuffled', {}).get(h, {}).get('bbox_iou'))} "
-                             f"({_fmt(row.get('shuffled', {}).get(h, {}).get('bbox_iou_chance'))})" for h in heads)
+        shuffled = ", ".join(
+            f"{_fmt(row.get('shuffled', {}).get(h, {}).get('bbox_iou'))} "
+            f"({_fmt(row.get('shuffled', {}).get(h, {}).get('bbox_iou_chance'))})"
+            for h in heads
+        )
         point = params.points[name]
-        label = f"`{name}`" + (" (naive order: the proposal's reshape, not un-permuted)"
-                               if getattr(point, "order", "raster") == "naive" else
-                               " (positive control)" if point.kind == "oracle" else "")
+        label = f"`{name}`" + (
+            " (naive order: the proposal's reshape, not un-permuted)"
+            if getattr(point, "order", "raster") == "naive"
+            else " (positive control)"
+            if point.kind == "oracle"
+            else ""
+        )
         cells = [label, str(row.get("weights", "n/a"))]
         cells += [_iou_cell(row.get(h, {})) for h in heads] + [_ci(row.get(h, {}), "selectivity") for h in heads]
         cells += [_ci(row.get(h, {}), key) for h in heads]
-        cells += [shuffled,
-                  f"{_fmt(t.get('direction_accuracy'))} ({_fmt(t.get('direction_chance'))})",
-                  f"{_fmt(t.get('order_accuracy'))} ({_fmt(t.get('order_chance'))})",
-                  _times(row.get("extract", {}).get("memory_overhead_vs_merger"))]
+        cells += [
+            shuffled,
+            f"{_fmt(t.get('direction_accuracy'))} ({_fmt(t.get('direction_chance'))})",
+            f"{_fmt(t.get('order_accuracy'))} ({_fmt(t.get('order_chance'))})",
+            _times(row.get("extract", {}).get("memory_overhead_vs_merger")),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", ("bbox IoU cells: value [95% interval] (chance level), then each probe seed's value where several "
-                   "seeds were trained. Selectivity: IoU minus the shuffled control's, paired interval; GO needs its "
-                   f"lower bound above {d.selectivity_margin}.")]
+    lines += [
+        "",
+        (
+            "bbox IoU cells: value [95% interval] (chance level), then each probe seed's value where several "
+            "seeds were trained. Selectivity: IoU minus the shuffled control's, paired interval; GO needs its "
+            f"lower bound above {d.selectivity_margin}."
+        ),
+    ]
     if decision.get("phase2"):
         lines += ["", "## Phase 2: adapters", "", *phase2_table(decision["phase2"], decision.get("adapters", {}))]
         for name, sheet in decision.get("sheets", {}).items():
             caption = f"`{name}`: original | VAE ceiling | adapter (test clips)"
             lines += ["", f"![{caption}]({sheet})", "", f"*{caption}*"]
     figures = decision.get("figures", {})
-    captions = {"by_point": "bbox IoU and mAP@0.5 by extraction point (model order), 95% intervals, thresholds dashed",
-                "curves": "probe training curves", "boxes": "test frames: ground truth (green) and the "
-                f"`{decision.get('boxes_head')}` probe's predictions (red)",
-                "cka": "CKA between extraction points (frame 0 of every clip, pooled to 8x12 cells)"}
+    captions = {
+        "by_point": "bbox IoU and mAP@0.5 by extraction point (model order), 95% intervals, thresholds dashed",
+        "curves": "probe training curves",
+        "boxes": f"test frames: ground truth (green) and the `{decision.get('boxes_head')}` probe's predictions (red)",
+        "cka": "CKA between extraction points (frame 0 of every clip, pooled to 8x12 cells)",
+    }
     if figures:
         lines += ["", "## Figures", ""]
         lines += [f"![{captions[k]}]({v})\n\n*{captions[k]}*\n" for k, v in figures.items()]

@@ -39,11 +39,21 @@ def plot_by_point(summary: dict[str, Any], heads: Sequence[str], decision: Decis
             vals = np.array([_interval(r, key) for r in rows])  # [P, 3]
             pos = x - 0.4 + width * (k + 0.5)
             err = np.abs(vals[:, [1, 2]].T - vals[:, 0])
-            ax.errorbar(pos, vals[:, 0], yerr=np.nan_to_num(err), fmt="o", color=HEAD_COLOURS[head], label=head, capsize=3)
-            shuffled = [summary[n].get("shuffled", {}).get(head, {}).get(key if key == "bbox_iou" else "map50_class_agnostic")
-                        for n in names]
-            ax.plot(pos, [np.nan if v is None else v for v in shuffled], "x", color=HEAD_COLOURS[head], alpha=0.5,
-                    label=f"{head} (shuffled control)")
+            ax.errorbar(
+                pos, vals[:, 0], yerr=np.nan_to_num(err), fmt="o", color=HEAD_COLOURS[head], label=head, capsize=3
+            )
+            shuffled = [
+                summary[n].get("shuffled", {}).get(head, {}).get(key if key == "bbox_iou" else "map50_class_agnostic")
+                for n in names
+            ]
+            ax.plot(
+                pos,
+                [np.nan if v is None else v for v in shuffled],
+                "x",
+                color=HEAD_COLOURS[head],
+                alpha=0.5,
+                label=f"{head} (shuffled control)",
+            )
         if key == "bbox_iou":
             ax.axhline(decision.go_iou, color="green", ls="--", lw=1, label=f"GO > {decision.go_iou}")
             ax.axhline(decision.nogo_iou, color="red", ls="--", lw=1, label=f"NO-GO < {decision.nogo_iou}")
@@ -78,8 +88,12 @@ def plot_curves(curves: dict[str, pd.DataFrame], out: str | Path) -> None:
     plt.close(fig)
 
 
-def plot_boxes(frames: dict[str, list[np.ndarray]], truth: dict[str, list[np.ndarray]],
-               predicted: dict[str, list[np.ndarray]], out: str | Path) -> None:
+def plot_boxes(
+    frames: dict[str, list[np.ndarray]],
+    truth: dict[str, list[np.ndarray]],
+    predicted: dict[str, list[np.ndarray]],
+    out: str | Path,
+) -> None:
     """A sheet: one row per point, one column per frame; ground truth in green, predictions in red (xywh px)."""
     rows = list(frames)
     cols = max(len(v) for v in frames.values())
@@ -111,7 +125,9 @@ def plot_cka(names: Sequence[str], matrices: dict[str, np.ndarray], out: str | P
         ax.set_title(f"CKA ({label})")
         for i in range(len(names)):
             for j in range(len(names)):
-                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6, color="w" if m[i, j] < 0.6 else "k")
+                ax.text(
+                    j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6, color="w" if m[i, j] < 0.6 else "k"
+                )
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(out, dpi=100)

@@ -16,15 +16,26 @@ from ..params import PointParams
 
 KIND_ORDER = {"oracle": -1, "pixels": 0, "vit_embed": 1, "vit_block": 2, "merger": 3, "llm": 4, "encoder": 5}
 PRE_MERGE_KINDS = ("vit_embed", "vit_block")
-SPATIAL_KEYS = ("bbox_iou", "best_box_iou", "map50_class_agnostic", "map_class_agnostic", "map50_class_aware",
-                "map_class_aware")
+SPATIAL_KEYS = (
+    "bbox_iou",
+    "best_box_iou",
+    "map50_class_agnostic",
+    "map_class_agnostic",
+    "map50_class_aware",
+    "map_class_aware",
+)
 
 
 def point_order(point: PointParams) -> tuple[int, str, int, int]:
     """Sort key: the oracle and pixel controls, then Qwen2.5-VL from patch embed to the last LLM layer (a naive-order
     ablation right after its raster twin), then encoders."""
     family = getattr(point, "family", "")
-    return KIND_ORDER[point.kind], family, getattr(point, "layer", -1), int(getattr(point, "order", "raster") == "naive")
+    return (
+        KIND_ORDER[point.kind],
+        family,
+        getattr(point, "layer", -1),
+        int(getattr(point, "order", "raster") == "naive"),
+    )
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -58,8 +69,12 @@ def _temporal(m: dict[str, Any]) -> dict[str, Any]:
             out[f"{task}_accuracy"] = None
             continue
         lo, hi = r.get("accuracy_ci") or (None, None)
-        out |= {f"{task}_accuracy": r["accuracy"], f"{task}_accuracy_lo": lo, f"{task}_accuracy_hi": hi,
-                f"{task}_chance": r["chance"]}
+        out |= {
+            f"{task}_accuracy": r["accuracy"],
+            f"{task}_accuracy_lo": lo,
+            f"{task}_accuracy_hi": hi,
+            f"{task}_chance": r["chance"],
+        }
     return out
 
 
@@ -71,12 +86,17 @@ def point_summary(probe: dict[str, Any] | None, extract: dict[str, Any] | None, 
             if head in probe:
                 row[head] = _spatial(probe[head])
         shuffled = probe.get("shuffled", {})
-        row["shuffled"] = {head: {"bbox_iou": shuffled[head]["bbox_iou"],
-                                  "bbox_iou_lo": (shuffled[head].get("bbox_iou_ci") or (None, None))[0],
-                                  "bbox_iou_hi": (shuffled[head].get("bbox_iou_ci") or (None, None))[1],
-                                  "bbox_iou_chance": shuffled[head].get("bbox_iou_chance"),
-                                  "map50_class_agnostic": shuffled[head]["map50_class_agnostic"]}
-                           for head in heads if head in shuffled}
+        row["shuffled"] = {
+            head: {
+                "bbox_iou": shuffled[head]["bbox_iou"],
+                "bbox_iou_lo": (shuffled[head].get("bbox_iou_ci") or (None, None))[0],
+                "bbox_iou_hi": (shuffled[head].get("bbox_iou_ci") or (None, None))[1],
+                "bbox_iou_chance": shuffled[head].get("bbox_iou_chance"),
+                "map50_class_agnostic": shuffled[head]["map50_class_agnostic"],
+            }
+            for head in heads
+            if head in shuffled
+        }
         if "temporal" in probe:
             row["temporal"] = _temporal(probe["temporal"])
         if "temporal" in shuffled:
@@ -97,9 +117,12 @@ def build_summary(points: dict[str, PointParams], heads: list[str], metrics_dir:
     """The summary of every point in ``points`` (model order) from ``metrics/probe`` and ``metrics/extract``."""
     metrics_dir = Path(metrics_dir)
     ordered = sorted(points, key=lambda name: point_order(points[name]))
-    return {name: point_summary(_read(metrics_dir / "probe" / f"{name}.json"),
-                                _read(metrics_dir / "extract" / f"{name}.json"), heads)
-            for name in ordered}
+    return {
+        name: point_summary(
+            _read(metrics_dir / "probe" / f"{name}.json"), _read(metrics_dir / "extract" / f"{name}.json"), heads
+        )
+        for name in ordered
+    }
 
 
 def adapter_summary(recon: dict[str, Any]) -> dict[str, Any]:
@@ -119,6 +142,8 @@ def adapter_summary(recon: dict[str, Any]) -> dict[str, Any]:
         "ssim": adapter["ssim"]["mean"],
         "parameters": phase2["parameters"]["value"],
         "steps_to_best": phase2.get("convergence", {}).get("value"),
-        "phase2_level": None if phase2["overall"] == "unknown" else len(VERDICTS) - 1 - VERDICTS.index(phase2["overall"]),
+        "phase2_level": None
+        if phase2["overall"] == "unknown"
+        else len(VERDICTS) - 1 - VERDICTS.index(phase2["overall"]),
     }
     return {k: v for k, v in values.items() if v is not None}
