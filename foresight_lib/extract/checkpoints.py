@@ -1,8 +1,8 @@
 """Model-neutral checkpoint helpers: config reading, identity hashes, pixel normalisation, weights records.
 
 Every model family (Qwen2.5-VL, the dedicated encoders) loads a local directory the same way: its
-``config.json`` is checked before any weight is read, its identity is a hash that does not read tensor
-values, its pixel normalisation comes from ``preprocessor_config.json``, and what produced a store is
+``config.json`` is checked before any weight is read, its identity is a hash of its files' bytes (tensor values
+included), its pixel normalisation comes from ``preprocessor_config.json``, and what produced a store is
 one :func:`weights_identity` record.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,13 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from ..errors import ForesightError
 
-SHA256_SCOPE = "config.json, preprocessor_config.json, and each weight file's name, size and safetensors header"
-"""What a checkpoint's identity hash covers: tensor names, dtypes, shapes and offsets, not tensor values."""
+SHA256_SCOPE = "config.json, preprocessor_config.json, and each weight file's name and bytes"
+"""What a checkpoint's identity hash covers: every tensor value (two checkpoints of one layout with different
+weights, e.g. a fine-tune or a random twin, get different identities)."""
+
+_HASH_CACHE = "checkpoint_sha256.json"
+"""File under ``$FORESIGHT_CACHE`` (default ``~/.cache/foresight``) remembering each weight file's sha256 by path,
+size, mtime and inode, so the 15 GB of a 7B checkpoint are read once per machine, not once per stage."""
 
 
 @dataclass(frozen=True)
@@ -58,18 +63,40 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def checkpoint_sha256(path: Path) -> str:
-    """Identity hash of a checkpoint directory over :data:`SHA256_SCOPE` (fast: tensor values are not read)."""
+    """Identity hash of a checkpoint directory over :data:`SHA256_SCOPE` (weight files' hashes cached: _HASH_CACHE)."""
     digest = hashlib.sha256()
     for name in ("config.json", "preprocessor_config.json"):
         if (path / name).is_file():
             digest.update(name.encode() + b"\0" + (path / name).read_bytes())
     for weights in sorted([*path.glob("*.safetensors"), *path.glob("*.bin")]):
-        digest.update(f"{weights.name}\0{weights.stat().st_size}\0".encode())
-        if weights.suffix == ".safetensors":
-            with weights.open("rb") as f:
-                (header_len,) = struct.unpack("<Q", f.read(8))
-                digest.update(f.read(header_len))
+        digest.update(f"{weights.name}\0{file_sha256(weights)}\0".encode())
     return digest.hexdigest()
+
+
+def file_sha256(file: Path) -> str:
+    """sha256 of a file's bytes, remembered in the machine's cache by (path, size, mtime, inode)."""
+    stat = file.stat()
+    key = f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}"
+    cache_file = Path(os.environ.get("FORESIGHT_CACHE", Path.home() / ".cache" / "foresight")) / _HASH_CACHE
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        cache = {}
+    if key in cache:
+        return cache[key]
+    digest = hashlib.sha256()
+    with file.open("rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    cache[key] = digest.hexdigest()
+    try:  # best effort: a read-only home only costs a re-read next time
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache))
+        os.replace(tmp, cache_file)
+    except OSError:
+        pass
+    return cache[key]
 
 
 def read_normalization(path: Path, default: Normalization = CLIP_NORMALIZATION) -> Normalization:
