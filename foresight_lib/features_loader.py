@@ -191,8 +191,8 @@ class SplitLoader:
 
 
 def train_statistics(loader: SplitLoader) -> Standardiser:
-    """Per-channel mean and standard deviation over every token of ``loader``'s (raw) clips (float64 sums, std
-    floored at 1e-6); a resident loader is filled by this pass."""
+    """Per-channel mean and standard deviation over every token of ``loader``'s (raw) clips (float64 sums; a
+    channel constant on these clips gets std 1); a resident loader is filled by this pass."""
     if loader.standardiser is not None:
         raise ValueError("statistics need the raw grids")
     channels = loader.store.channels
@@ -205,5 +205,6 @@ def train_statistics(loader: SplitLoader) -> Standardiser:
         squares += (flat * flat).sum(0)
         count += len(flat)
     mean = (total / count).cpu().numpy()
-    std = np.maximum(np.sqrt(np.maximum((squares / count).cpu().numpy() - mean**2, 0.0)), 1e-6)
+    std = np.sqrt(np.maximum((squares / count).cpu().numpy() - mean**2, 0.0))
+    std[std < 1e-6] = 1.0  # constant on train (e.g. a class absent from it): centred, not scaled into float16 overflow
     return Standardiser(mean.astype(np.float32), std.astype(np.float32))

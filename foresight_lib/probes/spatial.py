@@ -7,11 +7,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..params import ProbeParams
 from .base import SpatialProbe
 from .data import Batch, ProbeData
 from .engine import OnePass, Score, Trainee, TraineeKey, make_trainees, select
-from .evaluate import asserted_iou, evaluate_split
+from .evaluate import FramePrediction, asserted_iou, evaluate_split
 from .heads import make_probe
 
 
@@ -50,9 +52,17 @@ def train_spatial(data: ProbeData, params: ProbeParams, settings: SpatialSetting
 
     def validate(ts: Sequence[Trainee]) -> list[Score]:
         predictions, losses = evaluate_split([(t.model, t.key.shuffled) for t in ts], data, "val")
-        return [Score(asserted_iou(data.truth, p, params.score_threshold), l) for p, l in zip(predictions, losses)]
+        return [
+            Score(asserted_iou(data.truth, p, params.score_threshold) if _finite(p) else float("nan"), l)
+            for p, l in zip(predictions, losses)
+        ]
 
     OnePass(trainees, lambda epoch: data.batches("train", control, epoch), loss, validate, "bbox_iou").run(
         params.epochs, data.device, f"{data.store.name} spatial x{len(trainees)}"
     )
     return trainees, select(trainees)
+
+
+def _finite(predictions: Sequence[FramePrediction]) -> bool:
+    """Whether every decoded box is finite (a diverged trainee's are not: it scores NaN, which selection ranks last)."""
+    return all(bool(np.isfinite(p.detections.boxes).all()) for p in predictions)
