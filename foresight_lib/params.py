@@ -235,7 +235,9 @@ class ProbeParams(_Section):
     nms_iou: float = Field(0.5, gt=0.0, le=1.0, description="IoU above which the grid heads' NMS suppresses a box")
     detr_queries: int = Field(10, ge=1, le=100, description="object queries of the detr head")
     detr_layers: int = Field(2, ge=1, le=12, description="transformer decoder layers of the detr head")
-    order_pairs: int = Field(4, ge=1, le=1000, description="frame-order pairs (i < j) drawn per clip")
+    order_triplets: int = Field(
+        9, ge=1, le=1000, description="frame-order slot triplets (i, i + g, i + 2g) drawn per clip (9 slots: 9 exist)"
+    )
     block_clips: int = Field(
         8, ge=1, le=4096, description="clips shuffled together per block (fixes the sample order) and read at once"
     )
