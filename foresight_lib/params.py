@@ -35,7 +35,7 @@ class _Section(BaseModel):
 
 # --------------------------------------------------------------------------------------- data
 class SyntheticParams(_Section):
-    n_clips: int = Field(30, ge=3, description="clips generated (split into train/val/test)")
+    n_clips: int = Field(48, ge=3, description="clips generated (split into train/val/test)")
     min_objects: int = Field(1, ge=1, le=3)
     max_objects: int = Field(3, ge=1, le=3)
     occlusion_prob: float = Field(0.3, ge=0.0, le=1.0, description="chance a clip has a foreground occluder")
@@ -62,8 +62,8 @@ class SplitParams(_Section):
 class DataParams(_Section):
     source: Literal["synthetic", "something_else", "coco_video"] = "synthetic"
     seed: int = 0
-    height: int = Field(448, ge=GEOMETRY_MULTIPLE, le=4480)
-    width: int = Field(672, ge=GEOMETRY_MULTIPLE, le=4480)
+    height: int = Field(224, ge=GEOMETRY_MULTIPLE, le=4480)
+    width: int = Field(448, ge=GEOMETRY_MULTIPLE, le=4480)
     n_frames: int = Field(9, ge=1, le=257, description="frames per clip, 1 + 8k (LTX-Video VAE rule)")
     fps: float | None = Field(None, gt=0.0, description="sample at this rate; null samples n_frames uniformly")
     resize: Literal["pad", "crop", "stretch"] = "pad"
@@ -209,7 +209,7 @@ class ProbeParams(_Section):
     heads: list[Literal["linear", "mlp", "dense", "detr"]] = Field(
         ["linear", "dense"], min_length=1, description="spatial heads, each also run on the shuffled control"
     )
-    epochs: int = Field(8, ge=1, le=10000, description="training epochs of every spatial head")
+    epochs: int = Field(10, ge=1, le=10000, description="training epochs of every spatial head")
     temporal_epochs: int = Field(30, ge=1, le=10000, description="training epochs of the temporal heads")
     lrs: list[float] = Field(
         [1e-2],

@@ -8,7 +8,7 @@ from foresight_lib.params import load_params, parse_params
 def test_repository_params_file_is_valid():
     p = load_params("params.yaml")
     assert p.data.source == "synthetic"
-    assert (p.data.height, p.data.width, p.data.n_frames) == (448, 672, 9)
+    assert (p.data.height, p.data.width, p.data.n_frames) == (224, 448, 9)
 
 
 @pytest.mark.parametrize(
@@ -32,7 +32,7 @@ def test_repository_params_file_is_valid():
         ),  # -1 is valid: from the end
         ({"points": {"p": {"kind": "merger", "layer": 3}}}, ["points.p.layer: unknown key", "allowed: kind"]),
         ({"points": {"Bad-Name": {"kind": "merger"}}}, ["points", "Bad-Name"]),
-        ({"points": {"o": {"kind": "oracle", "stride": 15}}}, ["points.o.stride: 15 must divide data.height (448)"]),
+        ({"points": {"o": {"kind": "oracle", "stride": 15}}}, ["points.o.stride: 15 must divide data.height (224)"]),
         ({"points": {"o": {"kind": "oracle", "stride": 0}}}, ["points.o.stride", "greater than or equal to 1"]),
         ({"points": {"p": {"kind": "vit_block", "layer": 7, "order": "windowed"}}}, ["points.p.order", "'naive'"]),
         ({"points": {"p": {"kind": "merger", "order": "naive"}}}, ["points.p.order: unknown key"]),
