@@ -228,7 +228,7 @@ def _frames_and_point(tmp: Path) -> Path:
         params.data.width,
         params.data.n_frames,
     )
-    write_point(extractor, root / "frames.zarr", root / "pixels.zarr", None, params.extract.mode, progress=False)
+    write_point(extractor, root / "frames.zarr", root / "pixels.zarr", None, params.extract.dtype, progress=False)
     return root
 
 
@@ -254,8 +254,9 @@ def _stage_params(probe: dict, old: bool, tmp: Path, name: str, ref: str) -> Pat
     )
     raw = yaml.safe_load(text)
     section = {k: v for k, v in probe.items() if k not in ("lrs", "seeds", "device", "gpu_memory_gb", "host_memory_gb")}
-    if old:
-        section |= {"lr": probe["lrs"][0], "seed": probe["seeds"][0], "max_clips_in_memory": 64}
+    if old:  # the old keys: one lr and seed, a clip cache, slot pairs for the order probe
+        section = {k: v for k, v in section.items() if k != "order_triplets"}
+        section |= {"lr": probe["lrs"][0], "seed": probe["seeds"][0], "max_clips_in_memory": 64, "order_pairs": 4}
     else:
         section |= {"lrs": probe["lrs"][:1], "seeds": probe["seeds"][:1], "device": probe["device"]}
     raw["probe"] = section
