@@ -41,7 +41,7 @@ from foresight_lib.probes.base import BoxTargets
 from foresight_lib.probes.data import ProbeData
 from foresight_lib.probes.detector import ProbeDetector
 from foresight_lib.probes.detr import DetrProbe, hungarian_match
-from foresight_lib.probes.engine import Score, Trainee, TraineeKey, seeded, select
+from foresight_lib.probes.engine import Score, Trainee, TraineeKey, Workers, seeded, select
 from foresight_lib.probes.evaluate import PREDICTION_COLUMNS, evaluate_split, spatial_metrics
 from foresight_lib.probes.grid import assign_cells
 from foresight_lib.probes.heads import make_probe
@@ -286,6 +286,31 @@ def test_grid_heads_recover_the_boxes_at_the_stride_they_are_given(head, stride)
     assert not np.allclose(np.sort(wrong.boxes, axis=0), np.sort(boxes.numpy(), axis=0), atol=1.0)
 
 
+@pytest.mark.parametrize("head", ["linear", "dense", "detr"])
+def test_decoding_only_the_detections_scoring_at_least_a_threshold_gives_the_full_decode_filtered(head):
+    """Selection decodes only the asserted validation boxes each epoch (greedy NMS over a prefix of the ranking):
+    exactly the full decode's, including ties (saturated scores of 1.0) and frames with nothing above."""
+    with seeded(0):
+        probe = make_probe(head, 8, 3, ProbeParams(max_detections=20)).eval()
+        outputs = {k: v.detach() for k, v in probe(torch.randn(5, 8, 12, 8)).items()}
+        if head == "detr":
+            outputs["logits"] = torch.randn_like(outputs["logits"]) * 3
+        else:
+            outputs["objectness"] = torch.randn_like(outputs["objectness"]) * 3  # [B, gh, gw] a spread of scores
+            outputs["objectness"][0, 2:5, 3:6] = 40.0  # 9 overlapping cells scoring exactly 1.0
+            outputs["objectness"][1] = -10.0  # a frame with nothing above any threshold
+            outputs["distances"] = torch.rand_like(outputs["distances"]) * 3
+    full = probe.decode(outputs, 14)
+    assert sum(len(f.scores) for f in full) > 20
+    for at_least in (0.3, 0.5, 0.9, 1.0):
+        part = probe.decode(outputs, 14, at_least)
+        for whole, some in zip(full, part, strict=True):
+            keep = whole.scores >= at_least  # [M]
+            np.testing.assert_array_equal(some.boxes, whole.boxes[keep])
+            np.testing.assert_array_equal(some.scores, whole.scores[keep])
+            np.testing.assert_array_equal(some.labels, whole.labels[keep])
+
+
 def test_a_cell_inside_two_boxes_belongs_to_the_smaller():
     big, small = [0.0, 0.0, 140.0, 140.0], [28.0, 28.0, 28.0, 28.0]
     positive, distances, classes = assign_cells([torch.tensor([big, small])], [torch.tensor([0, 1])], 10, 10, 14)
@@ -395,18 +420,22 @@ def test_a_split_larger_than_the_budget_is_streamed_in_blocks_with_the_same_resu
     assert json.dumps(whole, sort_keys=True) == json.dumps(blocks, sort_keys=True)  # NaN-safe equality
 
 
-def _trained_state(tiny: Path, settings: SpatialSettings, params: ProbeParams, key: TraineeKey) -> tuple[dict, list]:
+def _trained_state(
+    tiny: Path, settings: SpatialSettings, params: ProbeParams, key: TraineeKey, threads: int
+) -> tuple[dict, list]:
     data = point_data(open_features(tiny / "merger.zarr"), tiny, params)
-    trainees, _ = train_spatial(data, params, settings)
+    with Workers(threads, data.device) as workers:
+        trainees, _ = train_spatial(data, params, settings, workers)
     (t,) = [t for t in trainees if t.key == key]
     return t.model.state_dict(), t.curve
 
 
-def test_a_head_trained_beside_others_gets_the_same_numbers_as_alone(tiny):
+@pytest.mark.parametrize("key", [TraineeKey("linear", False, 0.03, 1), TraineeKey("dense", True, 0.01, 0)])
+def test_a_head_trained_beside_others_on_several_threads_gets_the_same_numbers_as_alone(tiny, key):
     params = probe_params(lrs=[0.01, 0.03], seeds=[0, 1], heads=["linear", "dense"])
-    key = TraineeKey("linear", False, 0.03, 1)
-    alone = _trained_state(tiny, SpatialSettings(("linear",), (0.03,), (1,), (False,)), params, key)
-    beside = _trained_state(tiny, SpatialSettings.of(params), params, key)
+    only = SpatialSettings((key.name,), (key.lr,), (key.seed,), (key.shuffled,))
+    alone = _trained_state(tiny, only, params, key, threads=1)
+    beside = _trained_state(tiny, SpatialSettings.of(params), params, key, threads=3)
     assert alone[1] == beside[1] and len(alone[1]) == params.epochs  # every epoch's losses and val IoU
     assert alone[0].keys() == beside[0].keys()
     for name, value in alone[0].items():
