@@ -239,11 +239,14 @@ def _plain_motion(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
 
 def test_every_sample_s_features_equal_the_plain_definition(tiny):
     """Direction pairs and order triplets (half reversed) of every split, features and shuffled control, from the
-    per-clip tables (4 train clips in blocks of 3: a partial block) against the plain formula per sample."""
+    per-clip tables (4 train clips in blocks of 3: a partial block; on one thread or two) against the plain
+    formula per sample."""
     params = probe_params(block_clips=3)
     data = point_data(open_features(tiny / "merger.zarr"), tiny, params)
     for split in SPLITS:
         tables = motion_tables(data, split)
+        with Workers(2, data.device) as workers:  # the clips' tables on two threads: the same numbers
+            assert all(torch.equal(t, tables[c]) for c, t in motion_tables(data, split, workers).items())
         grids = {int(c): g for block, held in data.clip_grids(split) for c, g in zip(block, held)}  # [T, gh, gw, C]
         for samples in (direction_samples(data, split), order_samples(data, split, params.order_triplets)):
             assert len(samples.labels) > 0

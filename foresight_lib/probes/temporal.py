@@ -61,7 +61,7 @@ from ..metrics.bootstrap import bootstrap_ci, clip_mean
 from ..metrics.temporal import accuracy_with_chance
 from ..params import ProbeParams
 from .data import ProbeData
-from .engine import OnePass, Score, Trainee, TraineeKey, make_trainees, select, write_curves
+from .engine import OnePass, Score, Trainee, TraineeKey, Workers, make_trainees, select, write_curves
 
 TASKS: tuple[str, ...] = ("direction", "order")
 
@@ -156,20 +156,25 @@ def odd_profiles(signals: torch.Tensor, rows: int) -> torch.Tensor:
     return torch.einsum("kij,ks->ijs", odd, weights.to(signals.dtype))  # [T, T, S]
 
 
-def motion_tables(data: ProbeData, split: str) -> dict[bool, torch.Tensor]:
+def motion_tables(data: ProbeData, split: str, workers: Workers | None = None) -> dict[bool, torch.Tensor]:
     """:func:`motion_table` of every clip of ``split`` (``data.splits[split]`` order) ``[n, T, T, D]``, of the
     features (``False``) and the shuffled control (``True``, the cells of each slot permuted by
-    :meth:`~.data.ProbeData.shuffle`), from one read of the split: both tasks assemble their samples from them."""
+    :meth:`~.data.ProbeData.shuffle`), from one read of the split, the tables of a block spread over ``workers``:
+    both tasks assemble their samples from them."""
+    workers = workers or Workers(1, data.device)
     clips = data.splits[split]
     dim = data.gw // 2 + data.gh // 2
     out = {c: torch.empty(len(clips), data.n_slots, data.n_slots, dim) for c in (False, True)}
     row = {int(c): k for k, c in enumerate(clips)}
     every = np.arange(data.n_slots)
     for block, grids in data.clip_grids(split):  # grids [k, T, gh, gw, C] float16
-        for clip, clip_grids in zip(block, grids):  # clip_grids [T, gh, gw, C]
-            shuffled = data.shuffle(clip_grids, np.full(data.n_slots, clip), every)
-            for control, shown in ((False, clip_grids), (True, shuffled)):
-                out[control][row[int(clip)]] = motion_table(shown).cpu()
+        shown = [  # (row, control, [T, gh, gw, C])
+            (row[int(clip)], control, data.shuffle(held, np.full(data.n_slots, clip), every) if control else held)
+            for clip, held in zip(block, grids)
+            for control in (False, True)
+        ]
+        for (k, control, _), table in zip(shown, workers.map(motion_table, [x for _, _, x in shown])):
+            out[control][k] = table.cpu()
     return out
 
 
@@ -194,7 +199,8 @@ def probe_task(
 ) -> dict[bool, dict[str, Any]]:
     """Train and test one temporal task on the features and the shuffled control: ``{shuffled: metrics}``;
     ``{"available": False, "reason": ...}`` when the data cannot pose it. ``tables(split)``: the split's
-    :func:`motion_tables`."""
+    :func:`motion_tables`. The trainees step in turn: a step of a linear head on a few dozen numbers is too short
+    to gain from a thread of its own (measured 2026-11-28: 2 threads slower than 1)."""
     n_classes = len(DIRECTIONS) if task == "direction" else 2
     min_slots = 2 if task == "direction" else 3
     if data.n_slots < min_slots:
@@ -274,8 +280,15 @@ def probe_task(
     return result
 
 
-def temporal_metrics(data: ProbeData, params: ProbeParams, live_dir: Path) -> dict[bool, dict[str, Any]]:
-    """``{shuffled: {"direction": {...}, "order": {...}}}`` for one point and its shuffled control."""
-    tables = functools.cache(functools.partial(motion_tables, data))  # split -> its tables, computed for the first task
+def temporal_metrics(
+    data: ProbeData, params: ProbeParams, live_dir: Path, workers: Workers | None = None
+) -> dict[bool, dict[str, Any]]:
+    """``{shuffled: {"direction": {...}, "order": {...}}}`` for one point and its shuffled control (the motion
+    tables spread over ``workers``)."""
+
+    @functools.cache
+    def tables(split: str) -> dict[bool, torch.Tensor]:  # computed for the first task that needs them
+        return motion_tables(data, split, workers)
+
     tasks = {task: probe_task(data, params, task, tables, live_dir) for task in TASKS}
     return {control: {task: tasks[task][control] for task in TASKS} for control in (False, True)}
