@@ -237,7 +237,7 @@ def _plain_motion(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     return torch.cat(features, dim=1)
 
 
-def test_every_sample_s_features_equal_the_plain_definition(tiny):
+def test_the_features_of_every_sample_equal_the_plain_definition(tiny):
     """Direction pairs and order triplets (half reversed) of every split, features and shuffled control, from the
     per-clip tables (4 train clips in blocks of 3: a partial block; on one thread or two) against the plain
     formula per sample."""
