@@ -159,7 +159,7 @@ def _run(
     seconds["metrics"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    temporal = temporal_metrics(data, params, live_dir)
+    temporal = temporal_metrics(data, params, live_dir, workers)
     metrics["temporal"], metrics["shuffled"]["temporal"] = temporal[False], temporal[True]
     for section in (metrics["temporal"], metrics["shuffled"]["temporal"]):
         for task in section.values():
