@@ -148,6 +148,9 @@ def deterministic(device: torch.device) -> Iterator[None]:
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
 
 
+_END = object()  # the end of an iterator drawn ahead
+
+
 class Workers:
     """Applies a function to independent items (trainees) on ``n`` threads, in order of the items; inline when
     ``n`` is 1 or the device is not the CPU. A context manager: the threads end with it."""
@@ -160,6 +163,19 @@ class Workers:
         """``[fn(item) for item in items]``, the items spread over the threads (which start in grad mode: a
         ``torch.no_grad`` around the call does not reach them)."""
         return list(self._pool.map(fn, items)) if self._pool is not None else [fn(item) for item in items]
+
+    def ahead(self, items: Iterable[T]) -> Iterator[T]:
+        """``items``, the next one drawn on a thread of its own while the current one is used (inline when ``n`` is
+        1): a batch is read, standardised and permuted while the trainees step on the one before."""
+        if self._pool is None:
+            yield from items
+            return
+        iterator = iter(items)
+        with concurrent.futures.ThreadPoolExecutor(1) as drawer:
+            pending = drawer.submit(next, iterator, _END)
+            while (item := pending.result()) is not _END:
+                pending = drawer.submit(next, iterator, _END)
+                yield item
 
     def __enter__(self) -> Workers:
         return self
@@ -212,7 +228,7 @@ class OnePass(Generic[B]):
             for epoch in tqdm(range(epochs), desc=desc, unit="epoch", leave=False):
                 for t in self.trainees:
                     t.model.train()
-                for batch in self.train_batches(epoch):
+                for batch in workers.ahead(self.train_batches(epoch)):
                     workers.map(functools.partial(self._step, batch=batch), self._by_size)
                 for t in self.trainees:
                     t.model.eval()

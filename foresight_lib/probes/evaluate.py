@@ -75,7 +75,7 @@ def evaluate_split(
     predictions: list[list[FramePrediction]] = [[] for _ in probes]
     totals = [torch.zeros(()) for _ in probes]
     count = 0
-    for batch in data.batches(split, control=any(shuffled for _, shuffled in probes)):
+    for batch in workers.ahead(data.batches(split, control=any(shuffled for _, shuffled in probes))):
         outcomes = workers.map(functools.partial(_outcome, batch=batch, stride=data.stride, at_least=at_least), probes)
         for i, (loss, detections) in enumerate(outcomes):
             totals[i] = totals[i] + loss * len(batch.clips)
