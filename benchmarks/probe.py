@@ -46,9 +46,10 @@ from foresight_lib.features import FeatureStore
 from foresight_lib.features_loader import MemoryBudget
 from foresight_lib.params import ProbeParams, load_params
 from foresight_lib.probes.data import ProbeData
-from foresight_lib.probes.engine import OnePass, Score, TraineeKey, Workers, make_trainees, seeded
+from foresight_lib.probes.engine import OnePass, Score, TraineeKey, make_trainees, seeded
 from foresight_lib.probes.heads import make_probe
 from foresight_lib.probes.truth import GroundTruth
+from foresight_lib.workers import Workers
 
 ROOT = Path(__file__).resolve().parent.parent
 WIDE = {"vit_1280": (1280, 32, 48, 14), "merger_3584": (3584, 16, 24, 28)}  # channels, gh, gw, stride

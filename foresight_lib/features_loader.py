@@ -32,6 +32,8 @@ rates and seeds. A merger or LLM point (384 tokens x 3584, 2.75 MB per frame) ta
 from __future__ import annotations
 
 import concurrent.futures
+import functools
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -40,6 +42,7 @@ import torch
 
 from .errors import ForesightError
 from .features import FeatureStore
+from .workers import Workers
 
 GB = 1024**3
 RESIDENCIES = ("gpu", "host", "stream")
@@ -190,21 +193,30 @@ class SplitLoader:
         return self._held.index_select(0, rows).to(self.device)
 
 
-def train_statistics(loader: SplitLoader) -> Standardiser:
-    """Per-channel mean and standard deviation over every token of ``loader``'s (raw) clips (float64 sums; a
-    channel constant on these clips gets std 1); a resident loader is filled by this pass."""
+def train_statistics(loader: SplitLoader, workers: Workers | None = None) -> Standardiser:
+    """Per-channel mean and standard deviation over every token of ``loader``'s (raw) clips (float64 sums, a block
+    per worker at a time, added in block order: the same numbers on any number of workers; a channel constant on
+    these clips gets std 1); a resident loader is filled by this pass."""
     if loader.standardiser is not None:
         raise ValueError("statistics need the raw grids")
+    workers = workers or Workers(1, loader.device)
     channels = loader.store.channels
     total = torch.zeros(channels, dtype=torch.float64, device=loader.device)
     squares = torch.zeros(channels, dtype=torch.float64, device=loader.device)
     count = 0
-    for _, grids in loader.blocks():
-        flat = grids.reshape(-1, channels).double()  # [k*T*gh*gw, C]
-        total += flat.sum(0)
-        squares += (flat * flat).sum(0)
-        count += len(flat)
+    blocks = (grids for _, grids in loader.blocks())
+    while group := list(itertools.islice(blocks, workers.n)):  # a block per worker at a time
+        for block_total, block_squares, n in workers.map(functools.partial(_sums, channels=channels), group):
+            total += block_total
+            squares += block_squares
+            count += n
     mean = (total / count).cpu().numpy()
     std = np.sqrt(np.maximum((squares / count).cpu().numpy() - mean**2, 0.0))
     std[std < 1e-6] = 1.0  # constant on train (e.g. a class absent from it): centred, not scaled into float16 overflow
     return Standardiser(mean.astype(np.float32), std.astype(np.float32))
+
+
+def _sums(grids: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Per-channel float64 sum and sum of squares ``[C]`` of a block's grids ``[k, T, gh, gw, C]``, and its tokens."""
+    flat = grids.reshape(-1, channels).double()  # [k*T*gh*gw, C]
+    return flat.sum(0), (flat * flat).sum(0), len(flat)

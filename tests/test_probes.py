@@ -41,7 +41,7 @@ from foresight_lib.probes.base import BoxTargets
 from foresight_lib.probes.data import ProbeData
 from foresight_lib.probes.detector import ProbeDetector
 from foresight_lib.probes.detr import DetrProbe, hungarian_match
-from foresight_lib.probes.engine import Score, Trainee, TraineeKey, Workers, seeded, select
+from foresight_lib.probes.engine import Score, Trainee, TraineeKey, seeded, select
 from foresight_lib.probes.evaluate import PREDICTION_COLUMNS, evaluate_split, spatial_metrics
 from foresight_lib.probes.grid import assign_cells
 from foresight_lib.probes.heads import make_probe
@@ -56,6 +56,7 @@ from foresight_lib.probes.temporal import (
     sample_features,
 )
 from foresight_lib.probes.truth import load_ground_truth
+from foresight_lib.workers import Workers
 
 HEIGHT, WIDTH = 224, 448
 CHEAP = {"epochs": 2, "temporal_epochs": 5, "bootstrap": 20, "bootstrap_map": 0}

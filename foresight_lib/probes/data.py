@@ -28,6 +28,7 @@ from ..data.splits import SPLITS, split_clips
 from ..errors import ForesightError
 from ..features import FeatureStore
 from ..features_loader import MemoryBudget, SplitLoader, Standardiser, train_statistics
+from ..workers import Workers
 from .base import BoxTargets
 from .truth import GroundTruth, check_match
 
@@ -53,7 +54,8 @@ class ProbeData:
     """One point's grids and ground truth, split by split (module docstring).
 
     ``seed`` fixes the sample order and the control's permutations; ``budget`` is spent on the splits in the
-    order train, val, test (:class:`~foresight_lib.features_loader.MemoryBudget`).
+    order train, val, test (:class:`~foresight_lib.features_loader.MemoryBudget`); the train statistics are
+    summed on ``workers``.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class ProbeData:
         block_clips: int,
         device: torch.device,
         budget: MemoryBudget,
+        workers: Workers | None = None,
     ) -> None:
         check_match(store, truth)
         self.store, self.truth = store, truth
@@ -79,7 +82,7 @@ class ProbeData:
             if not any(len(self.targets(c, t)[0]) for c in clips for t in range(self.n_slots)):
                 raise ForesightError(f"{store.path}: the {split!r} split has no annotated object in its target frames")
         self.loaders = {s: SplitLoader.open(store, self.splits[s], budget, device, block_clips) for s in SPLITS}
-        self.standardiser: Standardiser = train_statistics(self.loaders["train"])
+        self.standardiser: Standardiser = train_statistics(self.loaders["train"], workers)
         for loader in self.loaders.values():
             loader.standardise(self.standardiser)
         self._permutations: dict[tuple[int, int], np.ndarray] = {}  # (clip, slot) -> [gh*gw]

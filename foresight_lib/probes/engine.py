@@ -17,7 +17,7 @@ on their validation bbox IoU (:func:`.evaluate.asserted_iou`, the project's one 
 the class cross-entropy overfits within a few epochs while the boxes still improve. Temporal heads are
 scored on their validation cross-entropy.
 
-Parallelism (CPU): the trainees of a pass are independent, so :class:`Workers` steps them concurrently on
+Parallelism (CPU): the trainees of a pass are independent, so :class:`~foresight_lib.workers.Workers` steps them concurrently on
 ``probe.threads`` threads, each torch op single-threaded (``run_probes`` sets one intra-op thread): the cores
 work on different trainees instead of splitting each small op, and every trainee runs exactly the ops it runs
 alone, in the same order, so the numbers do not depend on the number of threads. On CUDA the trainees step in
@@ -32,7 +32,6 @@ differ by well under their bootstrap interval's width, not bit for bit.
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import math
 import os
@@ -48,9 +47,9 @@ from dvclive import Live
 from torch import nn
 from tqdm import tqdm
 
+from ..workers import Workers
+
 B = TypeVar("B")
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -146,43 +145,6 @@ def deterministic(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
-
-
-_END = object()  # the end of an iterator drawn ahead
-
-
-class Workers:
-    """Applies a function to independent items (trainees) on ``n`` threads, in order of the items; inline when
-    ``n`` is 1 or the device is not the CPU. A context manager: the threads end with it."""
-
-    def __init__(self, n: int, device: torch.device) -> None:
-        self.n = n if device.type == "cpu" else 1
-        self._pool = concurrent.futures.ThreadPoolExecutor(self.n) if self.n > 1 else None
-
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-        """``[fn(item) for item in items]``, the items spread over the threads (which start in grad mode: a
-        ``torch.no_grad`` around the call does not reach them)."""
-        return list(self._pool.map(fn, items)) if self._pool is not None else [fn(item) for item in items]
-
-    def ahead(self, items: Iterable[T]) -> Iterator[T]:
-        """``items``, the next one drawn on a thread of its own while the current one is used (inline when ``n`` is
-        1): a batch is read, standardised and permuted while the trainees step on the one before."""
-        if self._pool is None:
-            yield from items
-            return
-        iterator = iter(items)
-        with concurrent.futures.ThreadPoolExecutor(1) as drawer:
-            pending = drawer.submit(next, iterator, _END)
-            while (item := pending.result()) is not _END:
-                pending = drawer.submit(next, iterator, _END)
-                yield item
-
-    def __enter__(self) -> Workers:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
 
 
 def make_trainees(

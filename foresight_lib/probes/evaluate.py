@@ -36,9 +36,9 @@ import torch
 
 from ..metrics.boxes import FrameBoxes, bbox_iou
 from ..metrics.detection import detection_metrics, seeds_bbox_iou
+from ..workers import Workers
 from .base import Detections, SpatialProbe
 from .data import Batch, ProbeData
-from .engine import Workers
 from .truth import GroundTruth
 
 PREDICTION_COLUMNS: tuple[str, ...] = ("clip", "frame", "head", "seed", "x", "y", "w", "h", "score", "label")

@@ -34,9 +34,10 @@ from ..features import open_features
 from ..features_loader import MemoryBudget
 from ..params import ProbeParams
 from ..store import write_json_atomic, write_parquet_atomic
+from ..workers import Workers
 from .data import ProbeData
 from .detector import save_probe
-from .engine import Workers, write_curves
+from .engine import write_curves
 from .evaluate import evaluate_split, prediction_rows, spatial_metrics
 from .spatial import SpatialSettings, train_spatial
 from .temporal import temporal_metrics
@@ -55,7 +56,7 @@ def run_probes(
     """Probe one point's feature store against the frames stage's ground truth; write and return the metrics.
 
     Runs on ``probe.device``; on the CPU, every torch op on one thread and the trainees spread over
-    ``probe.threads`` threads (:class:`.engine.Workers`; torch's thread count is restored afterwards), so the
+    ``probe.threads`` threads (:class:`foresight_lib.workers.Workers`; torch's thread count is restored afterwards), so the
     numbers are reproducible for a given device kind, whatever ``probe.threads``.
     """
     device = resolve_device(probe_params.device, "probe.device")
@@ -79,7 +80,11 @@ def run_probes(
 
 
 def open_point(
-    point_store_path: str | Path, frames_dir: str | Path, params: ProbeParams, device: torch.device
+    point_store_path: str | Path,
+    frames_dir: str | Path,
+    params: ProbeParams,
+    device: torch.device,
+    workers: Workers | None = None,
 ) -> ProbeData:
     """One point's :class:`.data.ProbeData` as ``probe`` params say (order seed, batches, memory budgets)."""
     return ProbeData(
@@ -90,6 +95,7 @@ def open_point(
         params.block_clips,
         device,
         MemoryBudget.of(params.gpu_memory_gb, params.host_memory_gb),
+        workers,
     )
 
 
@@ -105,7 +111,7 @@ def _run(
     heads_dir: str | Path | None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    data = open_point(point_store_path, frames_dir, params, device)
+    data = open_point(point_store_path, frames_dir, params, device, workers)
     metrics: dict[str, Any] = {"point": _point_summary(data)}
     seconds: dict[str, float] = {"load": time.perf_counter() - started}
 

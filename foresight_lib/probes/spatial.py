@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..params import ProbeParams
+from ..workers import Workers
 from .base import SpatialProbe
 from .data import Batch, ProbeData
-from .engine import OnePass, Score, Trainee, TraineeKey, Workers, make_trainees, select
+from .engine import OnePass, Score, Trainee, TraineeKey, make_trainees, select
 from .evaluate import FramePrediction, asserted_iou, evaluate_split
 from .heads import make_probe
 

@@ -60,8 +60,9 @@ from ..data.splits import SPLITS
 from ..metrics.bootstrap import bootstrap_ci, clip_mean
 from ..metrics.temporal import accuracy_with_chance
 from ..params import ProbeParams
+from ..workers import Workers
 from .data import ProbeData
-from .engine import OnePass, Score, Trainee, TraineeKey, Workers, make_trainees, select, write_curves
+from .engine import OnePass, Score, Trainee, TraineeKey, make_trainees, select, write_curves
 
 TASKS: tuple[str, ...] = ("direction", "order")
 
