@@ -232,3 +232,21 @@ def test_empty_and_ignored_cases() -> None:
     # only ignored ground truth: COCOeval averages over no category (summarize reports -1); here NaN
     assert all(np.isnan(v) for v in evaluation.map([3]).values())
     assert coco_map([empty, only_gt], class_agnostic=True) == {"map50": 0.0, "map": 0.0}  # no detection at all
+
+
+def test_matching_rules() -> None:
+    """IoU exactly at a threshold matches; of two ground-truth boxes at the same IoU, the later one is taken."""
+
+    def one(gt: list, pred: list) -> list[FrameBoxes]:
+        scores = np.linspace(0.9, 0.8, len(pred))
+        return [FrameBoxes("f", "c", 100, 100, np.array(gt, dtype=float), np.array(pred, dtype=float), scores)]
+
+    at_half = one([[0, 0, 10, 10]], [[0, 0, 10, 5]])  # IoU 50 / 100: only the 0.5 threshold
+    assert coco_map(at_half, class_agnostic=True) == {"map50": pytest.approx(1.0), "map": pytest.approx(0.1)}
+    # The first detection has IoU 90/110 with both boxes and takes the second; the next one (IoU 90/110 with the
+    # second box, 70/130 with the first) then matches the first box at 0.5 only: AP 1 at 0.5, 51/101 (recall 1/2
+    # at precision 1) at 0.55..0.80, 0 above.
+    tie = one([[0, 0, 10, 10], [2, 0, 10, 10]], [[1, 0, 10, 10], [3, 0, 10, 10]])
+    assert coco_map(tie, class_agnostic=True) == pytest.approx({"map50": 1.0, "map": (1 + 6 * 51 / 101) / 10})
+    for frames in (at_half, tie):
+        assert coco_map(frames, class_agnostic=True) == _stock_cocoeval(frames, True)

@@ -10,7 +10,7 @@ step (``tests/test_metrics_coco.py`` checks the values against it):
   any other category are dropped. Area = ``w * h``; a ground-truth box with area above 1e10 (outside "all") is
   *ignored*, as is an unmatched detection with such an area.
 - Per frame and category: detections sorted by score, highest first (stable: ties keep the frame's order), the
-  first 100 kept; ground truth in the frame's order, ignored boxes last. IoU is :func:`.boxes.box_iou`.
+  first 100 kept; ground truth in the frame's order. IoU is :func:`.boxes.box_iou`.
 - Matching, per IoU threshold ``t``, detections in that order: a detection takes, among the still unmatched
   ground-truth boxes with IoU >= ``t`` (not-ignored ones if there are any), the one with the highest IoU (on a
   tie, the last); a detection matched to an ignored box is ignored.
@@ -50,12 +50,6 @@ def _labels(labels: np.ndarray | None, n: int, class_agnostic: bool, what: str) 
     return labels
 
 
-def _group(frame: np.ndarray, category: np.ndarray, first: np.ndarray, n_frames: int) -> np.ndarray:
-    """Order of items ``[N]`` by (category, frame), items of one group ordered by ``first`` then by position."""
-    order = np.argsort(first, kind="mergesort")  # [N]
-    return order[np.argsort(category[order] * n_frames + frame[order], kind="mergesort")]
-
-
 def _match(
     dt_boxes: np.ndarray,
     dt_start: np.ndarray,
@@ -67,7 +61,7 @@ def _match(
     """COCOeval's greedy matching of U (frame, category) units at once, one detection rank at a time.
 
     Unit ``u`` holds the detections ``dt_boxes[dt_start[u]:dt_start[u] + dt_count[u]]`` (score order) and the
-    ground truth ``gt_boxes[u]`` ``[U, G, 4]`` where ``gt_valid[u]`` (padding elsewhere), ignored ones last. Returns
+    ground truth ``gt_boxes[u]`` ``[U, G, 4]`` where ``gt_valid[u]`` (padding elsewhere). Returns
     ``(matched, ignored)``, each ``[T, D]`` over the detections: matched to a ground-truth box at each threshold;
     ignored (matched to an ignored box, or unmatched with area above 1e10).
     """
@@ -130,7 +124,8 @@ class CocoEvaluation:
         kept = np.isin(dt_cat, categories)  # [D]: other categories are dropped
         dt_frame, dt_boxes, dt_scores = dt_frame[kept], dt_boxes[kept], dt_scores[kept]
         dt_k = np.searchsorted(categories, dt_cat[kept])  # [D]
-        order = _group(dt_frame, dt_k, -dt_scores, n_frames)  # by (category, frame), then score order
+        order = np.argsort(-dt_scores, kind="mergesort")  # [D]: score order, ties in the frames' order
+        order = order[np.argsort((dt_k * n_frames + dt_frame)[order], kind="mergesort")]  # by (category, frame)
         dt_frame, dt_boxes, dt_scores, dt_k = dt_frame[order], dt_boxes[order], dt_scores[order], dt_k[order]
         units, first, counts = np.unique(dt_k * n_frames + dt_frame, return_index=True, return_counts=True)  # [U]
         rank = np.arange(len(dt_k)) - np.repeat(first, counts)  # [D]
@@ -139,8 +134,8 @@ class CocoEvaluation:
         dt_count = np.minimum(counts, MAX_DETECTIONS)  # [U]
         dt_start = np.cumsum(dt_count) - dt_count  # [U]
 
-        # each unit's ground truth, ignored boxes last, padded
-        gt_order = _group(gt_frame, gt_k, gt_ignored, n_frames)  # [G]
+        # each unit's ground truth in the frame's order, padded
+        gt_order = np.argsort(gt_k * n_frames + gt_frame, kind="mergesort")  # [G]
         gt_keys = (gt_k * n_frames + gt_frame)[gt_order]  # [G] sorted
         gt_start = np.searchsorted(gt_keys, units, side="left")  # [U]
         gt_count = np.searchsorted(gt_keys, units, side="right") - gt_start  # [U]
