@@ -92,6 +92,23 @@ def _match(
     return matched, ignored
 
 
+def _sampled_precision(status: np.ndarray, n_gt: int) -> np.ndarray:
+    """COCOeval.accumulate's precision at the 101 recall points ``[R]`` of ranked detections ``status`` ``[N]``
+    (1 TP, 0 FP, -1 ignored) against ``n_gt`` ground-truth boxes, from the TPs alone.
+
+    Recall and precision change only at a TP: the first detection reaching a recall point (> 0) is a TP, and the
+    envelope (the highest precision from a detection on) is attained at a TP, as the precision falls between
+    two TPs; at recall point 0 it is the highest precision of all (0 without TP). The values are the same float
+    operations as COCOeval's on the TPs: ``tp / n_gt`` and ``tp / (fp + tp + eps)``.
+    """
+    hits = np.flatnonzero(status == 1)  # [m] ranks of the TPs
+    counted = hits + 1 - np.searchsorted(np.flatnonzero(status < 0), hits)  # [m] TP + FP up to each TP
+    tp = np.arange(1, len(hits) + 1, dtype=np.float64)  # [m]
+    prec = tp / (counted + np.spacing(1))  # [m]
+    envelope = np.append(np.maximum.accumulate(prec[::-1])[::-1], 0.0)  # [m + 1]; 0 past the last recall
+    return envelope[np.searchsorted(tp / n_gt, RECALL_POINTS, side="left")]
+
+
 class CocoEvaluation:
     """The per-image matching of ``frames``, done once; mAP (module docstring) of any multiset of those frames.
 
@@ -144,9 +161,8 @@ class CocoEvaluation:
         pick = gt_order[np.where(valid, gt_start[:, None] + slot[None, :], 0)]  # [U, Gmax]
         matched, ignored = _match(dt_boxes, dt_start, dt_count, gt_boxes[pick], valid, gt_ignored[pick])  # [T, D]
 
-        self._tp = matched & ~ignored  # [T, D]
-        self._fp = ~matched & ~ignored  # [T, D]
-        self._neg_scores = -dt_scores  # [D]
+        self._status = np.where(ignored, -1, matched).astype(np.int8)  # [T, D]: 1 TP, 0 FP, -1 ignored
+        self._score_rank = np.unique(-dt_scores, return_inverse=True)[1]  # [D]: 0 = highest score, ties share
         # detections of category k in frame f: [start[k, f], start[k, f] + count[k, f])
         key = dt_k * n_frames + dt_frame  # [D] sorted
         cells = np.arange(len(categories) * n_frames).reshape(len(categories), n_frames)  # [K, F]
@@ -170,20 +186,12 @@ class CocoEvaluation:
         precision = -np.ones((len(IOU_THRESHOLDS), len(RECALL_POINTS), len(n_gt)))  # [T, R, K]; -1: no gt
         for k in np.flatnonzero(n_gt):
             n = int(counts[k].sum())
-            if n == 0:
-                precision[:, :, k] = 0.0
-                continue
-            # the selected frames' detections, frame after frame, then stably by score
+            # the selected frames' detections, frame after frame, then stably by score (a unique integer key)
             dets = np.repeat(self._start[k, idx] - (np.cumsum(counts[k]) - counts[k]), counts[k]) + np.arange(n)  # [N]
-            dets = dets[np.argsort(self._neg_scores[dets], kind="mergesort")]
-            tp = np.cumsum(self._tp[:, dets], axis=1).astype(float)  # [T, N]
-            fp = np.cumsum(self._fp[:, dets], axis=1).astype(float)  # [T, N]
-            recall = tp / n_gt[k]  # [T, N]
-            prec = tp / (fp + tp + np.spacing(1))  # [T, N]
-            prec = np.maximum.accumulate(prec[:, ::-1], axis=1)[:, ::-1]  # [T, N] envelope
+            dets = dets[np.argsort(self._score_rank[dets] * n + np.arange(n))]
+            status = self._status[:, dets]  # [T, N]
             for t in range(len(IOU_THRESHOLDS)):
-                at = np.searchsorted(recall[t], RECALL_POINTS, side="left")  # [R]
-                precision[t, :, k] = np.where(at < n, prec[t, np.minimum(at, n - 1)], 0.0)
+                precision[t, :, k] = _sampled_precision(status[t], int(n_gt[k]))
         at50 = precision[IOU_THRESHOLDS == 0.5][0]  # [R, K]
         # COCOeval.summarize's averages, over the categories with ground truth
         return {"map50": float(at50[at50 > -1].mean()), "map": float(precision[precision > -1].mean())}
