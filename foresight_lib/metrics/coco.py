@@ -93,20 +93,27 @@ def _match(
 
 
 def _sampled_precision(status: np.ndarray, n_gt: int) -> np.ndarray:
-    """COCOeval.accumulate's precision at the 101 recall points ``[R]`` of ranked detections ``status`` ``[N]``
-    (1 TP, 0 FP, -1 ignored) against ``n_gt`` ground-truth boxes, from the TPs alone.
+    """COCOeval.accumulate's precision ``[T, R]`` at the 101 recall points, per threshold, of detections ranked by
+    score with ``status`` ``[T, N]`` (1 TP, 0 FP, -1 ignored) against ``n_gt`` ground-truth boxes, from the TPs.
 
     Recall and precision change only at a TP: the first detection reaching a recall point (> 0) is a TP, and the
-    envelope (the highest precision from a detection on) is attained at a TP, as the precision falls between
-    two TPs; at recall point 0 it is the highest precision of all (0 without TP). The values are the same float
-    operations as COCOeval's on the TPs: ``tp / n_gt`` and ``tp / (fp + tp + eps)``.
+    envelope (the highest precision from a detection on) is attained at a TP, as precision falls between two TPs;
+    at recall point 0 it is the highest precision of all (0 without TP). The values are COCOeval's float
+    operations on the TPs: ``tp / n_gt`` and ``tp / (fp + tp + eps)``.
     """
-    hits = np.flatnonzero(status == 1)  # [m] ranks of the TPs
-    counted = hits + 1 - np.searchsorted(np.flatnonzero(status < 0), hits)  # [m] TP + FP up to each TP
-    tp = np.arange(1, len(hits) + 1, dtype=np.float64)  # [m]
-    prec = tp / (counted + np.spacing(1))  # [m]
-    envelope = np.append(np.maximum.accumulate(prec[::-1])[::-1], 0.0)  # [m + 1]; 0 past the last recall
-    return envelope[np.searchsorted(tp / n_gt, RECALL_POINTS, side="left")]
+    n_t, n = status.shape
+    hit_t, hit_rank = np.nonzero(status == 1)  # [M] TPs, by threshold then rank
+    ignored = np.flatnonzero(status.ravel() < 0)  # [I] flat positions of ignored detections
+    per_t = np.bincount(hit_t, minlength=n_t)  # [T] TPs per threshold
+    tp = np.arange(len(hit_t)) - np.repeat(np.cumsum(per_t) - per_t, per_t) + 1  # [M] TPs up to each TP
+    ignored_before = np.searchsorted(ignored, hit_t * n + hit_rank) - np.searchsorted(ignored, hit_t * n)  # [M]
+    counted = hit_rank + 1 - ignored_before  # [M] TP + FP up to each TP
+    envelope = np.zeros((n_t, int(per_t.max(initial=0)) + 1))  # [T, m + 1]; 0 past the last TP
+    envelope[hit_t, tp - 1] = tp / (counted + np.spacing(1))
+    envelope = np.maximum.accumulate(envelope[:, ::-1], axis=1)[:, ::-1]  # [T, m + 1]
+    # the j-th TP's recall is j / n_gt at every threshold: one search, cut at each threshold's TP count
+    first = np.searchsorted(np.arange(1, envelope.shape[1]) / n_gt, RECALL_POINTS, side="left")  # [R]
+    return np.take_along_axis(envelope, np.minimum(first[None, :], per_t[:, None]), axis=1)  # [T, R]
 
 
 class CocoEvaluation:
@@ -189,9 +196,7 @@ class CocoEvaluation:
             # the selected frames' detections, frame after frame, then stably by score (a unique integer key)
             dets = np.repeat(self._start[k, idx] - (np.cumsum(counts[k]) - counts[k]), counts[k]) + np.arange(n)  # [N]
             dets = dets[np.argsort(self._score_rank[dets] * n + np.arange(n))]
-            status = self._status[:, dets]  # [T, N]
-            for t in range(len(IOU_THRESHOLDS)):
-                precision[t, :, k] = _sampled_precision(status[t], int(n_gt[k]))
+            precision[:, :, k] = _sampled_precision(self._status[:, dets], int(n_gt[k]))
         at50 = precision[IOU_THRESHOLDS == 0.5][0]  # [R, K]
         # COCOeval.summarize's averages, over the categories with ground truth
         return {"map50": float(at50[at50 > -1].mean()), "map": float(precision[precision > -1].mean())}
