@@ -111,9 +111,8 @@ def _sampled_precision(status: np.ndarray, n_gt: int) -> np.ndarray:
     envelope = np.zeros((n_t, int(per_t.max(initial=0)) + 1))  # [T, m + 1]; 0 past the last TP
     envelope[hit_t, tp - 1] = tp / (counted + np.spacing(1))
     envelope = np.maximum.accumulate(envelope[:, ::-1], axis=1)[:, ::-1]  # [T, m + 1]
-    # the j-th TP's recall is j / n_gt at every threshold: one search, cut at each threshold's TP count
-    first = np.searchsorted(np.arange(1, envelope.shape[1]) / n_gt, RECALL_POINTS, side="left")  # [R]
-    return np.take_along_axis(envelope, np.minimum(first[None, :], per_t[:, None]), axis=1)  # [T, R]
+    # the j-th TP's recall is j / n_gt at every threshold (past a threshold's last TP its envelope is 0)
+    return envelope[:, np.searchsorted(np.arange(1, envelope.shape[1]) / n_gt, RECALL_POINTS, side="left")]
 
 
 class CocoEvaluation:
