@@ -74,7 +74,7 @@ def clip_boxes_xywh(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of xywh boxes ``a`` ``[..., 4]`` and ``b`` ``[..., 4]`` (broadcast) -> ``[...]``, as pycocotools' ``bbIou``."""
+    """IoU of xywh boxes ``a`` ``[..., 4]`` and ``b`` ``[..., 4]`` (broadcast) -> ``[...]``: pycocotools' ``bbIou``."""
     w = np.minimum(a[..., 2] + a[..., 0], b[..., 2] + b[..., 0]) - np.maximum(a[..., 0], b[..., 0])  # [...]
     h = np.minimum(a[..., 3] + a[..., 1], b[..., 3] + b[..., 1]) - np.maximum(a[..., 1], b[..., 1])  # [...]
     overlap = (w > 0) & (h > 0)  # [...]

@@ -3,8 +3,8 @@
 ``map50`` = AP at IoU 0.5 (COCOeval ``stats[1]``); ``map`` = AP averaged over the IoU thresholds
 0.50:0.05:0.95 (``stats[0]``); area range "all", at most 100 detections per frame and category (maxDets), no
 crowd boxes. Frames are the images, numbered by their position in the sequence, so a frame passed twice (a clip
-drawn twice by the bootstrap) is two distinct images. The same float operations as pycocotools 2.0.11, step by
-step (``tests/test_metrics_coco.py`` checks the values against it):
+drawn twice by the bootstrap) is two distinct images. Every value comes from the same float operations as in
+pycocotools 2.0.11, so the numbers are its numbers (``tests/test_metrics_coco.py`` checks them to the bit):
 
 - Categories: those with ground truth in the frames (class-agnostic: every box in category 1); detections of
   any other category are dropped. Area = ``w * h``; a ground-truth box with area above 1e10 (outside "all") is
@@ -16,8 +16,8 @@ step (``tests/test_metrics_coco.py`` checks the values against it):
   tie, the last); a detection matched to an ignored box is ignored.
 - Per category, over the frames: every kept detection, frame after frame, stably sorted by score, highest first;
   cumulative TP and FP counts (ignored detections are neither); recall = TP / (not-ignored ground-truth boxes),
-  precision = TP / (TP + FP + eps) made non-increasing from the right; at each of the 101 recall points
-  0:0.01:1 the precision of the first detection whose recall reaches it (0 past the last recall).
+  precision = TP / (TP + FP + eps) (eps = 2.2e-16) made non-increasing from the right; at each of the 101 recall
+  points 0:0.01:1 the precision of the first detection whose recall reaches it (0 past the last recall).
 - AP: the mean of those precisions over the recall points and the categories with not-ignored ground truth in
   the frames (and over the thresholds for ``map``). No detection at all gives 0; the mean over no category
   (all ground truth ignored) is NaN; no ground-truth box at all raises ValueError.
@@ -187,13 +187,14 @@ class CocoEvaluation:
             return {"map50": 0.0, "map": 0.0}
         n_gt = self._n_gt[:, idx].sum(axis=1)  # [K]
         counts = self._count[:, idx]  # [K, S]
-        if not n_gt.any():  # COCOeval.summarize's mean over no category
+        if not n_gt.any():  # all the selected ground truth is ignored: a mean over no category
             return {"map50": float("nan"), "map": float("nan")}
         precision = -np.ones((len(IOU_THRESHOLDS), len(RECALL_POINTS), len(n_gt)))  # [T, R, K]; -1: no gt
         for k in np.flatnonzero(n_gt):
             n = int(counts[k].sum())
             # the selected frames' detections, frame after frame, then stably by score (a unique integer key)
-            dets = np.repeat(self._start[k, idx] - (np.cumsum(counts[k]) - counts[k]), counts[k]) + np.arange(n)  # [N]
+            offsets = self._start[k, idx] - (np.cumsum(counts[k]) - counts[k])  # [S]
+            dets = np.repeat(offsets, counts[k]) + np.arange(n)  # [N]
             dets = dets[np.argsort(self._score_rank[dets] * n + np.arange(n))]
             precision[:, :, k] = _sampled_precision(self._status[:, dets], int(n_gt[k]))
         at50 = precision[IOU_THRESHOLDS == 0.5][0]  # [R, K]
