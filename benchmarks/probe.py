@@ -6,13 +6,15 @@ torch version, settings with every figure):
 - ``wide``: real widths on synthetic random grids (1280 channels on a 32x48 grid at stride 14, and 3584 on
   16x24 at stride 28; random float16 in a Zarr store, random boxes), the train split streamed (memory budget
   0: the worst case). **one-pass**: every head x {features, shuffled} x learning rate trained from one read of
-  the split per epoch (:class:`foresight_lib.probes.engine.OnePass`). **per-head** (the naive way, the
-  probe stage as it was): each trainee trains alone and re-reads the split from Zarr (float32) every epoch.
+  the split per epoch (:class:`foresight_lib.probes.engine.OnePass`, the trainees on ``--threads`` threads, each
+  op on one, as the stage runs them). **per-head** (the naive way, the probe stage as it was): each trainee
+  trains alone (torch on ``--threads`` threads) and re-reads the split from Zarr (float32) every epoch.
   Reported per epoch: bytes read from Zarr (decompressed) and train frames/s for all trainees together.
 - ``stage``: the embedded default's ``probe@<point>`` stage (its frames: params.yaml ``data``, and the
   ``pixels`` point), run by ``git``'s ``--before`` code (default ``main``) and by this tree, at equal settings
-  (``probe`` section of params.yaml with one learning rate and one seed). Each run in its own process: wall
-  time with imports, and a cProfile run for the breakdown (imports, reads, training, per-epoch validation,
+  (``probe`` section of params.yaml with one learning rate and one seed, and the same ``probe.threads``, each
+  value of ``--stage-threads``). Each run in its own process: wall time with imports, and a cProfile run of
+  each side at ``probe.threads`` 1 for the breakdown (imports, reads, training, per-epoch validation,
   decoding, COCOeval, bootstrap, temporal; cumulative times, so nested parts overlap: COCOeval calls made by
   the mAP bootstrap count in both).
 
@@ -44,7 +46,7 @@ from foresight_lib.features import FeatureStore
 from foresight_lib.features_loader import MemoryBudget
 from foresight_lib.params import ProbeParams, load_params
 from foresight_lib.probes.data import ProbeData
-from foresight_lib.probes.engine import OnePass, Score, TraineeKey, make_trainees, seeded
+from foresight_lib.probes.engine import OnePass, Score, TraineeKey, Workers, make_trainees, seeded
 from foresight_lib.probes.heads import make_probe
 from foresight_lib.probes.truth import GroundTruth
 
@@ -103,12 +105,21 @@ def _one_pass(
     def loss(t, batch):
         return t.model.loss(t.model(batch.inputs(t.key.shuffled)), batch.targets), len(batch.clips)
 
+    threads = torch.get_num_threads()  # as the probe stage runs: each op on one thread, trainees on `threads`
+    torch.set_num_threads(1)
     started = time.perf_counter()
-    OnePass(
-        trainees, lambda e: data.batches("train", True, e), loss, lambda ts: [Score(0.0, 0.0)] * len(ts), "none"
-    ).run(params.epochs, device, "one-pass")
+    with Workers(threads, device) as workers:
+        OnePass(
+            trainees,
+            lambda e: data.batches("train", True, e),
+            loss,
+            lambda ts: [Score(0.0, 0.0)] * len(ts),
+            "none",
+            workers,
+        ).run(params.epochs, device, "one-pass")
     _sync(device)
     seconds = time.perf_counter() - started
+    torch.set_num_threads(threads)
     frames = len(data.splits["train"]) * data.n_slots
     return {
         "seconds_per_epoch": seconds / params.epochs,
@@ -243,8 +254,8 @@ def _code_tree(ref: str, tmp: Path) -> Path:
     return out
 
 
-def _stage_params(probe: dict, old: bool, tmp: Path, name: str, ref: str) -> Path:
-    """The params file of one side: its own code's params.yaml with the same ``probe`` settings."""
+def _stage_params(probe: dict, old: bool, tmp: Path, name: str, ref: str, threads: int) -> Path:
+    """The params file of one side: its own code's params.yaml with the same ``probe`` settings and ``threads``."""
     text = (
         subprocess.run(
             ["git", "-C", str(ROOT), "show", f"{ref}:params.yaml"], check=True, capture_output=True, text=True
@@ -254,6 +265,7 @@ def _stage_params(probe: dict, old: bool, tmp: Path, name: str, ref: str) -> Pat
     )
     raw = yaml.safe_load(text)
     section = {k: v for k, v in probe.items() if k not in ("lrs", "seeds", "device", "gpu_memory_gb", "host_memory_gb")}
+    section["threads"] = threads
     if old:  # the old keys: one lr and seed, a clip cache, slot pairs for the order probe
         section = {k: v for k, v in section.items() if k != "order_triplets"}
         section |= {"lr": probe["lrs"][0], "seed": probe["seeds"][0], "max_clips_in_memory": 64, "order_pairs": 4}
@@ -325,6 +337,9 @@ def _breakdown(profile: Path) -> dict[str, float]:
 
 
 def stage(args: argparse.Namespace) -> dict:
+    """Wall time of both sides at each ``--stage-threads`` value (the same ``probe.threads`` on both: the old code
+    gave torch that many intra-op threads, this one steps that many trainees at once, each op on one thread), and a
+    cProfile breakdown of each side at ``probe.threads`` 1 (cProfile sees only the main thread)."""
     probe = yaml.safe_load((ROOT / "params.yaml").read_text())["probe"]
     out = {
         "settings": {k: probe[k] for k in ("heads", "epochs", "temporal_epochs", "bootstrap", "bootstrap_map")}
@@ -333,17 +348,28 @@ def stage(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         data = _frames_and_point(tmp)
-        for name, old, code in (("before", True, _code_tree(args.before, tmp)), ("after", False, ROOT)):
-            params = _stage_params(probe, old, tmp, name, args.before)
-            walls = [_run_stage(code, params, data, tmp / f"{name}_{i}", profile=False) for i in range(args.repeats)]
-            _run_stage(code, params, data, tmp / f"{name}_profile", profile=True)
-            parts = {"imports": _imports(code), **_breakdown(tmp / f"{name}_profile" / "profile")}
-            out[name] = {"wall_seconds": min(walls), "walls": walls, "breakdown_seconds (profiled)": parts}
-            print(
-                f"stage {name}: {min(walls):.1f} s; " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()), flush=True
+        sides = (("before", True, _code_tree(args.before, tmp)), ("after", False, ROOT))
+        for threads in args.stage_threads:
+            for name, old, code in sides:
+                params = _stage_params(probe, old, tmp, f"{name}_{threads}", args.before, threads)
+                walls = [
+                    _run_stage(code, params, data, tmp / f"{name}_{threads}_{i}", False) for i in range(args.repeats)
+                ]
+                out.setdefault(name, {})[f"threads_{threads}"] = {"wall_seconds": min(walls), "walls": walls}
+                print(f"stage {name}, probe.threads {threads}: {min(walls):.1f} s", flush=True)
+            ratio = (
+                out["before"][f"threads_{threads}"]["wall_seconds"] / out["after"][f"threads_{threads}"]["wall_seconds"]
             )
-    out["speed_up"] = out["before"]["wall_seconds"] / out["after"]["wall_seconds"]
-    print(f"stage speed-up: {out['speed_up']:.2f}x", flush=True)
+            out[f"speed_up_threads_{threads}"] = ratio
+            print(f"stage speed-up at probe.threads {threads}: {ratio:.2f}x", flush=True)
+        for name, old, code in sides:
+            params = _stage_params(probe, old, tmp, f"{name}_profile", args.before, 1)
+            _run_stage(code, params, data, tmp / f"{name}_profile", True)
+            parts = {"imports": _imports(code), **_breakdown(tmp / f"{name}_profile" / "profile")}
+            out[name]["breakdown_seconds (profiled, probe.threads 1)"] = parts
+            print(
+                f"stage {name} (profiled, 1 thread): " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()), flush=True
+            )
     return out
 
 
@@ -363,8 +389,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--before", default="main", help="git ref of the code the stage is compared with")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--stage-threads", default="1,2", help="stage: probe.threads values, each on both sides")
     args = parser.parse_args()
     args.heads, args.lrs = args.heads.split(","), [float(x) for x in args.lrs.split(",")]
+    args.stage_threads = [int(x) for x in args.stage_threads.split(",")]
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device, "--device")
     result = {

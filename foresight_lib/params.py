@@ -262,7 +262,11 @@ class ProbeParams(_Section):
         description="bootstrap resamples for mAP 95% intervals (2 COCOevals each, ~0.3 s per head)",
     )
     threads: int = Field(
-        1, ge=1, le=256, description="torch CPU threads while probing (the small heads run fastest on 1)"
+        2,
+        ge=1,
+        le=256,
+        description="CPU threads while probing: the trainees of a pass step concurrently, each torch op on one "
+        "thread, so the numbers do not depend on this (CUDA: ignored)",
     )
 
     @field_validator("heads")

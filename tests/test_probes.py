@@ -16,11 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 import zarr
 from helpers import small_params
 
 from foresight_lib.cli import run
 from foresight_lib.data.frames import write_frames
+from foresight_lib.data.splits import SPLITS
 from foresight_lib.errors import ForesightError
 from foresight_lib.extract.points import make_extractor
 from foresight_lib.extract.writer import write_point
@@ -39,13 +41,20 @@ from foresight_lib.probes.base import BoxTargets
 from foresight_lib.probes.data import ProbeData
 from foresight_lib.probes.detector import ProbeDetector
 from foresight_lib.probes.detr import DetrProbe, hungarian_match
-from foresight_lib.probes.engine import Score, Trainee, TraineeKey, seeded, select
+from foresight_lib.probes.engine import Score, Trainee, TraineeKey, Workers, seeded, select
 from foresight_lib.probes.evaluate import PREDICTION_COLUMNS, evaluate_split, spatial_metrics
 from foresight_lib.probes.grid import assign_cells
 from foresight_lib.probes.heads import make_probe
 from foresight_lib.probes.run import run_probes
 from foresight_lib.probes.spatial import SpatialSettings, train_spatial
-from foresight_lib.probes.temporal import motion_features, order_features
+from foresight_lib.probes.temporal import (
+    SlotSamples,
+    direction_samples,
+    motion_table,
+    motion_tables,
+    order_samples,
+    sample_features,
+)
 from foresight_lib.probes.truth import load_ground_truth
 
 HEIGHT, WIDTH = 224, 448
@@ -207,11 +216,52 @@ def test_order_features_separate_forward_from_reversed_by_one_linear_rule_in_eve
         frames.append(grid)
     shifts = torch.cat([torch.arange(1, gw // 2 + 1), torch.arange(1, gh // 2 + 1)]).float()  # [gw // 2 + gh // 2]
     rule = torch.cat([-shifts, shifts])  # weights of |motion(a, b)| then |motion(b, c)|
-    forward, reversed_ = order_features(*frames), order_features(*frames[::-1])  # [1, 2 * (gw // 2 + gh // 2)]
+    table = motion_table(torch.cat(frames))  # [3, 3, gw // 2 + gh // 2]
+    shown = SlotSamples(np.zeros(2, dtype=np.int64), np.array([[0, 1, 2], [2, 1, 0]]), np.array([1, 0]))
+    forward, reversed_ = sample_features(table[None], np.zeros(1, dtype=np.int64), shown)  # [2 * (gw // 2 + gh // 2)]
     assert (forward @ rule).item() > 0.1 and (reversed_ @ rule).item() < -0.1
-    np.testing.assert_allclose(
-        motion_features(frames[2], frames[1]), -motion_features(frames[1], frames[2]), atol=1e-6
-    )  # signed: reversing a pair flips it
+    np.testing.assert_array_equal(table[2, 1], -table[1, 2])  # signed: reversing a pair flips it
+
+
+def _plain_motion(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """The motion features as the module docstring defines them, one ``cols x cols`` gram per pair and axis, in
+    float64: grids ``[B, gh, gw, C]`` -> ``[B, gw // 2 + gh // 2]``."""
+    a, b = F.normalize(first.double(), dim=-1), F.normalize(second.double(), dim=-1)
+    _, gh, gw, _ = a.shape
+    features = []
+    for x, y, shifts in ((a, b, gw // 2), (a.transpose(1, 2), b.transpose(1, 2), gh // 2)):
+        gram = torch.einsum("brxc,bryc->bxy", x, y) / x.shape[1]  # [B, cols, cols]: row-mean of <x[., i], y[., j]>
+        mean = [torch.diagonal(gram, offset=s, dim1=1, dim2=2).mean(-1) for s in range(-shifts, shifts + 1)]
+        profile = torch.stack(mean, dim=1)  # [B, 2 * shifts + 1]: C(s), s = -shifts..shifts
+        features.append(profile[:, shifts + 1 :] - profile[:, :shifts].flip(1))  # C(s) - C(-s), s = 1..shifts
+    return torch.cat(features, dim=1)
+
+
+def test_the_features_of_every_sample_equal_the_plain_definition(tiny):
+    """Direction pairs and order triplets (half reversed) of every split, features and shuffled control, from the
+    per-clip tables (4 train clips in blocks of 3: a partial block; on one thread or two) against the plain
+    formula per sample."""
+    params = probe_params(block_clips=3)
+    data = point_data(open_features(tiny / "merger.zarr"), tiny, params)
+    for split in SPLITS:
+        tables = motion_tables(data, split)
+        with Workers(2, data.device) as workers:  # the clips' tables on two threads: the same numbers
+            assert all(torch.equal(t, tables[c]) for c, t in motion_tables(data, split, workers).items())
+        grids = {int(c): g for block, held in data.clip_grids(split) for c, g in zip(block, held)}  # [T, gh, gw, C]
+        for samples in (direction_samples(data, split), order_samples(data, split, params.order_triplets)):
+            assert len(samples.labels) > 0
+            for control in (False, True):
+                shown = []  # K x [N, gh, gw, C]: the grids each sample shows, in the order shown
+                for m in range(samples.slots.shape[1]):
+                    slots = samples.slots[:, m]
+                    picked = torch.stack([grids[int(c)][t] for c, t in zip(samples.clips, slots)])
+                    shown.append(data.shuffle(picked, samples.clips, slots) if control else picked)
+                pairs = [_plain_motion(a, b) for a, b in zip(shown, shown[1:])]  # K - 1 x [N, D]
+                expected = pairs[0] if len(pairs) == 1 else torch.cat([p.abs() for p in pairs], dim=1)
+                mine = sample_features(tables[control], data.splits[split], samples)
+                np.testing.assert_allclose(mine.double(), expected, rtol=0, atol=1e-6)
+    order = order_samples(data, "train", params.order_triplets)
+    assert set(order.labels) == {0, 1}  # triplets in order and reversed
 
 
 # --------------------------------------------------------------------------------------------- decoding
@@ -237,6 +287,31 @@ def test_grid_heads_recover_the_boxes_at_the_stride_they_are_given(head, stride)
     np.testing.assert_array_equal(decoded.labels[order], labels.numpy()[truth])
     wrong = probe.decode(_oracle_outputs(boxes, labels, gh, gw, stride, 4), stride * 2)[0]
     assert not np.allclose(np.sort(wrong.boxes, axis=0), np.sort(boxes.numpy(), axis=0), atol=1.0)
+
+
+@pytest.mark.parametrize("head", ["linear", "dense", "detr"])
+def test_decoding_only_the_detections_scoring_at_least_a_threshold_gives_the_full_decode_filtered(head):
+    """Selection decodes only the asserted validation boxes each epoch (greedy NMS over a prefix of the ranking):
+    exactly the full decode's, including ties (saturated scores of 1.0) and frames with nothing above."""
+    with seeded(0):
+        probe = make_probe(head, 8, 3, ProbeParams(max_detections=20)).eval()
+        outputs = {k: v.detach() for k, v in probe(torch.randn(5, 8, 12, 8)).items()}
+        if head == "detr":
+            outputs["logits"] = torch.randn_like(outputs["logits"]) * 3
+        else:
+            outputs["objectness"] = torch.randn_like(outputs["objectness"]) * 3  # [B, gh, gw] a spread of scores
+            outputs["objectness"][0, 2:5, 3:6] = 40.0  # 9 overlapping cells scoring exactly 1.0
+            outputs["objectness"][1] = -10.0  # a frame with nothing above any threshold
+            outputs["distances"] = torch.rand_like(outputs["distances"]) * 3
+    full = probe.decode(outputs, 14)
+    assert sum(len(f.scores) for f in full) > 20
+    for at_least in (0.3, 0.5, 0.9, 1.0):
+        part = probe.decode(outputs, 14, at_least)
+        for whole, some in zip(full, part, strict=True):
+            keep = whole.scores >= at_least  # [M]
+            np.testing.assert_array_equal(some.boxes, whole.boxes[keep])
+            np.testing.assert_array_equal(some.scores, whole.scores[keep])
+            np.testing.assert_array_equal(some.labels, whole.labels[keep])
 
 
 def test_a_cell_inside_two_boxes_belongs_to_the_smaller():
@@ -348,18 +423,22 @@ def test_a_split_larger_than_the_budget_is_streamed_in_blocks_with_the_same_resu
     assert json.dumps(whole, sort_keys=True) == json.dumps(blocks, sort_keys=True)  # NaN-safe equality
 
 
-def _trained_state(tiny: Path, settings: SpatialSettings, params: ProbeParams, key: TraineeKey) -> tuple[dict, list]:
+def _trained_state(
+    tiny: Path, settings: SpatialSettings, params: ProbeParams, key: TraineeKey, threads: int
+) -> tuple[dict, list]:
     data = point_data(open_features(tiny / "merger.zarr"), tiny, params)
-    trainees, _ = train_spatial(data, params, settings)
+    with Workers(threads, data.device) as workers:
+        trainees, _ = train_spatial(data, params, settings, workers)
     (t,) = [t for t in trainees if t.key == key]
     return t.model.state_dict(), t.curve
 
 
-def test_a_head_trained_beside_others_gets_the_same_numbers_as_alone(tiny):
+@pytest.mark.parametrize("key", [TraineeKey("linear", False, 0.03, 1), TraineeKey("dense", True, 0.01, 0)])
+def test_a_head_trained_beside_others_on_several_threads_gets_the_same_numbers_as_alone(tiny, key):
     params = probe_params(lrs=[0.01, 0.03], seeds=[0, 1], heads=["linear", "dense"])
-    key = TraineeKey("linear", False, 0.03, 1)
-    alone = _trained_state(tiny, SpatialSettings(("linear",), (0.03,), (1,), (False,)), params, key)
-    beside = _trained_state(tiny, SpatialSettings.of(params), params, key)
+    only = SpatialSettings((key.name,), (key.lr,), (key.seed,), (key.shuffled,))
+    alone = _trained_state(tiny, only, params, key, threads=1)
+    beside = _trained_state(tiny, SpatialSettings.of(params), params, key, threads=3)
     assert alone[1] == beside[1] and len(alone[1]) == params.epochs  # every epoch's losses and val IoU
     assert alone[0].keys() == beside[0].keys()
     for name, value in alone[0].items():

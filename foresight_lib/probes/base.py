@@ -60,8 +60,10 @@ class SpatialProbe(nn.Module, ABC):
         """Scalar training loss of ``outputs`` against ``targets``."""
 
     @abstractmethod
-    def decode(self, outputs: dict[str, torch.Tensor], stride: int) -> list[Detections]:
-        """Per-frame detections (pixels of a ``gh*stride`` x ``gw*stride`` frame), as :attr:`decoding` says."""
+    def decode(self, outputs: dict[str, torch.Tensor], stride: int, at_least: float = 0.0) -> list[Detections]:
+        """Per-frame detections (pixels of a ``gh*stride`` x ``gw*stride`` frame), as :attr:`decoding` says; with
+        ``at_least``, only those scoring at least that: exactly the full decode's, filtered (cheaper where a head
+        can skip the rest, as selection on the asserted boxes' IoU needs every epoch)."""
 
 
 def to_detections(

@@ -115,7 +115,7 @@ class DetrProbe(SpatialProbe):
         giou = generalized_box_iou(box_convert(boxes, "cxcywh", "xyxy"), box_convert(gt, "cxcywh", "xyxy"))  # [Q, N]
         return -COST_CLASS * prob + COST_L1 * l1 - COST_GIOU * giou
 
-    def decode(self, outputs: dict[str, torch.Tensor], stride: int) -> list[Detections]:
+    def decode(self, outputs: dict[str, torch.Tensor], stride: int, at_least: float = 0.0) -> list[Detections]:
         gh, gw = outputs["grid"].tolist()
         height, width = gh * stride, gw * stride
         prob = outputs["logits"].softmax(-1)  # [B, Q, K + 1]
@@ -125,6 +125,6 @@ class DetrProbe(SpatialProbe):
         boxes = box_convert(outputs["boxes"], "cxcywh", "xyxy") * size  # [B, Q, 4] xyxy px
         frames = []
         for s, b, l in zip(scores, boxes, labels):
-            keep = s >= self.decoding.min_score  # [Q]
+            keep = s >= max(self.decoding.min_score, at_least)  # [Q]
             frames.append(to_detections(b[keep], s[keep], l[keep], height, width, self.decoding.max_detections))
         return frames

@@ -17,17 +17,26 @@ on their validation bbox IoU (:func:`.evaluate.asserted_iou`, the project's one 
 the class cross-entropy overfits within a few epochs while the boxes still improve. Temporal heads are
 scored on their validation cross-entropy.
 
+Parallelism (CPU): the trainees of a pass are independent, so :class:`Workers` steps them concurrently on
+``probe.threads`` threads, each torch op single-threaded (``run_probes`` sets one intra-op thread): the cores
+work on different trainees instead of splitting each small op, and every trainee runs exactly the ops it runs
+alone, in the same order, so the numbers do not depend on the number of threads. On CUDA the trainees step in
+turn (one stream).
+
 Determinism: models are built inside :func:`seeded` and trained with deterministic algorithms on, and the data
-order comes from seeded generators, so the same params give the same numbers on the same machine, device
-kind and thread count. On CUDA, kernels differ from the CPU's (and a few have no deterministic variant: they
+order comes from seeded generators, so the same params give the same numbers on the same machine and device
+kind, whatever ``probe.threads``. On CUDA, kernels differ from the CPU's (and a few have no deterministic variant: they
 warn), so CPU and CUDA numbers agree only to float32 rounding, amplified by training: expect test metrics to
 differ by well under their bootstrap interval's width, not bit for bit.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import math
 import os
+import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +49,8 @@ from torch import nn
 from tqdm import tqdm
 
 B = TypeVar("B")
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,27 @@ def deterministic(device: torch.device) -> Iterator[None]:
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
 
 
+class Workers:
+    """Applies a function to independent items (trainees) on ``n`` threads, in order of the items; inline when
+    ``n`` is 1 or the device is not the CPU. A context manager: the threads end with it."""
+
+    def __init__(self, n: int, device: torch.device) -> None:
+        self.n = n if device.type == "cpu" else 1
+        self._pool = concurrent.futures.ThreadPoolExecutor(self.n) if self.n > 1 else None
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """``[fn(item) for item in items]``, the items spread over the threads (which start in grad mode: a
+        ``torch.no_grad`` around the call does not reach them)."""
+        return list(self._pool.map(fn, items)) if self._pool is not None else [fn(item) for item in items]
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+
 def make_trainees(
     keys: Sequence[TraineeKey],
     build: Callable[[TraineeKey], nn.Module],
@@ -156,8 +188,9 @@ def make_trainees(
 
 class OnePass(Generic[B]):
     """Train ``trainees`` together for ``epochs``: per epoch one pass of ``train_batches(epoch)``, every trainee
-    stepping on every batch (``loss(trainee, batch) -> (mean loss, n)``), then ``validate(trainees)`` (in eval
-    mode, without gradients) scoring each one; finally each trainee holds its best epoch's weights."""
+    stepping on every batch (``loss(trainee, batch) -> (mean loss, n)``, the trainees spread over ``workers``),
+    then ``validate(trainees)`` (in eval mode, without gradients) scoring each one; finally each trainee holds its
+    best epoch's weights."""
 
     def __init__(
         self,
@@ -166,18 +199,21 @@ class OnePass(Generic[B]):
         loss: Callable[[Trainee, B], tuple[torch.Tensor, int]],
         validate: Callable[[Sequence[Trainee]], list[Score]],
         quality_name: str,
+        workers: Workers | None = None,
     ) -> None:
         self.trainees, self.train_batches, self.loss, self.validate = list(trainees), train_batches, loss, validate
-        self.quality_name = quality_name
+        self.quality_name, self.workers = quality_name, workers
+        # the biggest first, so the threads finish a batch together (the order never changes a number)
+        self._by_size = sorted(self.trainees, key=lambda t: -sum(p.numel() for p in t.model.parameters()))
 
     def run(self, epochs: int, device: torch.device, desc: str) -> None:
+        workers = self.workers or Workers(1, device)
         with deterministic(device):
             for epoch in tqdm(range(epochs), desc=desc, unit="epoch", leave=False):
                 for t in self.trainees:
                     t.model.train()
                 for batch in self.train_batches(epoch):
-                    for t in self.trainees:
-                        t.step(*self.loss(t, batch))
+                    workers.map(functools.partial(self._step, batch=batch), self._by_size)
                 for t in self.trainees:
                     t.model.eval()
                 with torch.no_grad():
@@ -186,6 +222,9 @@ class OnePass(Generic[B]):
                     t.end_epoch(epoch, score, self.quality_name)
         for t in self.trainees:
             t.restore_best()
+
+    def _step(self, trainee: Trainee, batch: B) -> None:
+        trainee.step(*self.loss(trainee, batch))
 
 
 def select(trainees: Iterable[Trainee]) -> dict[tuple[str, bool, int], Trainee]:
@@ -206,15 +245,16 @@ def write_curves(
     group: str = "",
 ) -> None:
     """dvclive curves: every trainee under ``<live>/[shuffled/][<group>/]<name>/sweep/<lr..._seed...>``; the
-    selected trainee of ``first_seed`` also at ``<live>/[shuffled/][<group>/]<name>`` (the curves the report shows)."""
+    selected trainee of ``first_seed`` also at ``<live>/[shuffled/][<group>/]<name>`` (a copy: the curves the
+    report shows)."""
     for t in trainees:
         root = live_dir / ("shuffled" if t.key.shuffled else "") / group / t.key.name
-        targets = [root / "sweep" / t.key.run]
+        sweep = root / "sweep" / t.key.run
+        with Live(dir=str(sweep), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+            for point in t.curve:
+                for name, value in point.items():
+                    live.log_metric(name, value)
+                live.next_step()
         if chosen[(t.key.name, t.key.shuffled, t.key.seed)] is t and t.key.seed == first_seed:
-            targets.append(root)
-        for target in targets:
-            with Live(dir=str(target), dvcyaml=None, save_dvc_exp=False, report=None) as live:
-                for point in t.curve:
-                    for name, value in point.items():
-                        live.log_metric(name, value)
-                    live.next_step()
+            shutil.rmtree(root / "plots", ignore_errors=True)  # as a Live of its own would start clean
+            shutil.copytree(sweep, root, dirs_exist_ok=True)

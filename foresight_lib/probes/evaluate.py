@@ -26,6 +26,7 @@ are reported beside it under ``seeds``, so the spread between seeds stays visibl
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,8 @@ import torch
 from ..metrics.boxes import FrameBoxes, bbox_iou
 from ..metrics.detection import detection_metrics, seeds_bbox_iou
 from .base import Detections, SpatialProbe
-from .data import ProbeData
+from .data import Batch, ProbeData
+from .engine import Workers
 from .truth import GroundTruth
 
 PREDICTION_COLUMNS: tuple[str, ...] = ("clip", "frame", "head", "seed", "x", "y", "w", "h", "score", "label")
@@ -51,32 +53,48 @@ class FramePrediction:
     detections: Detections
 
 
-def decode(probe: SpatialProbe, outputs: dict[str, torch.Tensor], stride: int) -> list[Detections]:
-    """Per-frame detections of a batch's outputs (decoded on the CPU)."""
-    return probe.decode({k: v.detach().cpu() for k, v in outputs.items()}, stride)
+def decode(
+    probe: SpatialProbe, outputs: dict[str, torch.Tensor], stride: int, at_least: float = 0.0
+) -> list[Detections]:
+    """Per-frame detections of a batch's outputs scoring at least ``at_least`` (decoded on the CPU)."""
+    return probe.decode({k: v.detach().cpu() for k, v in outputs.items()}, stride, at_least)
 
 
-@torch.no_grad()
 def evaluate_split(
-    probes: Sequence[tuple[SpatialProbe, bool]], data: ProbeData, split: str
+    probes: Sequence[tuple[SpatialProbe, bool]],
+    data: ProbeData,
+    split: str,
+    at_least: float = 0.0,
+    workers: Workers | None = None,
 ) -> tuple[list[list[FramePrediction]], list[float]]:
-    """One pass over ``split`` (clip then slot order) for every ``(probe, shuffled)``: each one's decoded
-    detections and mean training loss."""
+    """One pass over ``split`` (clip then slot order) for every ``(probe, shuffled)`` (spread over ``workers``):
+    each one's decoded detections scoring at least ``at_least`` and its mean training loss."""
+    workers = workers or Workers(1, data.device)
     for probe, _ in probes:
         probe.eval()
     predictions: list[list[FramePrediction]] = [[] for _ in probes]
     totals = [torch.zeros(()) for _ in probes]
     count = 0
     for batch in data.batches(split, control=any(shuffled for _, shuffled in probes)):
-        for i, (probe, shuffled) in enumerate(probes):
-            outputs = probe(batch.inputs(shuffled))
-            totals[i] = totals[i] + probe.loss(outputs, batch.targets).detach().cpu() * len(batch.clips)
+        outcomes = workers.map(functools.partial(_outcome, batch=batch, stride=data.stride, at_least=at_least), probes)
+        for i, (loss, detections) in enumerate(outcomes):
+            totals[i] = totals[i] + loss * len(batch.clips)
             predictions[i].extend(
                 FramePrediction(int(c), data.slot_frames[int(t)], d)
-                for c, t, d in zip(batch.clips, batch.slots, decode(probe, outputs, data.stride))
+                for c, t, d in zip(batch.clips, batch.slots, detections)
             )
         count += len(batch.clips)
     return predictions, [float(t) / count for t in totals]
+
+
+def _outcome(
+    probe_shuffled: tuple[SpatialProbe, bool], batch: Batch, stride: int, at_least: float
+) -> tuple[torch.Tensor, list[Detections]]:
+    """One head's batch loss (on the CPU) and decoded detections, without gradients."""
+    probe, shuffled = probe_shuffled
+    with torch.no_grad():
+        outputs = probe(batch.inputs(shuffled))
+        return probe.loss(outputs, batch.targets).detach().cpu(), decode(probe, outputs, stride, at_least)
 
 
 def frame_boxes(

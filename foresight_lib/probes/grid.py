@@ -10,11 +10,14 @@ Cell ``(r, c)`` has its centre at pixel ``((c + 0.5) * stride, (r + 0.5) * strid
 - loss: binary cross-entropy of the objectness over all cells, plus, over the positive cells, the L1 error of
   the distances, ``1 - GIoU`` of the boxes they span around the cell and the cross-entropy of the class logits.
 
-Decoding: score = sigmoid(objectness) per cell; the (at most 1000 best) cells scoring at least ``min_score`` give the boxes
-``[cx - l*stride, cy - t*stride, cx + r*stride, cy + b*stride]`` (clipped to the frame), class = argmax of the
-class logits; class-agnostic NMS at ``nms_iou`` (torchvision) with box voting (each kept box becomes the score-weighted mean
-of the candidates overlapping it by at least ``nms_iou``: the cells of one object average their estimates),
-then the ``max_detections`` best.
+Decoding: score = sigmoid(objectness) per cell; the (at most 1000 best) cells scoring at least ``min_score`` give the
+candidate boxes ``[cx - l*stride, cy - t*stride, cx + r*stride, cy + b*stride]`` (clipped to the frame), class =
+argmax of the class logits, ranked by score (equal scores: by cell index, row-major); class-agnostic greedy NMS at
+``nms_iou`` in that rank order (torchvision) with box voting (each kept box becomes the score-weighted mean of the
+candidates overlapping it by at least ``nms_iou``: the cells of one object average their estimates), then the
+``max_detections`` best. A candidate's fate in greedy NMS depends only on the candidates ranked above it, so the
+detections scoring at least some ``at_least`` come from NMS over that prefix of the ranking alone (voting still
+reads every candidate): :meth:`GridProbe.decode` ``(at_least=...)`` gives exactly the full decode's, filtered.
 """
 
 from __future__ import annotations
@@ -147,17 +150,23 @@ class GridProbe(SpatialProbe):
             loss = loss + F.cross_entropy(outputs["classes"][positive], classes[positive])
         return loss
 
-    def decode(self, outputs: dict[str, torch.Tensor], stride: int) -> list[Detections]:
+    def decode(self, outputs: dict[str, torch.Tensor], stride: int, at_least: float = 0.0) -> list[Detections]:
         _, gh, gw = outputs["objectness"].shape
         scores = torch.sigmoid(outputs["objectness"]).flatten(1)  # [B, gh*gw]
         boxes = cell_boxes(outputs["distances"], stride).flatten(1, 2)  # [B, gh*gw, 4] xyxy px
         labels = outputs["classes"].argmax(dim=-1).flatten(1)  # [B, gh*gw]
+        asked = (scores >= max(at_least, self.decoding.min_score)).any(dim=1).tolist()  # [B] frames with any
         frames = []
-        for s, b, l in zip(scores, boxes, labels):
+        for s, b, l, any_asked in zip(scores, boxes, labels, asked):
+            if not any_asked:
+                frames.append(to_detections(b[:0], s[:0], l[:0], gh * stride, gw * stride, 0))
+                continue
             cand = torch.nonzero(s >= self.decoding.min_score).flatten()  # [M]
-            cand = cand[torch.argsort(s[cand], descending=True, stable=True)[:PRE_NMS]]
+            cand = cand[torch.argsort(s[cand], descending=True, stable=True)[:PRE_NMS]]  # ranked
             s, b, l = s[cand], b[cand], l[cand]
-            keep = nms(b, s, self.decoding.nms_iou)[: self.decoding.max_detections]  # [K] by score
+            ranked = int((s >= at_least).sum())  # the prefix that can score at least at_least
+            rank = torch.arange(ranked, 0, -1, dtype=torch.float32)  # NMS in rank order, whatever the ties
+            keep = nms(b[:ranked], rank, self.decoding.nms_iou)[: self.decoding.max_detections]  # [K] by rank
             frames.append(
                 to_detections(
                     vote(b, s, keep, self.decoding.nms_iou),

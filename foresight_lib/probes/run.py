@@ -36,7 +36,7 @@ from ..params import ProbeParams
 from ..store import write_json_atomic, write_parquet_atomic
 from .data import ProbeData
 from .detector import save_probe
-from .engine import write_curves
+from .engine import Workers, write_curves
 from .evaluate import evaluate_split, prediction_rows, spatial_metrics
 from .spatial import SpatialSettings, train_spatial
 from .temporal import temporal_metrics
@@ -54,23 +54,26 @@ def run_probes(
 ) -> dict[str, Any]:
     """Probe one point's feature store against the frames stage's ground truth; write and return the metrics.
 
-    Runs on ``probe.device`` with ``probe.threads`` torch CPU threads (restored afterwards): the numbers are
-    reproducible for a given device kind and thread count.
+    Runs on ``probe.device``; on the CPU, every torch op on one thread and the trainees spread over
+    ``probe.threads`` threads (:class:`.engine.Workers`; torch's thread count is restored afterwards), so the
+    numbers are reproducible for a given device kind, whatever ``probe.threads``.
     """
     device = resolve_device(probe_params.device, "probe.device")
     threads = torch.get_num_threads()
-    torch.set_num_threads(probe_params.threads)
+    torch.set_num_threads(1)
     try:
-        return _run(
-            point_store_path,
-            frames_dir,
-            probe_params,
-            device,
-            out_metrics_path,
-            Path(live_dir),
-            predictions_path,
-            heads_dir,
-        )
+        with Workers(probe_params.threads, device) as workers:
+            return _run(
+                point_store_path,
+                frames_dir,
+                probe_params,
+                device,
+                workers,
+                out_metrics_path,
+                Path(live_dir),
+                predictions_path,
+                heads_dir,
+            )
     finally:
         torch.set_num_threads(threads)
 
@@ -95,6 +98,7 @@ def _run(
     frames_dir: str | Path,
     params: ProbeParams,
     device: torch.device,
+    workers: Workers,
     out_metrics_path: str | Path | None,
     live_dir: Path,
     predictions_path: str | Path | None,
@@ -106,14 +110,14 @@ def _run(
     seconds: dict[str, float] = {"load": time.perf_counter() - started}
 
     tick = time.perf_counter()
-    trainees, chosen = train_spatial(data, params, SpatialSettings.of(params))
+    trainees, chosen = train_spatial(data, params, SpatialSettings.of(params), workers)
     write_curves(trainees, chosen, live_dir, params.seeds[0])
     seconds["train"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     groups = [(head, shuffled) for shuffled in (False, True) for head in params.heads]
     models = [(chosen[(h, c, s)].model, c) for h, c in groups for s in params.seeds]
-    predictions, _ = evaluate_split(models, data, "test")
+    predictions, _ = evaluate_split(models, data, "test", workers=workers)
     seconds["test"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -155,7 +159,7 @@ def _run(
     seconds["metrics"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    temporal = temporal_metrics(data, params, live_dir)
+    temporal = temporal_metrics(data, params, live_dir, workers)
     metrics["temporal"], metrics["shuffled"]["temporal"] = temporal[False], temporal[True]
     for section in (metrics["temporal"], metrics["shuffled"]["temporal"]):
         for task in section.values():

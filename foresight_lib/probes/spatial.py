@@ -1,6 +1,7 @@
 """Train every spatial head of ``probe.heads``, on the features and the shuffled control, at every learning rate
 and seed, in one pass per epoch (:mod:`.engine`), and select per head, control and seed (epoch and learning rate on
-the validation bbox IoU)."""
+the validation bbox IoU: each epoch decodes only the validation detections that count, those scoring at least
+``probe.score_threshold``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 from ..params import ProbeParams
 from .base import SpatialProbe
 from .data import Batch, ProbeData
-from .engine import OnePass, Score, Trainee, TraineeKey, make_trainees, select
+from .engine import OnePass, Score, Trainee, TraineeKey, Workers, make_trainees, select
 from .evaluate import FramePrediction, asserted_iou, evaluate_split
 from .heads import make_probe
 
@@ -36,8 +37,10 @@ class SpatialSettings:
         ]
 
 
-def train_spatial(data: ProbeData, params: ProbeParams, settings: SpatialSettings) -> tuple[list[Trainee], dict]:
-    """Every trainee of ``settings`` trained on ``data``; returns them and the selection
+def train_spatial(
+    data: ProbeData, params: ProbeParams, settings: SpatialSettings, workers: Workers | None = None
+) -> tuple[list[Trainee], dict]:
+    """Every trainee of ``settings`` trained on ``data`` (spread over ``workers``); returns them and the selection
     (:func:`~.engine.select`: ``{(head, shuffled, seed): trainee}``)."""
     n_classes = len(data.truth.categories)
 
@@ -51,13 +54,15 @@ def train_spatial(data: ProbeData, params: ProbeParams, settings: SpatialSetting
         return t.model.loss(t.model(batch.inputs(t.key.shuffled)), batch.targets), len(batch.clips)
 
     def validate(ts: Sequence[Trainee]) -> list[Score]:
-        predictions, losses = evaluate_split([(t.model, t.key.shuffled) for t in ts], data, "val")
+        predictions, losses = evaluate_split(
+            [(t.model, t.key.shuffled) for t in ts], data, "val", params.score_threshold, workers
+        )
         return [
             Score(asserted_iou(data.truth, p, params.score_threshold) if _finite(p) else float("nan"), l)
             for p, l in zip(predictions, losses)
         ]
 
-    OnePass(trainees, lambda epoch: data.batches("train", control, epoch), loss, validate, "bbox_iou").run(
+    OnePass(trainees, lambda epoch: data.batches("train", control, epoch), loss, validate, "bbox_iou", workers).run(
         params.epochs, data.device, f"{data.store.name} spatial x{len(trainees)}"
     )
     return trainees, select(trainees)

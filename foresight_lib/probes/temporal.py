@@ -24,7 +24,9 @@ values: twice as many numbers): forward accelerating motion moves content furthe
 the first, reversed motion the opposite. Signed profiles flip with the direction (a reversed right-moving
 triplet is a decelerating left-moving one), so no linear function of them separates forward from reversed
 when directions are balanced; the absolute profiles drop the direction and keep how far content moved, which
-a linear rule compares between the two pairs. Features are standardised with the train split's statistics.
+a linear rule compares between the two pairs. A clip's features are computed once for every ordered slot pair
+(:func:`motion_table`, through the Fourier transform: :func:`odd_profiles`), for the grids and for the control,
+and both tasks read their samples' pairs from them. Features are standardised with the train split's statistics.
 Head: a linear classifier on them (a linear probe of where content moved), trained with cross-entropy by
 :class:`~.engine.OnePass`: every control, learning rate and seed of a task in one pass per epoch, epoch and
 learning rate selected by validation cross-entropy. With the cells shuffled per frame the similarities carry
@@ -41,8 +43,9 @@ seed's answers), each seed's accuracy, learning rate and epoch under ``seeds``.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,7 +61,7 @@ from ..metrics.bootstrap import bootstrap_ci, clip_mean
 from ..metrics.temporal import accuracy_with_chance
 from ..params import ProbeParams
 from .data import ProbeData
-from .engine import OnePass, Score, Trainee, TraineeKey, make_trainees, select, write_curves
+from .engine import OnePass, Score, Trainee, TraineeKey, Workers, make_trainees, select, write_curves
 
 TASKS: tuple[str, ...] = ("direction", "order")
 
@@ -114,60 +117,90 @@ def order_samples(data: ProbeData, split: str, order_triplets: int) -> SlotSampl
     )
 
 
-def shift_profile(a: torch.Tensor, b: torch.Tensor, shifts: int) -> torch.Tensor:
-    """``[B, 2 * shifts + 1]``: for ``s = -shifts..shifts``, the mean over the overlapping cells of
-    ``<a[r, x], b[r, x + s]>`` for maps ``[B, rows, cols, C]`` (shifts along the columns)."""
-    gram = torch.einsum("brxc,bryc->bxy", a, b) / a.shape[1]  # [B, cols, cols]: row-mean of <a[., x], b[., y]>
-    return torch.stack(
-        [torch.diagonal(gram, offset=s, dim1=1, dim2=2).mean(-1) for s in range(-shifts, shifts + 1)], dim=1
-    )
+def motion_table(grids: torch.Tensor) -> torch.Tensor:
+    """Motion features of every ordered slot pair of one clip's grids ``[T, gh, gw, C]`` -> ``[T, T, gw // 2 + gh //
+    2]``: entry ``[i, j]`` is the pair ``(grids[i], grids[j])``'s ``C(s) - C(-s)``, ``s >= 1``, along x then y
+    (module docstring), so ``[j, i] = -[i, j]``. Each grid is normalised per cell once."""
+    cells = F.normalize(grids.float(), dim=-1)  # [T, gh, gw, C]
+    n_slots, gh, gw, channels = cells.shape
+    along_x = cells.transpose(1, 2).reshape(n_slots, gw, gh * channels)  # [T, gw, gh*C]: a signal along x per (y, c)
+    along_y = cells.reshape(n_slots, gh, gw * channels)  # [T, gh, gw*C]: a signal along y per (x, c)
+    return torch.cat([odd_profiles(along_x, gh), odd_profiles(along_y, gw)], dim=-1)
 
 
-def motion_features(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """Antisymmetric shifted cosine similarities of two grids ``[B, gh, gw, C]`` -> ``[B, gw // 2 + gh // 2]``."""
-    a, b = F.normalize(first, dim=-1), F.normalize(second, dim=-1)
-    _, gh, gw, _ = a.shape
-    features = []
-    for x, y, shifts in ((a, b, gw // 2), (a.transpose(1, 2), b.transpose(1, 2), gh // 2)):
-        profile = shift_profile(x, y, shifts)  # [B, 2 * shifts + 1], shift -shifts..shifts
-        features.append(profile[:, shifts + 1 :] - profile[:, :shifts].flip(1))  # C(s) - C(-s), s = 1..shifts
-    return torch.cat(features, dim=1)
+def odd_profiles(signals: torch.Tensor, rows: int) -> torch.Tensor:
+    """``C(s) - C(-s)``, ``s = 1..L // 2``, of every ordered pair of ``T`` signals ``[T, L, F]`` -> ``[T, T, L //
+    2]``, where ``C(s)`` is ``sum_x <signals[i, x], signals[j, x + s]>`` over the overlapping ``x`` divided by
+    ``rows * (L - s)`` (``F`` = ``rows`` lines of the grid times the channels: the mean over the overlapping cells).
+
+    Through the discrete Fourier transform of length ``n = L + L // 2`` (the signals zero-padded, so no shift up to
+    ``L // 2`` wraps around): with ``A_i[k]`` the transform of signal ``i`` at frequency ``k``, the circular
+    cross-correlation is the inverse transform of ``conj(A_i) A_j``, and its antisymmetric part only needs the
+    imaginary part, ``Re(A_i) Im(A_j) - Im(A_i) Re(A_j)``, at ``k = 1..(n - 1) // 2``:
+    ``sum_x <a[x], b[x + s]> - <a[x + s], b[x]> = -(4 / n) sum_k Im(conj(A_i[k]) A_j[k]) sin(2 pi k s / n)``.
+    Every signal is transformed once (a matrix product over ``L``) and each frequency pairs all signals in one
+    matrix product, instead of one ``L x L`` gram per pair."""
+    length = signals.shape[1]
+    shifts = length // 2
+    n = length + shifts
+    bins = (n - 1) // 2
+    kwargs = {"dtype": torch.float64, "device": signals.device}
+    angle = 2 * math.pi / n * torch.arange(1, bins + 1, **kwargs)[:, None]  # [K, 1]
+    x, s = torch.arange(length, **kwargs), torch.arange(1, shifts + 1, **kwargs)
+    transform = torch.cat([torch.cos(angle * x), -torch.sin(angle * x)])  # [2K, L]: Re then Im of the DFT
+    weights = -4 / n * torch.sin(angle * s) / (rows * (length - s))  # [K, S]: back to C(s) - C(-s), as means
+    spectra = torch.matmul(transform.to(signals.dtype), signals)  # [T, 2K, F]
+    real, imag = spectra[:, :bins].transpose(0, 1), spectra[:, bins:].transpose(0, 1)  # [K, T, F] each
+    cross = torch.bmm(real, imag.transpose(1, 2))  # [K, T, T]: Re(A_i) . Im(A_j)
+    odd = cross - cross.transpose(1, 2)  # [K, T, T]: Im(conj(A_i) A_j)
+    return torch.einsum("kij,ks->ijs", odd, weights.to(signals.dtype))  # [T, T, S]
 
 
-def order_features(first: torch.Tensor, second: torch.Tensor, third: torch.Tensor) -> torch.Tensor:
-    """Absolute motion features of the two consecutive pairs of a triplet of grids ``[B, gh, gw, C]`` ->
-    ``[B, 2 * (gw // 2 + gh // 2)]``: sign-invariant, so a linear rule can compare how far content moved in each
-    pair whatever the direction (module docstring)."""
-    return torch.cat([motion_features(first, second).abs(), motion_features(second, third).abs()], dim=1)
-
-
-def sample_features(data: ProbeData, split: str, samples: SlotSamples) -> dict[bool, torch.Tensor]:
-    """Features ``[N, F]`` of every sample (pairs: :func:`motion_features`, triplets: :func:`order_features`), of
-    the features (``False``) and the shuffled control (``True``), from one read of the split's clips."""
-    shown_count = samples.slots.shape[1]  # 2 or 3
-    featurize = motion_features if shown_count == 2 else order_features
-    dim = (shown_count - 1) * (data.gw // 2 + data.gh // 2)
-    out = {c: torch.empty(len(samples.labels), dim) for c in (False, True)}
-    for block, grids in data.clip_grids(split, np.unique(samples.clips)):  # grids [k, T, gh, gw, C]
-        index = np.flatnonzero(np.isin(samples.clips, block))  # samples of this block
-        position = {int(c): k for k, c in enumerate(block)}
-        for start in range(0, len(index), data.batch_size):
-            pick = index[start : start + data.batch_size]
-            rows = torch.as_tensor([position[int(c)] for c in samples.clips[pick]], device=grids.device)
-            clips = samples.clips[pick]
-            shown = [samples.slots[pick, m] for m in range(shown_count)]  # K x [B] slot
-            slot_grids = [
-                grids[rows, torch.as_tensor(slots, device=grids.device)] for slots in shown
-            ]  # K x [B, gh, gw, C] float16
-            out[False][torch.from_numpy(pick)] = featurize(*(x.float() for x in slot_grids)).cpu()
-            shuffled = [data.shuffle(x, clips, slots).float() for x, slots in zip(slot_grids, shown)]
-            out[True][torch.from_numpy(pick)] = featurize(*shuffled).cpu()
+def motion_tables(data: ProbeData, split: str, workers: Workers | None = None) -> dict[bool, torch.Tensor]:
+    """:func:`motion_table` of every clip of ``split`` (``data.splits[split]`` order) ``[n, T, T, D]``, of the
+    features (``False``) and the shuffled control (``True``, the cells of each slot permuted by
+    :meth:`~.data.ProbeData.shuffle`), from one read of the split, the tables of a block spread over ``workers``:
+    both tasks assemble their samples from them."""
+    workers = workers or Workers(1, data.device)
+    clips = data.splits[split]
+    dim = data.gw // 2 + data.gh // 2
+    out = {c: torch.empty(len(clips), data.n_slots, data.n_slots, dim) for c in (False, True)}
+    row = {int(c): k for k, c in enumerate(clips)}
+    every = np.arange(data.n_slots)
+    for block, grids in data.clip_grids(split):  # grids [k, T, gh, gw, C] float16
+        shown = [  # (row, control, [T, gh, gw, C])
+            (row[int(clip)], control, data.shuffle(held, np.full(data.n_slots, clip), every) if control else held)
+            for clip, held in zip(block, grids)
+            for control in (False, True)
+        ]
+        for (k, control, _), table in zip(shown, workers.map(motion_table, [x for _, _, x in shown])):
+            out[control][k] = table.cpu()
     return out
 
 
-def probe_task(data: ProbeData, params: ProbeParams, task: str, live_dir: Path) -> dict[bool, dict[str, Any]]:
+def sample_features(tables: torch.Tensor, clips: np.ndarray, samples: SlotSamples) -> torch.Tensor:
+    """Features ``[N, F]`` of every sample from the :func:`motion_tables` ``[n, T, T, D]`` of ``clips`` ``[n]``: a
+    pair's signed motion features (direction, ``F = D``); a triplet's absolute motion features of its two
+    consecutive pairs (order, ``F = 2 D``: sign-invariant, so a linear rule can compare how far content moved in
+    each pair whatever the direction, module docstring)."""
+    row = {int(c): k for k, c in enumerate(clips)}
+    rows = torch.as_tensor([row[int(c)] for c in samples.clips], dtype=torch.long)  # [N]
+    slots = torch.from_numpy(samples.slots)  # [N, K]
+    pairs = [tables[rows, slots[:, m], slots[:, m + 1]] for m in range(slots.shape[1] - 1)]  # K - 1 x [N, D]
+    return pairs[0] if len(pairs) == 1 else torch.cat([p.abs() for p in pairs], dim=1)
+
+
+def probe_task(
+    data: ProbeData,
+    params: ProbeParams,
+    task: str,
+    tables: Callable[[str], dict[bool, torch.Tensor]],
+    live_dir: Path,
+) -> dict[bool, dict[str, Any]]:
     """Train and test one temporal task on the features and the shuffled control: ``{shuffled: metrics}``;
-    ``{"available": False, "reason": ...}`` when the data cannot pose it."""
+    ``{"available": False, "reason": ...}`` when the data cannot pose it. ``tables(split)``: the split's
+    :func:`motion_tables`. The trainees step in turn: a step of a linear head on a few dozen numbers is too short
+    to gain from a thread of its own (measured 2026-11-28: 2 threads slower than 1)."""
     n_classes = len(DIRECTIONS) if task == "direction" else 2
     min_slots = 2 if task == "direction" else 3
     if data.n_slots < min_slots:
@@ -184,7 +217,10 @@ def probe_task(data: ProbeData, params: ProbeParams, task: str, live_dir: Path) 
         return dict.fromkeys(
             (False, True), {"available": False, "reason": f"no {task} labels in the {', '.join(empty)} split"}
         )
-    raw = {split: sample_features(data, split, s) for split, s in samples.items()}  # {split: {shuffled: [N, F]}}
+    raw = {  # {split: {shuffled: [N, F]}}
+        split: {c: sample_features(tables(split)[c], data.splits[split], s) for c in (False, True)}
+        for split, s in samples.items()
+    }
     features: dict[bool, dict[str, torch.Tensor]] = {}
     for control in (False, True):
         mean, std = raw["train"][control].mean(0), raw["train"][control].std(0).clamp(min=1e-6)
@@ -244,7 +280,15 @@ def probe_task(data: ProbeData, params: ProbeParams, task: str, live_dir: Path) 
     return result
 
 
-def temporal_metrics(data: ProbeData, params: ProbeParams, live_dir: Path) -> dict[bool, dict[str, Any]]:
-    """``{shuffled: {"direction": {...}, "order": {...}}}`` for one point and its shuffled control."""
-    tasks = {task: probe_task(data, params, task, live_dir) for task in TASKS}
+def temporal_metrics(
+    data: ProbeData, params: ProbeParams, live_dir: Path, workers: Workers | None = None
+) -> dict[bool, dict[str, Any]]:
+    """``{shuffled: {"direction": {...}, "order": {...}}}`` for one point and its shuffled control (the motion
+    tables spread over ``workers``)."""
+
+    @functools.cache
+    def tables(split: str) -> dict[bool, torch.Tensor]:  # computed for the first task that needs them
+        return motion_tables(data, split, workers)
+
+    tasks = {task: probe_task(data, params, task, tables, live_dir) for task in TASKS}
     return {control: {task: tasks[task][control] for task in TASKS} for control in (False, True)}
