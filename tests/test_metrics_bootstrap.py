@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from foresight_lib.metrics.bootstrap import bootstrap_ci, bootstrap_cis, clip_mean, frames_of_clips
+from foresight_lib.metrics.bootstrap import _interval, bootstrap_ci, bootstrap_cis, clip_mean, frames_of_clips
 from foresight_lib.metrics.boxes import FrameBoxes
 from foresight_lib.metrics.coco import coco_map
 
@@ -111,3 +111,22 @@ def test_named_statistics_share_the_resamples() -> None:
     assert both["map"] != both["map50"]
     empty = bootstrap_cis(clips, stats, n_resamples=0, seed=5)
     assert set(empty) == {"map50", "map"} and all(math.isnan(v) for ci in empty.values() for v in ci)
+
+
+def test_interval_equals_the_scipy_stats_formula() -> None:
+    """The interval's normal and Student-t quantiles (scipy.special) are scipy.stats' norm and t, to the bit."""
+    from scipy.stats import norm
+    from scipy.stats import t as student_t
+
+    def reference(stats: np.ndarray, point: float, level: float, n: int) -> tuple[float, float]:
+        r = len(stats)
+        z0 = norm.ppf(np.clip((np.sum(stats < point) + 0.5 * np.sum(stats == point)) / r, 0.5 / r, 1 - 0.5 / r))
+        half = np.sqrt(n / (n - 1)) * student_t.ppf((1 + level) / 2, n - 1) if n > 1 else norm.ppf((1 + level) / 2)
+        low, high = np.quantile(stats, norm.cdf(2 * z0 + np.array([-half, half])))
+        return float(low), float(high)
+
+    rng = np.random.default_rng(0)
+    for r, n, level in [(1, 1, 0.95), (7, 2, 0.9), (100, 20, 0.95), (500, 40, 0.5), (1000, 3, 0.99), (50, 1000, 0.95)]:
+        stats = np.round(rng.normal(size=r), 1)  # ties with the point estimate
+        for point in (0.0, float(stats.min()) - 1, float(stats.max()) + 1):
+            assert _interval(stats, point, level, n) == reference(stats, point, level, n)

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 
 from foresight_lib.metrics.boxes import (
     FrameBoxes,
@@ -68,6 +69,31 @@ def test_iou_matrix_shapes_and_orientation() -> None:
     np.testing.assert_allclose(iou_matrix(np.asfortranarray(a), strided[:, ::2]), ious)
     assert iou_matrix(np.zeros((0, 4)), b).shape == (0, 3)
     assert iou_matrix(a, np.zeros((0, 4))).shape == (2, 0)
+
+
+def test_iou_matrix_equals_pycocotools() -> None:
+    """The numpy IoU is pycocotools' bbIou (iscrowd 0) to the bit: random, integer, zero-area, duplicated, touching,
+    tiny and huge boxes; empty inputs give empty matrices where pycocotools gives []."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        a, b = (
+            np.concatenate([rng.uniform(0, 50, (int(n), 2)), rng.uniform(0, 30, (int(n), 2))], axis=1)
+            for n in rng.integers(0, 7, 2)
+        )
+        if rng.random() < 0.4:
+            a, b = np.round(a), np.round(b)
+        a[rng.random(len(a)) < 0.15, 2] = 0.0
+        b[rng.random(len(b)) < 0.15, 3] = 0.0
+        if len(a) and len(b) and rng.random() < 0.3:
+            b[0] = a[0]
+        if len(a) and len(b) and rng.random() < 0.3:
+            b[-1] = a[-1] + [a[-1, 2], 0, 0, 0]  # touching along x
+        scale = 10.0 ** rng.uniform(-3, 6)
+        a, b = a * scale, b * scale
+        expected = np.asarray(mask_utils.iou(a, b, np.zeros(len(b), dtype=np.uint8)), dtype=np.float64)
+        ious = iou_matrix(a, b)
+        assert ious.shape == (len(a), len(b))
+        np.testing.assert_array_equal(ious, expected.reshape(len(a), len(b)))
 
 
 def test_box_conversions_round_trip_and_clip() -> None:

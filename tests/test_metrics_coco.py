@@ -102,12 +102,33 @@ def test_score_ranking_counts() -> None:
 
 
 def _random_frames(rng: np.random.Generator, n: int) -> list[FrameBoxes]:
+    """Frames with what COCOeval's rules turn on: score ties (within and across frames, from a few values), frames
+    without ground truth or without detections, 120 detections of one category in a frame (past maxDets 100),
+    zero-area and duplicated boxes, boxes above area 1e10 (ignored ground truth, detections ignored when unmatched)
+    overlapping regular ones, category 4 only predicted, 5 never."""
     frames = []
     for i in range(n):
-        gt = rng.uniform(0, 200, (int(rng.integers(0, 4)), 2))
-        gt = np.concatenate([gt, rng.uniform(10, 60, gt.shape)], axis=1)  # [N, 4]
-        pred = np.concatenate([gt + rng.normal(0, 6, gt.shape), rng.uniform(0, 200, (int(rng.integers(0, 3)), 4))])
-        pred[:, 2:] = np.abs(pred[:, 2:]) + 1
+        n_gt = int(rng.choice([0, 1, 2, 3, 5]))
+        gt = np.concatenate([rng.uniform(0, 200, (n_gt, 2)), rng.uniform(5, 60, (n_gt, 2))], axis=1)  # [N, 4]
+        n_dt = int(rng.choice([0, 1, 2, 4, 8, 120], p=[0.15, 0.2, 0.2, 0.2, 0.17, 0.08]))
+        near = gt[rng.integers(0, n_gt, n_dt)] if n_gt else rng.uniform(0, 200, (n_dt, 4))
+        pred = near + rng.normal(0, rng.choice([1.0, 5.0, 15.0]), (n_dt, 4))
+        pred[:, 2:] = np.abs(pred[:, 2:])
+        if rng.random() < 0.3:  # integer boxes: exact IoU ties and IoUs equal to a threshold
+            gt, pred = np.round(gt), np.round(pred)
+        gt[rng.random(n_gt) < 0.1, 2] = 0.0
+        pred[rng.random(n_dt) < 0.05, 3] = 0.0
+        if n_gt and n_dt and rng.random() < 0.3:
+            pred[0] = gt[0]
+        gt_labels = rng.choice([1, 2, 3, 5], n_gt)
+        pred_labels = np.full(n_dt, 2) if n_dt == 120 else rng.integers(1, 5, n_dt)
+        if rng.random() < 0.15:  # area around 1e10, the end of the range "all": the first ground-truth box is ignored
+            big = np.array(
+                [[0.0, 0.0, 1e5, 1.01e5], [0.0, 0.0, 1e5, 0.99e5], [0.0, 0.0, 1e5, 1e5], [0.0, 0.0, 2e5, 2e5]]
+            )
+            gt, gt_labels = np.concatenate([big[:2], gt]), np.concatenate([[1, 1], gt_labels])
+            pred, pred_labels = np.concatenate([big[2:], big[rng.integers(0, 4, 3)], pred]), np.r_[[1] * 5, pred_labels]
+        scores = rng.choice([0.2, 0.5, 0.9], len(pred)) if rng.random() < 0.5 else rng.uniform(0, 1, len(pred))
         frames.append(
             FrameBoxes(
                 image_id=f"f{i}",
@@ -116,20 +137,21 @@ def _random_frames(rng: np.random.Generator, n: int) -> list[FrameBoxes]:
                 width=320,
                 gt_boxes=gt,
                 pred_boxes=pred,
-                pred_scores=rng.uniform(0, 1, len(pred)),
-                gt_labels=rng.integers(1, 4, len(gt)),
-                pred_labels=rng.integers(1, 4, len(pred)),
+                pred_scores=scores,
+                gt_labels=gt_labels,
+                pred_labels=pred_labels,
             )
         )
     return frames
 
 
 def _stock_cocoeval(frames: list[FrameBoxes], agnostic: bool) -> dict[str, float]:
-    """The independent reference: pycocotools with its default parameters and summarize()."""
+    """The independent reference: pycocotools' COCOeval with its default parameters and summarize(), on the frames
+    as images 1..F (ground-truth area w * h, no crowd; class-agnostic: every box in category 1)."""
     images, gts, dts = [], [], []
     for i, f in enumerate(frames, start=1):
         images.append({"id": i, "height": f.height, "width": f.width})
-        for box, cat in zip(f.gt_boxes.tolist(), f.gt_labels.tolist()):
+        for box, cat in zip(f.gt_boxes.tolist(), f.gt_labels.tolist() if not agnostic else [1] * len(f.gt_boxes)):
             gts.append(
                 {
                     "id": len(gts) + 1,
@@ -140,7 +162,8 @@ def _stock_cocoeval(frames: list[FrameBoxes], agnostic: bool) -> dict[str, float
                     "iscrowd": 0,
                 }
             )
-        for box, cat, score in zip(f.pred_boxes.tolist(), f.pred_labels.tolist(), f.pred_scores.tolist()):
+        pred_labels = f.pred_labels.tolist() if not agnostic else [1] * len(f.pred_boxes)
+        for box, cat, score in zip(f.pred_boxes.tolist(), pred_labels, f.pred_scores.tolist()):
             dts.append({"image_id": i, "category_id": 1 if agnostic else cat, "bbox": box, "score": score})
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
@@ -157,22 +180,73 @@ def _stock_cocoeval(frames: list[FrameBoxes], agnostic: bool) -> dict[str, float
     return {"map50": float(ev.stats[1]), "map": float(ev.stats[0])}
 
 
+@pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("agnostic", [True, False])
-def test_resampled_evaluation_equals_stock_cocoeval(agnostic: bool) -> None:
-    """CocoEvaluation reuses COCOeval's per-image matching; any multiset of frames gives stock COCOeval's answer."""
-    rng = np.random.default_rng(3)
-    frames = _random_frames(rng, 12)
+def test_equals_stock_cocoeval(seed: int, agnostic: bool) -> None:
+    """Every frame set, and any multiset of its frames through map(indices), gives stock COCOeval's stats[1] and
+    stats[0] to the bit."""
+    rng = np.random.default_rng(seed)
+    frames = _random_frames(rng, int(rng.integers(8, 16)))
     evaluation = CocoEvaluation(frames, class_agnostic=agnostic)
-    assert evaluation.map() == pytest.approx(_stock_cocoeval(frames, agnostic), abs=1e-12)
+    assert evaluation.n_frames == len(frames)
+    assert evaluation.map() == _stock_cocoeval(frames, agnostic)
     assert coco_map(frames, class_agnostic=agnostic) == evaluation.map()
     checked = 0
-    for _ in range(8):
-        pick = rng.integers(0, len(frames), len(frames))  # with repeats, as the bootstrap draws
-        if not any(len(frames[i].gt_boxes) for i in pick):
+    for _ in range(6):
+        pick = rng.integers(0, len(frames), int(rng.integers(1, 2 * len(frames))))  # repeats, as the bootstrap draws
+        if not any(len(frames[i].gt_boxes) for i in pick) or not any(len(frames[i].pred_boxes) for i in pick):
             continue
-        fresh = _stock_cocoeval([frames[i] for i in pick], agnostic)
-        assert evaluation.map(pick) == pytest.approx(fresh, abs=1e-12)
+        assert evaluation.map(pick) == _stock_cocoeval([frames[i] for i in pick], agnostic)
         checked += 1
-    assert checked >= 5
+    assert checked >= 3
+
+
+def test_ties_across_frames_follow_the_frame_order() -> None:
+    """Equal scores in different frames rank frame after frame, so swapping two frames can change AP."""
+    hit = FrameBoxes("a", "a", 100, 100, np.array([[0.0, 0.0, 10.0, 10.0]]), np.array([[0.0, 0.0, 10.0, 10.0]]), [0.5])
+    miss = FrameBoxes("b", "b", 100, 100, np.array([[0.0, 0.0, 10.0, 10.0]]), np.array([[50.0, 50, 10, 10]]), [0.5])
+    evaluation = CocoEvaluation([hit, miss], class_agnostic=True)
+    # TP then FP: precision 1 up to recall 1/2 (51 of 101 points); FP then TP: precision 1/2 there.
+    assert evaluation.map([0, 1])["map50"] == pytest.approx(51 / 101)
+    assert evaluation.map([1, 0])["map50"] == pytest.approx(0.5 * 51 / 101)
+    for order in ([0, 1], [1, 0], [0, 0, 1], [1, 0, 1]):
+        assert evaluation.map(order) == _stock_cocoeval([[hit, miss][i] for i in order], True)
+
+
+def test_empty_and_ignored_cases() -> None:
+    box = np.array([[0.0, 0.0, 10.0, 10.0]])
+    empty = FrameBoxes("e", "e", 10, 10, np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0))
+    only_gt = FrameBoxes("g", "g", 10, 10, box, np.zeros((0, 4)), np.zeros(0))
+    only_pred = FrameBoxes("p", "p", 10, 10, np.zeros((0, 4)), box, [0.5])
+    huge = FrameBoxes("h", "h", 10, 10, np.array([[0.0, 0.0, 2e5, 2e5]]), box, [0.5])  # gt area 4e10: ignored
+    assert CocoEvaluation([], class_agnostic=True).n_frames == 0
     with pytest.raises(ValueError, match="no ground-truth box"):
-        evaluation.map([i for i, f in enumerate(frames) if len(f.gt_boxes) == 0][:1])
+        CocoEvaluation([], class_agnostic=True).map()
+    with pytest.raises(ValueError, match="no ground-truth box"):
+        coco_map([empty, only_pred], class_agnostic=True)
+    evaluation = CocoEvaluation([empty, only_gt, only_pred, huge], class_agnostic=True)
+    assert evaluation.map([0, 1]) == {"map50": 0.0, "map": 0.0}  # no detection in the selection
+    assert evaluation.map([1, 2, 2]) == {"map50": 0.0, "map": 0.0}
+    with pytest.raises(ValueError, match="no ground-truth box"):
+        evaluation.map([0, 2, 2])
+    # only ignored ground truth: COCOeval averages over no category (summarize reports -1); here NaN
+    assert all(np.isnan(v) for v in evaluation.map([3]).values())
+    assert coco_map([empty, only_gt], class_agnostic=True) == {"map50": 0.0, "map": 0.0}  # no detection at all
+
+
+def test_matching_rules() -> None:
+    """IoU exactly at a threshold matches; of two ground-truth boxes at the same IoU, the later one is taken."""
+
+    def one(gt: list, pred: list) -> list[FrameBoxes]:
+        scores = np.linspace(0.9, 0.8, len(pred))
+        return [FrameBoxes("f", "c", 100, 100, np.array(gt, dtype=float), np.array(pred, dtype=float), scores)]
+
+    at_half = one([[0, 0, 10, 10]], [[0, 0, 10, 5]])  # IoU 50 / 100: only the 0.5 threshold
+    assert coco_map(at_half, class_agnostic=True) == {"map50": pytest.approx(1.0), "map": pytest.approx(0.1)}
+    # The first detection has IoU 90/110 with both boxes and takes the second; the next one (IoU 90/110 with the
+    # second box, 70/130 with the first) then matches the first box at 0.5 only: AP 1 at 0.5, 51/101 (recall 1/2
+    # at precision 1) at 0.55..0.80, 0 above.
+    tie = one([[0, 0, 10, 10], [2, 0, 10, 10]], [[1, 0, 10, 10], [3, 0, 10, 10]])
+    assert coco_map(tie, class_agnostic=True) == pytest.approx({"map50": 1.0, "map": (1 + 6 * 51 / 101) / 10})
+    for frames in (at_half, tie):
+        assert coco_map(frames, class_agnostic=True) == _stock_cocoeval(frames, True)

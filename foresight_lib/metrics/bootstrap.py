@@ -35,8 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-from scipy.stats import norm
-from scipy.stats import t as student_t
+from scipy.special import ndtr, ndtri, stdtrit  # scipy.stats' norm.cdf, norm.ppf, t.ppf without its import cost
 
 from .boxes import FrameBoxes
 
@@ -63,13 +62,13 @@ def _interval(stats: np.ndarray, point: float, level: float, n_clips: int) -> tu
         return float("nan"), float("nan")
     r = len(stats)
     below = (np.sum(stats < point) + 0.5 * np.sum(stats == point)) / r
-    z0 = norm.ppf(np.clip(below, 0.5 / r, 1.0 - 0.5 / r))
+    z0 = ndtri(np.clip(below, 0.5 / r, 1.0 - 0.5 / r))
     half = (
-        np.sqrt(n_clips / (n_clips - 1)) * student_t.ppf((1.0 + level) / 2.0, n_clips - 1)
+        np.sqrt(n_clips / (n_clips - 1)) * stdtrit(n_clips - 1, (1.0 + level) / 2.0)
         if n_clips > 1
-        else norm.ppf((1.0 + level) / 2.0)
+        else ndtri((1.0 + level) / 2.0)
     )
-    tails = norm.cdf(2.0 * z0 + np.array([-half, half]))  # [2]
+    tails = ndtr(2.0 * z0 + np.array([-half, half]))  # [2]
     low, high = np.quantile(stats, tails)
     return float(low), float(high)
 

@@ -1,7 +1,9 @@
 """Box utilities, the bbox IoU metric and its chance level.
 
-Boxes are COCO ``[x, y, w, h]`` in pixels, float arrays ``[N, 4]``. IoU is pycocotools' box IoU,
-the same one COCOeval uses for mAP.
+Boxes are COCO ``[x, y, w, h]`` in pixels, float arrays ``[N, 4]``. IoU (:func:`box_iou`) is pycocotools'
+box IoU (``bbIou``, no crowd) computed in numpy with the same float operations, so the same values: intersection
+``w = min(x0 + w0, x1 + w1) - max(x0, x1)`` (likewise ``h``), 0 unless both are positive, else
+``w * h / (area0 + area1 - w * h)``; a zero-area box has IoU 0 with everything. mAP (:mod:`.coco`) uses it too.
 
 bbox IoU (the one definition) = per frame, match the N ground-truth boxes one-to-one to the M predictions
 (Hungarian, maximising the total IoU) and sum the matched IoUs; divide the sum over all frames by the sum
@@ -28,7 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
 
@@ -72,12 +73,20 @@ def clip_boxes_xywh(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
     return xyxy_to_xywh(xyxy)
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of xywh boxes ``a`` ``[..., 4]`` and ``b`` ``[..., 4]`` (broadcast) -> ``[...]``: pycocotools' ``bbIou``."""
+    w = np.minimum(a[..., 2] + a[..., 0], b[..., 2] + b[..., 0]) - np.maximum(a[..., 0], b[..., 0])  # [...]
+    h = np.minimum(a[..., 3] + a[..., 1], b[..., 3] + b[..., 1]) - np.maximum(a[..., 1], b[..., 1])  # [...]
+    overlap = (w > 0) & (h > 0)  # [...]
+    inter = w * h  # [...]
+    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter  # [...]
+    return np.divide(inter, union, out=np.zeros(overlap.shape), where=overlap)
+
+
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box of ``a`` ``[N, 4]`` with every box of ``b`` ``[M, 4]`` (xywh) -> ``[N, M]``."""
-    # pycocotools reads the raw buffer: a strided or Fortran-ordered view gives wrong IoUs silently.
-    a, b = np.ascontiguousarray(_as_boxes(a, "a")), np.ascontiguousarray(_as_boxes(b, "b"))
-    ious = mask_utils.iou(a, b, np.zeros(len(b), dtype=np.uint8))
-    return np.asarray(ious, dtype=np.float64).reshape(len(a), len(b))
+    a, b = _as_boxes(a, "a"), _as_boxes(b, "b")  # [N, 4], [M, 4]
+    return box_iou(a[:, None, :], b[None, :, :])
 
 
 def match_boxes(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -6,8 +6,8 @@ Given every frame's ground truth and *all* its detections (with scores):
   frame (:func:`~foresight_lib.metrics.boxes.bbox_iou`: extra boxes cannot raise it);
   ``bbox_iou_chance``: the same of random boxes at the asserted count (:func:`~.boxes.chance_iou`);
 - ``best_box_iou``: on frames with exactly one object, the IoU of the single highest-scoring detection;
-- ``map50_*`` / ``map_*``: COCO AP@0.5 and AP@[.5:.95] over all detections (pycocotools), class-agnostic
-  and class-aware;
+- ``map50_*`` / ``map_*``: COCO AP@0.5 and AP@[.5:.95] over all detections (COCOeval's, :mod:`.coco`),
+  class-agnostic and class-aware;
 each with a 95% bias-corrected bootstrap interval over clips (``*_ci``, :mod:`.bootstrap`); the IoU intervals
 resample the clips that hold ground truth.
 
