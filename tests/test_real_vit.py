@@ -32,7 +32,7 @@ HEIGHT, WIDTH, CLIPS, LAYER = (
     64,
     5,
 )  # one frame per clip: every forward is a new scene; block 5 = hidden_states[6]
-# Class-agnostic mAP@0.5 (pycocotools) and best-box IoU (the top detection of single-object frames): neither rewards
+# Class-agnostic mAP@0.5 (COCOeval's) and best-box IoU (the top detection of single-object frames): neither rewards
 # asserting extra boxes. Measured 2026-11-28 with epoch and lr selected on validation bbox IoU (issue 15's definition,
 # over max(objects, asserted)), data seed 0, probe seed 0, 20 epochs: mAP@0.5 real 0.327, twin 0.193, shuffled 0.040;
 # best-box IoU real 0.577, twin 0.459, shuffled 0.057. (Selected on validation loss, before the accelerating motion,

@@ -428,7 +428,7 @@ def render_markdown(decision: dict[str, Any], summary: dict[str, Any], heads: li
         )
     lines += [
         "",
-        f"Definition. {IOU_DEFINITION} mAP through pycocotools COCOeval: mAP@0.5 ({d.map_kind}) is the "
+        f"Definition. {IOU_DEFINITION} mAP as COCOeval computes it: mAP@0.5 ({d.map_kind}) is the "
         "rule's; class-aware values are in `metrics/summary.json`.",
         "",
         "## Extraction points",
