@@ -16,7 +16,8 @@ torch version, settings with every figure):
   value of ``--stage-threads``). Each run in its own process: wall time with imports, and a cProfile run of
   each side at ``probe.threads`` 1 for the breakdown (imports, reads, training, per-epoch validation,
   decoding, COCOeval, bootstrap, temporal; cumulative times, so nested parts overlap: COCOeval calls made by
-  the mAP bootstrap count in both).
+  the mAP bootstrap count in both). ``sweep``: the same stage with a learning-rate sweep (``--stage-sweep``,
+  the issue's "small sweep"): the old code trains one rate per run, so one run per rate, this one all in one.
 
     python benchmarks/probe.py --tag cpu_small --clips 6 --epochs 1          # proves it runs (minutes on CPU)
     python benchmarks/probe.py --tag gpu --device cuda --clips 64 --epochs 2  # on a GPU machine
@@ -255,8 +256,9 @@ def _code_tree(ref: str, tmp: Path) -> Path:
     return out
 
 
-def _stage_params(probe: dict, old: bool, tmp: Path, name: str, ref: str, threads: int) -> Path:
-    """The params file of one side: its own code's params.yaml with the same ``probe`` settings and ``threads``."""
+def _stage_params(probe: dict, old: bool, tmp: Path, name: str, ref: str, threads: int, lrs: list[float]) -> Path:
+    """The params file of one side: its own code's params.yaml with the same ``probe`` settings, ``threads``, the
+    first of ``probe.seeds`` and the learning rates ``lrs`` (the old code takes one)."""
     text = (
         subprocess.run(
             ["git", "-C", str(ROOT), "show", f"{ref}:params.yaml"], check=True, capture_output=True, text=True
@@ -269,9 +271,10 @@ def _stage_params(probe: dict, old: bool, tmp: Path, name: str, ref: str, thread
     section["threads"] = threads
     if old:  # the old keys: one lr and seed, a clip cache, slot pairs for the order probe
         section = {k: v for k, v in section.items() if k != "order_triplets"}
-        section |= {"lr": probe["lrs"][0], "seed": probe["seeds"][0], "max_clips_in_memory": 64, "order_pairs": 4}
+        (lr,) = lrs
+        section |= {"lr": lr, "seed": probe["seeds"][0], "max_clips_in_memory": 64, "order_pairs": 4}
     else:
-        section |= {"lrs": probe["lrs"][:1], "seeds": probe["seeds"][:1], "device": probe["device"]}
+        section |= {"lrs": lrs, "seeds": probe["seeds"][:1], "device": probe["device"]}
     raw["probe"] = section
     path = tmp / f"params_{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -352,7 +355,7 @@ def stage(args: argparse.Namespace) -> dict:
         sides = (("before", True, _code_tree(args.before, tmp)), ("after", False, ROOT))
         for threads in args.stage_threads:
             for name, old, code in sides:
-                params = _stage_params(probe, old, tmp, f"{name}_{threads}", args.before, threads)
+                params = _stage_params(probe, old, tmp, f"{name}_{threads}", args.before, threads, probe["lrs"][:1])
                 walls = [
                     _run_stage(code, params, data, tmp / f"{name}_{threads}_{i}", False) for i in range(args.repeats)
                 ]
@@ -363,8 +366,10 @@ def stage(args: argparse.Namespace) -> dict:
             )
             out[f"speed_up_threads_{threads}"] = ratio
             print(f"stage speed-up at probe.threads {threads}: {ratio:.2f}x", flush=True)
+        if args.stage_sweep:
+            out["sweep"] = _sweep(args, probe, sides, tmp, data)
         for name, old, code in sides:
-            params = _stage_params(probe, old, tmp, f"{name}_profile", args.before, 1)
+            params = _stage_params(probe, old, tmp, f"{name}_profile", args.before, 1, probe["lrs"][:1])
             _run_stage(code, params, data, tmp / f"{name}_profile", True)
             parts = {"imports": _imports(code), **_breakdown(tmp / f"{name}_profile" / "profile")}
             out[name]["breakdown_seconds (profiled, probe.threads 1)"] = parts
@@ -372,6 +377,33 @@ def stage(args: argparse.Namespace) -> dict:
                 f"stage {name} (profiled, 1 thread): " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()), flush=True
             )
     return out
+
+
+def _sweep(args: argparse.Namespace, probe: dict, sides: tuple, tmp: Path, data: Path) -> dict:
+    """A learning-rate sweep at the last ``--stage-threads``: the old code trains one learning rate per run (so one
+    run per rate), this one every rate in one run."""
+    threads, lrs = args.stage_threads[-1], args.stage_sweep
+    (_, _, before_code), (_, _, after_code) = sides
+    before = [
+        _run_stage(
+            before_code,
+            _stage_params(probe, True, tmp, f"sweep_before_{lr:g}", args.before, threads, [lr]),
+            data,
+            tmp / f"sweep_before_{lr:g}",
+            False,
+        )
+        for lr in lrs
+    ]
+    params = _stage_params(probe, False, tmp, "sweep_after", args.before, threads, lrs)
+    after = _run_stage(after_code, params, data, tmp / "sweep_after", False)
+    result = {"lrs": lrs, "threads": threads, "before_walls": before, "before_seconds": sum(before)}
+    result |= {"after_seconds": after, "speed_up": sum(before) / after}
+    print(
+        f"sweep of {len(lrs)} learning rates at probe.threads {threads}: before {sum(before):.1f} s "
+        f"({len(lrs)} runs), after {after:.1f} s (one run): {result['speed_up']:.2f}x",
+        flush=True,
+    )
+    return result
 
 
 def main() -> None:
@@ -391,9 +423,11 @@ def main() -> None:
     parser.add_argument("--before", default="main", help="git ref of the code the stage is compared with")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--stage-threads", default="1,2", help="stage: probe.threads values, each on both sides")
+    parser.add_argument("--stage-sweep", default="0.003,0.01,0.03", help="stage: a learning-rate sweep ('' skips)")
     args = parser.parse_args()
     args.heads, args.lrs = args.heads.split(","), [float(x) for x in args.lrs.split(",")]
     args.stage_threads = [int(x) for x in args.stage_threads.split(",")]
+    args.stage_sweep = [float(x) for x in args.stage_sweep.split(",") if x]
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device, "--device")
     result = {
