@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,9 @@ from .errors import ForesightError
 PROGRESS_FILE = "progress.json"
 """Writer 0's progress record; writer ``w > 0`` keeps ``progress.<w>.json`` beside it."""
 PROGRESS_GLOB = "progress*.json"
+ZARR_TEMPORARY = re.compile(
+    r".+\.[0-9a-f]{32}\.partial"
+)  # Zarr writes a chunk to <key>.<uuid hex>.partial, then renames it
 FINGERPRINT_FILE = "fingerprint.json"
 
 
@@ -159,6 +163,9 @@ class PartialStore:
         write_json_atomic(self.partial / FINGERPRINT_FILE, self.fingerprint)
         for progress in self.partial.glob(PROGRESS_GLOB):
             progress.unlink()
+        for interrupted in self.partial.rglob("*.partial"):  # a chunk write a kill cut short (Zarr's temporary file)
+            if ZARR_TEMPORARY.fullmatch(interrupted.name):
+                interrupted.unlink()
         if self.out.exists():
             shutil.rmtree(self.out)
         os.replace(self.partial, self.out)

@@ -61,3 +61,15 @@ def test_a_partial_beside_a_finished_store_of_the_same_inputs_goes_at_the_next_s
     assert not (same / "x.zarr.partial").exists() and (same / "x.zarr" / "zarr.json").is_file()
     assert capsys.readouterr().err.startswith(f"removed {Path('data/x.zarr.partial')}: a killed run left it")
     assert json.loads((same / "x.zarr" / "fingerprint.json").read_text()) == {"a": 1}
+
+
+def test_a_chunk_write_cut_short_by_a_kill_leaves_nothing_in_the_finished_store(tmp_path):
+    """Zarr writes a chunk to ``<key>.<uuid hex>.partial`` and renames it: a kill in between leaves that file."""
+    store = PartialStore(tmp_path / "x.zarr", {"a": 1})
+    store.array((2,), (1,), "float32", ("clip",), {})[:] = [1.0, 2.0]
+    store.mark_done(0), store.mark_done(1)
+    cut_short = store.partial / "c" / f"1.{'ab' * 16}.partial"
+    cut_short.write_bytes(b"half a chunk")
+    store.finalize()
+    assert not any(p.name.endswith(".partial") for p in (tmp_path / "x.zarr").rglob("*"))
+    assert (tmp_path / "x.zarr" / "c" / "1").is_file()
