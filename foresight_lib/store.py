@@ -36,9 +36,8 @@ from .errors import ForesightError
 PROGRESS_FILE = "progress.json"
 """Writer 0's progress record; writer ``w > 0`` keeps ``progress.<w>.json`` beside it."""
 PROGRESS_GLOB = "progress*.json"
-ZARR_TEMPORARY = re.compile(
-    r".+\.[0-9a-f]{32}\.partial"
-)  # Zarr writes a chunk to <key>.<uuid hex>.partial, then renames it
+ZARR_TEMPORARY = re.compile(r".+\.[0-9a-f]{32}\.partial")
+"""Zarr writes a chunk to ``<key>.<uuid hex>.partial``, then renames it: a kill in between leaves this file."""
 FINGERPRINT_FILE = "fingerprint.json"
 
 

@@ -20,7 +20,7 @@ _END = object()  # the end of an iterator drawn ahead
 
 
 class Workers:
-    """Applies a function to independent items (trainees) on ``n`` threads, in order of the items; inline when
+    """Applies a function to independent items (trainees, blocks) on ``n`` threads, in order of the items; inline when
     ``n`` is 1 or the device is not the CPU. A context manager: the threads end with it."""
 
     def __init__(self, n: int, device: torch.device) -> None:

@@ -17,17 +17,17 @@ on their validation bbox IoU (:func:`.evaluate.asserted_iou`, the project's one 
 the class cross-entropy overfits within a few epochs while the boxes still improve. Temporal heads are
 scored on their validation cross-entropy.
 
-Parallelism (CPU): the trainees of a pass are independent, so :class:`~foresight_lib.workers.Workers` steps them concurrently on
-``probe.threads`` threads, each torch op single-threaded (``run_probes`` sets one intra-op thread): the cores
-work on different trainees instead of splitting each small op, and every trainee runs exactly the ops it runs
-alone, in the same order, so the numbers do not depend on the number of threads. On CUDA the trainees step in
-turn (one stream).
+Parallelism (CPU): the trainees of a pass are independent, so :class:`~foresight_lib.workers.Workers` steps
+them concurrently on ``probe.threads`` threads, each torch op single-threaded (``run_probes`` sets one intra-op
+thread): the cores work on different trainees instead of splitting each small op, and every trainee runs exactly
+the ops it runs alone, in the same order, so the numbers do not depend on the number of threads. On CUDA the
+trainees step in turn (one stream).
 
 Determinism: models are built inside :func:`seeded` and trained with deterministic algorithms on, and the data
 order comes from seeded generators, so the same params give the same numbers on the same machine and device
-kind, whatever ``probe.threads``. On CUDA, kernels differ from the CPU's (and a few have no deterministic variant: they
-warn), so CPU and CUDA numbers agree only to float32 rounding, amplified by training: expect test metrics to
-differ by well under their bootstrap interval's width, not bit for bit.
+kind, whatever ``probe.threads``. On CUDA, kernels differ from the CPU's (and a few have no deterministic
+variant: they warn), so CPU and CUDA numbers agree only to float32 rounding, amplified by training: expect test
+metrics to differ by well under their bootstrap interval's width, not bit for bit.
 """
 
 from __future__ import annotations

@@ -56,8 +56,8 @@ def run_probes(
     """Probe one point's feature store against the frames stage's ground truth; write and return the metrics.
 
     Runs on ``probe.device``; on the CPU, every torch op on one thread and the trainees spread over
-    ``probe.threads`` threads (:class:`foresight_lib.workers.Workers`; torch's thread count is restored afterwards), so the
-    numbers are reproducible for a given device kind, whatever ``probe.threads``.
+    ``probe.threads`` threads (:class:`foresight_lib.workers.Workers`; torch's thread count is restored
+    afterwards), so the numbers are reproducible for a given device kind, whatever ``probe.threads``.
     """
     device = resolve_device(probe_params.device, "probe.device")
     threads = torch.get_num_threads()
