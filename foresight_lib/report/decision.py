@@ -1,4 +1,6 @@
-"""The Phase 1 go/no-go decision, computed from the summary and the ``decision`` params.
+"""The Phase 1 go/no-go decision, in three parts: :func:`gate` (can the probes read space at all?), :func:`classify`
+(the rule: outcome, deciding point and head, and the bounds that decided) and :func:`explain` (the branch of the
+proposal's decision tree that follows, and advice that names only what was not run yet). :func:`decide` joins them.
 
 Rule (the research proposal's thresholds, with the uncertainty, the prior and a positive control made explicit).
 Candidates are the pre-merge Qwen2.5-VL points (``vit_embed``, ``vit_block``; the ``order: naive`` ablation is shown,
@@ -11,32 +13,33 @@ never a candidate) x the probe heads that pass the oracle gate:
   prior alone would earn is not a GO), and the further criteria hold: feature memory vs the merger below
   ``memory_overhead_max``, LPIPS below ``lpips_max`` where measured (unmeasured LPIPS is reported as unchecked);
 - **NO-GO** if every candidate has the upper bound of bbox IoU below ``nogo_iou`` or, where its shuffled control's
-  IoU (the prior alone) reaches ``nogo_iou``, the upper bound of its selectivity below ``selectivity_margin``; and,
-  when a real reference encoder is configured (an ``encoder`` point whose source is not ``tiny``), that reference
-  clears ``go_iou`` and the margin on the same frames (else **INCONCLUSIVE**: the features cannot be blamed);
+  IoU reaches ``nogo_iou``, the upper bound of its selectivity below ``selectivity_margin``; and, when a real
+  reference encoder is configured (an ``encoder`` point whose source is not ``tiny``), that reference clears
+  ``go_iou`` and the margin on the same frames (else **INCONCLUSIVE**: the features cannot be blamed);
 - **INVESTIGATE** otherwise.
-Each outcome names the branch of the proposal's decision tree that follows.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..params import DecisionParams, EncoderPoint, PointParams
-from .summary import PRE_MERGE_KINDS, point_order
+from .summary import PRE_MERGE_KINDS, PointRow, Rows, as_rows, point_order
 
 HEADS_BY_STRENGTH = ("linear", "mlp", "dense", "detr")
-CHANGE_WHEN_INCONCLUSIVE = (
-    "train the heads longer (`probe.epochs`), sweep the learning rate (`probe.lrs`), use a "
-    "stronger head (`dense`, `detr`) or a wider one (`probe.width`), or add clips "
-    "(`data.synthetic.n_clips` / `data.max_clips`)"
+PROBE_ADVICE = (
+    "train the heads longer (`probe.epochs`), sweep the learning rate (`probe.lrs`), use a stronger head "
+    "(`dense`, `detr`) or a wider one (`probe.width`)"
 )
 
 
 @dataclass(frozen=True)
 class Candidate:
+    """One (point, head) pair's numbers as the rule reads them (NaN where unmeasured)."""
+
     point: str
     head: str
     bbox_iou: float
@@ -51,111 +54,397 @@ class Candidate:
     shuffled_iou: float
     chance_iou: float
     memory_overhead_vs_merger: float | None
+    kind: str = ""
+    layer: int | None = None
 
     def text(self) -> str:
+        where = self.kind if self.layer is None else f"{self.kind}, layer {self.layer}"
         return (
-            f"`{self.point}` ({self.head} probe: bbox IoU {self.bbox_iou:.3f} [{self.bbox_iou_lo:.3f}, "
-            f"{self.bbox_iou_hi:.3f}], mAP@0.5 {self.map50:.3f} [{self.map50_lo:.3f}, {self.map50_hi:.3f}], "
-            f"selectivity {self.selectivity:.3f} [{self.selectivity_lo:.3f}, {self.selectivity_hi:.3f}])"
+            f"`{self.point}` ({where}; {self.head} probe: bbox IoU {self.bbox_iou:.3f} [{self.bbox_iou_lo:.3f}, "
+            f"{self.bbox_iou_hi:.3f}] (chance {self.chance_iou:.3f}), mAP@0.5 {self.map50:.3f} [{self.map50_lo:.3f}, "
+            f"{self.map50_hi:.3f}], selectivity {self.selectivity:.3f} [{self.selectivity_lo:.3f}, "
+            f"{self.selectivity_hi:.3f}])"
         )
 
 
-def _num(v: float | None) -> float:
-    return float("nan") if v is None else float(v)
+@dataclass(frozen=True)
+class Check:
+    """One bound of one criterion against its threshold: ``value op threshold`` must hold for the criterion."""
+
+    criterion: str  # e.g. "GO", "NO-GO", "oracle gate", "memory"
+    quantity: str  # e.g. "lower 95% bound of bbox IoU"
+    value: float
+    op: str  # ">", "<" or ">="
+    threshold: float
+    key: str  # the params key of the threshold
+
+    @property
+    def holds(self) -> bool:
+        if math.isnan(self.value):
+            return False
+        return {">": self.value > self.threshold, "<": self.value < self.threshold, ">=": self.value >= self.threshold}[
+            self.op
+        ]
+
+    def text(self) -> str:
+        verdict = "holds" if self.holds else "fails"
+        return (
+            f"{self.criterion} needs the {self.quantity} {self.op} {self.threshold:g} (`{self.key}`): "
+            f"{self.value:.3f}, {verdict}"
+        )
 
 
-def _candidates(summary: dict[str, Any], names: list[str], map_key: str) -> list[Candidate]:
+@dataclass(frozen=True)
+class Gate:
+    """Which heads read the ``oracle`` point(s) at bbox IoU >= the threshold (every oracle point, if several)."""
+
+    points: list[str]
+    threshold: float
+    bbox_iou: dict[str, float | None]
+    passing_heads: list[str]
+    status: str  # "pass", "fail" or "missing"
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The rule's outcome: ``case`` names the branch taken, ``deciding`` the (point, head) it turned on, ``checks``
+    the bounds that decided it (those that failed, for INVESTIGATE; those that held, for GO and NO-GO)."""
+
+    outcome: str  # GO, NO-GO, INVESTIGATE, INCONCLUSIVE or UNDETERMINED
+    case: str
+    deciding: Candidate | None = None
+    best_pre_merge: Candidate | None = None
+    checks: tuple[Check, ...] = ()
+    further_failed: tuple[str, ...] = ()
+    lpips: dict[str, Any] = field(default_factory=dict)
+    reference: Candidate | None = None
+    hybrid: Candidate | None = None
+    prior: Candidate | None = None
+
+
+def _candidates(rows: Rows, names: list[str], map_key: str) -> list[Candidate]:
     out = []
     for name in names:
-        row = summary.get(name, {})
-        memory = row.get("extract", {}).get("memory_overhead_vs_merger")
+        row = rows.get(name)
+        if row is None:
+            continue
         for head in HEADS_BY_STRENGTH:
-            m = row.get(head)
-            if not m or m.get("bbox_iou") is None:
+            m = row.heads.get(head)
+            if m is None or m.bbox_iou is None:
                 continue
-            shuffled = row.get("shuffled", {}).get(head, {})
+            shuffled = row.shuffled.get(head)
+            iou, map50, sel = m.interval("bbox_iou"), m.interval(map_key), m.interval("selectivity")
             out.append(
                 Candidate(
                     name,
                     head,
-                    m["bbox_iou"],
-                    _num(m.get("bbox_iou_lo")),
-                    _num(m.get("bbox_iou_hi")),
-                    _num(m.get(map_key)),
-                    _num(m.get(f"{map_key}_lo")),
-                    _num(m.get(f"{map_key}_hi")),
-                    _num(m.get("selectivity")),
-                    _num(m.get("selectivity_lo")),
-                    _num(m.get("selectivity_hi")),
-                    _num(shuffled.get("bbox_iou")),
-                    _num(m.get("bbox_iou_chance")),
-                    memory,
+                    *iou,
+                    *map50,
+                    *sel,
+                    math.nan if shuffled is None or shuffled.bbox_iou is None else shuffled.bbox_iou,
+                    math.nan if m.bbox_iou_chance is None else m.bbox_iou_chance,
+                    row.memory_overhead_vs_merger,
+                    row.kind,
+                    row.layer,
                 )
             )
     return out
 
 
-def oracle_gate(summary: dict[str, Any], points: dict[str, PointParams], params: DecisionParams) -> dict[str, Any]:
-    """Which heads read the ``oracle`` point(s) at bbox IoU >= ``oracle_min_iou`` (every oracle point, if several)."""
+def gate(rows: Rows, points: Mapping[str, PointParams], params: DecisionParams) -> Gate:
+    """The oracle gate: which heads read the ground truth back at bbox IoU >= ``oracle_min_iou``."""
     oracles = [n for n, p in points.items() if p.kind == "oracle"]
     heads: dict[str, float | None] = {}
     for head in HEADS_BY_STRENGTH:
-        values = [summary.get(n, {}).get(head, {}).get("bbox_iou") for n in oracles]
+        values = [rows[n].heads[head].bbox_iou if n in rows and head in rows[n].heads else None for n in oracles]
         if any(v is not None for v in values):
             heads[head] = None if None in values else min(values)
     passing = [h for h, v in heads.items() if v is not None and v >= params.oracle_min_iou]
-    return {
-        "points": oracles,
-        "threshold": params.oracle_min_iou,
-        "bbox_iou": heads,
-        "passing_heads": passing,
-        "status": "missing" if not oracles or not heads else "pass" if passing else "fail",
-    }
+    status = "missing" if not oracles or not heads else "pass" if passing else "fail"
+    return Gate(oracles, params.oracle_min_iou, heads, passing, status)
 
 
-def benchmark_check(summary: dict[str, Any], points: dict[str, PointParams], data_source: str) -> dict[str, Any]:
+def oracle_gate(summary: Mapping[str, Any], points: Mapping[str, PointParams], params: DecisionParams) -> dict:
+    """:func:`gate` on a summary (rows or their JSON form), as a dict."""
+    return asdict(gate(as_rows(summary, points), points, params))
+
+
+def _go_checks(c: Candidate, params: DecisionParams) -> tuple[Check, ...]:
+    return (
+        Check("GO", "lower 95% bound of bbox IoU", c.bbox_iou_lo, ">", params.go_iou, "decision.go_iou"),
+        Check(
+            "GO",
+            f"lower 95% bound of mAP@0.5 ({params.map_kind})",
+            c.map50_lo,
+            ">",
+            params.go_map50,
+            "decision.go_map50",
+        ),
+        Check(
+            "GO",
+            "lower 95% bound of selectivity",
+            c.selectivity_lo,
+            ">",
+            params.selectivity_margin,
+            "decision.selectivity_margin",
+        ),
+    )
+
+
+def _no_go_check(c: Candidate, params: DecisionParams) -> Check:
+    """The NO-GO bound that applies to ``c``: its selectivity's upper bound where the shuffled control reaches the
+    NO-GO bar (the prior alone sits above it), else its bbox IoU's upper bound."""
+    if not math.isnan(c.shuffled_iou) and c.shuffled_iou >= params.nogo_iou:
+        iou = Check("NO-GO", "upper 95% bound of bbox IoU", c.bbox_iou_hi, "<", params.nogo_iou, "decision.nogo_iou")
+        if iou.holds:
+            return iou
+        return Check(
+            "NO-GO",
+            "upper 95% bound of selectivity (the shuffled control reaches the NO-GO bar)",
+            c.selectivity_hi,
+            "<",
+            params.selectivity_margin,
+            "decision.selectivity_margin",
+        )
+    return Check("NO-GO", "upper 95% bound of bbox IoU", c.bbox_iou_hi, "<", params.nogo_iou, "decision.nogo_iou")
+
+
+def _lpips_check(adapters: Mapping[str, Mapping[str, Any]], params: DecisionParams) -> dict[str, Any]:
+    measured = {k: row["lpips"] for k, row in adapters.items() if row.get("lpips") is not None}
+    if not measured:
+        return {"status": "unchecked", "reason": "no adapter reconstruction with LPIPS available"}
+    best = min(measured.values())
+    return {"status": "pass" if best < params.lpips_max else "fail", "best": best, "threshold": params.lpips_max}
+
+
+def classify(
+    rows: Rows,
+    points: Mapping[str, PointParams],
+    params: DecisionParams,
+    adapters: Mapping[str, Mapping[str, Any]],
+    the_gate: Gate,
+) -> Classification:
+    """The rule (module docstring) on typed rows. ``adapters``: adapter -> its summary row
+    (:func:`.summary.adapter_summary`; no ``lpips`` key when LPIPS was unavailable)."""
+    map_key = f"map50_{params.map_kind}"
+    pre_names = [
+        n for n, p in points.items() if p.kind in PRE_MERGE_KINDS and getattr(p, "order", "raster") == "raster"
+    ]
+    pre_all = _candidates(rows, pre_names, map_key)
+    if not pre_all:
+        return Classification("UNDETERMINED", "no_pre_merge")
+    best_all = max(pre_all, key=lambda c: c.bbox_iou)
+    if the_gate.status == "missing":
+        return Classification("INCONCLUSIVE", "gate_missing", best_all, best_all)
+    if the_gate.status == "fail":
+        head, value = max(
+            ((h, v) for h, v in the_gate.bbox_iou.items() if v is not None),
+            key=lambda hv: hv[1],
+            default=("every", math.nan),
+        )
+        check = Check(
+            "the oracle gate",
+            f"bbox IoU of the oracle point ({head} probe, the best head)",
+            value,
+            ">=",
+            params.oracle_min_iou,
+            "decision.oracle_min_iou",
+        )
+        return Classification("INCONCLUSIVE", "gate_fail", best_all, best_all, (check,))
+    pre = [c for c in pre_all if c.head in the_gate.passing_heads]
+    if not pre:
+        return Classification("INCONCLUSIVE", "no_gated_head", best_all, best_all)
+    best = max(pre, key=lambda c: c.bbox_iou)
+    lpips = _lpips_check(adapters, params)
+    passing = [c for c in pre if all(check.holds for check in _go_checks(c, params))]
+    if passing:
+        go = max(passing, key=lambda c: c.bbox_iou)
+        further: list[Check] = []
+        if go.memory_overhead_vs_merger is not None:
+            further.append(
+                Check(
+                    "GO",
+                    "feature memory vs the merger's",
+                    go.memory_overhead_vs_merger,
+                    "<",
+                    params.memory_overhead_max,
+                    "decision.memory_overhead_max",
+                )
+            )
+        if lpips["status"] != "unchecked":
+            further.append(Check("GO", "best LPIPS", lpips["best"], "<", params.lpips_max, "decision.lpips_max"))
+        failed = [c for c in further if not c.holds]
+        reasons = []
+        if any(c.key == "decision.memory_overhead_max" for c in failed):
+            reasons.append(
+                f"{go.point} needs {go.memory_overhead_vs_merger:.2f}x the merger's feature memory "
+                f"(limit {params.memory_overhead_max}x)"
+            )
+        if any(c.key == "decision.lpips_max" for c in failed):
+            reasons.append(f"best LPIPS {lpips['best']:.3f} is not below {params.lpips_max}")
+        checks = (*_go_checks(go, params), *further)
+        if failed:
+            return Classification("INVESTIGATE", "further_failed", go, best, tuple(failed), tuple(reasons), lpips)
+        return Classification("GO", "go", go, best, checks, (), lpips)
+    if all(_no_go_check(c, params).holds for c in pre):
+        references = [n for n, p in points.items() if isinstance(p, EncoderPoint) and p.source != "tiny"]
+        refs = [c for c in _candidates(rows, references, map_key) if c.head in the_gate.passing_heads]
+        ref_ok = [c for c in refs if c.bbox_iou_lo > params.go_iou and c.selectivity_lo > params.selectivity_margin]
+        reference = max(refs, key=lambda c: c.bbox_iou) if refs else None
+        checks = (_no_go_check(best, params),)
+        if references and not ref_ok:
+            return Classification("INCONCLUSIVE", "reference_blind", best, best, checks, (), lpips, reference)
+        hybrid_names = [n for n, p in points.items() if p.kind == "encoder"]
+        hybrid = _candidates(rows, hybrid_names, map_key)
+        top = max(hybrid, key=lambda c: c.bbox_iou) if hybrid else None
+        return Classification("NO-GO", "no_go", best, best, checks, (), lpips, reference, top)
+    spatial = [c for c in pre if all(check.holds for check in _go_checks(c, params)[:2])]
+    prior = next((c for c in spatial if c.selectivity_lo <= params.selectivity_margin), None)
+    failed = tuple(c for c in (*_go_checks(best, params), _no_go_check(best, params)) if not c.holds)
+    return Classification("INVESTIGATE", "investigate", best, best, failed, (), lpips, prior=prior)
+
+
+def _more_clips(data_advice: str | None) -> str:
+    return data_advice or "add clips (`data.synthetic.n_clips` / `data.max_clips`)"
+
+
+def _earlier_advice(best: Candidate, points: Mapping[str, PointParams], rows: Rows) -> str:
+    """Earlier pre-merge layers to try: configured ones not probed yet, and layers not configured at all."""
+    pre = {n: p for n, p in points.items() if p.kind in PRE_MERGE_KINDS and getattr(p, "order", "raster") == "raster"}
+    earlier = [n for n, p in pre.items() if point_order(p) < point_order(points[best.point])]
+    run = [n for n in earlier if n in rows and rows[n].probed]
+    not_run = [n for n in earlier if n not in run]
+    parts = []
+    if run:
+        parts.append("earlier points already probed: " + ", ".join(f"`{n}`" for n in run))
+    if best.kind == "vit_embed":
+        parts.append(f"none: `{best.point}`, the patch embedding, is the earliest point")
+        return "; ".join(parts)
+    new = []
+    if not any(p.kind == "vit_embed" for p in pre.values()):
+        new.append("`{kind: vit_embed}`")
+    layers = {p.layer for p in pre.values() if p.kind == "vit_block"}
+    if best.layer is not None and best.layer > 0:
+        k = best.layer // 2
+        while k in layers and k > 0:
+            k //= 2
+        if k not in layers:
+            new.append(f"`vit_l{k}: {{kind: vit_block, layer: {k}}}`")
+    elif best.layer is not None:
+        new.append(f"`vit_block` points with layers below {best.layer}")
+    if not_run:
+        parts.append("configured but not probed yet: " + ", ".join(f"`{n}`" for n in not_run))
+    if new:
+        parts.append("not configured yet: add " + " or ".join(new) + " to `points`")
+    if not not_run and not new:
+        parts.append("every earlier layer is already configured")
+    return "; ".join(parts)
+
+
+def explain(
+    c: Classification,
+    the_gate: Gate,
+    points: Mapping[str, PointParams],
+    rows: Rows,
+    params: DecisionParams,
+    heads_run: list[str],
+    *,
+    data_source: str = "synthetic",
+    data_advice: str | None = None,
+) -> str:
+    """The branch of the proposal's decision tree that follows from ``c``, with advice that names only layers and
+    heads not run yet. ``data_advice``: how to add clips for this data source (None: the generic wording)."""
+    inconclusive_change = f"{PROBE_ADVICE}, or {_more_clips(data_advice)}"
+    if c.case == "no_pre_merge":
+        return "Undetermined: no pre-merge Qwen2.5-VL point was probed. To change: add a vit_embed or vit_block point."
+    if c.case == "gate_missing":
+        return (
+            "Inconclusive: no oracle point was probed: the report cannot tell missing information from a probe that "
+            "failed. To change: add `oracle: {kind: oracle, stride: 14}` to params.yaml `points`."
+        )
+    if c.case == "gate_fail":
+        reads = ", ".join(f"{h} {v:.3f}" if v is not None else f"{h} n/a" for h, v in the_gate.bbox_iou.items())
+        return (
+            f"Inconclusive: the probe cannot read space that is there: the oracle reads bbox IoU {reads}, below "
+            f"{params.oracle_min_iou}. To change: {inconclusive_change}."
+        )
+    if c.case == "no_gated_head":
+        return (
+            f"Inconclusive: no pre-merge point was probed with a head that passes the oracle gate "
+            f"({', '.join(the_gate.passing_heads)}). To change: run those heads (`probe.heads`)."
+        )
+    assert c.deciding is not None
+    if c.case == "go":
+        return f"Proceed to Phase 2: train the dual-stream adapter with its spatial stream from {c.deciding.text()}."
+    if c.case == "further_failed":
+        return "Spatial criteria pass but a further criterion fails: " + "; ".join(c.further_failed) + "."
+    if c.case == "reference_blind":
+        seen = c.reference.text() if c.reference else "not probed with a gated head"
+        return (
+            f"Inconclusive: the pre-merge points read no spatial information, but neither does the real reference "
+            f"encoder on the same frames ({seen}): the frames or the probe, not the features, may be at fault. "
+            f"To change: {inconclusive_change}."
+        )
+    if c.case == "no_go":
+        alt = (
+            f"hybrid with a dedicated spatial model (best measured: {c.hybrid.text()})"
+            if c.hybrid
+            else "hybrid with a dedicated spatial model (none measured: add an `encoder` point)"
+        )
+        return f"Abort the pre-merge route: {alt}, or a semantic-only scope."
+    stronger = [h for h in HEADS_BY_STRENGTH if h not in heads_run]
+    prior = ""
+    if c.prior is not None:
+        control = (
+            "the prior alone"
+            if data_source == "synthetic"
+            else "the prior alone, or at least the part of it a probe of permuted tokens can learn"
+        )
+        prior = (
+            f"IoU and mAP@0.5 pass for {c.prior.text()}, but the selectivity's lower bound is not above "
+            f"{params.selectivity_margin}: the shuffled control ({control}) reads {c.prior.shuffled_iou:.3f}. "
+        )
+    heads = (
+        "heads not run yet: " + ", ".join(f"`{h}`" for h in stronger) + " (`probe.heads`)"
+        if stronger
+        else f"every head already run: a larger `probe.width`, more `probe.epochs` or {_more_clips(data_advice)}"
+    )
+    return (
+        f"Investigate: {prior}try earlier layers ({_earlier_advice(c.deciding, points, rows)}) and stronger probes "
+        f"({heads})."
+    )
+
+
+def benchmark_check(summary: Mapping[str, Any], points: Mapping[str, PointParams], data_source: str) -> dict:
     """Does every shuffled control sit at chance (its IoU's lower bound at or below its chance level)? Expected on the
-    synthetic benchmark, where objects are placed uniformly (a check of the benchmark); on real data the shuffled
-    control measures what the data's prior gives."""
+    synthetic benchmark, where objects are placed uniformly (a check of the benchmark); on real data it is not: the
+    permuted tokens still carry what the clip holds, and boxes of real data are not placed uniformly."""
+    rows = as_rows(summary, points)
     above = []
     checked = 0
-    for name, row in summary.items():
-        if points[name].kind == "oracle":
+    for name, row in rows.items():
+        if row.kind == "oracle":
             continue
-        for head, m in row.get("shuffled", {}).items():
-            if head == "temporal" or m.get("bbox_iou") is None or m.get("bbox_iou_chance") is None:
+        for head, m in row.shuffled.items():
+            if m.bbox_iou is None or m.bbox_iou_chance is None:
                 continue
             checked += 1
-            lo = m.get("bbox_iou_lo") if m.get("bbox_iou_lo") is not None else m["bbox_iou"]
-            if lo > m["bbox_iou_chance"]:
-                above.append(f"{name}/{head}: {m['bbox_iou']:.3f} (chance {m['bbox_iou_chance']:.3f})")
-    expected = data_source == "synthetic"
+            lo = m.bbox_iou_lo if m.bbox_iou_lo is not None else m.bbox_iou
+            if lo > m.bbox_iou_chance:
+                above.append(f"{name}/{head}: {m.bbox_iou:.3f} (chance {m.bbox_iou_chance:.3f})")
     return {
         "data_source": data_source,
-        "expected_at_chance": expected,
+        "expected_at_chance": data_source == "synthetic",
         "checked": checked,
         "above_chance": above,
         "status": "unchecked" if not checked else "at chance" if not above else "above chance",
     }
 
 
-def decide(
-    summary: dict[str, Any],
-    points: dict[str, PointParams],
-    params: DecisionParams,
-    adapters: dict[str, dict[str, Any]],
-    heads_run: list[str],
-) -> dict[str, Any]:
-    """The decision, its evidence and the branch that follows. ``adapters``: adapter -> its summary row
-    (:func:`.summary.adapter_summary`; no ``lpips`` key when LPIPS was unavailable)."""
-    map_key = f"map50_{params.map_kind}"
+def criteria(params: DecisionParams) -> dict[str, str]:
+    """The rule's criteria in words, with the thresholds of ``params``."""
     margin = params.selectivity_margin
-    pre_names = [
-        n for n, p in points.items() if p.kind in PRE_MERGE_KINDS and getattr(p, "order", "raster") == "raster"
-    ]
-    references = [n for n, p in points.items() if isinstance(p, EncoderPoint) and p.source != "tiny"]
-    hybrid_names = [n for n, p in points.items() if p.kind == "encoder"]
-    criteria = {
+    return {
         "oracle": f"a head decides only if it reads the oracle point at bbox IoU >= {params.oracle_min_iou}",
         "go": (
             f"lower 95% bound of bbox IoU > {params.go_iou}, of mAP@0.5 ({params.map_kind}) > {params.go_map50} "
@@ -168,143 +457,42 @@ def decide(
         ),
         "further": f"feature memory vs merger < {params.memory_overhead_max}x; LPIPS < {params.lpips_max} where measured",
     }
-    gate = oracle_gate(summary, points, params)
-    pre_all = _candidates(summary, pre_names, map_key)
-    if not pre_all:
-        return {
-            "decision": "UNDETERMINED",
-            "reason": "no pre-merge Qwen2.5-VL point was probed",
-            "criteria": criteria,
-            "branch": "add a vit_embed or vit_block point to params.yaml `points`",
-            "oracle": gate,
-        }
-    best_all = max(pre_all, key=lambda c: c.bbox_iou)
-    common = {
-        "criteria": criteria,
-        "oracle": gate,
-        "best_pre_merge": asdict(best_all),
+
+
+def decide(
+    summary: Mapping[str, PointRow | Mapping[str, Any]],
+    points: Mapping[str, PointParams],
+    params: DecisionParams,
+    adapters: Mapping[str, Mapping[str, Any]],
+    heads_run: list[str],
+    *,
+    data_source: str = "synthetic",
+    data_advice: str | None = None,
+) -> dict[str, Any]:
+    """:func:`gate`, :func:`classify` and :func:`explain` as one document: the decision, the deciding point and head,
+    the bounds that decided (``checks``), the branch that follows and the evidence. ``summary``: typed rows or their
+    JSON form."""
+    rows = as_rows(summary, points)
+    the_gate = gate(rows, points, params)
+    c = classify(rows, points, params, adapters, the_gate)
+    out: dict[str, Any] = {
+        "decision": c.outcome,
+        "branch": explain(
+            c, the_gate, points, rows, params, heads_run, data_source=data_source, data_advice=data_advice
+        ),
+        "criteria": criteria(params),
+        "oracle": asdict(the_gate),
+        "checks": [asdict(check) | {"holds": check.holds, "text": check.text()} for check in c.checks],
+    }
+    if c.case == "no_pre_merge":
+        return out | {"reason": "no pre-merge Qwen2.5-VL point was probed"}
+    assert c.deciding is not None and c.best_pre_merge is not None
+    out |= {
+        "deciding": asdict(c.deciding),
+        "best_pre_merge": asdict(c.best_pre_merge),
         "map_kind": params.map_kind,
-        "selectivity_margin": margin,
+        "selectivity_margin": params.selectivity_margin,
     }
-    if gate["status"] != "pass":
-        if gate["status"] == "missing":
-            why = "no oracle point was probed: the report cannot tell missing information from a probe that failed"
-            what = "add `oracle: {kind: oracle, stride: 14}` to params.yaml `points`"
-        else:
-            reads = ", ".join(f"{h} {v:.3f}" if v is not None else f"{h} n/a" for h, v in gate["bbox_iou"].items())
-            why = (
-                f"the probe cannot read space that is there: the oracle reads bbox IoU {reads}, below "
-                f"{params.oracle_min_iou}"
-            )
-            what = CHANGE_WHEN_INCONCLUSIVE
-        return {
-            "decision": "INCONCLUSIVE",
-            "branch": f"Inconclusive: {why}. To change: {what}.",
-            "deciding": asdict(best_all),
-            **common,
-        }
-
-    pre = [c for c in pre_all if c.head in gate["passing_heads"]]
-    if not pre:
-        return {
-            "decision": "INCONCLUSIVE",
-            "deciding": asdict(best_all),
-            **common,
-            "branch": (
-                f"Inconclusive: no pre-merge point was probed with a head that passes the oracle gate "
-                f"({', '.join(gate['passing_heads'])}). To change: run those heads (`probe.heads`)."
-            ),
-        }
-    best = max(pre, key=lambda c: c.bbox_iou)
-    spatial = [c for c in pre if c.bbox_iou_lo > params.go_iou and c.map50_lo > params.go_map50]
-    passing = [c for c in spatial if c.selectivity_lo > margin]
-    measured_lpips = {k: row["lpips"] for k, row in adapters.items() if row.get("lpips") is not None}
-    lpips_check = (
-        {"status": "unchecked", "reason": "no adapter reconstruction with LPIPS available"}
-        if not measured_lpips
-        else {
-            "status": "pass" if min(measured_lpips.values()) < params.lpips_max else "fail",
-            "best": min(measured_lpips.values()),
-            "threshold": params.lpips_max,
-        }
-    )
-    reasons: list[str] = []
-
-    def no_go(c: Candidate) -> bool:
-        prior_above = not math.isnan(c.shuffled_iou) and c.shuffled_iou >= params.nogo_iou
-        return c.bbox_iou_hi < params.nogo_iou or (prior_above and c.selectivity_hi < margin)
-
-    if passing:
-        go = max(passing, key=lambda c: c.bbox_iou)
-        memory_ok = go.memory_overhead_vs_merger is None or go.memory_overhead_vs_merger < params.memory_overhead_max
-        if not memory_ok:
-            reasons.append(
-                f"{go.point} needs {go.memory_overhead_vs_merger:.2f}x the merger's feature memory "
-                f"(limit {params.memory_overhead_max}x)"
-            )
-        if lpips_check["status"] == "fail":
-            reasons.append(f"best LPIPS {lpips_check['best']:.3f} is not below {params.lpips_max}")
-        if not reasons:
-            decision, chosen = "GO", go
-            branch = f"Proceed to Phase 2: train the dual-stream adapter with its spatial stream from {go.text()}."
-        else:
-            decision, chosen = "INVESTIGATE", go
-            branch = "Spatial criteria pass but a further criterion fails: " + "; ".join(reasons) + "."
-    elif all(no_go(c) for c in pre):
-        chosen = best
-        refs = _candidates(summary, references, map_key)
-        refs = [c for c in refs if c.head in gate["passing_heads"]]
-        ref_ok = [c for c in refs if c.bbox_iou_lo > params.go_iou and c.selectivity_lo > margin]
-        if references and not ref_ok:
-            decision = "INCONCLUSIVE"
-            seen = max(refs, key=lambda c: c.bbox_iou).text() if refs else "not probed with a gated head"
-            branch = (
-                f"Inconclusive: the pre-merge points read no spatial information, but neither does the real "
-                f"reference encoder on the same frames ({seen}): the frames or the probe, not the features, may "
-                f"be at fault. To change: {CHANGE_WHEN_INCONCLUSIVE}."
-            )
-        else:
-            decision = "NO-GO"
-            hybrid = _candidates(summary, hybrid_names, map_key)
-            if hybrid:
-                h = max(hybrid, key=lambda c: c.bbox_iou)
-                alt = f"hybrid with a dedicated spatial model (best measured: {h.text()})"
-            else:
-                alt = "hybrid with a dedicated spatial model (none measured: add an `encoder` point)"
-            branch = f"Abort the pre-merge route: {alt}, or a semantic-only scope."
-    else:
-        decision, chosen = "INVESTIGATE", best
-        prior = [c for c in spatial if c.selectivity_lo <= margin]
-        earlier = [n for n in pre_names if point_order(points[n]) < point_order(points[best.point])]
-        stronger = [h for h in HEADS_BY_STRENGTH if h not in heads_run]
-        first = points[best.point].kind == "vit_embed"
-        branch = (
-            "Investigate: "
-            + (
-                f"IoU and mAP@0.5 pass for {prior[0].text()}, but the selectivity's lower bound is not above {margin}: "
-                f"the shuffled control (the prior alone) reads {prior[0].shuffled_iou:.3f}. Also "
-                if prior
-                else ""
-            )
-            + "try earlier layers ("
-            + (
-                ", ".join(f"`{n}`" for n in earlier)
-                or (
-                    f"none: `{best.point}`, the patch embedding, is the earliest point"
-                    if first
-                    else f"below `{best.point}`: add vit_block points with smaller layers"
-                )
-            )
-            + ") and stronger probes ("
-            + (", ".join(f"`{h}`" for h in stronger) or "all heads already run: a larger `probe.width` or more epochs")
-            + ")."
-        )
-    return {
-        "decision": decision,
-        "branch": branch,
-        "deciding": asdict(chosen),
-        "lpips": lpips_check,
-        "further_criteria_failed": reasons,
-        **common,
-        "best_pre_merge": asdict(best),
-    }
+    if c.lpips:
+        out |= {"lpips": c.lpips, "further_criteria_failed": list(c.further_failed)}
+    return out

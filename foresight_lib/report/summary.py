@@ -1,13 +1,19 @@
-"""``metrics/summary.json``: one entry per extraction point, then one per adapter, from the per-stage metrics.
+"""The summary: one typed row per extraction point (:class:`PointRow`), then one per adapter, from the stages' records.
 
-``dvc metrics diff --targets metrics/summary.json`` then prints one row per point and metric
-(``vit_l7.linear.bbox_iou``, ...) and per adapter (``adapter:single_vit_l31.spatial_iou``, ...). The file's keys
-are sorted; the report's tables list points in model order (:func:`point_order`).
+``metrics/summary.json`` is its JSON form, keyed by point (and ``adapter:<name>``), science only: every value is a
+number or a short label that the same params and data reproduce on any machine. Throughput and memory of the machine
+that ran a stage are not in it (:class:`PointTiming`, ``metrics/timing.json``), so
+``dvc metrics diff --targets metrics/summary.json`` between two runs shows what the science changed, not timing.
+The file's keys follow model order (:func:`point_order`); ``dvc metrics diff`` prints one row per point and metric
+(``vit_l7.linear.bbox_iou``, ...) and per adapter (``adapter:single_vit_l31.spatial_iou``, ...).
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +30,7 @@ SPATIAL_KEYS = (
     "map50_class_aware",
     "map_class_aware",
 )
+RANDOM_WEIGHTS = ("tiny-random", "random-init")  # the extractors' labels of seeded random weights
 
 
 def point_order(point: PointParams) -> tuple[int, str, int, int]:
@@ -38,22 +45,81 @@ def point_order(point: PointParams) -> tuple[int, str, int, int]:
     )
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+def _num(v: Any) -> float:
+    return float("nan") if v is None else float(v)
 
 
-def _spatial(m: dict[str, Any]) -> dict[str, Any]:
-    """A head's spatial metrics with their 95% intervals as ``_lo`` / ``_hi``, the bbox IoU's chance level and, when
-    the probe trained several seeds, each seed's bbox IoU (``seeds``)."""
-    out: dict[str, Any] = {}
-    for key in SPATIAL_KEYS:
-        out[key] = m.get(key)
-        lo, hi = m.get(f"{key}_ci") or (None, None)
-        out[f"{key}_lo"], out[f"{key}_hi"] = lo, hi
-    out["bbox_iou_chance"] = m.get("bbox_iou_chance")
-    if "seeds" in m:
-        out["seeds"] = seed_ious(m["seeds"])
-    return out
+@dataclass(frozen=True)
+class HeadRow:
+    """One probe head's spatial numbers at one point, or at its shuffled control: value, 95% bounds (``_lo``,
+    ``_hi``), the bbox IoU's chance level, each seed's bbox IoU (several probe seeds) and the selectivity (bbox IoU
+    minus the shuffled control's, paired interval)."""
+
+    bbox_iou: float | None = None
+    bbox_iou_lo: float | None = None
+    bbox_iou_hi: float | None = None
+    bbox_iou_chance: float | None = None
+    best_box_iou: float | None = None
+    best_box_iou_lo: float | None = None
+    best_box_iou_hi: float | None = None
+    map50_class_agnostic: float | None = None
+    map50_class_agnostic_lo: float | None = None
+    map50_class_agnostic_hi: float | None = None
+    map_class_agnostic: float | None = None
+    map_class_agnostic_lo: float | None = None
+    map_class_agnostic_hi: float | None = None
+    map50_class_aware: float | None = None
+    map50_class_aware_lo: float | None = None
+    map50_class_aware_hi: float | None = None
+    map_class_aware: float | None = None
+    map_class_aware_lo: float | None = None
+    map_class_aware_hi: float | None = None
+    seeds: tuple[float | None, ...] | None = None
+    selectivity: float | None = None
+    selectivity_lo: float | None = None
+    selectivity_hi: float | None = None
+    selectivity_reason: str | None = None
+
+    @classmethod
+    def from_probe(cls, m: Mapping[str, Any]) -> HeadRow:
+        """From a head's entry of ``metrics/probe/<point>.json`` (intervals as ``<key>_ci`` pairs)."""
+        values: dict[str, Any] = {"bbox_iou_chance": m.get("bbox_iou_chance")}
+        for key in SPATIAL_KEYS:
+            lo, hi = m.get(f"{key}_ci") or (None, None)
+            values |= {key: m.get(key), f"{key}_lo": lo, f"{key}_hi": hi}
+        if "seeds" in m:
+            values["seeds"] = tuple(seed_ious(m["seeds"]))
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, m: Mapping[str, Any]) -> HeadRow:
+        """From its JSON form (:meth:`to_json`); absent keys are unmeasured."""
+        values = {f.name: m.get(f.name) for f in fields(cls)}
+        if values["seeds"] is not None:
+            values["seeds"] = tuple(values["seeds"])
+        return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["seeds"] = None if self.seeds is None else list(self.seeds)
+        return {k: v for k, v in out.items() if v is not None}
+
+    def interval(self, key: str) -> tuple[float, float, float]:
+        """``(value, lo, hi)`` of ``key`` (a spatial key or ``selectivity``), NaN where unmeasured."""
+        return _num(getattr(self, key)), _num(getattr(self, f"{key}_lo")), _num(getattr(self, f"{key}_hi"))
+
+    def with_selectivity(self, value: Mapping[str, Any]) -> HeadRow:
+        """This row with the selectivity entry of :func:`.selectivity.point_selectivity` filled in."""
+        lo, hi = value.get("selectivity_ci", (None, None))
+        return HeadRow.from_json(
+            self.to_json()
+            | {
+                "selectivity": value.get("selectivity"),
+                "selectivity_lo": lo,
+                "selectivity_hi": hi,
+                "selectivity_reason": value.get("selectivity_reason"),
+            }
+        )
 
 
 def seed_ious(seeds: Any) -> list[float | None]:
@@ -62,70 +128,197 @@ def seed_ious(seeds: Any) -> list[float | None]:
     return [v.get("bbox_iou") if isinstance(v, dict) else v for v in values]
 
 
-def _temporal(m: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for task, r in m.items():
-        if not r.get("available", True):
-            out[f"{task}_accuracy"] = None
-            continue
-        lo, hi = r.get("accuracy_ci") or (None, None)
-        out |= {
-            f"{task}_accuracy": r["accuracy"],
-            f"{task}_accuracy_lo": lo,
-            f"{task}_accuracy_hi": hi,
-            f"{task}_chance": r["chance"],
-        }
-    return out
+@dataclass(frozen=True)
+class TemporalRow:
+    """Accuracy of the temporal probes (motion direction, frame order) with 95% bounds and the majority-class chance;
+    ``None`` where the task was unavailable."""
 
+    direction_accuracy: float | None = None
+    direction_accuracy_lo: float | None = None
+    direction_accuracy_hi: float | None = None
+    direction_chance: float | None = None
+    order_accuracy: float | None = None
+    order_accuracy_lo: float | None = None
+    order_accuracy_hi: float | None = None
+    order_chance: float | None = None
 
-def point_summary(probe: dict[str, Any] | None, extract: dict[str, Any] | None, heads: list[str]) -> dict[str, Any]:
-    """One point's row: per head the spatial metrics, the shuffled control, temporal accuracies, extraction cost."""
-    row: dict[str, Any] = {}
-    if probe is not None:
-        for head in heads:
-            if head in probe:
-                row[head] = _spatial(probe[head])
-        shuffled = probe.get("shuffled", {})
-        row["shuffled"] = {
-            head: {
-                "bbox_iou": shuffled[head]["bbox_iou"],
-                "bbox_iou_lo": (shuffled[head].get("bbox_iou_ci") or (None, None))[0],
-                "bbox_iou_hi": (shuffled[head].get("bbox_iou_ci") or (None, None))[1],
-                "bbox_iou_chance": shuffled[head].get("bbox_iou_chance"),
-                "map50_class_agnostic": shuffled[head]["map50_class_agnostic"],
+    @classmethod
+    def from_probe(cls, m: Mapping[str, Any]) -> TemporalRow:
+        values: dict[str, Any] = {}
+        for task, r in m.items():
+            if not r.get("available", True):
+                continue
+            lo, hi = r.get("accuracy_ci") or (None, None)
+            values |= {
+                f"{task}_accuracy": r["accuracy"],
+                f"{task}_accuracy_lo": lo,
+                f"{task}_accuracy_hi": hi,
+                f"{task}_chance": r["chance"],
             }
-            for head in heads
-            if head in shuffled
-        }
-        if "temporal" in probe:
-            row["temporal"] = _temporal(probe["temporal"])
-        if "temporal" in shuffled:
-            row["shuffled"]["temporal"] = _temporal(shuffled["temporal"])
-        row["weights"] = probe["point"]["weights"]
-        row["stride"] = probe["point"]["stride"]
-    if extract is not None:
-        row["extract"] = {
-            "frames_per_second": extract["frames_per_second"],
-            "memory_overhead_vs_merger": extract["memory_overhead_vs_merger"],
-            "peak_memory_gib": extract["peak_memory_bytes"] / 2**30,
-            "disk_bytes_per_frame": extract["disk_bytes_per_frame"],
-        }
-    return row
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, m: Mapping[str, Any]) -> TemporalRow:
+        return cls(**{f.name: m.get(f.name) for f in fields(cls)})
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
-def build_summary(points: dict[str, PointParams], heads: list[str], metrics_dir: str | Path) -> dict[str, Any]:
-    """The summary of every point in ``points`` (model order) from ``metrics/probe`` and ``metrics/extract``."""
+@dataclass(frozen=True)
+class PointRow:
+    """One extraction point: what it is (kind, layer, weights, stride) and what its probes read (per head, on the
+    point and on its shuffled control; temporal accuracies), with the exact feature cost of its grid."""
+
+    name: str
+    kind: str
+    layer: int | None = None
+    weights: str | None = None
+    stride: int | None = None
+    heads: dict[str, HeadRow] = field(default_factory=dict)
+    shuffled: dict[str, HeadRow] = field(default_factory=dict)
+    temporal: TemporalRow | None = None
+    shuffled_temporal: TemporalRow | None = None
+    memory_overhead_vs_merger: float | None = None
+    tokens_per_frame: float | None = None
+    feature_bytes_per_frame: float | None = None
+
+    @property
+    def probed(self) -> bool:
+        return any(h.bbox_iou is not None for h in self.heads.values())
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights in RANDOM_WEIGHTS
+
+    def label(self) -> str:
+        """``kind`` or ``kind, layer k``: what the name stands for, as the params define it."""
+        return self.kind if self.layer is None else f"{self.kind}, layer {self.layer}"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.layer is not None:
+            out["layer"] = self.layer
+        out |= {"weights": self.weights, "stride": self.stride}
+        out |= {head: row.to_json() for head, row in self.heads.items()}
+        shuffled: dict[str, Any] = {head: row.to_json() for head, row in self.shuffled.items()}
+        if self.shuffled_temporal is not None:
+            shuffled["temporal"] = self.shuffled_temporal.to_json()
+        out["shuffled"] = shuffled
+        if self.temporal is not None:
+            out["temporal"] = self.temporal.to_json()
+        cost = {
+            "memory_overhead_vs_merger": self.memory_overhead_vs_merger,
+            "tokens_per_frame": self.tokens_per_frame,
+            "feature_bytes_per_frame": self.feature_bytes_per_frame,
+        }
+        if any(v is not None for v in cost.values()):
+            out["extract"] = cost
+        return {k: v for k, v in out.items() if v is not None}
+
+    @classmethod
+    def from_json(cls, name: str, point: PointParams, m: Mapping[str, Any], heads: list[str] | None = None) -> PointRow:
+        """From the JSON form of a row (``metrics/summary.json``); ``heads``: the probe heads to read (default: the
+        four heads, those present)."""
+        names = heads or ["linear", "mlp", "dense", "detr"]
+        shuffled = m.get("shuffled", {})
+        extract = m.get("extract", {})
+        return cls(
+            name=name,
+            kind=point.kind,
+            layer=getattr(point, "layer", None),
+            weights=m.get("weights"),
+            stride=m.get("stride"),
+            heads={h: HeadRow.from_json(m[h]) for h in names if m.get(h)},
+            shuffled={h: HeadRow.from_json(shuffled[h]) for h in names if shuffled.get(h)},
+            temporal=TemporalRow.from_json(m["temporal"]) if m.get("temporal") else None,
+            shuffled_temporal=TemporalRow.from_json(shuffled["temporal"]) if shuffled.get("temporal") else None,
+            memory_overhead_vs_merger=extract.get("memory_overhead_vs_merger"),
+            tokens_per_frame=extract.get("tokens_per_frame"),
+            feature_bytes_per_frame=extract.get("feature_bytes_per_frame"),
+        )
+
+
+Rows = dict[str, PointRow]
+
+
+def as_rows(summary: Mapping[str, PointRow | Mapping[str, Any]], points: Mapping[str, PointParams]) -> Rows:
+    """The summary as typed rows: rows stay, JSON rows (``metrics/summary.json``'s form) are parsed."""
+    return {
+        name: row if isinstance(row, PointRow) else PointRow.from_json(name, points[name], row)
+        for name, row in summary.items()
+    }
+
+
+@dataclass(frozen=True)
+class PointTiming:
+    """What one machine measured extracting a point: throughput and peak memory (``metrics/timing.json``)."""
+
+    frames_per_second: float | None
+    peak_memory_gib: float | None
+    peak_memory_kind: str | None
+    device: str | None
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def point_row(
+    name: str, point: PointParams, probe: Mapping[str, Any] | None, extract: Mapping[str, Any] | None, heads: list[str]
+) -> PointRow:
+    """One point's row from its probe and extraction records (either may be missing: not run yet)."""
+    probe = probe or {}
+    extract = extract or {}
+    shuffled = probe.get("shuffled", {})
+    return PointRow(
+        name=name,
+        kind=point.kind,
+        layer=getattr(point, "layer", None),
+        weights=probe.get("point", {}).get("weights", extract.get("weights")),
+        stride=probe.get("point", {}).get("stride"),
+        heads={h: HeadRow.from_probe(probe[h]) for h in heads if h in probe},
+        shuffled={h: HeadRow.from_probe(shuffled[h]) for h in heads if h in shuffled},
+        temporal=TemporalRow.from_probe(probe["temporal"]) if "temporal" in probe else None,
+        shuffled_temporal=TemporalRow.from_probe(shuffled["temporal"]) if "temporal" in shuffled else None,
+        memory_overhead_vs_merger=extract.get("memory_overhead_vs_merger"),
+        tokens_per_frame=extract.get("tokens_per_frame"),
+        feature_bytes_per_frame=extract.get("feature_bytes_per_frame"),
+    )
+
+
+def build_summary(points: Mapping[str, PointParams], heads: list[str], metrics_dir: str | Path) -> Rows:
+    """The row of every point in ``points`` (model order) from ``metrics/probe`` and ``metrics/extract``."""
     metrics_dir = Path(metrics_dir)
     ordered = sorted(points, key=lambda name: point_order(points[name]))
     return {
-        name: point_summary(
-            _read(metrics_dir / "probe" / f"{name}.json"), _read(metrics_dir / "extract" / f"{name}.json"), heads
+        name: point_row(
+            name,
+            points[name],
+            _read(metrics_dir / "probe" / f"{name}.json"),
+            _read(metrics_dir / "extract" / f"{name}.json"),
+            heads,
         )
         for name in ordered
     }
 
 
-def adapter_summary(recon: dict[str, Any]) -> dict[str, Any]:
+def build_timing(points: Mapping[str, PointParams], metrics_dir: str | Path) -> dict[str, PointTiming]:
+    """Each extracted point's throughput and peak memory, from ``metrics/extract`` (points not extracted left out)."""
+    out = {}
+    for name in sorted(points, key=lambda n: point_order(points[n])):
+        if (m := _read(Path(metrics_dir) / "extract" / f"{name}.json")) is not None:
+            peak = m.get("peak_memory_bytes")
+            out[name] = PointTiming(
+                frames_per_second=m.get("frames_per_second"),
+                peak_memory_gib=None if peak is None else peak / 2**30,
+                peak_memory_kind=m.get("peak_memory_kind"),
+                device=m.get("device"),
+            )
+    return out
+
+
+def adapter_summary(recon: Mapping[str, Any]) -> dict[str, Any]:
     """The numbers of one ``metrics/recon/<adapter>.json`` worth diffing: its Phase 2 criteria (with the optimiser
     steps to the selected epoch) and image metrics.
 
@@ -146,4 +339,4 @@ def adapter_summary(recon: dict[str, Any]) -> dict[str, Any]:
         if phase2["overall"] == "unknown"
         else len(VERDICTS) - 1 - VERDICTS.index(phase2["overall"]),
     }
-    return {k: v for k, v in values.items() if v is not None}
+    return {k: v for k, v in values.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
