@@ -1,8 +1,10 @@
-"""Stage `report`: metrics/summary.json, the Phase 1 decision (metrics/decision.json) and reports/phase1.md."""
+"""Stage `report`: metrics/summary.json, metrics/timing.json, the Phase 1 decision (metrics/decision.json,
+reports/decision.json) and reports/phase1.md; prints the verdict and why (the last lines `dvc repro` shows)."""
 
 from foresight_lib.cli import run, stage_parser
 from foresight_lib.params import load_params
-from foresight_lib.report.phase1 import build_report
+from foresight_lib.report.build import build_report
+from foresight_lib.report.markdown import verdict_lines
 
 
 def main(argv=None) -> None:
@@ -10,7 +12,7 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--metrics",
         required=True,
-        help="metrics directory: reads probe/, extract/, recon/, adapter/; writes summary.json and decision.json",
+        help="metrics directory: reads probe/, extract/, recon/, adapter/; writes summary.json, timing.json, decision.json",
     )
     parser.add_argument("--probes", required=True, help="the probe stages' output directory (probes)")
     parser.add_argument("--features", required=True, help="directory of the <point>.zarr feature stores (features)")
@@ -18,7 +20,7 @@ def main(argv=None) -> None:
     parser.add_argument("--adapters", required=True, help="directory of the adapters' outputs (adapters)")
     parser.add_argument("--reports", required=True, help="output directory of the markdown report and figures")
     args = parser.parse_args(argv)
-    build_report(
+    doc = build_report(
         load_params(args.params),
         metrics_dir=args.metrics,
         probes_dir=args.probes,
@@ -27,6 +29,7 @@ def main(argv=None) -> None:
         reports_dir=args.reports,
         adapters_dir=args.adapters,
     )
+    print("\n".join(verdict_lines(doc, f"{args.reports}/phase1.md")), flush=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from foresight_lib.adapters.recon import phase2_verdicts
 from foresight_lib.params import Phase2Criteria
-from foresight_lib.report.phase1 import phase2_table
+from foresight_lib.report.markdown import phase2_table
 from foresight_lib.report.summary import adapter_summary
 
 MEAN = {"mean": 0.5, "ci95": [0.4, 0.6]}

@@ -30,10 +30,16 @@ from ..params import DecisionParams, EncoderPoint, PointParams
 from .summary import PRE_MERGE_KINDS, PointRow, Rows, as_rows, point_order
 
 HEADS_BY_STRENGTH = ("linear", "mlp", "dense", "detr")
-PROBE_ADVICE = (
-    "train the heads longer (`probe.epochs`), sweep the learning rate (`probe.lrs`), use a stronger head "
-    "(`dense`, `detr`) or a wider one (`probe.width`)"
-)
+
+
+def _probe_advice(heads_run: list[str]) -> str:
+    """What to change in the probes, naming only heads not run yet."""
+    stronger = [f"`{h}`" for h in HEADS_BY_STRENGTH[2:] if h not in heads_run]
+    head = f"a stronger head ({', '.join(stronger)} in `probe.heads`) or " if stronger else ""
+    return (
+        "train the heads longer (`probe.epochs`), sweep the learning rate (`probe.lrs`), use "
+        f"{head}a wider one (`probe.width`)"
+    )
 
 
 @dataclass(frozen=True)
@@ -354,7 +360,7 @@ def explain(
 ) -> str:
     """The branch of the proposal's decision tree that follows from ``c``, with advice that names only layers and
     heads not run yet. ``data_advice``: how to add clips for this data source (None: the generic wording)."""
-    inconclusive_change = f"{PROBE_ADVICE}, or {_more_clips(data_advice)}"
+    inconclusive_change = f"{_probe_advice(heads_run)}, or {_more_clips(data_advice)}"
     if c.case == "no_pre_merge":
         return "Undetermined: no pre-merge Qwen2.5-VL point was probed. To change: add a vit_embed or vit_block point."
     if c.case == "gate_missing":

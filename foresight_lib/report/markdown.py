@@ -1,0 +1,335 @@
+"""Writing the report: ``reports/phase1.md`` from the decision document and the tables, and the few lines of the
+verdict that the ``report`` stage prints (the last thing ``dvc repro`` shows)."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Mapping
+from typing import Any
+
+from ..params import Params
+from .facts import RunFacts
+from .summary import HeadRow
+from .tables import AdapterTable, PointTableRow, adapter_table
+
+IOU_DEFINITION = (
+    "bbox IoU: per test frame, the detections scoring at least `probe.score_threshold` matched "
+    "one-to-one to the ground-truth boxes (Hungarian on IoU); the matched IoUs summed over all frames, "
+    "divided by the sum over frames of max(objects, asserted boxes): an unmatched object and every "
+    "box beyond the frame's object count score 0, so asserting extra boxes cannot raise it. Chance: "
+    "the same score of random boxes at the asserted count (sizes drawn from the ground-truth boxes, "
+    "placed uniformly, seeded). Selectivity: the point's bbox IoU minus its shuffled control's on the "
+    "same frames, with a paired interval (clips, and seeds where several, resampled jointly). 95% "
+    "intervals: bias-corrected bootstrap over clips with expanded tails."
+)
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def _ci(m: HeadRow | None, key: str) -> str:
+    if m is None or getattr(m, key) is None:
+        return "n/a"
+    return f"{_fmt(getattr(m, key))} [{_fmt(getattr(m, f'{key}_lo'))}, {_fmt(getattr(m, f'{key}_hi'))}]"
+
+
+def _iou_cell(m: HeadRow | None) -> str:
+    """``value [lo, hi] (chance c)``, then ``seeds a / b / c`` where the probe trained several seeds."""
+    if m is None or m.bbox_iou is None:
+        return "n/a"
+    cell = f"{_ci(m, 'bbox_iou')} ({_fmt(m.bbox_iou_chance)})"
+    if m.seeds:
+        cell += "; seeds " + " / ".join(_fmt(v) for v in m.seeds)
+    return cell
+
+
+def why(doc: Mapping[str, Any]) -> str:
+    """The bounds that decided, in one sentence (the branch itself where no bound did)."""
+    checks = doc.get("checks") or []
+    return "; ".join(c["text"] for c in checks) if checks else doc["branch"]
+
+
+def deciding_text(doc: Mapping[str, Any]) -> str:
+    d = doc.get("deciding")
+    if not d:
+        return "none (no pre-merge point was probed)"
+    where = d["kind"] if d.get("layer") is None else f"{d['kind']}, layer {d['layer']}"
+    return (
+        f"`{d['point']}` ({where}), {d['head']} probe: bbox IoU {_fmt(d['bbox_iou'])} [{_fmt(d['bbox_iou_lo'])}, "
+        f"{_fmt(d['bbox_iou_hi'])}] (chance {_fmt(d['chance_iou'])}), mAP@0.5 {_fmt(d['map50'])} "
+        f"[{_fmt(d['map50_lo'])}, {_fmt(d['map50_hi'])}], selectivity "
+        + (
+            "n/a"
+            if math.isnan(d["selectivity"])
+            else f"{_fmt(d['selectivity'])} [{_fmt(d['selectivity_lo'])}, {_fmt(d['selectivity_hi'])}]"
+        )
+        + f" (shuffled control {_fmt(d['shuffled_iou'])})"
+    )
+
+
+def verdict_lines(doc: Mapping[str, Any], report_path: str, width: int = 110) -> list[str]:
+    """The verdict, the deciding point and head, the bounds that decided and what follows, wrapped to ``width``."""
+    out = []
+    for label, text in (
+        ("verdict", f"{doc['decision']} on {doc['data']}"),
+        ("deciding", deciding_text(doc)),
+        ("why", why(doc)),
+        ("next", doc["branch"]),
+        ("report", report_path),
+    ):
+        out += textwrap.wrap(text, width, initial_indent=f"{label + ':':<10}", subsequent_indent=" " * 10)
+    return out
+
+
+def _convergence(v: Mapping[str, Any] | None) -> str:
+    if not v:
+        return "unknown"
+    if v.get("diverged"):
+        return f"fail: divergent ({v['reason']})"
+    return "unknown" if v["value"] is None else f"{v['verdict']}: {v['value']:,} steps"
+
+
+def _memory(m: Mapping[str, Any] | None) -> str:
+    if not m:
+        return "n/a"
+    activations = f"activations {m['activation_bytes'] / 2**20:,.1f} MiB/step"
+    if m.get("peak_allocated_bytes") is not None:
+        return f"{m['peak_allocated_bytes'] / 2**30:,.2f} GiB peak ({m['device']}, {m['precision']}); {activations}"
+    return f"{activations} ({m['device']}, {m['precision']}; no allocator peak)"
+
+
+def _mean_ci(m: Mapping[str, Any] | None) -> str:
+    return "n/a" if not m else f"{_fmt(m['mean'])} [{_fmt(m['ci95'][0])}, {_fmt(m['ci95'][1])}]"
+
+
+def _detected(d: Mapping[str, Any], key: str) -> str:
+    return (
+        d.get("reason", "n/a")
+        if key not in d
+        else f"{_fmt(d[key])} [{_fmt(d[f'{key}_ci'][0])}, {_fmt(d[f'{key}_ci'][1])}]"
+    )
+
+
+def adapter_table_lines(table: AdapterTable) -> list[str]:
+    """The Phase 2 table in markdown, then the options' legend and each option C adapter's learned point weights."""
+    header = [
+        "",
+        "option",
+        "parameters",
+        "latent variance explained (test)",
+        "spatial IoU on decoded frames",
+        "mAP@0.5 (class-agnostic)",
+        "LPIPS",
+        "PSNR",
+        "SSIM",
+        "CKA input vs latents",
+        "convergence (steps to selected epoch)",
+        "training memory",
+        "Phase 2 verdict",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in table.rows:
+        cells = [
+            f"`{r.name}`",
+            r.option,
+            f"{r.parameters:,}",
+            _fmt(r.explained_test),
+            _detected(r.detection, "bbox_iou"),
+            _detected(r.detection, "map50_class_agnostic"),
+            _mean_ci(r.lpips) if r.lpips else "unavailable",
+            _mean_ci(r.psnr),
+            _mean_ci(r.ssim),
+            ", ".join(f"{point} {_fmt(value, 2)}" for point, value in r.cka),
+            _convergence(r.convergence),
+            _memory(r.memory),
+            r.verdict,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    for ref in table.references:
+        image = ref.label == "VAE ceiling"
+        cells = [
+            ref.label,
+            "",
+            "",
+            "",
+            _detected(ref.detection, "bbox_iou"),
+            _detected(ref.detection, "map50_class_agnostic"),
+            (_mean_ci(ref.lpips) if ref.lpips else "unavailable") if image else "",
+            _mean_ci(ref.psnr) if image else "",
+            _mean_ci(ref.ssim) if image else "",
+            "",
+            "",
+            "",
+            "",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if table.references:
+        lines += [
+            "",
+            "Options (the proposal's): A = pure pre-merge (`single` on a ViT point), B = dual stream "
+            "(pre-merge spatial + merger/LLM semantic), C = multi-scale ViT (`multi_scale`); post-merge = "
+            "`single` on the merger or an LLM layer. Boxes on decoded frames come from the "
+            f"`{table.detector}` probe, the same detector run on the original frames (last row). "
+            "LPIPS: " + table.lpips_reason + ".",
+        ]
+    for r in table.rows:
+        if r.point_weights:
+            lines += [
+                "",
+                f"Learned point weights of `{r.name}` (softmax, sum 1): "
+                + ", ".join(f"`{point}` {value:.3f}" for point, value in r.point_weights.items())
+                + ".",
+            ]
+    return lines
+
+
+def phase2_table(recon: Mapping[str, Mapping[str, Any]], training: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The Phase 2 table's markdown lines from the adapters' reconstruction and training records."""
+    return adapter_table_lines(adapter_table(recon, training))
+
+
+def _controls_line(bench: Mapping[str, Any]) -> str:
+    """Whether the shuffled controls sit at chance, worded for the data: a check of the benchmark on synthetic data;
+    on real data an expected excess that the selectivity, not the chance level, accounts for."""
+    above = f"; above chance: {'; '.join(bench['above_chance'])}" if bench["above_chance"] else ""
+    if bench["expected_at_chance"]:
+        where = "expected on the synthetic benchmark, where objects are placed uniformly: a check of the benchmark"
+    else:
+        where = (
+            "not expected on real data: permuted tokens keep each frame's content and real boxes are not placed "
+            "uniformly, so a shuffled control can earn IoU without spatial information (and a constant box may "
+            "earn more); the decision reads the selectivity over it, not the chance level"
+        )
+    return f"- Shuffled controls at chance: {bench['status']} ({where}){above}"
+
+
+def _point_table_lines(table: list[PointTableRow], heads: list[str], params: Params) -> list[str]:
+    d = params.decision
+    header = (
+        ["point", "kind, layer", "weights"]
+        + [f"{h} bbox IoU (chance)" for h in heads]
+        + [f"{h} selectivity" for h in heads]
+        + [f"{h} mAP@0.5" for h in heads]
+        + ["shuffled IoU (chance)", "direction acc. (chance)", "order acc. (chance)", "memory vs merger"]
+    )
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    key = f"map50_{d.map_kind}"
+    for entry in table:
+        r = entry.row
+        t = r.temporal
+        shuffled = ", ".join(
+            f"{_fmt(r.shuffled[h].bbox_iou if h in r.shuffled else None)} "
+            f"({_fmt(r.shuffled[h].bbox_iou_chance if h in r.shuffled else None)})"
+            for h in heads
+        )
+        cells = [f"`{r.name}`" + (f" ({entry.role})" if entry.role else ""), r.label(), str(r.weights or "n/a")]
+        cells += [_iou_cell(r.heads.get(h)) for h in heads] + [_ci(r.heads.get(h), "selectivity") for h in heads]
+        cells += [_ci(r.heads.get(h), key) for h in heads]
+        cells += [
+            shuffled,
+            f"{_fmt(t and t.direction_accuracy)} ({_fmt(t and t.direction_chance)})",
+            f"{_fmt(t and t.order_accuracy)} ({_fmt(t and t.order_chance)})",
+            "n/a" if r.memory_overhead_vs_merger is None else f"{r.memory_overhead_vs_merger:.2f}x",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        (
+            "bbox IoU cells: value [95% interval] (chance level), then each probe seed's value where several "
+            "seeds were trained. Selectivity: IoU minus the shuffled control's, paired interval; GO needs its "
+            f"lower bound above {d.selectivity_margin}. `kind, layer` is the point as the params define it "
+            "(a point's name is only a label)."
+        ),
+    ]
+    return lines
+
+
+CAPTIONS = {
+    "by_point": (
+        "bbox IoU and mAP@0.5 by extraction point (model order), 95% intervals, shuffled controls (x), chance level "
+        "(grey bars: the random-box IoU of each point's asserted boxes), thresholds dashed"
+    ),
+    "curves": "probe training curves (one colour per point, one line style per head)",
+    "boxes": "test frames: ground truth (green) and the `{head}` probe's predictions (red)",
+    "cka": "CKA between extraction points (frame 0 of every clip, pooled to 8x12 cells)",
+}
+SHEET_CAPTION = "`{name}`: original | VAE ceiling | adapter (test clips). {vae}"
+RANDOM_VAE = (
+    "The VAE has random weights (`ltx.source: tiny`): its decoded frames are noise, the ceiling column included; "
+    "that is expected, and these sheets check the pipeline, not the adapter's quality."
+)
+
+
+def render_markdown(
+    doc: Mapping[str, Any],
+    table: list[PointTableRow],
+    adapters: AdapterTable,
+    facts: RunFacts,
+    heads: list[str],
+    params: Params,
+) -> str:
+    """``reports/phase1.md``: the verdict and why first, then the evidence, the tables and the figures."""
+    d = params.decision
+    lines = ["# Phase 1 report: where does spatial information survive?", ""]
+    if (warning := facts.weights_warning()) is not None:
+        lines += [warning, ""]
+    lines += [
+        f"## Decision: **{doc['decision']}**",
+        "",
+        f"- **Deciding point and head**: {deciding_text(doc)}",
+        f"- **Why**: {why(doc)}",
+        f"- **Next**: {doc['branch']}",
+        f"- **Data**: {facts.data_text()}",
+        "",
+        f"- Oracle gate: {doc['criteria']['oracle']}",
+        f"- GO: {doc['criteria']['go']}",
+        f"- NO-GO: {doc['criteria']['no_go']}",
+        f"- Further criteria: {doc['criteria']['further']}",
+    ]
+    gate = doc["oracle"]
+    reads = ", ".join(f"{h} {_fmt(v)}" for h, v in gate["bbox_iou"].items()) or "n/a"
+    lines.append(
+        f"- Oracle ({', '.join(f'`{p}`' for p in gate['points']) or 'none configured'}): "
+        f"{gate['status']}; bbox IoU by head: {reads} (threshold {gate['threshold']}; "
+        f"heads that decide: {', '.join(gate['passing_heads']) or 'none'})"
+    )
+    lines.append(_controls_line(doc["benchmark"]))
+    if "lpips" in doc:
+        lpips = doc["lpips"]
+        lines.append(
+            f"- LPIPS: {lpips['status']}"
+            + (
+                f" ({lpips['reason']})"
+                if "reason" in lpips
+                else f" (best {_fmt(lpips.get('best'))}, threshold {lpips.get('threshold')})"
+            )
+        )
+    if facts.ignored_files:
+        lines.append(
+            "- Ignored (adapters not configured in `adapter`, stale records of an earlier run): "
+            + ", ".join(f"`{f}`" for f in facts.ignored_files)
+        )
+    lines += [
+        "",
+        f"Definition. {IOU_DEFINITION} mAP as COCOeval computes it: mAP@0.5 ({d.map_kind}) is the "
+        "rule's; class-aware values are in `metrics/summary.json`.",
+        "",
+        "## Extraction points",
+        "",
+        *_point_table_lines(table, heads, params),
+    ]
+    if adapters.rows:
+        lines += ["", "## Phase 2: adapters", "", *adapter_table_lines(adapters)]
+        vae = RANDOM_VAE if params.ltx.source == "tiny" else ""
+        for name, sheet in doc.get("sheets", {}).items():
+            caption = SHEET_CAPTION.format(name=name, vae=vae).strip()
+            lines += ["", f"![{caption}]({sheet})", "", f"*{caption}*"]
+    figures = doc.get("figures", {})
+    if figures:
+        lines += ["", "## Figures", ""]
+        for k, v in figures.items():
+            caption = CAPTIONS[k].format(head=doc.get("boxes_head"))
+            lines += [f"![{caption}]({v})", "", f"*{caption}*", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"

@@ -1,0 +1,154 @@
+"""The report's tables as typed rows, built from the summary and the adapters' records (no formatting here: the
+markdown is written by :mod:`.markdown`, the JSON forms by the ``*_json`` functions)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..params import PointParams
+from .summary import PointRow, Rows
+
+OPTION_ORDER = {"A": 0, "B": 1, "C": 2}
+
+
+@dataclass(frozen=True)
+class PointTableRow:
+    """One extraction point of the Phase 1 table: its summary row and its role (a control, an ablation, or a
+    candidate: ``""``)."""
+
+    row: PointRow
+    role: str
+
+
+def _role(row: PointRow, point: PointParams) -> str:
+    if point.kind == "oracle":
+        return "positive control"
+    if point.kind == "pixels":
+        return "control: raw pixels"
+    if getattr(point, "order", "raster") == "naive":
+        return "naive order: the proposal's reshape, not un-permuted"
+    if row.random_weights and getattr(point, "weights", "pretrained") == "random":
+        return "control: random weights"
+    return ""
+
+
+def point_table(rows: Rows, points: Mapping[str, PointParams]) -> list[PointTableRow]:
+    """Every point in model order with its role."""
+    return [PointTableRow(row, _role(row, points[name])) for name, row in rows.items()]
+
+
+def point_table_json(table: list[PointTableRow], map_kind: str) -> list[dict[str, Any]]:
+    """The Phase 1 table as JSON (``reports/decision.json``)."""
+    key = f"map50_{map_kind}"
+    out = []
+    for entry in table:
+        r = entry.row
+        item: dict[str, Any] = {"point": r.name, "kind": r.kind, "layer": r.layer, "weights": r.weights}
+        item["role"] = entry.role
+        for head, m in r.heads.items():
+            shuffled = r.shuffled.get(head)
+            item[head] = {
+                "bbox_iou": m.bbox_iou,
+                "bbox_iou_ci": [m.bbox_iou_lo, m.bbox_iou_hi],
+                "bbox_iou_chance": m.bbox_iou_chance,
+                "seeds": None if m.seeds is None else list(m.seeds),
+                "selectivity": m.selectivity,
+                "selectivity_ci": [m.selectivity_lo, m.selectivity_hi],
+                "map50": getattr(m, key),
+                "map50_ci": [getattr(m, f"{key}_lo"), getattr(m, f"{key}_hi")],
+                "shuffled_bbox_iou": None if shuffled is None else shuffled.bbox_iou,
+                "shuffled_bbox_iou_chance": None if shuffled is None else shuffled.bbox_iou_chance,
+            }
+        item["temporal"] = None if r.temporal is None else r.temporal.to_json()
+        item["memory_overhead_vs_merger"] = r.memory_overhead_vs_merger
+        out.append(item)
+    return out
+
+
+def plot_rows(rows: Rows, heads: list[str], map_kind: str) -> list[dict[str, Any]]:
+    """Long-format rows for ``dvc plots``: one per (point, head) probed."""
+    key = f"map50_{map_kind}"
+    return [
+        {"point": name, "head": head, "bbox_iou": row.heads[head].bbox_iou, "map50": getattr(row.heads[head], key)}
+        for name, row in rows.items()
+        for head in heads
+        if head in row.heads
+    ]
+
+
+@dataclass(frozen=True)
+class AdapterTableRow:
+    """One adapter of the Phase 2 table: option, size, fit, what survives decoding, convergence and memory."""
+
+    name: str
+    option: str
+    parameters: int
+    explained_test: float | None
+    detection: dict[str, Any]  # bbox_iou, map50_class_agnostic with their _ci, or a reason
+    lpips: dict[str, Any] | None  # mean, ci95; None: unavailable
+    psnr: dict[str, Any] | None
+    ssim: dict[str, Any] | None
+    cka: list[tuple[str, float]]  # (point, linear CKA with the latents)
+    convergence: dict[str, Any] | None
+    memory: dict[str, Any] | None
+    verdict: str
+    point_weights: dict[str, float] | None  # option C: the learned weight of each point
+
+
+@dataclass(frozen=True)
+class ReferenceRow:
+    """The VAE ceiling (test clips decoded from their own latents) or the original frames, scored alike."""
+
+    label: str
+    detection: dict[str, Any]
+    lpips: dict[str, Any] | None = None
+    psnr: dict[str, Any] | None = None
+    ssim: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class AdapterTable:
+    rows: list[AdapterTableRow]
+    references: list[ReferenceRow] = field(default_factory=list)
+    detector: str | None = None
+    lpips_reason: str = ""
+
+
+def adapter_table(recon: Mapping[str, Mapping[str, Any]], training: Mapping[str, Mapping[str, Any]]) -> AdapterTable:
+    """One row per adapter, options A, B, C first, then post-merge (same latents, same test clips); the VAE ceiling
+    and the original frames as references."""
+    names = sorted(recon, key=lambda n: (OPTION_ORDER.get(training.get(n, {}).get("option"), 3), n))
+    rows = []
+    for name in names:
+        r, train = recon[name], training.get(name, {})
+        a, p = r["adapter"], r["phase2"]
+        rows.append(
+            AdapterTableRow(
+                name=name,
+                option=train.get("option", "n/a"),
+                parameters=p["parameters"]["value"],
+                explained_test=train.get("explained", {}).get("test"),
+                detection=a["detection"],
+                lpips=a["lpips"] or None,
+                psnr=a.get("psnr"),
+                ssim=a.get("ssim"),
+                cka=[(c["point"], c["linear"]) for c in r.get("cka", {}).values()],
+                convergence=p.get("convergence"),
+                memory=train.get("memory"),
+                verdict=p["overall"],
+                point_weights=train.get("point_weights"),
+            )
+        )
+    if not names:
+        return AdapterTable([])
+    last = recon[names[-1]]
+    ceiling = last["ceiling"]
+    references = [
+        ReferenceRow(
+            "VAE ceiling", ceiling["detection"], ceiling.get("lpips") or None, ceiling.get("psnr"), ceiling.get("ssim")
+        ),
+        ReferenceRow("original frames", last["original"]["detection"]),
+    ]
+    return AdapterTable(rows, references, last.get("detector"), ceiling.get("lpips_reason") or "")
