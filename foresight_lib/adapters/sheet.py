@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 COLUMNS = ("original", "VAE ceiling", "adapter")
 GAP = 4
-HEADER = 16
+HEADER = 20
+FONT_PX = 13  # Pillow's scalable default font: its bitmap fallback runs words together ("VAEceiling")
 SCALE = 2  # downscale factor of every panel
 
 
@@ -28,12 +29,15 @@ def write_sheet(
     h, w = rows[0][0].shape[0] // SCALE, rows[0][0].shape[1] // SCALE
     sheet = Image.new("RGB", (len(COLUMNS) * (w + GAP) - GAP, HEADER + len(rows) * (h + GAP) - GAP), "white")
     draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=FONT_PX)
     for j, title in enumerate(COLUMNS):
-        draw.text((j * (w + GAP) + 2, 2), title, fill="black")
+        draw.text((j * (w + GAP) + 2, 3), title, fill="black", font=font)
     for i, (clip, panels) in enumerate(zip(clips, rows, strict=True)):
         top = HEADER + i * (h + GAP)
         for j, panel in enumerate(panels):
             sheet.paste(Image.fromarray(panel).resize((w, h), Image.Resampling.BOX), (j * (w + GAP), top))
-        draw.text((2, top + 2), f"clip {clip}, frame {middle}", fill="white")
+        draw.text(
+            (3, top + 2), f"clip {clip}, frame {middle}", fill="white", font=font, stroke_width=1, stroke_fill="black"
+        )
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out_path)

@@ -217,16 +217,18 @@ class PointRow:
         return {k: v for k, v in out.items() if v is not None}
 
     @classmethod
-    def from_json(cls, name: str, point: PointParams, m: Mapping[str, Any], heads: list[str] | None = None) -> PointRow:
-        """From the JSON form of a row (``metrics/summary.json``); ``heads``: the probe heads to read (default: the
-        four heads, those present)."""
+    def from_json(
+        cls, name: str, point: PointParams | None, m: Mapping[str, Any], heads: list[str] | None = None
+    ) -> PointRow:
+        """From the JSON form of a row (``metrics/summary.json``); ``point``: its params (None: the kind and layer
+        the row records); ``heads``: the probe heads to read (default: the four heads, those present)."""
         names = heads or ["linear", "mlp", "dense", "detr"]
         shuffled = m.get("shuffled", {})
         extract = m.get("extract", {})
         return cls(
             name=name,
-            kind=point.kind,
-            layer=getattr(point, "layer", None),
+            kind=point.kind if point is not None else m["kind"],
+            layer=getattr(point, "layer", None) if point is not None else m.get("layer"),
             weights=m.get("weights"),
             stride=m.get("stride"),
             heads={h: HeadRow.from_json(m[h]) for h in names if m.get(h)},
