@@ -27,7 +27,7 @@ def committed() -> dict:
     return {
         "lock": lock,
         "summary": json.loads((ROOT / "metrics/summary.json").read_text()),
-        "decision": json.loads((ROOT / "metrics/decision.json").read_text()),
+        "decision": json.loads((ROOT / "reports/decision.json").read_text()),
         "params": load_params(ROOT / "params.yaml"),
         "raw": yaml.safe_load((ROOT / "params.yaml").read_text()),
     }

@@ -4,6 +4,7 @@ hand-written stage records (the report stage reads only those, the frames' table
 from __future__ import annotations
 
 import json
+import runpy
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +12,6 @@ import pandas as pd
 from foresight_lib.params import Params, parse_params
 from foresight_lib.report.build import build_report
 from foresight_lib.report.markdown import verdict_lines
-from stages.report import main as report_stage
 
 POINTS = {
     "oracle": {"kind": "oracle", "stride": 14},
@@ -20,6 +20,7 @@ POINTS = {
     "vit_l7_random": {"kind": "vit_block", "layer": 3, "weights": "random"},
     "merger": {"kind": "merger"},
 }
+ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = {"oracle": "none (ground truth rasterised)", "pixels": "none (raw pixels)", "vit_l7_random": "random-init"}
 
 
@@ -117,6 +118,7 @@ def test_the_report_stage_prints_the_verdict_and_why(tmp_path, capsys):
     params, dirs = _real_run(tmp_path)
     params_file = tmp_path / "params.yaml"
     params_file.write_text(json.dumps(params.model_dump()))  # JSON is YAML
+    report_stage = runpy.run_path(str(ROOT / "stages" / "report.py"), run_name="stage")["main"]
     report_stage(
         ["--params", str(params_file), *[a for k, d in dirs.items() for a in (f"--{k}", str(d))]],
     )
