@@ -170,11 +170,6 @@ def gate(rows: Rows, points: Mapping[str, PointParams], params: DecisionParams) 
     return Gate(oracles, params.oracle_min_iou, heads, passing, status)
 
 
-def oracle_gate(summary: Mapping[str, Any], points: Mapping[str, PointParams], params: DecisionParams) -> dict:
-    """:func:`gate` on a summary (rows or their JSON form), as a dict."""
-    return asdict(gate(as_rows(summary, points), points, params))
-
-
 def _go_checks(c: Candidate, params: DecisionParams) -> tuple[Check, ...]:
     return (
         Check("GO", "lower 95% bound of bbox IoU", c.bbox_iou_lo, ">", params.go_iou, "decision.go_iou"),

@@ -81,7 +81,7 @@ def curve_styles(labels: Sequence[str]) -> dict[str, tuple[Any, str]]:
     share both (up to 20 points and 4 heads)."""
     points = list(dict.fromkeys(label.split("/")[0] for label in labels))
     heads = list(dict.fromkeys(label.split("/")[-1] for label in labels))
-    palette = plt.get_cmap("tab20").colors
+    palette = plt.get_cmap("tab10" if len(points) <= 10 else "tab20").colors  # tab10: distinct hues
     styles = ("-", "--", ":", "-.")
     return {
         label: (
