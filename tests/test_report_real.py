@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import runpy
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 from foresight_lib.params import Params, parse_params
 from foresight_lib.report.build import build_report
+from foresight_lib.report.facts import RunFacts
 from foresight_lib.report.markdown import verdict_lines
 
 POINTS = {
@@ -130,3 +132,25 @@ def test_the_report_stage_prints_the_verdict_and_why(tmp_path, capsys):
     assert out == verdict_lines(
         json.loads((dirs["reports"] / "decision.json").read_text()), f"{dirs['reports']}/phase1.md"
     )
+
+
+def test_warnings_and_advice_follow_the_run():
+    facts = RunFacts(
+        data_source="synthetic",
+        n_clips={"train": 3, "val": 1, "test": 1},
+        max_clips=None,
+        videos_found=None,
+        videos_used=None,
+        model_points={"vit_l7": "tiny-random", "merger": "tiny-random"},
+        configured_adapters=[],
+        ignored_files=[],
+    )
+    assert "the weights are random** at every model point: `vit_l7`, `merger` (tiny-random" in facts.weights_warning()
+    mixed = replace(facts, model_points={"vit_l7": "checkpoint", "vit_l7_random": "random-init"})
+    assert mixed.weights_warning().startswith("Random weights (controls, not findings) at: `vit_l7_random` (")
+    assert "`vit_l7`" not in mixed.weights_warning()
+    assert replace(facts, model_points={"vit_l7": "checkpoint"}).weights_warning() is None
+    assert facts.more_clips() == "add clips (`data.synthetic.n_clips`, now 5)"
+    capped = replace(facts, data_source="something_else", max_clips=5, videos_found=30, videos_used=5)
+    assert capped.more_clips() == "raise `data.max_clips` (now 5; 30 annotated videos found, 5 used)"
+    assert "data.max_clips" not in replace(capped, videos_used=30, max_clips=40).more_clips()

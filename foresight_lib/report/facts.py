@@ -71,7 +71,10 @@ class RunFacts:
         random = self.random_points
         if not random:
             return None
-        names = ", ".join(f"`{n}` ({w}: {WEIGHTS_MEANING.get(w, w)})" for n, w in random.items())
+        by_label: dict[str, list[str]] = {}
+        for name, label in random.items():
+            by_label.setdefault(label, []).append(f"`{name}`")
+        names = "; ".join(f"{', '.join(n)} ({w}: {WEIGHTS_MEANING.get(w, w)})" for w, n in by_label.items())
         if self.all_random:
             return (
                 f"**Warning: the weights are random** at every model point: {names}. The numbers describe the "
