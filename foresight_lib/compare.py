@@ -85,15 +85,19 @@ def _lines(a: PointRow, b: PointRow) -> list[tuple[str, str, str, float | None, 
         out.append((f"{task} accuracy (chance)", _temporal_cell(a, task), _temporal_cell(b, task), ta, tb))
     out += [
         (
-            "feature memory vs merger",
+            "feature bytes vs merger (x)",
             _v(a.memory_overhead_vs_merger),
             _v(b.memory_overhead_vs_merger),
             a.memory_overhead_vs_merger,
             b.memory_overhead_vs_merger,
         ),
-        ("tokens per frame", _v(a.tokens_per_frame), _v(b.tokens_per_frame), a.tokens_per_frame, b.tokens_per_frame),
+        ("tokens per frame", _count(a.tokens_per_frame), _count(b.tokens_per_frame), None, None),
     ]
     return out
+
+
+def _count(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:,.0f}"
 
 
 def compare(summary: dict, a: str, b: str) -> str:

@@ -255,9 +255,9 @@ CAPTIONS = {
     "boxes": "test frames: ground truth (green) and the `{head}` probe's predictions (red)",
     "cka": "CKA between extraction points (frame 0 of every clip, pooled to 8x12 cells)",
 }
-SHEET_CAPTION = "`{name}`: original | VAE ceiling | adapter (test clips). {vae}"
+SHEET_CAPTION = "`{name}`: original | VAE ceiling | adapter (test clips)"
 RANDOM_VAE = (
-    "The VAE has random weights (`ltx.source: tiny`): its decoded frames are noise, the ceiling column included; "
+    "Sheets below: the VAE has random weights (`ltx.source: tiny`): its decoded frames are noise, the ceiling column included; "
     "that is expected, and these sheets check the pipeline, not the adapter's quality."
 )
 
@@ -322,9 +322,10 @@ def render_markdown(
     ]
     if adapters.rows:
         lines += ["", "## Phase 2: adapters", "", *adapter_table_lines(adapters)]
-        vae = RANDOM_VAE if params.ltx.source == "tiny" else ""
+        if doc.get("sheets") and params.ltx.source == "tiny":
+            lines += ["", RANDOM_VAE]
         for name, sheet in doc.get("sheets", {}).items():
-            caption = SHEET_CAPTION.format(name=name, vae=vae).strip()
+            caption = SHEET_CAPTION.format(name=name)
             lines += ["", f"![{caption}]({sheet})", "", f"*{caption}*"]
     figures = doc.get("figures", {})
     if figures:
