@@ -3,6 +3,8 @@
 Rule (the research proposal's thresholds, with the uncertainty, the prior and a positive control made explicit).
 Candidates are the pre-merge Qwen2.5-VL points (``vit_embed``, ``vit_block``; the ``order: naive`` ablation is shown,
 never a candidate) x the probe heads that pass the oracle gate:
+- **enough test clips**: fewer than ``min_test_clips`` test clips (holding ground truth) give **INCONCLUSIVE**
+  ("too few test clips (N)"): below it the intervals' 95% level is not assured (:mod:`..metrics.bootstrap`);
 - **oracle gate**: a head decides only if it reads the ``oracle`` point (the ground truth rasterised per cell) at bbox
   IoU >= ``oracle_min_iou``; no oracle point, or no head passing, gives **INCONCLUSIVE** (the probe cannot read space
   that is there, so a low number says nothing about the features);
@@ -14,7 +16,8 @@ never a candidate) x the probe heads that pass the oracle gate:
   IoU (the prior alone) reaches ``nogo_iou``, the upper bound of its selectivity below ``selectivity_margin``; and,
   when a real reference encoder is configured (an ``encoder`` point whose source is not ``tiny``), that reference
   clears ``go_iou`` and the margin on the same frames (else **INCONCLUSIVE**: the features cannot be blamed);
-- **INVESTIGATE** otherwise.
+- **INVESTIGATE** otherwise; where the deciding candidate's bbox IoU or selectivity interval straddles a threshold,
+  the decision states the test clips that would separate them (``separate``: :func:`clips_to_separate`).
 Each outcome names the branch of the proposal's decision tree that follows.
 """
 
@@ -24,6 +27,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..metrics.bootstrap import clips_to_clear
 from ..params import DecisionParams, EncoderPoint, PointParams
 from .summary import PRE_MERGE_KINDS, point_order
 
@@ -139,6 +143,77 @@ def benchmark_check(summary: dict[str, Any], points: dict[str, PointParams], dat
     }
 
 
+def count_test_clips(summary: dict[str, Any], names: list[str]) -> int | None:
+    """The fewest test clips holding ground truth (``n_clips``, those the intervals resample) over the heads of the
+    points ``names``; ``None`` when no metrics file records it."""
+    counts = [
+        m["n_clips"]
+        for n in names
+        for head in HEADS_BY_STRENGTH
+        if (m := summary.get(n, {}).get(head)) and m.get("n_clips") is not None
+    ]
+    return min(counts) if counts else None
+
+
+def too_few_clips(n_test: int | None, params: DecisionParams) -> str | None:
+    """The INCONCLUSIVE branch when fewer than ``min_test_clips`` test clips back the intervals, else ``None``."""
+    if n_test is None or n_test >= params.min_test_clips:
+        return None
+    return (
+        f"Inconclusive: too few test clips ({n_test}): the rule reads intervals over at least "
+        f"{params.min_test_clips} (`decision.min_test_clips`); below that their 95% level is not assured and an "
+        "interval spans most of what the metric can read. To change: add clips (`data.synthetic.n_clips` / "
+        "`data.max_clips`) or give the test split more of them (`data.splits.test`)."
+    )
+
+
+def clips_to_separate(summary: dict[str, Any], c: Candidate, params: DecisionParams) -> list[dict[str, Any]]:
+    """For each threshold the candidate's bbox IoU interval (``go_iou``, ``nogo_iou``) or selectivity interval
+    (``selectivity_margin``) straddles: the test clips at which the interval's t half-width, at the measured per-clip
+    SD (SE ~ 1/sqrt(n)), would clear the value's distance to it (:func:`..metrics.bootstrap.clips_to_clear`;
+    ``clips_needed`` None: the value sits on the threshold or no SD was measured)."""
+    m = summary.get(c.point, {}).get(c.head, {})
+    checks = [
+        ("bbox_iou", c.bbox_iou, (c.bbox_iou_lo, c.bbox_iou_hi), m.get("bbox_iou_clip_sd"), params.go_iou, "go_iou"),
+        (
+            "bbox_iou",
+            c.bbox_iou,
+            (c.bbox_iou_lo, c.bbox_iou_hi),
+            m.get("bbox_iou_clip_sd"),
+            params.nogo_iou,
+            "nogo_iou",
+        ),
+        (
+            "selectivity",
+            c.selectivity,
+            (c.selectivity_lo, c.selectivity_hi),
+            m.get("selectivity_clip_sd"),
+            params.selectivity_margin,
+            "selectivity_margin",
+        ),
+    ]
+    out = []
+    for metric, value, (lo, hi), sd, threshold, key in checks:
+        if not lo <= threshold <= hi:  # False for NaN bounds
+            continue
+        sd = _num(sd)
+        out.append(
+            {
+                "point": c.point,
+                "head": c.head,
+                "metric": metric,
+                "value": value,
+                "ci": [lo, hi],
+                "threshold": threshold,
+                "threshold_key": f"decision.{key}",
+                "clip_sd": sd,
+                "test_clips": m.get("n_clips"),
+                "clips_needed": clips_to_clear(abs(value - threshold), sd),
+            }
+        )
+    return out
+
+
 def decide(
     summary: dict[str, Any],
     points: dict[str, PointParams],
@@ -157,6 +232,7 @@ def decide(
     hybrid_names = [n for n, p in points.items() if p.kind == "encoder"]
     criteria = {
         "oracle": f"a head decides only if it reads the oracle point at bbox IoU >= {params.oracle_min_iou}",
+        "clips": f"at least {params.min_test_clips} test clips (fewer: INCONCLUSIVE)",
         "go": (
             f"lower 95% bound of bbox IoU > {params.go_iou}, of mAP@0.5 ({params.map_kind}) > {params.go_map50} "
             f"and of selectivity (IoU minus the shuffled control's) > {margin}"
@@ -186,6 +262,10 @@ def decide(
         "map_kind": params.map_kind,
         "selectivity_margin": margin,
     }
+    n_test = count_test_clips(summary, pre_names)
+    common["test_clips"] = n_test
+    if few := too_few_clips(n_test, params):
+        return {"decision": "INCONCLUSIVE", "branch": few, "deciding": asdict(best_all), **common}
     if gate["status"] != "pass":
         if gate["status"] == "missing":
             why = "no oracle point was probed: the report cannot tell missing information from a probe that failed"
@@ -299,6 +379,8 @@ def decide(
             + (", ".join(f"`{h}`" for h in stronger) or "all heads already run: a larger `probe.width` or more epochs")
             + ")."
         )
+    if decision == "INVESTIGATE":
+        common["separate"] = clips_to_separate(summary, chosen, params)
     return {
         "decision": decision,
         "branch": branch,

@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from ..data.splits import split_clips
+from ..cost import clips_for_test, estimate, with_clips
+from ..data.splits import SPLITS, split_clips
+from ..errors import ForesightError
 from ..features import open_features
 from ..params import Params
 from ..store import write_json_atomic
@@ -35,7 +37,8 @@ IOU_DEFINITION = (
     "the same score of random boxes at the asserted count (sizes drawn from the ground-truth boxes, "
     "placed uniformly, seeded). Selectivity: the point's bbox IoU minus its shuffled control's on the "
     "same frames, with a paired interval (clips, and seeds where several, resampled jointly). 95% "
-    "intervals: bias-corrected bootstrap over clips with expanded tails."
+    "intervals: bootstrap over clips (and seeds), each bound the outer of the bias-corrected, expanded "
+    "percentile bound and the bias-corrected Student-t bound, so that they keep their level down to a few clips."
 )
 RANDOM_WARNING = (
     "**Warning: the weights are random** ({weights}). This is the embedded default: every number "
@@ -130,6 +133,19 @@ def _box_sheet(
     return True
 
 
+def separation_cost(params: Params, test_clips: int | None) -> dict[str, Any]:
+    """What a run with ``test_clips`` test clips costs (:mod:`..cost`, as ``check --cost`` prints it): the clips in
+    all (test clips / the test fraction, as the splits round), its GPU-hours and uncompressed disk."""
+    if test_clips is None:
+        return {}
+    total = clips_for_test(test_clips, params.data)
+    try:
+        cost = estimate(with_clips(params, total))
+    except ForesightError as exc:
+        return {"total_clips": total, "cost_reason": str(exc)}
+    return {"total_clips": total, "gpu_hours": cost.gpu_hours, "disk_gb": cost.disk_bytes / 1e9}
+
+
 def build_report(
     params: Params,
     metrics_dir: str | Path = "metrics",
@@ -151,7 +167,12 @@ def build_report(
         ).items():
             if head in row:
                 lo, hi = value.get("selectivity_ci", (None, None))
-                row[head] |= {"selectivity": value.get("selectivity"), "selectivity_lo": lo, "selectivity_hi": hi}
+                row[head] |= {
+                    "selectivity": value.get("selectivity"),
+                    "selectivity_lo": lo,
+                    "selectivity_hi": hi,
+                    "selectivity_clip_sd": value.get("selectivity_clip_sd"),
+                }
                 if "selectivity_reason" in value:
                     row[head]["selectivity_reason"] = value["selectivity_reason"]
     recon = {p.stem: json.loads(p.read_text()) for p in sorted((metrics_dir / "recon").glob("*.json"))}
@@ -160,6 +181,10 @@ def build_report(
         metrics_dir / "summary.json", {**summary, **{f"adapter:{name}": row for name, row in adapter_rows.items()}}
     )
     decision = decide(summary, params.points, params.decision, adapter_rows, heads)
+    splits = pd.read_parquet(data_dir / "clips.parquet", columns=["split"])["split"]
+    decision["clips_per_split"] = {split: int((splits == split).sum()) for split in SPLITS}
+    for entry in decision.get("separate", []):
+        entry |= separation_cost(params, entry["clips_needed"])
     weights = sorted({str(row.get("weights")) for row in summary.values() if row.get("weights")})
     decision["weights"] = weights
     decision["random_weights"] = any("random" in w for w in weights)
@@ -380,6 +405,47 @@ def phase2_table(recon: dict[str, Any], training: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _count(v: int | None) -> str:
+    return "n/a" if v is None else str(v)
+
+
+METRIC_NAMES = {"bbox_iou": "bbox IoU", "selectivity": "selectivity"}
+
+
+def separation_lines(separate: list[dict[str, Any]]) -> list[str]:
+    """One sentence per straddled threshold: how many test clips would separate the value from it, and the cost."""
+    lines = []
+    for e in separate:
+        what = (
+            f"`{e['point']}` ({e['head']}) {METRIC_NAMES[e['metric']]} {_fmt(e['value'])} "
+            f"[{_fmt(e['ci'][0])}, {_fmt(e['ci'][1])}] straddles `{e['threshold_key']}` {e['threshold']}"
+        )
+        if e["clips_needed"] is None:
+            lines.append(
+                f"{what}: no number of test clips separates them (the value is on the threshold or no "
+                "per-clip spread was measured)"
+            )
+            continue
+        cost = (
+            f"{e['gpu_hours']:.2f} GPU-hours and {e['disk_gb']:.1f} GB uncompressed (`check --cost`)"
+            if "gpu_hours" in e
+            else e.get("cost_reason", "cost unknown")
+        )
+        if e["test_clips"] is not None and e["clips_needed"] <= e["test_clips"]:
+            lines.append(
+                f"{what}: at its per-clip SD {_fmt(e['clip_sd'])} the t bound would clear it from "
+                f"{e['clips_needed']} test clips (now {e['test_clips']}); the skewed percentile bound is what "
+                "straddles it, and more test clips narrow that too"
+            )
+            continue
+        lines.append(
+            f"{what}: at its per-clip SD {_fmt(e['clip_sd'])} (SE ~ 1/sqrt(n)), about {e['clips_needed']} test clips "
+            f"(now {_count(e['test_clips'])}) would put the interval on one side: a run of "
+            f"{e.get('total_clips', 'n/a')} clips in all, {cost}"
+        )
+    return lines
+
+
 def render_markdown(decision: dict[str, Any], summary: dict[str, Any], heads: list[str], params: Params) -> str:
     """``reports/phase1.md``: the same content as ``metrics/decision.json``, readable."""
     d = params.decision
@@ -398,6 +464,15 @@ def render_markdown(decision: dict[str, Any], summary: dict[str, Any], heads: li
         f"- NO-GO: {decision['criteria']['no_go']}",
         f"- Further criteria: {decision['criteria']['further']}",
     ]
+    split_counts = decision.get("clips_per_split")
+    if split_counts:
+        lines.append(
+            "- Clips per split: "
+            + ", ".join(f"{split} {n}" for split, n in split_counts.items())
+            + f" (test clips with ground truth, which the intervals resample: {_count(decision.get('test_clips'))}; "
+            f"the rule needs at least {d.min_test_clips})"
+        )
+    lines += [f"- {line}" for line in separation_lines(decision.get("separate", []))]
     gate = decision.get("oracle", {})
     reads = ", ".join(f"{h} {_fmt(v)}" for h, v in gate.get("bbox_iou", {}).items()) or "n/a"
     lines.append(

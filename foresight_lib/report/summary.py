@@ -43,14 +43,15 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def _spatial(m: dict[str, Any]) -> dict[str, Any]:
-    """A head's spatial metrics with their 95% intervals as ``_lo`` / ``_hi``, the bbox IoU's chance level and, when
-    the probe trained several seeds, each seed's bbox IoU (``seeds``)."""
+    """A head's spatial metrics with their 95% intervals as ``_lo`` / ``_hi``, the bbox IoU's chance level, per-clip
+    SD and test clips (``n_clips``) and, when the probe trained several seeds, each seed's bbox IoU (``seeds``)."""
     out: dict[str, Any] = {}
     for key in SPATIAL_KEYS:
         out[key] = m.get(key)
         lo, hi = m.get(f"{key}_ci") or (None, None)
         out[f"{key}_lo"], out[f"{key}_hi"] = lo, hi
     out["bbox_iou_chance"] = m.get("bbox_iou_chance")
+    out["bbox_iou_clip_sd"], out["n_clips"] = m.get("bbox_iou_clip_sd"), m.get("n_clips")
     if "seeds" in m:
         out["seeds"] = seed_ious(m["seeds"])
     return out
