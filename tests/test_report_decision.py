@@ -325,3 +325,24 @@ def test_the_report_states_the_clips_per_split_and_what_would_separate_a_straddl
     assert "- Clips per split: train 29, val 9, test 10" in text and "the rule needs at least 10" in text
     assert f"about 38 test clips (now 10) would put the interval on one side: a run of {total} clips in all" in text
     assert "`decision.nogo_iou` 0.2" in text and "GPU-hours" in text
+
+
+def test_a_straddle_the_t_bound_already_clears_is_put_on_the_skewed_bound():
+    from foresight_lib.report.phase1 import separation_lines
+
+    entry = {
+        "point": "vit_l7",
+        "head": "dense",
+        "metric": "selectivity",
+        "value": 0.25,
+        "ci": [0.05, 0.35],
+        "threshold": 0.1,
+        "threshold_key": "decision.selectivity_margin",
+        "clip_sd": 0.15,
+        "test_clips": 10,
+        "clips_needed": 7,
+    }
+    (line,) = separation_lines([entry])
+    assert "the t bound would clear it from 7 test clips (now 10)" in line and "percentile bound" in line
+    (line,) = separation_lines([{**entry, "clips_needed": None}])
+    assert "no number of test clips separates them" in line

@@ -20,9 +20,9 @@ draws. The t bound is not limited by the resamples; the percentile bound keeps t
 statistic and of pooled AP, whose resamples sit above the point estimate (a resample with fewer distinct clips
 pools fewer incomparable score scales). Coverage of 95% intervals measured by simulation
 (``tests/test_metrics_coverage.py``; skewed, bounded per-clip IoU-like values pooled as bbox IoU is, and a paired
-difference): 91-96% at 3, 5, 10 and 30 clips, where the percentile interval alone gives 72-76% at 3 clips and
-87-91% at 5; with 30% of clips failing outright (value 0) it is 89% at 3 clips and 91% from 5 on (the reason for
-``decision.min_test_clips``); mAP@0.5 and bbox IoU of detections 90-98% at 20 clips.
+difference): 90-95% at 3, 5, 10 and 30 clips, where the percentile interval alone gives 71-76% at 3 clips and
+87-91% at 5; with 30% of clips failing outright (value 0) 89% at 3 clips, 91% at 5 and 95% at 10 (the reason
+for ``decision.min_test_clips``); mAP@0.5 93% and bbox IoU 96% of simulated detections at 20 clips.
 
 Seeds (:func:`bootstrap_clips_seeds`): with one statistic per probe seed, each resample draws the clips
 (jointly for every seed) and, independently, as many seeds with replacement, and averages the drawn
