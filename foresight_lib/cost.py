@@ -56,6 +56,7 @@ from .data.synthetic import CATEGORIES as SYNTHETIC_CATEGORIES
 from .errors import ForesightError
 from .params import (
     ADAPTER_KINDS,
+    DataParams,
     EncoderPoint,
     LlmPoint,
     MergerPoint,
@@ -107,6 +108,11 @@ class Cost:
     @property
     def extract_gpu_hours(self) -> float:
         return sum(s.gpu_hours or 0.0 for s in self.stores if s.stage.startswith("extract@"))
+
+    @property
+    def gpu_hours(self) -> float:
+        """Extraction and probing (what ``check --cost`` totals)."""
+        return self.extract_gpu_hours + sum(self.probe_gpu_hours.values())
 
 
 def load_rates(path: Path = RATES_FILE) -> dict[str, dict[str, Any]]:
@@ -328,6 +334,32 @@ def estimate(params: Params, rates: Mapping[str, Mapping[str, Any]] | None = Non
     )
 
 
+def clips_for_test(n_test: int, data: DataParams) -> int:
+    """The fewest clips whose test split (:func:`.data.splits.assign_splits`' rounding of ``data.splits.test``)
+    holds at least ``n_test`` clips, with a clip left for train."""
+
+    def fits(total: int) -> bool:
+        test, val = max(1, round(total * data.splits.test)), max(1, round(total * data.splits.val))
+        return test >= n_test and total - val - test >= 1
+
+    # round() reaches n_test from n_test - 0.5 (one test clip at any size): start below, step up
+    total = max(3, math.floor((n_test - 0.5) / data.splits.test) - 1) if n_test > 1 else 3
+    while not fits(total):
+        total += 1
+    return total
+
+
+def with_clips(params: Params, n_clips: int) -> Params:
+    """``params`` with ``n_clips`` clips: ``data.synthetic.n_clips`` for the synthetic source, else
+    ``data.max_clips`` (the clips must exist)."""
+    data = params.data
+    if data.source == "synthetic":
+        data = data.model_copy(update={"synthetic": data.synthetic.model_copy(update={"n_clips": n_clips})})
+    else:
+        data = data.model_copy(update={"max_clips": n_clips})
+    return params.model_copy(update={"data": data})
+
+
 def _probe_hours(
     params: Params,
     grid: tuple[int, int, int],
@@ -371,7 +403,7 @@ def format_cost(cost: Cost, params_path: str) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(6)]
     fmt = "  ".join(f"{{:{'>' if i >= 4 else '<'}{w}}}" for i, w in enumerate(widths)) + "  {}"
     probe = sum(cost.probe_gpu_hours.values())
-    total = cost.extract_gpu_hours + probe
+    total = cost.gpu_hours
     disk = cost.disk_bytes
     budget = BUDGET_DISK_GB * GB
     lo, hi = BUDGET_GPU_HOURS

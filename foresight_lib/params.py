@@ -525,6 +525,15 @@ class DecisionParams(_Section):
     oracle_min_iou: float = Field(
         0.85, ge=0.0, le=1.0, description="a head whose oracle-point IoU is below this cannot decide (INCONCLUSIVE)"
     )
+    min_test_clips: int = Field(
+        10,
+        ge=2,
+        le=1_000_000,
+        description=(
+            "fewer test clips (holding ground truth) than this give INCONCLUSIVE: below 10 the 95% intervals' "
+            "simulated coverage falls to 89-91% where some clips fail outright (tests/test_metrics_coverage.py)"
+        ),
+    )
 
     @model_validator(mode="after")
     def _order(self) -> DecisionParams:

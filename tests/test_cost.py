@@ -19,6 +19,7 @@ import zarr
 from foresight_lib.check import main
 from foresight_lib.cli import run
 from foresight_lib.cost import BUDGET_DISK_GB, GB, estimate, head_forward_flops, load_rates
+from foresight_lib.errors import ForesightError
 from foresight_lib.params import ProbeParams, load_params
 
 SMALL = {
@@ -153,3 +154,35 @@ def test_the_real_profile_fits_the_phase1_budget(capsys):
     assert cost.disk_bytes <= BUDGET_DISK_GB * GB and f"{cost.disk_bytes / GB:8.1f} GB   budget 200 GB: fits" in out
     assert cost.extract_gpu_hours + sum(cost.probe_gpu_hours.values()) <= 100
     assert "ESTIMATED" in out and "benchmarks/results_7b_h100.json" in out
+
+
+@pytest.mark.parametrize("test_fraction", [0.2, 0.1, 0.5])
+def test_clips_for_test_is_the_fewest_whose_test_split_holds_them(test_fraction):
+    """Against the splits' own assignment, clip count by clip count."""
+    from foresight_lib.cost import clips_for_test
+    from foresight_lib.data.splits import assign_splits
+    from foresight_lib.params import parse_params
+
+    val = (1 - test_fraction) / 2
+    data = parse_params({"data": {"splits": {"train": val, "val": val, "test": test_fraction}}}).data
+    for n_test in (1, 2, 3, 10, 38, 101):
+        total = clips_for_test(n_test, data)
+        assert assign_splits(total, data).count("test") >= n_test
+        if total > 3:
+            try:
+                assert assign_splits(total - 1, data).count("test") < n_test
+            except ForesightError:  # one clip fewer cannot fill train/val/test
+                pass
+
+
+def test_a_run_at_more_clips_costs_what_the_profile_at_that_size_costs():
+    from foresight_lib.cost import with_clips
+
+    real = load_params("profiles/real.yaml")
+    twice = estimate(with_clips(real, 2 * real.data.max_clips))
+    once = estimate(real)
+    assert once.gpu_hours == once.extract_gpu_hours + sum(once.probe_gpu_hours.values())
+    assert twice.gpu_hours == pytest.approx(2 * once.gpu_hours, rel=0.01)
+    assert twice.disk_bytes == pytest.approx(2 * once.disk_bytes, rel=0.01)
+    default = load_params("params.yaml")
+    assert with_clips(default, 7).data.synthetic.n_clips == 7 and with_clips(real, 7).data.max_clips == 7

@@ -1,4 +1,4 @@
-"""Clip-level percentile bootstrap."""
+"""Clip-level bootstrap intervals."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from foresight_lib.metrics.bootstrap import _interval, bootstrap_ci, bootstrap_cis, clip_mean, frames_of_clips
+from foresight_lib.metrics.bootstrap import (
+    UNIT,
+    bootstrap_ci,
+    bootstrap_cis,
+    clip_mean,
+    clips_to_clear,
+    frames_of_clips,
+    half_width,
+    interval,
+)
 from foresight_lib.metrics.boxes import FrameBoxes
 from foresight_lib.metrics.coco import coco_map
 
@@ -88,9 +97,11 @@ def test_bootstrap_over_map() -> None:
     def stat(ids: list[str]) -> float:
         return coco_map(frames_of_clips(frames, ids), class_agnostic=True)["map"]
 
+    # Clip a alone scores 1.0; clip b (IoU 8/12) alone 0.4: the resamples span [0.4, 1.0]; two clips' t bounds
+    # reach past them, and the support clips them to AP's range.
     low, high = bootstrap_ci(["a", "b"], stat, n_resamples=40, seed=0)
-    # Clip a alone scores 1.0; clip b (IoU 8/12) alone 0.4; the interval spans between them.
-    assert low == pytest.approx(0.4) and high == pytest.approx(1.0)
+    assert low < 0.4 and high > 1.0
+    assert bootstrap_ci(["a", "b"], stat, n_resamples=40, seed=0, support=UNIT) == (max(low, 0.0), 1.0)
     assert low <= stat(["a", "b"]) <= high
 
 
@@ -114,19 +125,58 @@ def test_named_statistics_share_the_resamples() -> None:
 
 
 def test_interval_equals_the_scipy_stats_formula() -> None:
-    """The interval's normal and Student-t quantiles (scipy.special) are scipy.stats' norm and t, to the bit."""
+    """The interval is the outer of the bias-corrected expanded percentile bounds and the bias-corrected t bounds,
+    with scipy.stats' norm and t as the reference for the quantiles."""
     from scipy.stats import norm
     from scipy.stats import t as student_t
 
     def reference(stats: np.ndarray, point: float, level: float, n: int) -> tuple[float, float]:
         r = len(stats)
         z0 = norm.ppf(np.clip((np.sum(stats < point) + 0.5 * np.sum(stats == point)) / r, 0.5 / r, 1 - 0.5 / r))
-        half = np.sqrt(n / (n - 1)) * student_t.ppf((1 + level) / 2, n - 1) if n > 1 else norm.ppf((1 + level) / 2)
-        low, high = np.quantile(stats, norm.cdf(2 * z0 + np.array([-half, half])))
-        return float(low), float(high)
+        e = np.sqrt(n / (n - 1)) * student_t.ppf((1 + level) / 2, n - 1) if n > 1 else norm.ppf((1 + level) / 2)
+        low, high = np.quantile(stats, norm.cdf(2 * z0 + np.array([-e, e])))
+        se = np.std(stats, ddof=1) if r > 1 else 0.0
+        return min(low, point + se * (z0 - e)), max(high, point + se * (z0 + e))
 
     rng = np.random.default_rng(0)
     for r, n, level in [(1, 1, 0.95), (7, 2, 0.9), (100, 20, 0.95), (500, 40, 0.5), (1000, 3, 0.99), (50, 1000, 0.95)]:
         stats = np.round(rng.normal(size=r), 1)  # ties with the point estimate
         for point in (0.0, float(stats.min()) - 1, float(stats.max()) + 1):
-            assert _interval(stats, point, level, n) == reference(stats, point, level, n)
+            assert interval(stats, point, level, n) == pytest.approx(reference(stats, point, level, n), abs=1e-12)
+            low, high = interval(stats, point, level, n, support=(-0.5, 0.5))
+            ref_low, ref_high = reference(stats, point, level, n)
+            assert (low, high) == pytest.approx((np.clip(ref_low, -0.5, 0.5), np.clip(ref_high, -0.5, 0.5)))
+
+
+def test_three_clips_reach_past_their_own_range() -> None:
+    """At 3 clips the resampled means never leave the clips' min-max; the interval is the t-interval of the 3 values
+    (scipy.stats), which does."""
+    from scipy.stats import t as student_t
+
+    values = np.array([0.1, 0.25, 0.6])
+    clips = ["a", "b", "c"]
+    low, high = bootstrap_ci(clips, clip_mean(values, clips), n_resamples=2000, seed=0)
+    half = student_t.ppf(0.975, 2) * values.std(ddof=1) / np.sqrt(3)
+    assert low < values.min() and high > values.max()
+    # The t bounds (up to the bootstrap's own SE estimate and its small median bias).
+    assert low == pytest.approx(values.mean() - half, abs=0.05) and high == pytest.approx(
+        values.mean() + half, abs=0.05
+    )
+
+
+def test_clips_to_clear_is_where_the_t_half_width_drops_below_the_distance() -> None:
+    """Against scipy.stats' t: the fewest n with t_{n-1}(0.975) * sqrt(n / (n - 1)) * sd / sqrt(n) < distance."""
+    from scipy.stats import t as student_t
+
+    def reference_half(n: int, sd: float) -> float:
+        return student_t.ppf(0.975, n - 1) * np.sqrt(n / (n - 1)) * sd / np.sqrt(n)
+
+    for n in (2, 3, 10, 200):
+        assert half_width(n, 0.3) == pytest.approx(reference_half(n, 0.3))
+    for distance, sd in [(0.05, 0.2), (0.01, 0.3), (0.2, 0.15), (0.5, 0.01)]:
+        n = clips_to_clear(distance, sd)
+        assert n >= 2 and reference_half(n, sd) < distance
+        assert n == 2 or reference_half(n - 1, sd) >= distance
+    # A value on the threshold, or no spread measured, cannot be separated by any number of clips.
+    assert clips_to_clear(0.0, 0.2) is None and clips_to_clear(0.1, float("nan")) is None
+    assert clips_to_clear(1e-9, 0.3, most=1000) is None

@@ -482,6 +482,9 @@ def test_seeds_and_learning_rates_are_trained_selected_and_reported(tiny, tmp_pa
         ious = [one["bbox_iou"] for one in m["seeds"].values()]
         assert m["bbox_iou"] == pytest.approx(np.mean(ious))  # every seed scores the same objects
         assert m["bbox_iou_ci"][0] <= m["bbox_iou"] <= m["bbox_iou_ci"][1]
+        # The test clips holding ground truth, and bbox IoU's per-clip SD for planning a larger test set.
+        assert m["n_clips"] == len(np.unique(pd.read_parquet(tiny / "clips.parquet").query("split == 'test'").clip))
+        assert m["bbox_iou_clip_sd"] >= 0.0
     assert set(metrics["temporal"]["direction"]["seeds"]) == {"0", "1"}
     table = pd.read_parquet(tmp_path / "p.parquet")
     assert set(table["seed"]) <= {0, 1}

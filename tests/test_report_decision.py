@@ -257,3 +257,98 @@ def test_benchmark_check_states_whether_the_shuffled_controls_sit_at_chance():
     check = benchmark_check(prior, POINTS, "something_else")
     assert check["status"] == "above chance" and not check["expected_at_chance"]
     assert check["above_chance"] == ["vit_l7/linear: 0.300 (chance 0.020)"]
+
+
+def test_too_few_test_clips_is_inconclusive():
+    """The clips the intervals resample come from the probe metrics (``n_clips``); below ``min_test_clips`` no
+    verdict, whatever the intervals say; at the minimum the rule decides."""
+    strong = head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4)
+    for n, expected in ((3, "INCONCLUSIVE"), (DECISION.min_test_clips, "GO")):
+        d = decide(summary({**strong, "n_clips": n}), POINTS, DECISION, {}, ["linear"])
+        assert d["decision"] == expected and d["test_clips"] == n
+    assert (
+        "too few test clips (3)"
+        in decide(summary({**strong, "n_clips": 3}), POINTS, DECISION, {}, ["linear"])["branch"]
+    )
+    # The fewest over the pre-merge points decides; the minimum comes from params.
+    s = summary({**strong, "n_clips": 12}, {**strong, "n_clips": 8})
+    assert decide(s, POINTS, DECISION, {}, ["linear"])["test_clips"] == 8
+    assert decide(s, POINTS, DECISION.model_copy(update={"min_test_clips": 8}), {}, ["linear"])["decision"] == "GO"
+
+
+def test_bad_min_test_clips_stops_naming_the_key():
+    from foresight_lib.errors import ForesightError
+
+    for bad in (1, 0, "many", 2.5):
+        with pytest.raises(ForesightError, match=r"^params: decision.min_test_clips: [^\n]*$"):
+            parse_params({"decision": {"min_test_clips": bad}})
+
+
+def test_an_investigate_straddling_a_threshold_states_the_clips_that_would_separate_it():
+    """bbox IoU 0.25 [0.15, 0.35] straddles nogo_iou 0.2; at per-clip SD 0.15 the t half-width
+    e(n) * 0.15 / sqrt(n) drops below the distance 0.05 at n = 38 (scipy.stats' t as reference)."""
+    from scipy.stats import t as student_t
+
+    row = {**head(0.25, 0.15, 0.35, 0.1, 0.0, 0.2, sel=(0.25, 0.05, 0.45)), "n_clips": 10}
+    row |= {"bbox_iou_clip_sd": 0.15, "selectivity_clip_sd": float("nan")}
+    d = decide(summary(row), POINTS, DECISION, {}, ["linear"])
+    assert d["decision"] == "INVESTIGATE"
+    by_key = {e["threshold_key"]: e for e in d["separate"]}
+    assert set(by_key) == {"decision.nogo_iou", "decision.selectivity_margin"}  # 0.4 lies outside [0.15, 0.35]
+    iou = by_key["decision.nogo_iou"]
+    half = [student_t.ppf(0.975, n - 1) * (n / (n - 1)) ** 0.5 * 0.15 / n**0.5 for n in range(2, 100)]
+    expected = next(n for n, h in zip(range(2, 100), half) if h < 0.05)
+    assert iou["clips_needed"] == expected and iou["test_clips"] == 10 and iou["value"] == 0.25
+    assert by_key["decision.selectivity_margin"]["clips_needed"] is None  # no per-clip SD measured
+    # A GO states nothing of the kind.
+    assert "separate" not in decide(summary(head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4)), POINTS, DECISION, {}, ["linear"])
+
+
+def test_the_report_states_the_clips_per_split_and_what_would_separate_a_straddled_threshold():
+    """render_markdown on a decision built by ``decide``, with the cost of the larger run from :mod:`foresight_lib.cost`
+    (the default profile at the clip count whose test split holds the clips needed)."""
+    from foresight_lib.cost import clips_for_test, estimate, with_clips
+    from foresight_lib.report.build import separation_cost
+    from foresight_lib.report.facts import RunFacts
+    from foresight_lib.report.markdown import render_markdown
+    from foresight_lib.report.summary import as_rows
+    from foresight_lib.report.tables import adapter_table, point_table
+
+    params = parse_params({"points": {n: p.model_dump() for n, p in POINTS.items()}})
+    row = {**head(0.25, 0.15, 0.35, 0.1, 0.0, 0.2, sel=(0.25, 0.15, 0.35)), "n_clips": 10}
+    row |= {"bbox_iou_clip_sd": 0.15, "selectivity_clip_sd": 0.15}
+    s = summary(row)
+    d = decide(s, params.points, params.decision, {}, ["linear"])
+    (entry,) = d["separate"]  # selectivity's interval [0.15, 0.35] lies above the margin 0.1
+    entry |= separation_cost(params, entry["clips_needed"])
+    total = clips_for_test(38, params.data)
+    assert entry["total_clips"] == total
+    assert entry["gpu_hours"] == pytest.approx(estimate(with_clips(params, total)).gpu_hours)
+    facts = RunFacts("synthetic", {"train": 29, "val": 9, "test": 10}, None, None, None, {}, [], [])
+    d |= {"clips_per_split": facts.n_clips, "benchmark": benchmark_check(s, params.points, "synthetic")}
+    rows = as_rows(s, params.points)
+    text = render_markdown(d, point_table(rows, params.points), adapter_table({}, {}), facts, ["linear"], params)
+    assert "- Clips per split: train 29, val 9, test 10" in text and "the rule needs at least 10" in text
+    assert f"about 38 test clips (now 10) would put the interval on one side: a run of {total} clips in all" in text
+    assert "`decision.nogo_iou` 0.2" in text and "GPU-hours" in text
+
+
+def test_a_straddle_the_t_bound_already_clears_is_put_on_the_skewed_bound():
+    from foresight_lib.report.markdown import separation_lines
+
+    entry = {
+        "point": "vit_l7",
+        "head": "dense",
+        "metric": "selectivity",
+        "value": 0.25,
+        "ci": [0.05, 0.35],
+        "threshold": 0.1,
+        "threshold_key": "decision.selectivity_margin",
+        "clip_sd": 0.15,
+        "test_clips": 10,
+        "clips_needed": 7,
+    }
+    (line,) = separation_lines([entry])
+    assert "the t bound would clear it from 7 test clips (now 10)" in line and "percentile bound" in line
+    (line,) = separation_lines([{**entry, "clips_needed": None}])
+    assert "no number of test clips separates them" in line

@@ -85,7 +85,7 @@ def overlay(base: dict, profile: dict, path: tuple[str, ...] = ()) -> dict:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("workflow")
-    for item in ("dvc.yaml", "stages", "foresight_lib"):
+    for item in ("dvc.yaml", "stages", "foresight_lib", "benchmarks"):  # benchmarks: the rates the report costs with
         src = ROOT / item
         (
             shutil.copytree(src, repo / item, ignore=shutil.ignore_patterns("__pycache__"))

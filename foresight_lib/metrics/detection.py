@@ -8,7 +8,7 @@ Given every frame's ground truth and *all* its detections (with scores):
 - ``best_box_iou``: on frames with exactly one object, the IoU of the single highest-scoring detection;
 - ``map50_*`` / ``map_*``: COCO AP@0.5 and AP@[.5:.95] over all detections (COCOeval's, :mod:`.coco`),
   class-agnostic and class-aware;
-each with a 95% bias-corrected bootstrap interval over clips (``*_ci``, :mod:`.bootstrap`); the IoU intervals
+each with a 95% bootstrap interval over clips (``*_ci``, :mod:`.bootstrap`), within [0, 1]; the IoU intervals
 resample the clips that hold ground truth.
 
 :func:`selectivity`: a point's bbox IoU minus its shuffled control's on the same frames, with a paired interval.
@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from .bootstrap import (
+    UNIT,
+    SeedsEstimate,
     bootstrap_ci,
     bootstrap_cis,
     bootstrap_clips_seeds,
@@ -70,7 +72,7 @@ def _maps(frames: Sequence[FrameBoxes], class_aware: bool, n_resamples: int, see
     point = values(None)
     clips = list(dict.fromkeys(f.clip_id for f in frames))
     intervals = (
-        bootstrap_cis(clips, lambda ids: values(frame_indices_of_clips(frames, ids)), n_resamples, seed)
+        bootstrap_cis(clips, lambda ids: values(frame_indices_of_clips(frames, ids)), n_resamples, seed, support=UNIT)
         if n_resamples
         else dict.fromkeys(point, NAN_CI)
     )
@@ -89,7 +91,9 @@ def detection_metrics(
     iou, best = bbox_iou(kept), bbox_iou(frames)  # bbox IoU of asserted detections; best-box IoU of all
     out: dict[str, Any] = {
         "bbox_iou": iou.mean_iou,
-        "bbox_iou_ci": bootstrap_ci(np.unique(iou.object_clip_ids), iou_statistic(iou), n_resamples, seed),
+        "bbox_iou_ci": bootstrap_ci(
+            np.unique(iou.object_clip_ids), iou_statistic(iou), n_resamples, seed, support=UNIT
+        ),
         "bbox_iou_chance": chance_iou(kept, seed),
         "best_box_iou": best.best_box_iou,
         "best_box_iou_ci": (
@@ -98,6 +102,7 @@ def detection_metrics(
                 clip_mean(best.best_box_ious, best.best_box_clip_ids),
                 n_resamples,
                 seed,
+                support=UNIT,
             )
             if len(best.best_box_ious)
             else NAN_CI
@@ -123,14 +128,14 @@ def iou_statistic(result: BboxIouResult) -> Callable[[list[str]], float]:
 
 def seeds_bbox_iou(
     frames_by_seed: Sequence[Sequence[FrameBoxes]], score_threshold: float, n_resamples: int, seed: int
-) -> tuple[float, tuple[float, float]]:
+) -> SeedsEstimate:
     """bbox IoU of the detections scoring at least ``score_threshold``, averaged over probe seeds
-    (``frames_by_seed[s]``: seed ``s``'s frames, the same frames for every seed), and its interval over clips and
-    seeds (:func:`.bootstrap.bootstrap_clips_seeds`). One seed gives :func:`detection_metrics`' bbox IoU and
-    interval."""
+    (``frames_by_seed[s]``: seed ``s``'s frames, the same frames for every seed), its interval over clips and
+    seeds and its per-clip SD (:func:`.bootstrap.bootstrap_clips_seeds`). One seed gives
+    :func:`detection_metrics`' bbox IoU and interval."""
     results = [bbox_iou(asserted(frames, score_threshold)) for frames in frames_by_seed]
     return bootstrap_clips_seeds(
-        np.unique(results[0].object_clip_ids), [iou_statistic(r) for r in results], n_resamples, seed
+        np.unique(results[0].object_clip_ids), [iou_statistic(r) for r in results], n_resamples, seed, support=UNIT
     )
 
 
@@ -140,9 +145,9 @@ def selectivity(
     """What a point's features add over the prior: its bbox IoU minus its shuffled control's, on the same frames.
 
     ``points[s]`` and ``controls[s]`` are probe seed ``s``'s results (one entry per seed, paired by seed). Returns
-    ``{"selectivity": mean over seeds of (point - control), "selectivity_ci": (low, high)}``: the paired interval
-    resamples the clips that hold ground truth jointly for point and control (and the seeds, with several:
-    :func:`.bootstrap.bootstrap_clips_seeds`). Raises ValueError on unpaired inputs or frames that differ.
+    ``{"selectivity": mean over seeds of (point - control), "selectivity_ci": (low, high), "selectivity_clip_sd"}``:
+    the paired interval resamples the clips that hold ground truth jointly for point and control (and the seeds,
+    with several: :func:`.bootstrap.bootstrap_clips_seeds`, which also gives the per-clip SD). Raises ValueError on unpaired inputs or frames that differ.
     """
     if not points or len(points) != len(controls):
         raise ValueError(f"selectivity needs one control per point result (got {len(points)} and {len(controls)})")
@@ -151,5 +156,7 @@ def selectivity(
             raise ValueError("selectivity compares results on the same frames: their ground truth differs")
     pairs = [(iou_statistic(p), iou_statistic(c)) for p, c in zip(points, controls)]
     stats = [lambda ids, p=p, c=c: p(ids) - c(ids) for p, c in pairs]
-    value, ci = bootstrap_clips_seeds(np.unique(points[0].object_clip_ids), stats, n_resamples, seed, level)
-    return {"selectivity": value, "selectivity_ci": ci}
+    out = bootstrap_clips_seeds(
+        np.unique(points[0].object_clip_ids), stats, n_resamples, seed, level, support=(-1.0, 1.0)
+    )
+    return {"selectivity": out.value, "selectivity_ci": out.ci, "selectivity_clip_sd": out.clip_sd}

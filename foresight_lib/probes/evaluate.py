@@ -13,7 +13,10 @@ things are), ``map50_class_aware`` / ``map_class_aware`` also need the right cla
 annotations). ``bbox_iou_chance`` is bbox IoU's chance level (random boxes at the asserted count,
 :func:`..metrics.boxes.chance_iou`). ``<metric>_ci`` is the 95% bias-corrected bootstrap interval over clips
 (:mod:`..metrics.bootstrap`, seeded by ``probe.seed``): ``probe.bootstrap`` resamples for IoUs,
-``probe.bootstrap_map`` for mAPs (0 writes null intervals).
+``probe.bootstrap_map`` for mAPs (0 writes null intervals). ``n_clips`` counts the test clips holding ground
+truth (those the IoU interval resamples); ``bbox_iou_clip_sd`` is bbox IoU's per-clip standard deviation
+(bootstrap standard error x sqrt(n_clips)), from which the report plans a test set that would separate a value
+from a threshold.
 
 Seeds (``probe.seeds``, the heads' initialisations): every seed is trained and tested. The reported bbox IoU is
 the mean over seeds of each seed's bbox IoU, with an interval that resamples the clips (jointly for every seed)
@@ -147,9 +150,10 @@ def spatial_metrics(
         per_seed[s] = {k: v for k, v in alone.items() if not k.endswith("_ci")}
     pooled = [f for s, predictions in by_seed.items() for f in frame_boxes(truth, predictions, 0.0, f"{s}:")]
     out = detection_metrics(pooled, score_threshold, bootstrap, bootstrap_map, seed)
-    out["bbox_iou"], out["bbox_iou_ci"] = seeds_bbox_iou(
+    iou = seeds_bbox_iou(
         [frame_boxes(truth, predictions, 0.0) for predictions in by_seed.values()], score_threshold, bootstrap, seed
     )
+    out |= {"bbox_iou": iou.value, "bbox_iou_ci": iou.ci, "bbox_iou_clip_sd": iou.clip_sd, "n_clips": iou.n_clips}
     first = next(iter(per_seed.values()))
     return {**out, **{k: first[k] for k in _COUNTS}, "n_seeds": len(per_seed), "seeds": per_seed}
 

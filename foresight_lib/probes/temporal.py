@@ -57,7 +57,7 @@ from torch import nn
 
 from ..data.clip import DIRECTIONS
 from ..data.splits import SPLITS
-from ..metrics.bootstrap import bootstrap_ci, clip_mean
+from ..metrics.bootstrap import UNIT, bootstrap_ci, clip_mean
 from ..metrics.temporal import accuracy_with_chance
 from ..params import ProbeParams
 from ..workers import Workers
@@ -273,7 +273,13 @@ def probe_task(
         result[control] = {
             **accuracy_with_chance(pred, truth, n_classes),
             "accuracy_ci": list(
-                bootstrap_ci(owners, clip_mean(correct, np.tile(owners, len(all_pred))), params.bootstrap, params.seed)
+                bootstrap_ci(
+                    owners,
+                    clip_mean(correct, np.tile(owners, len(all_pred))),
+                    params.bootstrap,
+                    params.seed,
+                    support=UNIT,
+                )
             ),
             "n_test": len(test.labels),
             "seeds": per_seed,

@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 import zarr
 
+from ..cost import clips_for_test, estimate, with_clips
 from ..data.splits import split_clips
+from ..errors import ForesightError
 from ..features import open_features
 from ..params import Params
 from ..store import write_json_atomic
@@ -138,6 +140,19 @@ def _with_selectivity(rows: Rows, params: Params, probes_dir: Path, metrics_dir:
     return out
 
 
+def separation_cost(params: Params, test_clips: int | None) -> dict[str, Any]:
+    """What a run with ``test_clips`` test clips costs (:mod:`..cost`, as ``check --cost`` prints it): the clips in
+    all (test clips / the test fraction, as the splits round), its GPU-hours and uncompressed disk."""
+    if test_clips is None:
+        return {}
+    total = clips_for_test(test_clips, params.data)
+    try:
+        cost = estimate(with_clips(params, total))
+    except ForesightError as exc:
+        return {"total_clips": total, "cost_reason": str(exc)}
+    return {"total_clips": total, "gpu_hours": cost.gpu_hours, "disk_gb": cost.disk_bytes / 1e9}
+
+
 def build_report(
     params: Params,
     metrics_dir: str | Path = "metrics",
@@ -177,6 +192,9 @@ def build_report(
         data_source=params.data.source,
         data_advice=facts.more_clips(),
     )
+    doc["clips_per_split"] = dict(facts.n_clips)
+    for entry in doc.get("separate", []):
+        entry |= separation_cost(params, entry["clips_needed"])
     doc["data"] = facts.data_text()
     doc["random_weights"] = facts.random_points
     doc["ignored"] = facts.ignored_files

@@ -16,7 +16,10 @@ never a candidate) x the probe heads that pass the oracle gate:
   IoU reaches ``nogo_iou``, the upper bound of its selectivity below ``selectivity_margin``; and, when a real
   reference encoder is configured (an ``encoder`` point whose source is not ``tiny``), that reference clears
   ``go_iou`` and the margin on the same frames (else **INCONCLUSIVE**: the features cannot be blamed);
-- **INVESTIGATE** otherwise.
+- **INVESTIGATE** otherwise; where the deciding candidate's bbox IoU or selectivity interval straddles a threshold,
+  the decision states the test clips that would separate them (``separate``: :func:`clips_to_separate`).
+Before any of these, fewer than ``min_test_clips`` test clips behind the pre-merge intervals give **INCONCLUSIVE**
+("too few test clips"): below that, the intervals' 95% level is not assured.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..metrics.bootstrap import clips_to_clear
 from ..params import DecisionParams, EncoderPoint, PointParams
 from .summary import PRE_MERGE_KINDS, PointRow, Rows, as_rows, point_order
 
@@ -218,6 +222,53 @@ def _lpips_check(adapters: Mapping[str, Mapping[str, Any]], params: DecisionPara
     return {"status": "pass" if best < params.lpips_max else "fail", "best": best, "threshold": params.lpips_max}
 
 
+def _pre_names(points: Mapping[str, PointParams]) -> list[str]:
+    """The candidate points: pre-merge, in raster order (the naive-order ablation is shown, never a candidate)."""
+    return [n for n, p in points.items() if p.kind in PRE_MERGE_KINDS and getattr(p, "order", "raster") == "raster"]
+
+
+def count_test_clips(rows: Rows, names: list[str]) -> int | None:
+    """The fewest test clips holding ground truth (``n_clips``, those the intervals resample) over the heads of the
+    points ``names``; ``None`` when no record states it."""
+    counts = [m.n_clips for n in names if n in rows for m in rows[n].heads.values() if m.n_clips is not None]
+    return min(counts) if counts else None
+
+
+def clips_to_separate(rows: Rows, c: Candidate, params: DecisionParams) -> list[dict[str, Any]]:
+    """For each threshold the candidate's bbox IoU interval (``go_iou``, ``nogo_iou``) or selectivity interval
+    (``selectivity_margin``) straddles: the test clips at which the interval's t half-width, at the measured per-clip
+    SD (SE ~ 1/sqrt(n)), would clear the value's distance to it (:func:`..metrics.bootstrap.clips_to_clear`;
+    ``clips_needed`` None: the value sits on the threshold or no SD was measured)."""
+    m = rows[c.point].heads[c.head]
+    iou = (c.bbox_iou, c.bbox_iou_lo, c.bbox_iou_hi, m.bbox_iou_clip_sd)
+    sel = (c.selectivity, c.selectivity_lo, c.selectivity_hi, m.selectivity_clip_sd)
+    checks = [
+        ("bbox_iou", *iou, params.go_iou, "go_iou"),
+        ("bbox_iou", *iou, params.nogo_iou, "nogo_iou"),
+        ("selectivity", *sel, params.selectivity_margin, "selectivity_margin"),
+    ]
+    out = []
+    for metric, value, lo, hi, sd, threshold, key in checks:
+        if not lo <= threshold <= hi:  # False for NaN bounds
+            continue
+        sd = math.nan if sd is None else float(sd)
+        out.append(
+            {
+                "point": c.point,
+                "head": c.head,
+                "metric": metric,
+                "value": value,
+                "ci": [lo, hi],
+                "threshold": threshold,
+                "threshold_key": f"decision.{key}",
+                "clip_sd": sd,
+                "test_clips": m.n_clips,
+                "clips_needed": clips_to_clear(abs(value - threshold), sd),
+            }
+        )
+    return out
+
+
 def classify(
     rows: Rows,
     points: Mapping[str, PointParams],
@@ -228,13 +279,17 @@ def classify(
     """The rule (module docstring) on typed rows. ``adapters``: adapter -> its summary row
     (:func:`.summary.adapter_summary`; no ``lpips`` key when LPIPS was unavailable)."""
     map_key = f"map50_{params.map_kind}"
-    pre_names = [
-        n for n, p in points.items() if p.kind in PRE_MERGE_KINDS and getattr(p, "order", "raster") == "raster"
-    ]
+    pre_names = _pre_names(points)
     pre_all = _candidates(rows, pre_names, map_key)
     if not pre_all:
         return Classification("UNDETERMINED", "no_pre_merge")
     best_all = max(pre_all, key=lambda c: c.bbox_iou)
+    n_test = count_test_clips(rows, pre_names)
+    if n_test is not None and n_test < params.min_test_clips:
+        check = Check(
+            "every verdict", "number of test clips", n_test, ">=", params.min_test_clips, "decision.min_test_clips"
+        )
+        return Classification("INCONCLUSIVE", "too_few_clips", best_all, best_all, (check,))
     if the_gate.status == "missing":
         return Classification("INCONCLUSIVE", "gate_missing", best_all, best_all)
     if the_gate.status == "fail":
@@ -311,7 +366,7 @@ def _more_clips(data_advice: str | None) -> str:
 
 def _earlier_advice(best: Candidate, points: Mapping[str, PointParams], rows: Rows) -> str:
     """Earlier pre-merge layers to try: configured ones not probed yet, and layers not configured at all."""
-    pre = {n: p for n, p in points.items() if p.kind in PRE_MERGE_KINDS and getattr(p, "order", "raster") == "raster"}
+    pre = {n: points[n] for n in _pre_names(points)}
     earlier = [n for n, p in pre.items() if point_order(p) < point_order(points[best.point])]
     run = [n for n in earlier if n in rows and rows[n].probed]
     not_run = [n for n in earlier if n not in run]
@@ -358,6 +413,13 @@ def explain(
     inconclusive_change = f"{_probe_advice(heads_run)}, or {_more_clips(data_advice)}"
     if c.case == "no_pre_merge":
         return "Undetermined: no pre-merge Qwen2.5-VL point was probed. To change: add a vit_embed or vit_block point."
+    if c.case == "too_few_clips":
+        return (
+            f"Inconclusive: too few test clips ({int(c.checks[0].value)}): the rule reads intervals over at least "
+            f"{params.min_test_clips} (`decision.min_test_clips`); below that their 95% level is not assured and an "
+            f"interval spans most of what the metric can read. To change: {_more_clips(data_advice)}, or give the "
+            "test split more of them (`data.splits.test`)."
+        )
     if c.case == "gate_missing":
         return (
             "Inconclusive: no oracle point was probed: the report cannot tell missing information from a probe that "
@@ -447,6 +509,7 @@ def criteria(params: DecisionParams) -> dict[str, str]:
     margin = params.selectivity_margin
     return {
         "oracle": f"a head decides only if it reads the oracle point at bbox IoU >= {params.oracle_min_iou}",
+        "clips": f"at least {params.min_test_clips} test clips (fewer: INCONCLUSIVE)",
         "go": (
             f"lower 95% bound of bbox IoU > {params.go_iou}, of mAP@0.5 ({params.map_kind}) > {params.go_map50} "
             f"and of selectivity (IoU minus the shuffled control's) > {margin}"
@@ -493,7 +556,10 @@ def decide(
         "best_pre_merge": asdict(c.best_pre_merge),
         "map_kind": params.map_kind,
         "selectivity_margin": params.selectivity_margin,
+        "test_clips": count_test_clips(rows, _pre_names(points)),
     }
+    if c.outcome == "INVESTIGATE":
+        out["separate"] = clips_to_separate(rows, c.deciding, params)
     if c.lpips:
         out |= {"lpips": c.lpips, "further_criteria_failed": list(c.further_failed)}
     return out

@@ -21,7 +21,8 @@ IOU_DEFINITION = (
     "the same score of random boxes at the asserted count (sizes drawn from the ground-truth boxes, "
     "placed uniformly, seeded). Selectivity: the point's bbox IoU minus its shuffled control's on the "
     "same frames, with a paired interval (clips, and seeds where several, resampled jointly). 95% "
-    "intervals: bias-corrected bootstrap over clips with expanded tails."
+    "intervals: bootstrap over clips (and seeds), each bound the outer of the bias-corrected, expanded "
+    "percentile bound and the bias-corrected Student-t bound, so that they keep their level down to a few clips."
 )
 
 
@@ -43,6 +44,47 @@ def _iou_cell(m: HeadRow | None) -> str:
     if m.seeds:
         cell += "; seeds " + " / ".join(_fmt(v) for v in m.seeds)
     return cell
+
+
+def _count(v: int | None) -> str:
+    return "n/a" if v is None else str(v)
+
+
+METRIC_NAMES = {"bbox_iou": "bbox IoU", "selectivity": "selectivity"}
+
+
+def separation_lines(separate: list[dict[str, Any]]) -> list[str]:
+    """One sentence per straddled threshold: how many test clips would separate the value from it, and the cost."""
+    lines = []
+    for e in separate:
+        what = (
+            f"`{e['point']}` ({e['head']}) {METRIC_NAMES[e['metric']]} {_fmt(e['value'])} "
+            f"[{_fmt(e['ci'][0])}, {_fmt(e['ci'][1])}] straddles `{e['threshold_key']}` {e['threshold']}"
+        )
+        if e["clips_needed"] is None:
+            lines.append(
+                f"{what}: no number of test clips separates them (the value is on the threshold or no "
+                "per-clip spread was measured)"
+            )
+            continue
+        cost = (
+            f"{e['gpu_hours']:.2f} GPU-hours and {e['disk_gb']:.1f} GB uncompressed (`check --cost`)"
+            if "gpu_hours" in e
+            else e.get("cost_reason", "cost unknown")
+        )
+        if e["test_clips"] is not None and e["clips_needed"] <= e["test_clips"]:
+            lines.append(
+                f"{what}: at its per-clip SD {_fmt(e['clip_sd'])} the t bound would clear it from "
+                f"{e['clips_needed']} test clips (now {e['test_clips']}); the skewed percentile bound is what "
+                "straddles it, and more test clips narrow that too"
+            )
+            continue
+        lines.append(
+            f"{what}: at its per-clip SD {_fmt(e['clip_sd'])} (SE ~ 1/sqrt(n)), about {e['clips_needed']} test clips "
+            f"(now {_count(e['test_clips'])}) would put the interval on one side: a run of "
+            f"{e.get('total_clips', 'n/a')} clips in all, {cost}"
+        )
+    return lines
 
 
 def why(doc: Mapping[str, Any]) -> str:
@@ -288,6 +330,14 @@ def render_markdown(
         f"- NO-GO: {doc['criteria']['no_go']}",
         f"- Further criteria: {doc['criteria']['further']}",
     ]
+    if split_counts := doc.get("clips_per_split"):
+        lines.append(
+            "- Clips per split: "
+            + ", ".join(f"{split} {n}" for split, n in split_counts.items())
+            + f" (test clips with ground truth, which the intervals resample: {_count(doc.get('test_clips'))}; "
+            f"the rule needs at least {d.min_test_clips})"
+        )
+    lines += [f"- {line}" for line in separation_lines(doc.get("separate", []))]
     gate = doc["oracle"]
     reads = ", ".join(f"{h} {_fmt(v)}" for h, v in gate["bbox_iou"].items()) or "n/a"
     lines.append(

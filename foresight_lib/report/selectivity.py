@@ -104,5 +104,6 @@ def point_selectivity(
         out[head] = {
             "selectivity": value["selectivity"],
             "selectivity_ci": list(value["selectivity_ci"]),
+            "selectivity_clip_sd": value["selectivity_clip_sd"],
         }
     return out

@@ -59,6 +59,8 @@ class HeadRow:
     bbox_iou_lo: float | None = None
     bbox_iou_hi: float | None = None
     bbox_iou_chance: float | None = None
+    bbox_iou_clip_sd: float | None = None  # per-clip SD of bbox IoU (bootstrap SE x sqrt(n_clips))
+    n_clips: int | None = None  # test clips holding ground truth: those the intervals resample
     best_box_iou: float | None = None
     best_box_iou_lo: float | None = None
     best_box_iou_hi: float | None = None
@@ -78,12 +80,17 @@ class HeadRow:
     selectivity: float | None = None
     selectivity_lo: float | None = None
     selectivity_hi: float | None = None
+    selectivity_clip_sd: float | None = None
     selectivity_reason: str | None = None
 
     @classmethod
     def from_probe(cls, m: Mapping[str, Any]) -> HeadRow:
         """From a head's entry of ``metrics/probe/<point>.json`` (intervals as ``<key>_ci`` pairs)."""
-        values: dict[str, Any] = {"bbox_iou_chance": m.get("bbox_iou_chance")}
+        values: dict[str, Any] = {
+            "bbox_iou_chance": m.get("bbox_iou_chance"),
+            "bbox_iou_clip_sd": m.get("bbox_iou_clip_sd"),
+            "n_clips": m.get("n_clips"),
+        }
         for key in SPATIAL_KEYS:
             lo, hi = m.get(f"{key}_ci") or (None, None)
             values |= {key: m.get(key), f"{key}_lo": lo, f"{key}_hi": hi}
@@ -117,6 +124,7 @@ class HeadRow:
                 "selectivity": value.get("selectivity"),
                 "selectivity_lo": lo,
                 "selectivity_hi": hi,
+                "selectivity_clip_sd": value.get("selectivity_clip_sd"),
                 "selectivity_reason": value.get("selectivity_reason"),
             }
         )
