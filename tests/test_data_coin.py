@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 import zarr
 from helpers import small_params
 
@@ -23,10 +24,11 @@ from foresight_lib.data.video import decode_at_times, resize_frames
 from foresight_lib.errors import ForesightError
 from foresight_lib.extract.points import make_extractor
 from foresight_lib.extract.writer import write_point
-from foresight_lib.params import ExtractParams, ModelParams, PixelsPoint, ProbeParams
+from foresight_lib.params import ExtractParams, ModelParams, PixelsPoint, ProbeParams, load_params
 from foresight_lib.probes.run import run_probes
 from foresight_lib.tools.synthetic_coin import TASKS, make_video, write_synthetic_coin
 
+ROOT = Path(__file__).resolve().parents[1]
 SIDE, FPS, VIDEOS = 32, 8, 6
 
 
@@ -157,3 +159,13 @@ def test_probe_stage_on_a_dataset_without_boxes_says_why(coin_frames, tmp_path):
     assert metrics["skipped"].startswith(f"no boxes in {out.annotations}") and metrics["point"]["stride"] == 14
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     assert pd.read_parquet(tmp_path / "predictions.parquet").empty
+
+
+@pytest.mark.parametrize(
+    ("profile", "base"),
+    [("profiles/procedural.yaml", "params.yaml"), ("profiles/real_coin.yaml", "profiles/real.yaml")],
+)
+def test_coin_profiles_differ_from_their_base_only_in_data(profile, base):
+    mine, theirs = (yaml.safe_load((ROOT / p).read_text()) for p in (profile, base))
+    assert load_params(ROOT / profile).data.source == "coin"
+    assert {k: v for k, v in mine.items() if k != "data"} == {k: v for k, v in theirs.items() if k != "data"}
