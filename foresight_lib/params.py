@@ -194,6 +194,10 @@ class OraclePoint(_Section):
             "positive control every head must read"
         ),
     )
+    target: Literal["boxes", "steps"] = Field(
+        "boxes",
+        description="boxes: the boxes per cell; steps: the clip's step (data/steps.parquet) one-hot in every cell",
+    )
 
 
 PointParams = Annotated[

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,8 @@ from foresight_lib.data.video import decode_at_times, resize_frames
 from foresight_lib.errors import ForesightError
 from foresight_lib.extract.points import make_extractor
 from foresight_lib.extract.writer import write_point
-from foresight_lib.params import ExtractParams, ModelParams, PixelsPoint, ProbeParams, load_params
+from foresight_lib.features import open_features
+from foresight_lib.params import ExtractParams, ModelParams, OraclePoint, ProbeParams, load_params
 from foresight_lib.probes.run import run_probes
 from foresight_lib.tools.synthetic_coin import TASKS, make_video, write_synthetic_coin
 
@@ -44,6 +46,18 @@ def coin_frames(coin_set, tmp_path_factory):
     """The frames stage's outputs on the set, two clips per segment."""
     data = _params(coin_set, coin={"clips_per_segment": 2}).data
     return write_frames(data, tmp_path_factory.mktemp("coin_frames") / "data", progress=False)
+
+
+@pytest.fixture(scope="module")
+def steps_store(coin_frames, tmp_path_factory) -> Path:
+    """The steps oracle point (stride 56) of the frames stage's outputs."""
+    point = OraclePoint(kind="oracle", stride=56, target="steps")
+    extractor = make_extractor(
+        "steps", point, ModelParams(), ExtractParams(), 224, 224, 9, steps_path=coin_frames.steps
+    )
+    path = tmp_path_factory.mktemp("steps") / "steps.zarr"
+    write_point(extractor, coin_frames.frames, path, None, progress=False)
+    return path
 
 
 def _copy(coin_set: Path, tmp_path: Path) -> Path:
@@ -144,19 +158,34 @@ def test_bad_coin_json_names_the_entry(tmp_path):
         open_coin_source(_params(tmp_path).data)
 
 
-def test_probe_stage_on_a_dataset_without_boxes_says_why(coin_frames, tmp_path):
-    out = coin_frames
-    extractor = make_extractor("pixels", PixelsPoint(kind="pixels"), ModelParams(), ExtractParams(), 224, 224, 9)
-    write_point(extractor, out.frames, tmp_path / "pixels.zarr", None, progress=False)
+def test_steps_oracle_holds_each_clips_step_in_every_cell(coin_frames, steps_store, tmp_path):
+    store = open_features(steps_store)
+    steps = pd.read_parquet(coin_frames.steps)
+    labels = sorted(set(steps["step"]))
+    assert store.grid == (9, 4, 4) and store.channels == len(labels) and store.attrs["definition"]["steps"] == labels
+    grids = store.read(slice(None)).astype(np.float32)  # [clips, 9, 4, 4, K]
+    truth = steps["step"].map(labels.index).to_numpy()[:, None, None, None]  # [clips, 1, 1, 1]
+    assert np.array_equal(grids.argmax(-1), np.broadcast_to(truth, grids.shape[:-1])) and (grids.sum(-1) == 1).all()
+
+    point = OraclePoint(kind="oracle", stride=56, target="steps")
+    make = partial(make_extractor, "steps", point, ModelParams(), ExtractParams(), 224, 224, 9)
+    with pytest.raises(ForesightError, match=r"--steps data/steps.parquet"):
+        make()
+    boxes = write_frames(small_params().data, tmp_path / "boxes", progress=False)
+    with pytest.raises(ForesightError, match=r"points.steps.target: steps needs a step per clip .* it has 0 rows"):
+        make(steps_path=boxes.steps)
+
+
+def test_probe_stage_on_a_dataset_without_boxes_says_why(coin_frames, steps_store, tmp_path):
     metrics = run_probes(
-        tmp_path / "pixels.zarr",
-        out.root,
+        steps_store,
+        coin_frames.root,
         ProbeParams(),
         tmp_path / "metrics.json",
         tmp_path / "live",
         tmp_path / "predictions.parquet",
     )
-    assert metrics["skipped"].startswith(f"no boxes in {out.annotations}") and metrics["point"]["stride"] == 14
+    assert metrics["skipped"].startswith(f"no boxes in {coin_frames.annotations}") and metrics["point"]["stride"] == 56
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     assert pd.read_parquet(tmp_path / "predictions.parquet").empty
 
@@ -165,7 +194,8 @@ def test_probe_stage_on_a_dataset_without_boxes_says_why(coin_frames, tmp_path):
     ("profile", "base"),
     [("profiles/procedural.yaml", "params.yaml"), ("profiles/real_coin.yaml", "profiles/real.yaml")],
 )
-def test_coin_profiles_differ_from_their_base_only_in_data(profile, base):
+def test_coin_profiles_differ_from_their_base_only_in_data_and_the_steps_oracle(profile, base):
     mine, theirs = (yaml.safe_load((ROOT / p).read_text()) for p in (profile, base))
     assert load_params(ROOT / profile).data.source == "coin"
+    assert mine["points"].pop("oracle_steps") == {"kind": "oracle", "stride": 56, "target": "steps"}
     assert {k: v for k, v in mine.items() if k != "data"} == {k: v for k, v in theirs.items() if k != "data"}
