@@ -184,18 +184,20 @@ def test_probe_stage_on_a_dataset_without_boxes_says_why(coin_frames, steps_stor
         tmp_path / "metrics.json",
         tmp_path / "live",
         tmp_path / "predictions.parquet",
+        tmp_path / "heads",
     )
     assert metrics["skipped"].startswith(f"no boxes in {coin_frames.annotations}") and metrics["point"]["stride"] == 56
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
-    assert pd.read_parquet(tmp_path / "predictions.parquet").empty
+    assert pd.read_parquet(tmp_path / "predictions.parquet").empty and not any((tmp_path / "heads").iterdir())
 
 
 @pytest.mark.parametrize(
     ("profile", "base"),
     [("profiles/procedural.yaml", "params.yaml"), ("profiles/real_coin.yaml", "profiles/real.yaml")],
 )
-def test_coin_profiles_differ_from_their_base_only_in_data_and_the_steps_oracle(profile, base):
+def test_coin_profiles_differ_from_their_base_only_in_data_and_the_oracle(profile, base):
     mine, theirs = (yaml.safe_load((ROOT / p).read_text()) for p in (profile, base))
     assert load_params(ROOT / profile).data.source == "coin"
     assert mine["points"].pop("oracle_steps") == {"kind": "oracle", "stride": 56, "target": "steps"}
+    assert theirs["points"].pop("oracle") == {"kind": "oracle", "stride": 14}  # boxes: none in COIN
     assert {k: v for k, v in mine.items() if k != "data"} == {k: v for k, v in theirs.items() if k != "data"}

@@ -26,7 +26,8 @@ def assign_splits(n: int, data: DataParams, videos: Sequence[str] | None = None)
     n_val = max(1, round(m * data.splits.val))
     n_test = max(1, round(m * data.splits.test))
     if m - n_val - n_test < 1:
-        raise ForesightError(f"data: {m} videos cannot fill train/val/test splits; at least 3 are needed")
+        what = "videos" if videos else "clips"
+        raise ForesightError(f"data: {m} {what} cannot fill train/val/test splits; at least 3 are needed")
     order = np.random.default_rng([data.seed, 1]).permutation(m)
     splits = np.empty(m, dtype=object)
     splits[order[:n_test]] = "test"

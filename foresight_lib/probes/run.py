@@ -12,7 +12,7 @@ Outputs:
   (metric definitions and how seeds are combined in :mod:`.evaluate` and :mod:`.temporal`; NaN is written as
   null). The same params give the same file; the time each part took goes to ``<live_dir>/seconds.json``.
   A dataset without boxes (``annotations.parquet`` has no rows, e.g. COIN's step segments) trains nothing: the file
-  is ``{"skipped": <one-line reason>, "point": {...}}`` and the predictions table has no rows.
+  is ``{"skipped": <one-line reason>, "point": {...}}``, the predictions table has no rows, ``heads_dir`` is empty.
 - ``predictions.parquet``: the test split's decoded detections of every head and seed, ``head`` = ``<head>``
   or ``shuffled/<head>``, ``seed`` the init seed (columns in :data:`.evaluate.PREDICTION_COLUMNS`).
 - ``heads_dir``: the selected model of the first of ``probe.seeds`` of every (non-shuffled) head (:mod:`.detector`).
@@ -66,7 +66,9 @@ def run_probes(
     annotations = FramesOutputs(Path(frames_dir)).annotations
     if annotations.is_file() and pd.read_parquet(annotations, columns=["clip"]).empty:
         reason = f"no boxes in {annotations}: the box and motion probes need boxes; nothing was trained"
-        return _skip(open_features(point_store_path), reason, out_metrics_path, Path(live_dir), predictions_path)
+        return _skip(
+            open_features(point_store_path), reason, out_metrics_path, Path(live_dir), predictions_path, heads_dir
+        )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -196,8 +198,10 @@ def _skip(
     out_metrics_path: str | Path | None,
     live_dir: Path,
     predictions_path: str | Path | None,
+    heads_dir: str | Path | None,
 ) -> dict[str, Any]:
-    """The outputs of a point whose probes cannot run on this dataset: the reason, what was probed, no predictions."""
+    """The outputs of a point whose probes cannot run on this dataset: the reason, what was probed, no predictions
+    and an empty ``heads_dir`` (no head trained)."""
     attrs = store.attrs
     metrics = {
         "skipped": reason,
@@ -217,6 +221,8 @@ def _skip(
     write_json_atomic(live_dir / "seconds.json", {"total": 0.0})
     if predictions_path is not None:
         write_parquet_atomic(pd.DataFrame(columns=list(PREDICTION_COLUMNS)), Path(predictions_path))
+    if heads_dir is not None:
+        Path(heads_dir).mkdir(parents=True, exist_ok=True)
     return metrics
 
 
