@@ -47,6 +47,12 @@ class SyntheticParams(_Section):
         return self
 
 
+class CoinParams(_Section):
+    clips_per_segment: int = Field(
+        1, ge=1, description="clips sampled per annotated segment: the segment cut into this many equal windows"
+    )
+
+
 class SplitParams(_Section):
     train: float = Field(0.6, gt=0.0, lt=1.0)
     val: float = Field(0.2, gt=0.0, lt=1.0)
@@ -60,7 +66,7 @@ class SplitParams(_Section):
 
 
 class DataParams(_Section):
-    source: Literal["synthetic", "something_else", "coco_video"] = "synthetic"
+    source: Literal["synthetic", "something_else", "coco_video", "coin"] = "synthetic"
     seed: int = 0
     height: int = Field(224, ge=GEOMETRY_MULTIPLE, le=4480)
     width: int = Field(448, ge=GEOMETRY_MULTIPLE, le=4480)
@@ -73,6 +79,7 @@ class DataParams(_Section):
     max_skipped_fraction: float = Field(0.1, ge=0.0, le=1.0)
     splits: SplitParams = SplitParams()
     synthetic: SyntheticParams = SyntheticParams()
+    coin: CoinParams = CoinParams()
 
     @field_validator("height", "width")
     @classmethod
@@ -186,6 +193,10 @@ class OraclePoint(_Section):
             "cell side in pixels of the ground truth rasterised per cell (occupancy, edge distances, class): the "
             "positive control every head must read"
         ),
+    )
+    target: Literal["boxes", "steps"] = Field(
+        "boxes",
+        description="boxes: the boxes per cell; steps: the clip's step (data/steps.parquet) one-hot in every cell",
     )
 
 

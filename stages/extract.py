@@ -22,6 +22,7 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--annotations", help="the ground-truth table (data/annotations.parquet): what an oracle point rasterises"
     )
+    parser.add_argument("--steps", help="the step table (data/steps.parquet): what a steps oracle point one-hot codes")
     parser.add_argument("--out", required=True, help="the point's feature store (features/<point>.zarr)")
     parser.add_argument("--metrics", required=True, help="cost metrics (metrics/extract/<point>.json)")
     args = parser.parse_args(argv)
@@ -42,6 +43,7 @@ def main(argv=None) -> None:
         n_frames,
         args.frames,
         args.annotations,
+        args.steps,
     )
     write_point(extractor, args.frames, args.out, args.metrics, params.extract.dtype, launch=launch)
     distributed.stop(launch)

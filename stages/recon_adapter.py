@@ -36,7 +36,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params).eval
     frames, annotations = open_complete(args.frames), pd.read_parquet(args.annotations)
-    detector = ProbeDetector(Path(args.probes) / params.detector_point / "heads", params.detector_head)
+    detector = (  # a dataset without boxes (COIN) has no trained detector: no spatial fidelity
+        ProbeDetector(Path(args.probes) / params.detector_point / "heads", params.detector_head)
+        if len(annotations)
+        else None
+    )
     decoded = open_complete(args.decoded)
     reference = json.loads(Path(args.ceiling_metrics).read_text())
     if reference["ceiling"]["clips"] != decoded.attrs["clips"]:

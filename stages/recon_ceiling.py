@@ -22,12 +22,18 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params).eval
     frames, annotations = open_complete(args.frames), pd.read_parquet(args.annotations)
-    detector = ProbeDetector(Path(args.probes) / params.detector_point / "heads", params.detector_head)
+    detector = (  # a dataset without boxes (COIN) has no trained detector and nothing to score it against
+        ProbeDetector(Path(args.probes) / params.detector_point / "heads", params.detector_head)
+        if len(annotations)
+        else None
+    )
     ceiling = open_complete(args.decoded)
     write_json_atomic(
         args.out,
         {
-            "detector": f"{params.detector_point}/{params.detector_head}",
+            "detector": f"{params.detector_point}/{params.detector_head}"
+            if detector
+            else f"none: no boxes in {args.annotations}",
             "ceiling": evaluate_decoded(frames, ceiling, annotations, params, detector),
             "original": evaluate_originals(frames, ceiling.attrs["clips"], annotations, params, detector),
         },

@@ -17,6 +17,24 @@ DIRECTIONS: tuple[str, ...] = ("right", "down", "left", "up")
 OBJECT_COLUMNS: tuple[str, ...] = ("frame", "object_id", "category", "x", "y", "w", "h", "visibility")
 """Per-frame ground truth of a :class:`Clip`. ``visibility`` is the visible fraction of the object's area in [0, 1]."""
 
+STEP_COLUMNS: dict[str, str] = {
+    "clip": "int64",
+    "video": "str",
+    "task": "str",
+    "subset": "str",
+    "step": "str",
+    "step_id": "str",
+    "step_index": "int64",
+    "n_steps": "int64",
+    "segment_start": "float64",
+    "segment_end": "float64",
+    "clip_start": "float64",
+    "clip_end": "float64",
+}
+"""Step facts of a clip of a procedural source (``steps.parquet``), column -> dtype: the source video, its task
+(COIN ``class``) and subset, the step label and the annotation's step id, the step's 0-based index in the video's
+procedure (segments in order of start) of ``n_steps``, the segment and the clip's first and last frame times (s)."""
+
 
 @dataclass
 class Clip:

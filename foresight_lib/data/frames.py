@@ -7,7 +7,11 @@ leaves them as they were.
   categories, n_clips.
 - ``annotations.parquet``: one row per visible (clip, frame, object): ``clip, frame, object_id, category,
   category_id, x, y, w, h, visibility`` (COCO xywh pixels, category ids from 1).
-- ``clips.parquet``: ``clip, name, split, direction, direction_name, speed, fps, n_frames, source``.
+- ``clips.parquet``: ``clip, name, split, direction, direction_name, speed, fps, n_frames, source``. Splits are
+  drawn by video: every clip of one source video (``steps.parquet`` ``video``; else the clip itself) shares one split.
+- ``steps.parquet``: the step facts of each clip of a procedural source (``coin``), one row per clip, columns
+  :data:`.clip.STEP_COLUMNS`; no rows (the same columns) for a source of boxes. A source without boxes (``coin``)
+  writes ``annotations.parquet`` with no rows and ``categories`` ``[]``.
 - ``skipped.json``: clips that could not be decoded, with their reasons, and the source's input report.
 """
 
@@ -27,7 +31,7 @@ from tqdm import tqdm
 from ..errors import ForesightError
 from ..params import DataParams
 from ..store import PartialStore, write_json_atomic, write_parquet_atomic
-from .clip import DIRECTIONS, Clip, Skipped
+from .clip import DIRECTIONS, STEP_COLUMNS, Clip, Skipped
 from .splits import assign_splits
 from .synthetic import CATEGORIES, make_clip
 
@@ -49,6 +53,10 @@ class FramesOutputs:
     @property
     def clips(self) -> Path:
         return self.root / "clips.parquet"
+
+    @property
+    def steps(self) -> Path:
+        return self.root / "steps.parquet"
 
     @property
     def skipped(self) -> Path:
@@ -84,6 +92,11 @@ def open_source(data: DataParams) -> ClipSource:
             count=s.n_clips,
             categories=CATEGORIES,
         )
+    if data.source == "coin":
+        from .coin import open_coin_source
+
+        coin = open_coin_source(data)
+        return ClipSource(load=coin.__getitem__, count=len(coin), categories=(), report=coin.report)
     from .real import open_real_source, summarise
 
     real = open_real_source(data)
@@ -122,6 +135,9 @@ def write_frames(
         arr[n_kept] = item.frames
         _clip_row(item, n_kept).to_parquet(tables / f"{n_kept:06d}.clip.parquet")
         item.objects.assign(clip=n_kept).to_parquet(tables / f"{n_kept:06d}.objects.parquet")
+        step = item.extra.get("step")
+        if step is not None:
+            pd.DataFrame([{"clip": n_kept, **step}]).to_parquet(tables / f"{n_kept:06d}.step.parquet")
         store.mark_done(i, {"kept": n_kept, "name": item.name, "counts": item.extra.get("counts")})
         n_kept += 1
 
@@ -143,14 +159,17 @@ def write_frames(
         )
 
     clips = pd.concat([pd.read_parquet(tables / f"{k:06d}.clip.parquet") for k in range(n_kept)], ignore_index=True)
-    clips["split"] = assign_splits(n_kept, data)
+    step_files = [tables / f"{k:06d}.step.parquet" for k in range(n_kept)]
+    steps = _steps_table([pd.read_parquet(f) for f in step_files if f.is_file()])
+    clips["split"] = assign_splits(n_kept, data, list(steps["video"]) if len(steps) else None)
     objects = [pd.read_parquet(tables / f"{k:06d}.objects.parquet") for k in range(n_kept)]
     annotations = pd.concat(objects, ignore_index=True) if objects else pd.DataFrame()
-    categories = source.categories or tuple(sorted(annotations["category"].unique()))
+    categories = source.categories if source.categories is not None else tuple(sorted(annotations["category"].unique()))
     annotations = _finish_annotations(annotations, categories)
     arr.resize((n_kept, *shape[1:]))
     write_parquet_atomic(clips, out.clips)
     write_parquet_atomic(annotations, out.annotations)
+    write_parquet_atomic(steps, out.steps)
     write_json_atomic(out.skipped, record)
     store.finalize(
         {
@@ -201,6 +220,13 @@ def _clip_row(clip: Clip, index: int) -> pd.DataFrame:
             }
         ]
     )
+
+
+def _steps_table(rows: list[pd.DataFrame]) -> pd.DataFrame:
+    """The per-clip step rows as one table of :data:`.clip.STEP_COLUMNS` (no rows when there are none)."""
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in STEP_COLUMNS.items()})
+    return pd.concat(rows, ignore_index=True)[list(STEP_COLUMNS)].astype(STEP_COLUMNS)
 
 
 def _finish_annotations(annotations: pd.DataFrame, categories: tuple[str, ...]) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,18 +14,26 @@ from ..params import DataParams
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
-def assign_splits(n: int, data: DataParams) -> list[str]:
-    """Deterministic split per stored clip index: a seeded permutation cut by the split fractions."""
-    n_val = max(1, round(n * data.splits.val))
-    n_test = max(1, round(n * data.splits.test))
-    if n - n_val - n_test < 1:
-        raise ForesightError(f"data: {n} clips cannot fill train/val/test splits; at least 3 are needed")
-    order = np.random.default_rng([data.seed, 1]).permutation(n)
-    splits = np.empty(n, dtype=object)
+def assign_splits(n: int, data: DataParams, videos: Sequence[str] | None = None) -> list[str]:
+    """Deterministic split per stored clip index: a seeded permutation of the videos cut by the split fractions.
+
+    ``videos`` names each clip's source video (default: every clip its own); all clips of a video share its split.
+    """
+    if videos is not None and len(videos) != n:
+        raise ValueError(f"assign_splits: {len(videos)} video names for {n} clips")
+    names, of_clip = np.unique(np.asarray(videos, dtype=object), return_inverse=True) if videos else (range(n), None)
+    m = len(names)
+    n_val = max(1, round(m * data.splits.val))
+    n_test = max(1, round(m * data.splits.test))
+    if m - n_val - n_test < 1:
+        what = "videos" if videos else "clips"
+        raise ForesightError(f"data: {m} {what} cannot fill train/val/test splits; at least 3 are needed")
+    order = np.random.default_rng([data.seed, 1]).permutation(m)
+    splits = np.empty(m, dtype=object)
     splits[order[:n_test]] = "test"
     splits[order[n_test : n_test + n_val]] = "val"
     splits[order[n_test + n_val :]] = "train"
-    return list(splits)
+    return list(splits if of_clip is None else splits[of_clip])
 
 
 def split_clips(clips: pd.DataFrame, split: str) -> np.ndarray:

@@ -146,6 +146,56 @@ def _decode_at_rate(path: Path, n_frames: int, fps: float) -> tuple[np.ndarray, 
     return frames, np.asarray(chosen, dtype=np.int64), float(fps)
 
 
+def decode_at_times(path: str | Path, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Decode the frames nearest in time to ``times`` (seconds from the first frame; ties: the earlier frame).
+
+    One pass that stops once the latest time is passed; only chosen frames are converted. Returns ``(frames
+    [N, h, w, 3] uint8, source frame indices [N] int64, end)``: ``end`` is the time the decoded part covers (the
+    last decoded frame's time plus one frame period), so a time after ``end`` lies beyond the video's end (it took
+    the last frame). Errors as :func:`decode_frames`.
+    """
+    times = np.asarray(times, dtype=np.float64)  # [N]
+    if times.size == 0:
+        raise ValueError("decode_at_times needs at least one time")
+    path = Path(path)
+    check_video_path(path)
+    order = np.argsort(times, kind="stable")  # [N] times in increasing order
+    chosen = np.full(times.shape, -1, dtype=np.int64)  # [N] source frame per time
+    arrays: dict[int, np.ndarray] = {}
+    prev: tuple[int, float, av.VideoFrame] | None = None
+    start, rel, period, size, k = 0.0, 0.0, 0.0, (0, 0), 0
+
+    def take(slot: int, index: int, frame: av.VideoFrame) -> None:
+        if index not in arrays:
+            arrays[index] = _rgb(frame, size)
+        chosen[slot] = index
+
+    try:
+        for index, time, frame in _iter_frames(path):
+            if index == 0:
+                start, size = time, (frame.width, frame.height)
+            period, rel = (time - start - rel if index else 0.0), time - start
+            while k < len(order) and times[order[k]] < rel:  # decided: between the previous frame and this one
+                t = times[order[k]]
+                if prev is not None and t - prev[1] <= rel - t + _TIE_S:
+                    take(int(order[k]), prev[0], prev[2])
+                else:
+                    take(int(order[k]), index, frame)
+                k += 1
+            if k == len(order):
+                break
+            prev = (index, rel, frame)
+    except av.FFmpegError as exc:
+        raise VideoDecodeError(f"{type(exc).__name__}: {exc.strerror}") from None
+    if prev is None and k < len(order):
+        raise VideoDecodeError("no frames decoded")
+    for slot in order[k:]:  # at or after the last frame
+        assert prev is not None
+        take(int(slot), prev[0], prev[2])
+    frames = np.stack([arrays[int(i)] for i in chosen])  # [N, h, w, 3]
+    return frames, chosen, rel + period
+
+
 # ------------------------------------------------------------------------------------ geometry
 @dataclass(frozen=True)
 class FrameTransform:

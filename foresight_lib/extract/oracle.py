@@ -8,6 +8,10 @@ belongs to the smallest (first on a tie). Channels ``[5 + K]``:
 bottom edges in stride units, ``5:`` the owner's class one-hot over the K categories; all 0 for a free cell.
 
 A head that cannot read this back into boxes cannot read space from any feature: it gates the Phase 1 decision.
+
+``target: steps`` stores the step instead (a procedural source's ``steps.parquet``): every cell of every frame of a
+clip holds the one-hot of the clip's step label over the K labels in sorted order, ``[K]`` channels. A step probe
+must read it at ~1.0; it gates the step probes as the box oracle gates the boxes.
 """
 
 from __future__ import annotations
@@ -127,4 +131,47 @@ def oracle_extractor(
         by_index=True,
         truth=truth,
         n_classes=len(categories),
+    )
+
+
+@dataclass(kw_only=True)
+class StepOracleExtractor(Extractor):
+    """Each clip's step label one-hot in every cell (``run`` gets clip indices)."""
+
+    labels: np.ndarray  # [n_clips] int64, the step label index of each clip
+
+    def run(self, clips: np.ndarray) -> torch.Tensor:  # clip indices [k] -> [k, F, gh, gw, K]
+        one_hot = np.eye(self.channels, dtype=np.float32)[self.labels[np.asarray(clips, dtype=np.int64)]]  # [k, K]
+        return torch.from_numpy(one_hot)[:, None, None, None, :].expand(-1, *self.grid, -1).contiguous()
+
+
+def step_oracle_extractor(
+    name: str, point: OraclePoint, steps_path: str | Path, height: int, width: int, n_frames: int
+) -> StepOracleExtractor:
+    """The ``target: steps`` oracle point of ``points.<name>``: the step of each clip from ``steps_path``."""
+    if height % point.stride or width % point.stride:
+        raise ForesightError(f"points.{name}.stride: {point.stride} must divide the frames' {height}x{width}")
+    steps_path = Path(steps_path)
+    if not steps_path.is_file():
+        raise ForesightError(f"point {name}: {steps_path} not found (a steps oracle one-hot codes each clip's step)")
+    steps = pd.read_parquet(steps_path, columns=["clip", "step"]).sort_values("clip")
+    if steps.empty or not np.array_equal(steps["clip"].to_numpy(), np.arange(len(steps))):
+        raise ForesightError(
+            f"points.{name}.target: steps needs a step per clip in {steps_path} (a procedural source such as coin); "
+            f"it has {len(steps)} rows"
+        )
+    vocabulary = sorted(steps["step"].unique())
+    return StepOracleExtractor(
+        name=name,
+        definition=point.model_dump() | {"steps": vocabulary},
+        stride=point.stride,
+        grid=(n_frames, height // point.stride, width // point.stride),
+        channels=len(vocabulary),
+        slot_frames=[[f] for f in range(n_frames)],
+        mode="image",
+        weights={"weights": "none (ground-truth step one-hot)"},
+        clips_per_batch=8,
+        flops_per_frame=0.0,
+        by_index=True,
+        labels=steps["step"].map({s: i for i, s in enumerate(vocabulary)}).to_numpy(np.int64),
     )

@@ -20,11 +20,21 @@ def make_extractor(
     n_frames: int,
     frames_path: str | Path | None = None,
     annotations_path: str | Path | None = None,
+    steps_path: str | Path | None = None,
 ) -> Extractor:
     """The extractor for ``points.<name>`` (transformers loads only for the points that need a model); an ``oracle``
-    point reads the frames stage's store and ground truth (``frames_path``, ``annotations_path``: required for it)."""
+    point reads the frames stage's store and ground truth (``frames_path``, and ``annotations_path`` or, for
+    ``target: steps``, ``steps_path``: required for it)."""
     if isinstance(point, PixelsPoint):
         return pixels_extractor(name, point, height, width, n_frames, max(1, extract.batch_frames // n_frames))
+    if isinstance(point, OraclePoint) and point.target == "steps":
+        from .oracle import step_oracle_extractor
+
+        if steps_path is None:
+            raise ForesightError(
+                f"point {name}: a steps oracle point needs the step table (stages/extract.py --steps data/steps.parquet)"
+            )
+        return step_oracle_extractor(name, point, steps_path, height, width, n_frames)
     if isinstance(point, OraclePoint):
         from .oracle import oracle_extractor
 

@@ -11,6 +11,8 @@ Outputs:
   {"direction": {...}, "order": {...}}, "shuffled": {<head>: {...}, "temporal": {...}}, "point": {...}}``
   (metric definitions and how seeds are combined in :mod:`.evaluate` and :mod:`.temporal`; NaN is written as
   null). The same params give the same file; the time each part took goes to ``<live_dir>/seconds.json``.
+  A dataset without boxes (``annotations.parquet`` has no rows, e.g. COIN's step segments) trains nothing: the file
+  is ``{"skipped": <one-line reason>, "point": {...}}``, the predictions table has no rows, ``heads_dir`` is empty.
 - ``predictions.parquet``: the test split's decoded detections of every head and seed, ``head`` = ``<head>``
   or ``shuffled/<head>``, ``seed`` the init seed (columns in :data:`.evaluate.PREDICTION_COLUMNS`).
 - ``heads_dir``: the selected model of the first of ``probe.seeds`` of every (non-shuffled) head (:mod:`.detector`).
@@ -29,8 +31,9 @@ from typing import Any
 import pandas as pd
 import torch
 
+from ..data.frames import FramesOutputs
 from ..device import resolve_device
-from ..features import open_features
+from ..features import FeatureStore, open_features
 from ..features_loader import MemoryBudget
 from ..params import ProbeParams
 from ..store import write_json_atomic, write_parquet_atomic
@@ -38,7 +41,7 @@ from ..workers import Workers
 from .data import ProbeData
 from .detector import save_probe
 from .engine import write_curves
-from .evaluate import evaluate_split, prediction_rows, spatial_metrics
+from .evaluate import PREDICTION_COLUMNS, evaluate_split, prediction_rows, spatial_metrics
 from .spatial import SpatialSettings, train_spatial
 from .temporal import temporal_metrics
 from .truth import load_ground_truth
@@ -60,6 +63,12 @@ def run_probes(
     afterwards), so the numbers are reproducible for a given device kind, whatever ``probe.threads``.
     """
     device = resolve_device(probe_params.device, "probe.device")
+    annotations = FramesOutputs(Path(frames_dir)).annotations
+    if annotations.is_file() and pd.read_parquet(annotations, columns=["clip"]).empty:
+        reason = f"no boxes in {annotations}: the box and motion probes need boxes; nothing was trained"
+        return _skip(
+            open_features(point_store_path), reason, out_metrics_path, Path(live_dir), predictions_path, heads_dir
+        )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -180,6 +189,40 @@ def _run(
     write_json_atomic(live_dir / "seconds.json", seconds)  # timings vary run to run: not a metric
     if predictions_path is not None:
         write_parquet_atomic(pd.concat(tables, ignore_index=True), Path(predictions_path))
+    return metrics
+
+
+def _skip(
+    store: FeatureStore,
+    reason: str,
+    out_metrics_path: str | Path | None,
+    live_dir: Path,
+    predictions_path: str | Path | None,
+    heads_dir: str | Path | None,
+) -> dict[str, Any]:
+    """The outputs of a point whose probes cannot run on this dataset: the reason, what was probed, no predictions
+    and an empty ``heads_dir`` (no head trained)."""
+    attrs = store.attrs
+    metrics = {
+        "skipped": reason,
+        "point": {
+            "name": store.name,
+            "stride": store.stride,
+            "grid": list(store.grid),
+            "channels": store.channels,
+            "slot_frames": store.slot_frames,
+            "mode": attrs["mode"],
+            "weights": attrs["weights"].get("weights"),
+            "definition": attrs["definition"],
+        },
+    }
+    if out_metrics_path is not None:
+        write_json_atomic(out_metrics_path, metrics)
+    write_json_atomic(live_dir / "seconds.json", {"total": 0.0})
+    if predictions_path is not None:
+        write_parquet_atomic(pd.DataFrame(columns=list(PREDICTION_COLUMNS)), Path(predictions_path))
+    if heads_dir is not None:
+        Path(heads_dir).mkdir(parents=True, exist_ok=True)
     return metrics
 
 

@@ -54,6 +54,8 @@ class RunFacts:
             return f"the synthetic spatial benchmark ({n} seeded clips: {split})"
         if self.data_source == "something_else":
             return f"{n} Something-Something v2 videos with Something-Else boxes ({split})"
+        if self.data_source == "coin":
+            return f"{n} clips sampled inside the step segments of COIN videos ({split}; split by video)"
         return f"{n} videos of a COCO-style video annotation file ({split})"
 
     def more_clips(self) -> str:
