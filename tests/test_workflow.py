@@ -82,9 +82,9 @@ def overlay(base: dict, profile: dict, path: tuple[str, ...] = ()) -> dict:
     return out
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("workflow")
+def make_repo(repo: Path, profile: dict) -> Path:
+    """A git + DVC repository in ``repo``: this checkout's pipeline and code, params.yaml with ``profile`` laid over
+    the defaults, one commit."""
     for item in ("dvc.yaml", "stages", "foresight_lib"):
         src = ROOT / item
         (
@@ -92,7 +92,7 @@ def repo(tmp_path_factory) -> Path:
             if src.is_dir()
             else shutil.copy(src, repo / item)
         )
-    params = overlay(yaml.safe_load((ROOT / "params.yaml").read_text()), yaml.safe_load(PROFILE.read_text()))
+    params = overlay(yaml.safe_load((ROOT / "params.yaml").read_text()), profile)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(repo, "git", "init", "-q")
     _run(repo, "git", "config", "user.email", "test@foresight")
@@ -103,6 +103,11 @@ def repo(tmp_path_factory) -> Path:
     _run(repo, "git", "add", "-A")
     _run(repo, "git", "commit", "-qm", "pipeline")  # dvclive (3.49) fails in a repository without commits
     return repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    return make_repo(tmp_path_factory.mktemp("workflow"), yaml.safe_load(PROFILE.read_text()))
 
 
 def test_the_dvc_workflow(repo: Path) -> None:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import resource
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -357,7 +358,7 @@ def train_adapter(
         "convergence": convergence(val_losses, trivial["val"], steps, steps_run, best_epoch, non_finite),
         "memory": memory_record(device, meter.bytes, train),
     }
-    write_json_atomic(Path(live_dir) / "seconds.json", {"train": time.perf_counter() - started})  # not a metric
+    print(f"train: {time.perf_counter() - started:.1f} s", file=sys.stderr)  # no output file holds timings
     if isinstance(model, DualStreamAdapter):
         summary["gate_mean_abs"] = model.gate.detach().abs().mean().item()
     if isinstance(model, MultiScaleAdapter):
