@@ -9,7 +9,7 @@ stages depend on, so ``dvc repro`` stops there, before DVC removes any stage's o
   key, wrong type or bad value.
 - :func:`data_problems` (stage ``validate_data``, which reads ``data`` and depends on the input files): the video
   directory exists and holds videos; the annotations exist, are not empty, parse in ``data.source``'s layout and
-  hold at least one clip whose video is in ``data.video_dir``.
+  hold at least three clips (one per split) whose videos are in ``data.video_dir``.
 
 Every problem is one string that starts with the params key it concerns.
 """
@@ -36,6 +36,7 @@ def data_problems(data: DataParams) -> list[str]:
     if data.source == "synthetic":
         return []
     from .data.annotations import read_annotations
+    from .data.splits import SPLITS
     from .data.video import VIDEO_EXTENSIONS
 
     problems = path_problems(data)
@@ -50,11 +51,12 @@ def data_problems(data: DataParams) -> list[str]:
         found = read_annotations(data.source, annotations, video_dir, data.max_clips)
     except ForesightError as err:
         return [f"data.annotations: {err}"]
-    if not found.videos:
-        missing = f"; none of their {len(found.unknown)} videos is in data.video_dir" if found.unknown else ""
+    if len(found.videos) < len(SPLITS):
+        missing = f" ({len(found.unknown)} of them not in data.video_dir)" if found.unknown else ""
         return [
-            f"data.annotations: {annotations} annotates {found.n_annotated} videos{missing}: no clip to decode "
-            f"(layout of data.source {data.source!r})"
+            f"data.annotations: {annotations} annotates {found.n_annotated} videos{missing}, {len(found.videos)} "
+            f"with a video to decode; train/val/test need at least {len(SPLITS)} (layout of data.source "
+            f"{data.source!r})"
         ]
     return []
 
