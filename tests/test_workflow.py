@@ -1,6 +1,6 @@
 """The DVC workflow users live in, end to end on a small profile in a temporary git repository.
 
-`dvc repro` from scratch; a second `dvc repro` runs nothing; editing a module that only `report` imports changes
+`dvc repro` from scratch; a second `dvc repro` runs nothing, nor does a probe rerun with the same numbers; editing a module that only `report` imports changes
 only `report`, and editing params.py (whose defaults every stage reads) changes every stage; a killed `frames`
 run that DVC restores from its cache leaves its partial store until the next stage starts; changing one point's
 layer reruns only that point's chain and the report; `dvc metrics diff` prints one row per point and metric;
@@ -143,6 +143,8 @@ def test_the_dvc_workflow(repo: Path) -> None:
     _run(repo, "git", "commit", "-qm", "baseline")
 
     assert _ran(_run(repo, "dvc", "repro")) == set(), "a second repro must run nothing"
+    assert _ran(_run(repo, "dvc", "repro", "-f", "-s", "probe@vit_l7")) == {"probe@vit_l7"}
+    assert _changed(repo) == set(), "a probe rerun with the same numbers leaves everything downstream cached"
 
     for module, expected in (("foresight_lib/report/plots.py", {"report"}), ("foresight_lib/params.py", stages)):
         source = (repo / module).read_text()
@@ -160,7 +162,7 @@ def test_the_dvc_workflow(repo: Path) -> None:
     params["points"]["vit_l7"]["layer"] = 3
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     multi = {"train_multi_scale@multi", "decode_multi_scale@multi", "recon_multi_scale@multi"}  # reads vit_l7
-    assert _ran(_run(repo, "dvc", "repro")) == {"extract@vit_l7", "probe@vit_l7", "report", *multi}
+    assert _ran(_run(repo, "dvc", "repro")) == {"validate", "extract@vit_l7", "probe@vit_l7", "report", *multi}
     assert not (repo / "data" / "frames.zarr.partial").exists(), "the next stage to start removes the partial"
 
     diff = json.loads(

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm import tqdm
 
 from ..errors import ForesightError
 from ..params import DataParams
+from ..progress import progress_bar
 from ..store import PartialStore, write_json_atomic, write_parquet_atomic
 from .clip import DIRECTIONS, Clip, Skipped
 from .splits import assign_splits
@@ -111,7 +111,7 @@ def write_frames(
     tables.mkdir(exist_ok=True)
 
     n_kept = sum(1 for r in store.done.values() if r["kept"] is not None)
-    for i in tqdm(range(source.count), desc="frames", unit="clip", disable=not progress):
+    for i in progress_bar(range(source.count), desc="frames", unit="clip", disable=not progress):
         if store.is_done(i):
             continue
         item = source.load(i)
