@@ -9,6 +9,7 @@ and decode) on tiny models in a temporary directory.
 from __future__ import annotations
 
 import json
+import re
 import runpy
 from pathlib import Path
 
@@ -153,3 +154,12 @@ def test_the_real_profile_fits_the_phase1_budget(capsys):
     assert cost.disk_bytes <= BUDGET_DISK_GB * GB and f"{cost.disk_bytes / GB:8.1f} GB   budget 200 GB: fits" in out
     assert cost.extract_gpu_hours + sum(cost.probe_gpu_hours.values()) <= 100
     assert "ESTIMATED" in out and "benchmarks/results_7b_h100.json" in out
+    assert cost.generation_gpu_hours > 0, "latents, adapters and decoding are counted"
+    header = Path("profiles/real.yaml").read_text()
+    figures = re.search(
+        r"extraction ([\d.]+) .*?probing ([\d.]+) and VAE, adapters ([\d.]+) .*?total ([\d.]+)", header, re.S
+    )
+    assert figures, "the profile's header states the GPU-hours of --cost"
+    stated = [float(x) for x in figures.groups()]
+    printed = [cost.extract_gpu_hours, sum(cost.probe_gpu_hours.values()), cost.generation_gpu_hours, cost.gpu_hours]
+    assert stated == [round(x, 2) for x in printed], f"profiles/real.yaml's header says {stated}; --cost: {printed}"
