@@ -76,7 +76,7 @@ from .params import (
 
 RATES_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "rates.json"
 REFERENCE_TOKENS = 1536  # patch tokens per frame of the extraction benchmark (448x672, patch 14)
-LATENT_CHANNELS, LATENT_SPATIAL, LATENT_TEMPORAL = 128, 32, 8  # LTX-Video VAE (DESIGN.md section 4)
+LATENT_CHANNELS, LATENT_SPATIAL, LATENT_TEMPORAL = 128, 32, 8  # LTX-Video VAE (docs/design.md section 4)
 BUDGET_GPU_HOURS = (100.0, 150.0)  # the proposal's Phase 1 budget
 BUDGET_DISK_GB = 200.0
 GB = 1e9
@@ -135,7 +135,7 @@ def load_rates(path: Path = RATES_FILE) -> dict[str, dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------ model configs
 def _reference_qwen_config() -> Any:
-    """Qwen2.5-VL-7B's geometry (DESIGN.md section 2), used when ``model.source`` is absent."""
+    """Qwen2.5-VL-7B's geometry (docs/design.md section 2), used when ``model.source`` is absent."""
     from transformers import Qwen2_5_VLConfig
 
     return Qwen2_5_VLConfig(
