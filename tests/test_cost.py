@@ -157,7 +157,7 @@ def test_the_real_profile_fits_the_phase1_budget(capsys):
     assert cost.generation_gpu_hours > 0, "latents, adapters and decoding are counted"
     header = Path("profiles/real.yaml").read_text()
     figures = re.search(
-        r"extraction ([\d.]+) .*?probing ([\d.]+) and VAE, adapters ([\d.]+) .*?total ([\d.]+)", header, re.S
+        r"extraction (\d+\.\d+) .*?probing (\d+\.\d+) and VAE, adapters (\d+\.\d+) .*?total (\d+\.\d+)", header, re.S
     )
     assert figures, "the profile's header states the GPU-hours of --cost"
     stated = [float(x) for x in figures.groups()]
