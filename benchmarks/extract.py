@@ -91,7 +91,7 @@ def config_for(name: str) -> Qwen2_5_VLConfig:
             "num_key_value_heads": 2,
             "rope_parameters": {"rope_type": "default", "mrope_section": [8, 12, 12], "rope_theta": 1e6},
         }
-    else:  # 7b: DESIGN.md section 2 (vocab shrunk: the embedding table plays no part in vision-token features)
+    else:  # 7b: docs/design.md section 2 (vocab shrunk: the embedding table plays no part in vision-token features)
         vision |= {"hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 3584}
         text |= {
             "hidden_size": 3584,

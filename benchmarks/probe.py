@@ -286,7 +286,8 @@ def _run_stage(code: Path, params: Path, data: Path, out: Path, profile: bool) -
     command = [
         sys.executable,
         *(["-m", "cProfile", "-o", str(out / "profile")] if profile else []),
-        "stages/probe.py",
+        "-m",
+        "stages.probe",
         "--params",
         str(params),
         "--point",

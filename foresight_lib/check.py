@@ -1,11 +1,15 @@
-"""A dry check of a params file for a real run: validate it, then list what is present and what is missing.
+"""A dry check of a params file for a real run: validate it, list what is present, what is missing and where to
+get it, and the GPU memory the run needs.
 
     python -m foresight_lib.check profiles/real.yaml
     python -m foresight_lib.check --cost profiles/real.yaml   # disk and GPU-hours (foresight_lib/cost.py)
 
 Reads no weights and decodes no video: it checks the params (the strict loader), the data paths, that
 each checkpoint directory holds the expected model class and weight files, the LPIPS backbone file and
-the GPU. Exit status 0 when everything is present, 1 when something is missing, 2 for invalid params.
+the GPU; then the inputs' contents with the check the pipeline's ``validate`` stages run
+(:mod:`foresight_lib.validate`: annotations that parse and hold clips, a video directory holding videos, layers
+within the checkpoints' depths). Each missing input says where to get it (model id and download command, dataset
+page). Exit status 0 when everything is present, 1 when something is missing or wrong, 2 for invalid params.
 """
 
 from __future__ import annotations
@@ -24,20 +28,52 @@ from .extract.encoders import checkpoint_class
 from .ltx.vae import check_vae_dir, vae_weight_files
 from .metrics.image import lpips_available
 from .params import EncoderPoint, Params, load_params
+from .validate import data_problems, run_problems
 
-Check = tuple[str, Callable[[], str]]  # (what, a call that returns a detail or raises ForesightError)
+Check = tuple[str, Callable[[], str], str]  # (what, a call that returns a detail or raises, where to get it)
+
+QWEN_ID = "Qwen/Qwen2.5-VL-7B-Instruct"
+LTX_ID = "Lightricks/LTX-Video"
+ENCODER_IDS = {  # family: the Hugging Face model id of its base checkpoint ({size} from the directory's name)
+    "dinov2": "facebook/dinov2-{size}",
+    "owlvit": "google/owlvit-base-patch32",
+    "owlv2": "google/owlv2-base-patch16-ensemble",
+    "siglip": "google/siglip-base-patch16-224",
+}
+DATA_PAGES = {
+    "something_else": (
+        "the Something-Something v2 videos (<id>.webm): "
+        "https://www.qualcomm.com/developer/software/something-something-v-2-dataset",
+        "the Something-Else boxes (bounding_box_smthsmth_part*.json): https://github.com/joaanna/something_else",
+    ),
+    "coco_video": (
+        "your videos, named as the annotation file's videos list them",
+        "a COCO-style video annotation file",
+    ),
+}
+QWEN_7B_WEIGHTS_GB = 16.6
+"""Qwen2.5-VL-7B-Instruct's 8.3 billion parameters in bfloat16: what extraction holds when no checkpoint is there
+to measure."""
 
 
-def _path(label: str, path: str | None, kind: str) -> Check:
+def _download(model_id: str, where: str) -> str:
+    return f"get {model_id}: huggingface-cli download {model_id} --local-dir {where}"
+
+
+def _encoder_id(point: EncoderPoint) -> str:
+    name = Path(point.source).name.lower()
+    size = next((s for s in ("small", "base", "large", "giant") if s in name), "small")
+    return ENCODER_IDS[point.family].format(size=size)
+
+
+def _path(label: str, path: str, kind: str, hint: str) -> Check:
     def check() -> str:
-        if path is None:
-            raise ForesightError(f"{label} is not set")
         p = Path(path)
         if not (p.is_dir() if kind == "dir" else p.exists()):
             raise ForesightError(f"{p} not found")
         return str(p)
 
-    return label, check
+    return label, check, hint
 
 
 def _qwen(source: str) -> str:
@@ -73,25 +109,56 @@ def _gpu() -> str:
 
 
 def checks(params: Params) -> list[Check]:
-    """Everything a run with ``params`` reads from outside the repository."""
+    """Everything a run with ``params`` reads from outside the repository, each with where to get it."""
     out: list[Check] = []
     if params.data.source != "synthetic":
+        videos, boxes = DATA_PAGES[params.data.source]
         out += [
-            _path("data.video_dir", params.data.video_dir, "dir"),
-            _path("data.annotations", params.data.annotations, "any"),
+            _path("data.video_dir", params.data.video_dir, "dir", f"get {videos}"),
+            _path("data.annotations", params.data.annotations, "any", f"get {boxes}"),
         ]
-    qwen_points = [p for p in params.points.values() if p.kind in ("vit_embed", "vit_block", "merger", "llm")]
-    if qwen_points and params.model.source != "tiny":
-        out.append(("model.source", lambda: _qwen(params.model.source)))
+    if qwen_points(params) and params.model.source != "tiny":
+        source = params.model.source
+        out.append(("model.source", lambda source=source: _qwen(source), _download(QWEN_ID, source)))
     for name, point in params.points.items():
         if isinstance(point, EncoderPoint) and point.source != "tiny":
-            out.append((f"points.{name}.source", lambda point=point: _encoder(point)))
+            hint = _download(_encoder_id(point), point.source)
+            out.append((f"points.{name}.source", lambda point=point: _encoder(point), hint))
     if params.ltx.source != "tiny":
-        out.append(("ltx.source", lambda: _vae(params.ltx.source)))
-    out.append((f"LPIPS backbone ({params.eval.lpips_net})", lambda: _lpips(params.eval.lpips_net)))
-    if "cuda" in (params.model.device, params.ltx.device, params.adapter.train.device):
-        out.append(("GPU", _gpu))
+        vae = params.ltx.source
+        out.append(("ltx.source", lambda: _vae(vae), _download(LTX_ID, vae) + " --include 'vae/*'"))
+    out.append((f"LPIPS backbone ({params.eval.lpips_net})", lambda: _lpips(params.eval.lpips_net), ""))
+    if "cuda" in (params.model.device, params.ltx.device, params.adapter.train.device, params.probe.device):
+        out.append(("GPU", _gpu, "run on a machine with an NVIDIA GPU, or set the device keys to cpu"))
     return out
+
+
+def qwen_points(params: Params) -> list[str]:
+    """The points read from Qwen2.5-VL."""
+    return [n for n, p in params.points.items() if p.kind in ("vit_embed", "vit_block", "merger", "llm")]
+
+
+def gpu_memory_gb(params: Params) -> tuple[float, str]:
+    """The GPU memory the run needs at least (the stages run one at a time: the largest need) and what sets it."""
+    needs = {
+        "probe.gpu_memory_gb (features held by the probes)": params.probe.gpu_memory_gb,
+        "adapter.train.gpu_memory_gb (features held by adapter training)": params.adapter.train.gpu_memory_gb,
+    }
+    if qwen_points(params) and params.model.source != "tiny":
+        files = sorted(Path(params.model.source).glob("*.safetensors"))
+        weights = sum(f.stat().st_size for f in files) / 1e9 if files else QWEN_7B_WEIGHTS_GB
+        needs["the Qwen2.5-VL weights (extraction)"] = weights
+    what, gb = max(needs.items(), key=lambda kv: kv[1])
+    return gb, f"{what}, plus working memory (activations of extract.batch_frames frames, heads, the VAE)"
+
+
+def _memory_line(params: Params) -> tuple[str, str]:
+    """The status (``need`` without a GPU to compare with) and the line on the GPU memory the run needs."""
+    need, why = gpu_memory_gb(params)
+    if not torch.cuda.is_available():
+        return "need", f"GPU memory: at least {need:.0f} GB: {why}"
+    have = torch.cuda.get_device_properties(0).total_memory / 1e9
+    return ("ok" if have >= need else "WRONG"), f"GPU memory: at least {need:.0f} GB ({why}); GPU 0 has {have:.0f} GB"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,15 +175,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"invalid  {err}")
         return 2
     print(f"ok       {args.params}: valid params")
-    missing = 0
-    for what, check in checks(params):
+    missing: list[str] = []
+    for what, check, hint in checks(params):
         try:
             print(f"ok       {what}: {check()}")
         except ForesightError as err:
-            missing += 1
+            missing.append(what)
             print(f"MISSING  {err}" if str(err).startswith(what) else f"MISSING  {what}: {err}")
-    print(f"{missing} missing" if missing else "everything is present")
-    return 1 if missing else 0
+            if hint:
+                print(f"         {hint}")
+    wrong = [
+        problem
+        for problem in run_problems(params) + data_problems(params.data)
+        if not problem.startswith(tuple(missing))  # reported above
+    ]
+    for problem in dict.fromkeys(wrong):
+        print(f"WRONG    {problem}")
+    status, memory = _memory_line(params)
+    print(f"{status:9s}{memory}")
+    n_wrong = len(set(wrong)) + (status == "WRONG")
+    problems = len(missing) + n_wrong
+    print(f"{len(missing)} missing, {n_wrong} wrong" if problems else "everything is present")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

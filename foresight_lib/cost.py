@@ -36,7 +36,13 @@ Widths come from ``config.json`` of each local checkpoint (no weight is read), t
   one forward over the test slots per seed (the selected learning rate); plus one host-to-GPU read of the train
   and val features per epoch, shared by every training.
   Temporal heads, decoding, COCOeval and the bootstrap (CPU) are not counted.
-- Latents, adapters and decoding have no measured rate: not counted.
+- Latents, adapters and decoding: ESTIMATED (no rate is measured) the same way, FLOPs at the assumed
+  ``probe_gpu_achieved_tflops``: the LTX-Video VAE's encode (``latents``, every clip) and decode (the ceiling and
+  each adapter's ``decode_*``, the test clips) counted on the real architecture (the checkpoint's config.json,
+  else diffusers' default LTX-Video VAE) at the clip geometry; each adapter's forward counted on the real module
+  at its inputs' grids, x3 for forward+backward over the train clips and once over the val clips per epoch, plus
+  one forward over the test clips. An adapter's pixel loss (``pixel_loss_weight`` > 0) adds a differentiable
+  decode per training clip: not counted (noted).
 """
 
 from __future__ import annotations
@@ -71,7 +77,7 @@ from .params import (
 
 RATES_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "rates.json"
 REFERENCE_TOKENS = 1536  # patch tokens per frame of the extraction benchmark (448x672, patch 14)
-LATENT_CHANNELS, LATENT_SPATIAL, LATENT_TEMPORAL = 128, 32, 8  # LTX-Video VAE (DESIGN.md section 4)
+LATENT_CHANNELS, LATENT_SPATIAL, LATENT_TEMPORAL = 128, 32, 8  # LTX-Video VAE (docs/design.md section 4)
 BUDGET_GPU_HOURS = (100.0, 150.0)  # the proposal's Phase 1 budget
 BUDGET_DISK_GB = 200.0
 GB = 1e9
@@ -110,9 +116,14 @@ class Cost:
         return sum(s.gpu_hours or 0.0 for s in self.stores if s.stage.startswith("extract@"))
 
     @property
+    def generation_gpu_hours(self) -> float:
+        """Latents, adapter training and decoding (estimated)."""
+        return sum(s.gpu_hours or 0.0 for s in self.stores if not s.stage.startswith(("extract@", "frames")))
+
+    @property
     def gpu_hours(self) -> float:
-        """Extraction and probing (what ``check --cost`` totals)."""
-        return self.extract_gpu_hours + sum(self.probe_gpu_hours.values())
+        """Every counted stage: extraction, probing, latents, adapters, decoding."""
+        return self.extract_gpu_hours + sum(self.probe_gpu_hours.values()) + self.generation_gpu_hours
 
 
 def load_rates(path: Path = RATES_FILE) -> dict[str, dict[str, Any]]:
@@ -125,7 +136,7 @@ def load_rates(path: Path = RATES_FILE) -> dict[str, dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------ model configs
 def _reference_qwen_config() -> Any:
-    """Qwen2.5-VL-7B's geometry (DESIGN.md section 2), used when ``model.source`` is absent."""
+    """Qwen2.5-VL-7B's geometry (docs/design.md section 2), used when ``model.source`` is absent."""
     from transformers import Qwen2_5_VLConfig
 
     return Qwen2_5_VLConfig(
@@ -266,6 +277,7 @@ def estimate(params: Params, rates: Mapping[str, Mapping[str, Any]] | None = Non
     stores = [StoreCost("frames", "data/frames.zarr", (n_clips, f, h, w, 3), "uint8", None)]
     probe_hours: dict[str, float] = {}
     probe_flops = 0.0
+    grids: dict[str, tuple[tuple[int, int, int], int]] = {}  # point: ((t, gh, gw), C)
     qwen_points = {
         k: p for k, p in params.points.items() if not isinstance(p, PixelsPoint | EncoderPoint | OraclePoint)
     }
@@ -302,24 +314,55 @@ def estimate(params: Params, rates: Mapping[str, Mapping[str, Any]] | None = Non
             tokens_per_clip = geometry.grid[0] * (h // patch) * (w // patch)  # through the vision tower
             per_clip = _seconds_per_reference_frame(point, rates) * tokens_per_clip / REFERENCE_TOKENS
             hours = n_clips * per_clip / 3600
+        grids[name] = (grid, channels)
         store = StoreCost(
             f"extract@{name}", f"features/{name}.zarr", (n_clips, *grid, channels), params.extract.dtype, hours, note
         )
         stores.append(store)
         probe_hours[name], flops = _probe_hours(params, grid, channels, n_split, rates)
         probe_flops += flops
+    flop_rate = rates["probe_gpu_achieved_tflops"]["value"] * 1e12 * 3600  # FLOPs per GPU-hour (assumed)
+    encode, decode, vae_note = vae_flops(params)
+    decode_hours = n_split["test"] * decode / flop_rate
+    estimated = "GPU time ESTIMATED (FLOPs at an assumed GPU rate)"
+    vae_note = "; ".join(x for x in (vae_note, estimated) if x)
     stores += [
-        StoreCost("latents", "latents/latents.zarr", (n_clips, *latent), params.ltx.latents_dtype, None),
-        StoreCost("decode_ceiling", "latents/decoded.zarr", (n_split["test"], f, h, w, 3), "uint8", None),
+        StoreCost(
+            "latents",
+            "latents/latents.zarr",
+            (n_clips, *latent),
+            params.ltx.latents_dtype,
+            n_clips * encode / flop_rate,
+            vae_note,
+        ),
+        StoreCost(
+            "decode_ceiling", "latents/decoded.zarr", (n_split["test"], f, h, w, 3), "uint8", decode_hours, vae_note
+        ),
     ]
     for kind in ADAPTER_KINDS:
-        for a in getattr(params.adapter, kind):
+        for a, spec in getattr(params.adapter, kind).items():
+            forward = adapter_flops(spec, params, grids)
+            train = params.adapter.train
+            flops = (
+                train.epochs * (3 * forward * n_split["train"] + forward * n_split["val"]) + forward * n_split["test"]
+            )
+            note = estimated + ("; the pixel loss's decode not counted" if train.pixel_loss_weight > 0 else "")
             stores += [
                 StoreCost(
-                    f"train_{kind}@{a}", f"adapters/{a}/latents.zarr", (n_split["test"], *latent), "float32", None
+                    f"train_{kind}@{a}",
+                    f"adapters/{a}/latents.zarr",
+                    (n_split["test"], *latent),
+                    "float32",
+                    flops / flop_rate,
+                    note,
                 ),
                 StoreCost(
-                    f"decode_{kind}@{a}", f"adapters/{a}/decoded.zarr", (n_split["test"], f, h, w, 3), "uint8", None
+                    f"decode_{kind}@{a}",
+                    f"adapters/{a}/decoded.zarr",
+                    (n_split["test"], f, h, w, 3),
+                    "uint8",
+                    decode_hours,
+                    vae_note,
                 ),
             ]
     cpu_flops_per_s = (
@@ -358,6 +401,66 @@ def with_clips(params: Params, n_clips: int) -> Params:
     else:
         data = data.model_copy(update={"max_clips": n_clips})
     return params.model_copy(update={"data": data})
+
+
+def vae_flops(params: Params) -> tuple[float, float, str]:
+    """Forward FLOPs of encoding and of decoding one clip with the LTX-Video VAE at the data geometry, counted on
+    meta tensors with ``ltx.source``'s config.json (else diffusers' default LTX-Video VAE, noted); the decoder's
+    timestep conditioning (a small embedding) is left out of the count."""
+    from diffusers import AutoencoderKLLTXVideo
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .ltx.vae import check_vae_dir
+
+    config: dict[str, Any] = {}
+    note = "assumed diffusers' default LTX-Video VAE" if params.ltx.source == "tiny" else ""
+    if params.ltx.source != "tiny":
+        try:
+            config = dict(AutoencoderKLLTXVideo.load_config(check_vae_dir(Path(params.ltx.source))))
+        except ForesightError:
+            note = "assumed diffusers' default LTX-Video VAE (ltx.source not found)"
+    config["timestep_conditioning"] = False
+    data = params.data
+    with torch.device("meta"):
+        vae = AutoencoderKLLTXVideo.from_config(config)
+        clip = torch.zeros(1, 3, data.n_frames, data.height, data.width)  # [B, 3, F, H, W]
+    with FlopCounterMode(display=False) as counter:
+        latents = vae.encode(clip).latent_dist.mode()  # [B, 128, F', H', W']
+    encode = float(counter.get_total_flops())
+    with FlopCounterMode(display=False) as counter:
+        vae.decode(latents)
+    return encode, float(counter.get_total_flops()), note
+
+
+def adapter_flops(spec: Any, params: Params, grids: Mapping[str, tuple[tuple[int, int, int], int]]) -> float:
+    """Forward FLOPs of one clip through the adapter ``spec``, counted on the real module (meta tensors) at its
+    input points' grids."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .adapters.models import build_adapter
+    from .adapters.resample import GridSpec, LatentSpec
+    from .extract.order import slot_frames
+
+    data = params.data
+    streams = {}
+    for role, point in spec.inputs().items():
+        (t, gh, gw), channels = grids[point]
+        slots = slot_frames(data.n_frames, params.extract.mode, 2) if t != data.n_frames else None
+        streams[role] = GridSpec(
+            point=point,
+            stride=data.height // gh,
+            grid=(t, gh, gw),
+            channels=channels,
+            slot_frames=slots or tuple((i,) for i in range(t)),
+            height=data.height,
+            width=data.width,
+        )
+    with torch.device("meta"):
+        model = build_adapter(spec, streams, LatentSpec(data.n_frames, data.height, data.width))
+        inputs = {role: torch.zeros(1, *g.grid, g.channels) for role, g in streams.items()}  # [1, t, gh, gw, C]
+    with FlopCounterMode(display=False) as counter:
+        model(inputs)
+    return float(counter.get_total_flops())
 
 
 def _probe_hours(
@@ -420,8 +523,9 @@ def format_cost(cost: Cost, params_path: str) -> str:
         f"GPU-hours, extraction:      {cost.extract_gpu_hours:8.2f} h    H100 rates measured; encoder points estimated",
         f"GPU-hours, probing:         {probe:8.2f} h    ESTIMATED: no GPU probe rate is measured "
         f"(on the 2-core CPU at probe_dense_cpu's FLOP rate: {cost.probe_flops / cost.cpu_flops_per_s / 3600:,.0f} h)",
-        f"GPU-hours, total:           {total:8.2f} h    budget {lo:.0f}-{hi:.0f} h: "
-        f"{'fits' if total <= hi else 'OVER'} (latents, adapters and decoding not counted)",
+        f"GPU-hours, VAE, adapters:   {cost.generation_gpu_hours:8.2f} h    ESTIMATED: FLOPs at "
+        "probe_gpu_achieved_tflops",
+        f"GPU-hours, total:           {total:8.2f} h    budget {lo:.0f}-{hi:.0f} h: {'fits' if total <= hi else 'OVER'}",
         "",
         "rates (benchmarks/rates.json):",
     ]

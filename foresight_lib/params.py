@@ -26,6 +26,10 @@ from .errors import ForesightError
 GEOMETRY_MULTIPLE = 224
 """Frame sides must be multiples of 28 (Qwen2.5-VL merge unit) and 32 (LTX-Video VAE): lcm = 224."""
 
+SYNTHETIC_INPUTS = ("foresight_lib/data", "foresight_lib/data/synthetic.py")
+"""``data.video_dir`` and ``data.annotations`` of the synthetic source, which reads no input: dvc.yaml makes both
+paths deps of ``frames`` (DVC cannot depend on a null path), so they name the generator's own code."""
+
 POINT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -73,8 +77,16 @@ class DataParams(_Section):
     n_frames: int = Field(9, ge=1, le=257, description="frames per clip, 1 + 8k (LTX-Video VAE rule)")
     fps: float | None = Field(None, gt=0.0, description="sample at this rate; null samples n_frames uniformly")
     resize: Literal["pad", "crop", "stretch"] = "pad"
-    video_dir: str | None = None
-    annotations: str | None = None
+    video_dir: str = Field(
+        SYNTHETIC_INPUTS[0],
+        min_length=1,
+        description="real sources: the videos' directory; frames depends on it (synthetic: unused, an existing path)",
+    )
+    annotations: str = Field(
+        SYNTHETIC_INPUTS[1],
+        min_length=1,
+        description="real sources: the box annotations (file or directory); frames depends on it (synthetic: unused)",
+    )
     max_clips: int | None = Field(None, ge=1, description="use at most this many annotated videos")
     max_skipped_fraction: float = Field(0.1, ge=0.0, le=1.0)
     splits: SplitParams = SplitParams()
@@ -100,9 +112,12 @@ class DataParams(_Section):
     @model_validator(mode="after")
     def _paths(self) -> DataParams:
         if self.source != "synthetic":
-            missing = [k for k in ("video_dir", "annotations") if getattr(self, k) is None]
+            missing = [k for k, v in zip(("video_dir", "annotations"), SYNTHETIC_INPUTS) if getattr(self, k) == v]
             if missing:
-                raise ValueError(f"source {self.source!r} needs {' and '.join('data.' + k for k in missing)}")
+                raise ValueError(
+                    f"source {self.source!r} needs {' and '.join('data.' + k for k in missing)} "
+                    "(the defaults stand in for the synthetic source, which reads no files)"
+                )
         return self
 
 

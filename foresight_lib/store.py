@@ -42,7 +42,7 @@ FINGERPRINT_FILE = "fingerprint.json"
 
 
 def compressor() -> BloscCodec:
-    """The project's one codec choice: Blosc/zstd level 3 with bit shuffle (DESIGN.md section 7)."""
+    """The project's one codec choice: Blosc/zstd level 3 with bit shuffle (docs/design.md section 5)."""
     return BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
 
 

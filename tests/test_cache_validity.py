@@ -75,9 +75,9 @@ def stages() -> dict[str, tuple[Path, list[str]]]:
     out = {}
     for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
         body = stage.get("do", stage)
-        scripts = re.findall(r"\bpython\s+(stages/\S+\.py)", body["cmd"])
-        assert len(scripts) == 1, f"stage {name}: cmd runs {scripts}, expected one stages/*.py script"
-        out[name] = (Path(scripts[0]), [str(d) for d in body.get("deps", [])])
+        modules = re.findall(r"\bpython\s+-m\s+stages\.(\w+)", body["cmd"])
+        assert len(modules) == 1, f"stage {name}: cmd runs {modules}, expected one `python -m stages.<name>`"
+        out[name] = (Path("stages", f"{modules[0]}.py"), [str(d) for d in body.get("deps", [])])
     return out
 
 

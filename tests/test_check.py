@@ -14,6 +14,15 @@ def test_the_real_profile_is_valid_and_its_missing_pieces_are_listed(capsys):
     assert "ok       profiles/real.yaml: valid params" in out
     for what in ("data.video_dir", "data.annotations", "model.source", "points.dinov2_l11.source", "ltx.source"):
         assert f"MISSING  {what}" in out, what
+    for hint in (
+        "huggingface-cli download Qwen/Qwen2.5-VL-7B-Instruct --local-dir /models/Qwen2.5-VL-7B-Instruct",
+        "huggingface-cli download Lightricks/LTX-Video --local-dir /models/LTX-Video",
+        "huggingface-cli download facebook/dinov2-base --local-dir /models/dinov2-base",
+        "something-something-v-2-dataset",
+        "github.com/joaanna/something_else",
+    ):
+        assert hint in out, hint
+    assert "GPU memory: at least 56 GB: probe.gpu_memory_gb" in out
 
 
 def test_present_pieces_are_ok_and_invalid_params_stop(tmp_path, capsys):
@@ -30,6 +39,15 @@ def test_present_pieces_are_ok_and_invalid_params_stop(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"ok       model.source: {ckpt} (Qwen2.5-VL, 1 safetensors files)" in out
     assert "ok       data.video_dir" in out and "MISSING  ltx.source" in out
+    # contents, with the pipeline's own validate check: an empty video directory, `{}` as annotations
+    assert f"WRONG    data.video_dir: {videos} holds no videos" in out
+    (videos / "1.webm").write_bytes(b"")
+    params["points"]["vit_l7"]["layer"] = 40
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    assert main([str(tmp_path / "p.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "WRONG    data.annotations: " in out and "annotates 0 videos" in out
+    assert "WRONG    points.vit_l7.layer: 40 is past the 32 ViT blocks" in out
     params["points"]["vit_l7"]["layer"] = "seven"
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
     assert main([str(tmp_path / "p.yaml")]) == 2

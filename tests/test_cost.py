@@ -9,6 +9,7 @@ and decode) on tiny models in a temporary directory.
 from __future__ import annotations
 
 import json
+import re
 import runpy
 from pathlib import Path
 
@@ -154,6 +155,15 @@ def test_the_real_profile_fits_the_phase1_budget(capsys):
     assert cost.disk_bytes <= BUDGET_DISK_GB * GB and f"{cost.disk_bytes / GB:8.1f} GB   budget 200 GB: fits" in out
     assert cost.extract_gpu_hours + sum(cost.probe_gpu_hours.values()) <= 100
     assert "ESTIMATED" in out and "benchmarks/results_7b_h100.json" in out
+    assert cost.generation_gpu_hours > 0, "latents, adapters and decoding are counted"
+    header = Path("profiles/real.yaml").read_text()
+    figures = re.search(
+        r"extraction (\d+\.\d+) .*?probing (\d+\.\d+) and VAE, adapters (\d+\.\d+) .*?total (\d+\.\d+)", header, re.S
+    )
+    assert figures, "the profile's header states the GPU-hours of --cost"
+    stated = [float(x) for x in figures.groups()]
+    printed = [cost.extract_gpu_hours, sum(cost.probe_gpu_hours.values()), cost.generation_gpu_hours, cost.gpu_hours]
+    assert stated == [round(x, 2) for x in printed], f"profiles/real.yaml's header says {stated}; --cost: {printed}"
 
 
 @pytest.mark.parametrize("test_fraction", [0.2, 0.1, 0.5])
@@ -181,7 +191,7 @@ def test_a_run_at_more_clips_costs_what_the_profile_at_that_size_costs():
     real = load_params("profiles/real.yaml")
     twice = estimate(with_clips(real, 2 * real.data.max_clips))
     once = estimate(real)
-    assert once.gpu_hours == once.extract_gpu_hours + sum(once.probe_gpu_hours.values())
+    assert once.gpu_hours == once.extract_gpu_hours + sum(once.probe_gpu_hours.values()) + once.generation_gpu_hours
     assert twice.gpu_hours == pytest.approx(2 * once.gpu_hours, rel=0.01)
     assert twice.disk_bytes == pytest.approx(2 * once.disk_bytes, rel=0.01)
     default = load_params("params.yaml")

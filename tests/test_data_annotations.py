@@ -302,7 +302,7 @@ def test_unsupported_video_format_is_a_foresight_error(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------- the frames stage
 def _stage(params_file: Path, out: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "stages/frames.py", "--params", str(params_file), "--out", str(out)],
+        [sys.executable, "-m", "stages.frames", "--params", str(params_file), "--out", str(out)],
         capture_output=True,
         text=True,
     )

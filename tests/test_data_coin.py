@@ -201,3 +201,17 @@ def test_coin_profiles_differ_from_their_base_only_in_data_and_the_oracle(profil
     assert mine["points"].pop("oracle_steps") == {"kind": "oracle", "stride": 56, "target": "steps"}
     assert theirs["points"].pop("oracle") == {"kind": "oracle", "stride": 14}  # boxes: none in COIN
     assert {k: v for k, v in mine.items() if k != "data"} == {k: v for k, v in theirs.items() if k != "data"}
+
+
+def test_the_validate_gate_reads_coin_json_and_needs_three_videos_with_files(coin_set, tmp_path):
+    from foresight_lib.validate import data_problems
+
+    assert data_problems(_params(coin_set).data) == []
+    root = _copy(coin_set, tmp_path)
+    for video in sorted((root / "videos").iterdir())[2:]:
+        video.unlink()
+    (problem,) = data_problems(_params(root).data)
+    assert problem.startswith("data.annotations: ") and f"{VIDEOS} videos, 2 with a video" in problem
+    (root / "COIN.json").write_text("{}")
+    (problem,) = data_problems(_params(root).data)
+    assert problem.startswith("data.annotations: ") and "database" in problem

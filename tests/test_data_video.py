@@ -69,7 +69,7 @@ def test_uniform_sampling_takes_expected_frames(mp4: Path) -> None:
     assert fps == pytest.approx(8 / (29 / RATE))
 
 
-def test_fixed_fps_sampling_and_padding(mp4: Path) -> None:
+def test_fixed_fps_sampling(mp4: Path) -> None:
     _, indices, fps = decode_frames(mp4, 9, fps=6.0)
     assert indices.tolist() == list(range(0, 18, 2)) and fps == 6.0
     frames, indices, _ = decode_frames(mp4, 9, fps=5.0)  # targets every 2.4 source frames: the nearest is taken
@@ -78,9 +78,24 @@ def test_fixed_fps_sampling_and_padding(mp4: Path) -> None:
         np.testing.assert_array_equal(bright_box(frame), square_box(int(i)))
     _, indices, _ = decode_frames(mp4, 5, fps=8.0)  # every 1.5 source frames: ties go to the earlier frame
     assert indices.tolist() == [0, 1, 3, 4, 6]
-    frames, indices, _ = decode_frames(mp4, 17, fps=4.0)  # needs 4 s, the video lasts 2.5 s: last frame repeats
-    assert indices.tolist() == [0, 3, 6, 9, 12, 15, 18, 21, 24, 27] + [29] * 7
-    np.testing.assert_array_equal(bright_box(frames[-1]), square_box(29))
+    with pytest.raises(VideoDecodeError, match=r"ends at 2.42 s, before sampling time 2.50 s .*not padded"):
+        decode_frames(mp4, 17, fps=4.0)  # needs 4 s, the video lasts 2.5 s
+
+
+def test_a_video_shorter_than_n_frames_is_not_padded(mp4: Path) -> None:
+    with pytest.raises(VideoDecodeError, match=r"decoded 30 frames, fewer than data.n_frames \(33\): not padded"):
+        decode_frames(mp4, 33)
+
+
+@pytest.mark.parametrize("fps", [None, 2.0])
+def test_a_truncated_webm_that_still_decodes_is_skipped(tmp_path: Path, fps: float | None) -> None:
+    """The file's header still declares 30 frames; the cut data decodes to 9 (uniform sampling would have stored
+    them with repeats, and the fps sampling padded with the last frame)."""
+    data = write_video(tmp_path / "full.webm", "libvpx-vp9", "yuv444p", {"lossless": "1"}).read_bytes()
+    truncated = tmp_path / "truncated.webm"
+    truncated.write_bytes(data[: int(len(data) * 0.6)])
+    with pytest.raises(VideoDecodeError, match=r"decoded \d+ of the 30 frames its container declares"):
+        decode_frames(truncated, 9, fps=fps)
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,12 @@ def test_push_clone_pull_and_nothing_reruns(tmp_path: Path) -> None:
     _run(repo, "dvc", "config", "core.analytics", "false")
     _run(repo, "dvc", "config", "core.check_update", "false")
     _run(repo, "dvc", "remote", "add", "-d", "shared", str(remote))  # a team: s3://bucket/foresight or ssh://host/path
-    assert _ran(_run(repo, "dvc", "repro", "extract@pixels")) == {"frames", "extract@pixels"}
+    assert _ran(_run(repo, "dvc", "repro", "extract@pixels")) == {
+        "validate",
+        "validate_data",
+        "frames",
+        "extract@pixels",
+    }
     _run(repo, "git", "add", "-A")  # dvc.lock, .dvc/config and the cache: false metrics go to git
     _run(repo, "git", "commit", "-qm", "features")
     _run(repo, "dvc", "push")

@@ -1,7 +1,7 @@
 """Data-parallel extraction under torchrun (2 CPU processes, gloo): the same store as one process, and a
 killed rank resumes to that store without redoing what was recorded.
 
-The stage runs as users start it: ``python stages/extract.py`` restarting itself under torchrun because
+The stage runs as users start it: ``python -m stages.extract`` restarting itself under torchrun because
 ``FORESIGHT_TORCHRUN`` says so. 5 clips of 9 frames at 224x448; the tiny Qwen2.5-VL (vit_l7) and pixels.
 """
 
@@ -68,7 +68,7 @@ def _stage(
     """The stage's command line (``launcher``: e.g. torchrun by hand; ``hooked``: through the test hooks)."""
     environ = {**os.environ, "FORESIGHT_TORCHRUN": torchrun, "OMP_NUM_THREADS": "1", **env}
     environ.pop("RANK", None)
-    script = (str(workdir / "hooked.py"), "stages/extract.py") if hooked else ("stages/extract.py",)
+    script = (str(workdir / "hooked.py"), "stages/extract.py") if hooked else ("-m", "stages.extract")
     cmd = [
         sys.executable,
         *launcher,

@@ -66,7 +66,7 @@ def test_encoder_formula_equals_the_counted_forward(family, layer):
 
 
 def test_real_7b_vision_tower_matches_the_design_estimate():
-    """DESIGN.md section 9: ~2.1 TFLOP per frame for the 7B vision tower at 448x672 (2 x params x tokens)."""
+    """docs/design.md section 7: ~2.1 TFLOP per frame for the 7B vision tower at 448x672 (2 x params x tokens)."""
     from transformers import Qwen2_5_VLConfig
 
     config = Qwen2_5_VLConfig(

@@ -105,7 +105,8 @@ def test_stage_names_an_unknown_point_in_one_line(tmp_path):
     res = subprocess.run(
         [
             sys.executable,
-            "stages/extract.py",
+            "-m",
+            "stages.extract",
             "--point",
             "vit_l99",
             "--frames",

@@ -99,7 +99,9 @@ def test_too_many_skipped_clips_fail_leaving_the_previous_outputs_and_a_resumabl
     snapshot = {f: f.read_bytes() for f in tmp_path.rglob("*") if f.is_file()}
     strict = small_params(data={"max_skipped_fraction": 0.2, "synthetic": {"n_clips": 6}})
     bad = {0: "corrupt", 2: "zero frames"}
-    with pytest.raises(ForesightError, match=r"2 of 6 clips could not be decoded.*max_skipped_fraction.*untouched"):
+    with pytest.raises(
+        ForesightError, match=r"2 of 6 clips could not be decoded.*max_skipped_fraction.*replaced none of the outputs"
+    ):
         write_frames(strict.data, tmp_path, source=_source_with(strict, bad=bad), progress=False)
     assert all(f.read_bytes() == content for f, content in snapshot.items()), "the previous outputs are untouched"
     assert len(json.loads((tmp_path / "frames.zarr.partial" / "skipped.json").read_text())["skipped"]) == 2
@@ -131,7 +133,7 @@ def test_stage_reports_bad_params_in_one_line(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text("data:\n  height: 450\n")
     res = subprocess.run(
-        [sys.executable, "stages/frames.py", "--params", str(bad), "--out", str(tmp_path)],
+        [sys.executable, "-m", "stages.frames", "--params", str(bad), "--out", str(tmp_path)],
         capture_output=True,
         text=True,
     )

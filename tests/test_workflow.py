@@ -1,6 +1,6 @@
 """The DVC workflow users live in, end to end on a small profile in a temporary git repository.
 
-`dvc repro` from scratch; a second `dvc repro` runs nothing; editing a module that only `report` imports changes
+`dvc repro` from scratch; a second `dvc repro` runs nothing, nor does a probe rerun with the same numbers; editing a module that only `report` imports changes
 only `report`, and editing params.py (whose defaults every stage reads) changes every stage; a killed `frames`
 run that DVC restores from its cache leaves its partial store until the next stage starts; changing one point's
 layer reruns only that point's chain and the report; `dvc metrics diff` prints one row per point and metric;
@@ -82,9 +82,9 @@ def overlay(base: dict, profile: dict, path: tuple[str, ...] = ()) -> dict:
     return out
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("workflow")
+def make_repo(repo: Path, profile: dict) -> Path:
+    """A git + DVC repository in ``repo``: this checkout's pipeline and code, params.yaml with ``profile`` laid over
+    the defaults, one commit."""
     for item in ("dvc.yaml", "stages", "foresight_lib", "benchmarks"):  # benchmarks: the rates the report costs with
         src = ROOT / item
         (
@@ -92,7 +92,7 @@ def repo(tmp_path_factory) -> Path:
             if src.is_dir()
             else shutil.copy(src, repo / item)
         )
-    params = overlay(yaml.safe_load((ROOT / "params.yaml").read_text()), yaml.safe_load(PROFILE.read_text()))
+    params = overlay(yaml.safe_load((ROOT / "params.yaml").read_text()), profile)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(repo, "git", "init", "-q")
     _run(repo, "git", "config", "user.email", "test@foresight")
@@ -103,6 +103,11 @@ def repo(tmp_path_factory) -> Path:
     _run(repo, "git", "add", "-A")
     _run(repo, "git", "commit", "-qm", "pipeline")  # dvclive (3.49) fails in a repository without commits
     return repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    return make_repo(tmp_path_factory.mktemp("workflow"), yaml.safe_load(PROFILE.read_text()))
 
 
 def test_the_dvc_workflow(repo: Path) -> None:
@@ -138,6 +143,8 @@ def test_the_dvc_workflow(repo: Path) -> None:
     _run(repo, "git", "commit", "-qm", "baseline")
 
     assert _ran(_run(repo, "dvc", "repro")) == set(), "a second repro must run nothing"
+    assert _ran(_run(repo, "dvc", "repro", "-f", "-s", "probe@vit_l7")) == {"probe@vit_l7"}
+    assert _changed(repo) == set(), "a probe rerun with the same numbers leaves everything downstream cached"
 
     for module, expected in (("foresight_lib/report/plots.py", {"report"}), ("foresight_lib/params.py", stages)):
         source = (repo / module).read_text()
@@ -155,7 +162,7 @@ def test_the_dvc_workflow(repo: Path) -> None:
     params["points"]["vit_l7"]["layer"] = 3
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     multi = {"train_multi_scale@multi", "decode_multi_scale@multi", "recon_multi_scale@multi"}  # reads vit_l7
-    assert _ran(_run(repo, "dvc", "repro")) == {"extract@vit_l7", "probe@vit_l7", "report", *multi}
+    assert _ran(_run(repo, "dvc", "repro")) == {"validate", "extract@vit_l7", "probe@vit_l7", "report", *multi}
     assert not (repo / "data" / "frames.zarr.partial").exists(), "the next stage to start removes the partial"
 
     diff = json.loads(

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import torch
 import zarr
-from tqdm import tqdm
 
 from ..features import FeatureStore
 from ..metrics.bootstrap import bootstrap_ci, clip_mean
@@ -28,6 +27,7 @@ from ..metrics.cka import debiased_linear_cka, linear_cka
 from ..metrics.detection import detection_metrics
 from ..metrics.image import Lpips, lpips_available, psnr, ssim
 from ..params import EvalParams, Phase2Criteria
+from ..progress import progress_bar
 from .resample import GridSpec, LatentSpec, pool_to_latent_grid
 
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes xywh [M, 4], scores [M], category ids [M]
@@ -101,7 +101,7 @@ def evaluate_decoded(
     per_frame: dict[str, list[np.ndarray]] = {"psnr": [], "ssim": [], "lpips": []}
     boxes: list[FrameBoxes] = []
     frame_clips: list[str] = []
-    for row, clip in enumerate(tqdm(clips, desc="recon", unit="clip", disable=not progress)):
+    for row, clip in enumerate(progress_bar(clips, desc="recon", unit="clip", disable=not progress)):
         original, candidate = np.asarray(frames[clip]), np.asarray(decoded[row])  # [F, H, W, 3] each
         frame_clips.extend([str(clip)] * len(original))
         per_frame["psnr"].append(psnr(original, candidate))

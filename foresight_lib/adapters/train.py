@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import resource
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,13 +33,13 @@ import zarr
 from dvclive import Live
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm import tqdm
 
 from ..errors import ForesightError
 from ..features import FeatureStore, open_features
 from ..features_loader import MemoryBudget, SplitLoader
 from ..ltx.latents import decode_for_loss
 from ..params import AdapterTrainParams, DualStreamAdapterParams, MultiScaleAdapterParams, SingleAdapterParams
+from ..progress import progress_bar
 from ..store import PartialStore, open_complete, write_json_atomic
 from .models import Adapter, AdapterSpec, DualStreamAdapter, MultiScaleAdapter, build_adapter, count_parameters
 from .resample import GridSpec, LatentSpec
@@ -320,7 +321,7 @@ def train_adapter(
         val_losses: list[float] = []
         steps_run, non_finite = 0, None
         with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None) as live:
-            for epoch in tqdm(range(train.epochs), desc="train adapter", unit="epoch", disable=not progress):
+            for epoch in progress_bar(range(train.epochs), desc="train adapter", unit="epoch", disable=not progress):
                 order = order_rng.permutation(clips["train"])
                 losses = _fit_epoch(
                     model, data, order, train, optimiser, schedule, pixel_term, meter if epoch == 0 else None
@@ -357,7 +358,7 @@ def train_adapter(
         "convergence": convergence(val_losses, trivial["val"], steps, steps_run, best_epoch, non_finite),
         "memory": memory_record(device, meter.bytes, train),
     }
-    write_json_atomic(Path(live_dir) / "seconds.json", {"train": time.perf_counter() - started})  # not a metric
+    print(f"train: {time.perf_counter() - started:.1f} s", file=sys.stderr)  # no output file holds timings
     if isinstance(model, DualStreamAdapter):
         summary["gate_mean_abs"] = model.gate.detach().abs().mean().item()
     if isinstance(model, MultiScaleAdapter):

@@ -157,7 +157,7 @@ def open_coin_source(data: DataParams) -> CoinSource:
     if not video_dir.is_dir():
         raise ForesightError(f"data.video_dir: video directory not found: {video_dir}")
     database = read_coin(path)
-    files = _video_files(video_dir)
+    files = video_files(video_dir)
     names = sorted(database)
     found = [n for n in names if n in files]
     used = found if data.max_clips is None else found[: data.max_clips]
@@ -189,7 +189,7 @@ def read_coin(path: Path) -> dict[str, _CoinVideo]:
         raise _layout_error(path, COIN_LAYOUT, _first_problem(exc, "database")) from None
 
 
-def _video_files(video_dir: Path) -> dict[str, Path]:
+def video_files(video_dir: Path) -> dict[str, Path]:
     """Video id -> its file in ``video_dir`` (the first name in sorted order when several suffixes exist)."""
     files: dict[str, Path] = {}
     for name in sorted(e.name for e in os.scandir(video_dir) if e.is_file()):

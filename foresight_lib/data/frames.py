@@ -1,8 +1,9 @@
 """The ``frames`` stage: decode every clip once into ``data/frames.zarr`` plus the ground-truth tables.
 
 Outputs (all or nothing; a killed run resumes from the last complete clip). The inputs are read and checked
-before anything is written, and the previous outputs are replaced only once every clip is done: a failed run
-leaves them as they were.
+before anything is written, and the previous outputs are replaced only once every clip is done: a failed call
+replaces none of them (under DVC, which removes a stage's outputs before it runs, ``dvc checkout frames`` brings
+them back).
 - ``frames.zarr``: uint8 ``[clip, frame, H, W, 3]``, one chunk per clip; attributes: source, geometry, seed,
   categories, n_clips.
 - ``annotations.parquet``: one row per visible (clip, frame, object): ``clip, frame, object_id, category,
@@ -26,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm import tqdm
 
 from ..errors import ForesightError
 from ..params import DataParams
+from ..progress import progress_bar
 from ..store import PartialStore, write_json_atomic, write_parquet_atomic
 from .clip import DIRECTIONS, STEP_COLUMNS, Clip, Skipped
 from .splits import assign_splits
@@ -123,7 +124,7 @@ def write_frames(
     tables.mkdir(exist_ok=True)
 
     n_kept = sum(1 for r in store.done.values() if r["kept"] is not None)
-    for i in tqdm(range(source.count), desc="frames", unit="clip", disable=not progress):
+    for i in progress_bar(range(source.count), desc="frames", unit="clip", disable=not progress):
         if store.is_done(i):
             continue
         item = source.load(i)
@@ -155,7 +156,7 @@ def write_frames(
         raise ForesightError(
             f"data: {len(skipped)} of {source.count} clips could not be decoded ({fraction:.0%} > "
             f"data.max_skipped_fraction {data.max_skipped_fraction:.0%}); see {store.partial / 'skipped.json'} "
-            f"(the previous outputs in {out.root} are untouched). First: {reasons}"
+            f"(this run replaced none of the outputs in {out.root}). First: {reasons}"
         )
 
     clips = pd.concat([pd.read_parquet(tables / f"{k:06d}.clip.parquet") for k in range(n_kept)], ignore_index=True)

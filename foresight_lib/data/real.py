@@ -1,7 +1,8 @@
 """Annotated real videos as :class:`Clip` objects: decode, sample, resize, and carry the boxes along.
 
 Sampling follows :func:`decode_frames` (``data.fps`` null: ``n_frames`` uniformly over the video; else at
-``data.fps`` from the start, repeating the last frame if the video is too short). Each sampled frame takes the
+``data.fps`` from the start); a video too short for it, or decoding to fewer frames than its container declares,
+is skipped with the counts as its reason (listed in ``skipped.json``), never padded. Each sampled frame takes the
 boxes of the nearest annotated source frame within half a sampling step (ties: the earlier frame); a sampled
 frame with none in reach has no boxes, and annotated frames no sampled frame took are counted as
 ``boxes.not_sampled``. Boxes then follow the resize (``data.resize``) and are clipped to the source image

@@ -26,6 +26,9 @@ VIDEO_EXTENSIONS: frozenset[str] = frozenset(
 ResizeMode = Literal["pad", "crop", "stretch"]
 
 
+DECLARED_SLACK = 0.02
+"""A video decoding to fewer than its declared frame count minus this fraction (and at least one frame) is skipped."""
+
 _TIE_S = 1e-6
 """Time distances closer than this (seconds) are ties: timestamps are rounded to the container's time base."""
 
@@ -51,10 +54,12 @@ def check_video_path(path: Path) -> None:
 def decode_frames(path: str | Path, n_frames: int, fps: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """Decode ``n_frames`` RGB frames of a video and say which source frames they are.
 
-    ``fps=None`` samples uniformly over the whole video: source indices ``round(linspace(0, count - 1, n_frames))``
-    (a video shorter than ``n_frames`` repeats frames). With ``fps``, target times are ``k / fps`` from the first
-    frame and each takes the source frame nearest in time (ties: the earlier); a video that ends too early
-    repeats its last frame (padding). Every frame is converted to the first frame's size.
+    ``fps=None`` samples uniformly over the whole video: source indices ``round(linspace(0, count - 1, n_frames))``.
+    With ``fps``, target times are ``k / fps`` from the first frame and each takes the source frame nearest in
+    time (ties: the earlier). Every frame is converted to the first frame's size. Nothing is padded: a video
+    with fewer frames than ``n_frames`` (uniform), one that ends before the last target time (``fps``), and one
+    that decodes to fewer frames than its container declares (:func:`missing_frames`) when sampling reads it to
+    the end, raise :class:`VideoDecodeError` with the counts (a skipped clip).
 
     Returns ``(frames [F, h, w, 3] uint8, source frame indices [F] int64, fps of the sampled frames)``; that fps
     is ``fps`` itself, or ``(F - 1) / (time of the last - time of the first sampled frame)``, NaN if they coincide.
@@ -93,10 +98,38 @@ def _rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
     return frame.to_ndarray(format="rgb24", width=size[0], height=size[1])  # [h, w, 3]
 
 
+def declared_frames(path: Path) -> int | None:
+    """The frame count the container declares for its first video stream: the stream's own count, else its (or
+    the container's) duration times the frame rate; ``None`` when it declares neither."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if stream.frames:
+            return int(stream.frames)
+        rate = stream.average_rate or stream.guessed_rate
+        if stream.duration and stream.time_base:
+            seconds = float(stream.duration * stream.time_base)
+        elif container.duration:
+            seconds = container.duration / av.time_base
+        else:
+            return None
+        return round(seconds * float(rate)) if rate else None
+
+
+def missing_frames(decoded: int, declared: int | None) -> bool:
+    """Whether ``decoded`` frames fall short of the ``declared`` count by more than :data:`DECLARED_SLACK`: a
+    truncated or damaged file (a duration-derived count may be off by a frame)."""
+    return declared is not None and decoded < declared - max(1, DECLARED_SLACK * declared)
+
+
 def _decode_uniform(path: Path, n_frames: int) -> tuple[np.ndarray, np.ndarray, float]:
     count = sum(1 for _ in _iter_frames(path))
     if count == 0:
         raise VideoDecodeError("no frames decoded")
+    declared = declared_frames(path)
+    if missing_frames(count, declared):
+        raise VideoDecodeError(f"decoded {count} of the {declared} frames its container declares (truncated?)")
+    if count < n_frames:
+        raise VideoDecodeError(f"decoded {count} frames, fewer than data.n_frames ({n_frames}): not padded")
     wanted = np.floor(np.linspace(0, count - 1, n_frames) + 0.5).astype(np.int64)  # [F]
     wanted_set = set(wanted.tolist())
     picked: dict[int, tuple[float, np.ndarray]] = {}
@@ -139,9 +172,17 @@ def _decode_at_rate(path: Path, n_frames: int, fps: float) -> tuple[np.ndarray, 
         prev = (index, rel, frame)
     if not chosen:  # the first frame always meets target 0
         raise VideoDecodeError("no frames decoded")
-    while len(chosen) < n_frames:  # the video ended before the last target time: repeat the last frame
+    if len(chosen) < n_frames:  # the video ended before the last target time
         assert prev is not None  # set after every frame that did not complete the clip
-        take(prev[0], prev[2])
+        declared = declared_frames(path)
+        if missing_frames(prev[0] + 1, declared):
+            raise VideoDecodeError(
+                f"decoded {prev[0] + 1} of the {declared} frames its container declares (truncated?)"
+            )
+        raise VideoDecodeError(
+            f"ends at {prev[1]:.2f} s, before sampling time {targets[len(chosen)]:.2f} s of data.n_frames "
+            f"({n_frames}) at data.fps ({fps:g}): not padded"
+        )
     frames = np.stack([arrays[i] for i in chosen])  # [F, h, w, 3]
     return frames, np.asarray(chosen, dtype=np.int64), float(fps)
 

@@ -59,12 +59,16 @@ ALONE = Launch()
 def relaunch_under_torchrun(argv: Sequence[str]) -> None:
     """Replace this process by torchrun running the same command, when ``FORESIGHT_TORCHRUN`` asks for it.
 
-    Does nothing when the variable is unset or empty, or when this process was started by torchrun.
+    Does nothing when the variable is unset or empty, or when this process was started by torchrun. A stage started
+    as ``python -m stages.<name>`` is relaunched as a module too (torchrun's ``-m``), so each worker also imports
+    this checkout's code.
     """
     args = os.environ.get(TORCHRUN_ENV, "").strip()
     if not args or "RANK" in os.environ:
         return
-    command = [sys.executable, "-m", "torch.distributed.run", *shlex.split(args), *argv]
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    target = ["-m", spec.name, *argv[1:]] if spec is not None else list(argv)
+    command = [sys.executable, "-m", "torch.distributed.run", *shlex.split(args), *target]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, command)

@@ -47,6 +47,7 @@ from transformers.image_utils import (
 from ..device import resolve_device, resolve_dtype
 from ..errors import ForesightError
 from ..params import EncoderPoint
+from . import TINY_ENCODER_DEPTH
 from .base import Extractor, resolve_layer
 from .checkpoints import CLIP_NORMALIZATION, Normalization, normalize, read_json, read_normalization, weights_identity
 from .flops import encoder_flops_per_frame
@@ -75,7 +76,9 @@ _FAMILIES: dict[str, _FamilySpec] = {
         title="DINOv2",
         classes={"dinov2": Dinov2Model, "dinov2_with_registers": Dinov2WithRegistersModel},
         tiny_class=Dinov2Model,
-        tiny_config=lambda: Dinov2Config(**_small(patch_size=14, num_hidden_layers=12, image_size=518, mlp_ratio=2)),
+        tiny_config=lambda: Dinov2Config(
+            **_small(patch_size=14, num_hidden_layers=TINY_ENCODER_DEPTH, image_size=518, mlp_ratio=2)
+        ),
         norm=Normalization(mean=tuple(IMAGENET_DEFAULT_MEAN), std=tuple(IMAGENET_DEFAULT_STD)),
         interpolate_flag=False,
     ),
@@ -84,7 +87,7 @@ _FAMILIES: dict[str, _FamilySpec] = {
         classes={"owlvit": OwlViTVisionModel, "owlvit_vision_model": OwlViTVisionModel},
         tiny_class=OwlViTVisionModel,
         tiny_config=lambda: OwlViTVisionConfig(
-            **_small(patch_size=32, num_hidden_layers=12, image_size=768, intermediate_size=64)
+            **_small(patch_size=32, num_hidden_layers=TINY_ENCODER_DEPTH, image_size=768, intermediate_size=64)
         ),
         norm=CLIP_NORMALIZATION,
         interpolate_flag=True,
@@ -94,7 +97,7 @@ _FAMILIES: dict[str, _FamilySpec] = {
         classes={"owlv2": Owlv2VisionModel, "owlv2_vision_model": Owlv2VisionModel},
         tiny_class=Owlv2VisionModel,
         tiny_config=lambda: Owlv2VisionConfig(
-            **_small(patch_size=16, num_hidden_layers=12, image_size=960, intermediate_size=64)
+            **_small(patch_size=16, num_hidden_layers=TINY_ENCODER_DEPTH, image_size=960, intermediate_size=64)
         ),
         norm=CLIP_NORMALIZATION,
         interpolate_flag=True,
@@ -104,7 +107,7 @@ _FAMILIES: dict[str, _FamilySpec] = {
         classes={"siglip": SiglipVisionModel, "siglip_vision_model": SiglipVisionModel},
         tiny_class=SiglipVisionModel,
         tiny_config=lambda: SiglipVisionConfig(
-            **_small(patch_size=16, num_hidden_layers=12, image_size=224, intermediate_size=64)
+            **_small(patch_size=16, num_hidden_layers=TINY_ENCODER_DEPTH, image_size=224, intermediate_size=64)
         ),
         norm=Normalization(mean=tuple(IMAGENET_STANDARD_MEAN), std=tuple(IMAGENET_STANDARD_STD)),
         interpolate_flag=True,

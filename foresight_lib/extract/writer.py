@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..errors import ForesightError
 from ..features import feature_array
+from ..progress import progress_bar
 from ..store import PartialStore, open_complete, store_identity, write_json_atomic
 from .base import Extractor
 from .distributed import ALONE, Launch
@@ -181,7 +181,7 @@ def write_point(
     batches = my_batches(n_clips, extractor.clips_per_batch, store.is_done, launch)
     compute_s, frames_done = 0.0, 0
     started = time.perf_counter()
-    bar = tqdm(
+    bar = progress_bar(
         total=sum(map(len, batches)),
         desc=f"extract {extractor.name}" + (f" [{launch.rank}]" if launch.world > 1 else ""),
         unit="clip",

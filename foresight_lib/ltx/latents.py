@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import zarr
-from tqdm import tqdm
 
 from ..device import resolve_device, resolve_dtype
 from ..errors import ForesightError
 from ..params import LtxParams
+from ..progress import progress_bar
 from ..store import PartialStore, open_complete, store_identity
 from . import vae as V
 
@@ -78,7 +78,7 @@ def write_latents(frames_path: str | Path, out_path: str | Path, ltx: LtxParams,
         attributes=attributes,
     )
     todo = [i for i in range(n_clips) if not store.is_done(i)]
-    bar = tqdm(total=n_clips, initial=n_clips - len(todo), desc="latents", unit="clip", disable=not progress)
+    bar = progress_bar(total=n_clips, initial=n_clips - len(todo), desc="latents", unit="clip", disable=not progress)
     for start in range(0, len(todo), ltx.batch_clips):
         batch = todo[start : start + ltx.batch_clips]
         z = V.encode(vae, np.stack([frames[i] for i in batch]))  # [k, 128, F', H', W']
@@ -148,7 +148,7 @@ def write_decoded(
         attributes=attrs,
     )
     todo = [k for k in range(len(rows)) if not store.is_done(k)]
-    for k in tqdm(todo, desc=f"decode {Path(out_path).name}", unit="clip", disable=not progress):
+    for k in progress_bar(todo, desc=f"decode {Path(out_path).name}", unit="clip", disable=not progress):
         z = torch.from_numpy(np.asarray(latents[rows[k]], dtype=np.float32))[None]  # [1, 128, F', H', W']
         arr[k] = V.decode(vae, z, ltx.decode_timestep, ltx.decode_noise_scale, decode_generator(ltx.seed, clips[k]))[
             0

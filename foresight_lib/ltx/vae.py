@@ -103,7 +103,9 @@ def load_vae(
     weight files (see :func:`_hash_files`).
     """
     if source == "tiny":
-        vae = build_tiny_vae(seed, timestep_conditioning=True).to(dtype=dtype)
+        # torch's own cast: diffusers' ModelMixin.to warns that modules "should be kept in float32" whenever a
+        # dtype is given, even when, as here, the list of such modules is empty
+        vae = torch.nn.Module.to(build_tiny_vae(seed, timestep_conditioning=True), dtype=dtype)
         identity: dict[str, object] = {"source": "tiny-random", "seed": seed}
     else:
         vae_dir = check_vae_dir(Path(source))

@@ -45,8 +45,8 @@ from typing import Generic, TypeVar
 import torch
 from dvclive import Live
 from torch import nn
-from tqdm import tqdm
 
+from ..progress import progress_bar
 from ..workers import Workers
 
 B = TypeVar("B")
@@ -188,7 +188,7 @@ class OnePass(Generic[B]):
     def run(self, epochs: int, device: torch.device, desc: str) -> None:
         workers = self.workers or Workers(1, device)
         with deterministic(device):
-            for epoch in tqdm(range(epochs), desc=desc, unit="epoch", leave=False):
+            for epoch in progress_bar(range(epochs), desc=desc, unit="epoch", leave=False):
                 for t in self.trainees:
                     t.model.train()
                 for batch in workers.ahead(self.train_batches(epoch)):

@@ -10,7 +10,8 @@ Outputs:
   {metric: value, "lr": ..., "best_epoch": ..., "val_bbox_iou": ..., "val_loss": ...}}}, "temporal":
   {"direction": {...}, "order": {...}}, "shuffled": {<head>: {...}, "temporal": {...}}, "point": {...}}``
   (metric definitions and how seeds are combined in :mod:`.evaluate` and :mod:`.temporal`; NaN is written as
-  null). The same params give the same file; the time each part took goes to ``<live_dir>/seconds.json``.
+  null). The same params give the same file; the time each part took goes to one line on stderr (no output
+  file holds timings, so a rerun with the same numbers reruns nothing downstream).
   A dataset without boxes (``annotations.parquet`` has no rows, e.g. COIN's step segments) trains nothing: the file
   is ``{"skipped": <one-line reason>, "point": {...}}``, the predictions table has no rows, ``heads_dir`` is empty.
 - ``predictions.parquet``: the test split's decoded detections of every head and seed, ``head`` = ``<head>``
@@ -24,6 +25,7 @@ Outputs:
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -186,7 +188,8 @@ def _run(
     metrics = _null_nan(metrics)
     if out_metrics_path is not None:
         write_json_atomic(out_metrics_path, metrics)
-    write_json_atomic(live_dir / "seconds.json", seconds)  # timings vary run to run: not a metric
+    timings = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items() if k != "bytes_read")
+    print(f"probe: {timings}; {seconds['bytes_read'] / 1e6:.1f} MB of features read", file=sys.stderr)
     if predictions_path is not None:
         write_parquet_atomic(pd.concat(tables, ignore_index=True), Path(predictions_path))
     return metrics
