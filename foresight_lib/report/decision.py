@@ -7,13 +7,17 @@ never a candidate) x the probe heads that pass the oracle gate:
   IoU >= ``oracle_min_iou``; no oracle point, or no head passing, gives **INCONCLUSIVE** (the probe cannot read space
   that is there, so a low number says nothing about the features);
 - **GO** if some candidate has the lower 95% bound of bbox IoU above ``go_iou``, of mAP@0.5 (``map_kind``) above
-  ``go_map50`` and of its selectivity (IoU minus the shuffled control's) above ``selectivity_margin`` (a GO the
-  prior alone would earn is not a GO), and the further criteria hold: feature memory vs the merger below
-  ``memory_overhead_max``, LPIPS below ``lpips_max`` where measured (unmeasured LPIPS is reported as unchecked);
-- **NO-GO** if every candidate has the upper bound of bbox IoU below ``nogo_iou`` or, where its shuffled control's
-  IoU (the prior alone) reaches ``nogo_iou``, the upper bound of its selectivity below ``selectivity_margin``; and,
-  when a real reference encoder is configured (an ``encoder`` point whose source is not ``tiny``), that reference
-  clears ``go_iou`` and the margin on the same frames (else **INCONCLUSIVE**: the features cannot be blamed);
+  ``go_map50`` and of its selectivity above ``selectivity_margin`` (a GO the prior alone would earn is not a GO),
+  and the further criteria hold: feature memory vs the merger below ``memory_overhead_max``, LPIPS below
+  ``lpips_max`` where measured (unmeasured LPIPS is reported as unchecked). Selectivity comes from the probe stage:
+  the head's bbox IoU minus its control's on the same test frames, the control being the stronger (higher
+  validation bbox IoU) of the shuffled control and the data's prior (the best constant prediction learnt from
+  train), with a paired interval over clips and seeds;
+- **NO-GO** if every candidate has the upper bound of bbox IoU below ``nogo_iou`` or, where its control's IoU (what
+  no spatial information earns) reaches ``nogo_iou``, the upper bound of its selectivity below
+  ``selectivity_margin``; and, when a real reference encoder is configured (an ``encoder`` point whose source is not
+  ``tiny``), that reference clears ``go_iou`` and the margin on the same frames (else **INCONCLUSIVE**: the features
+  cannot be blamed);
 - **INVESTIGATE** otherwise.
 Each outcome names the branch of the proposal's decision tree that follows.
 """
@@ -29,7 +33,7 @@ from .summary import PRE_MERGE_KINDS, point_order
 
 HEADS_BY_STRENGTH = ("linear", "mlp", "dense", "detr")
 CHANGE_WHEN_INCONCLUSIVE = (
-    "train the heads longer (`probe.epochs`), sweep the learning rate (`probe.lrs`), use a "
+    "train the heads longer (`probe.steps`, `probe.patience`), sweep the learning rate (`probe.lrs`), use a "
     "stronger head (`dense`, `detr`) or a wider one (`probe.width`), or add clips "
     "(`data.synthetic.n_clips` / `data.max_clips`)"
 )
@@ -48,7 +52,8 @@ class Candidate:
     selectivity: float
     selectivity_lo: float
     selectivity_hi: float
-    shuffled_iou: float
+    control_iou: float  # test bbox IoU of the control its selectivity was measured against
+    control: str  # "shuffled" or "prior"
     chance_iou: float
     memory_overhead_vs_merger: float | None
 
@@ -73,7 +78,6 @@ def _candidates(summary: dict[str, Any], names: list[str], map_key: str) -> list
             m = row.get(head)
             if not m or m.get("bbox_iou") is None:
                 continue
-            shuffled = row.get("shuffled", {}).get(head, {})
             out.append(
                 Candidate(
                     name,
@@ -87,7 +91,8 @@ def _candidates(summary: dict[str, Any], names: list[str], map_key: str) -> list
                     _num(m.get("selectivity")),
                     _num(m.get("selectivity_lo")),
                     _num(m.get("selectivity_hi")),
-                    _num(shuffled.get("bbox_iou")),
+                    _num(m.get("control_bbox_iou")),
+                    m.get("selectivity_control", "n/a"),
                     _num(m.get("bbox_iou_chance")),
                     memory,
                 )
@@ -159,11 +164,11 @@ def decide(
         "oracle": f"a head decides only if it reads the oracle point at bbox IoU >= {params.oracle_min_iou}",
         "go": (
             f"lower 95% bound of bbox IoU > {params.go_iou}, of mAP@0.5 ({params.map_kind}) > {params.go_map50} "
-            f"and of selectivity (IoU minus the shuffled control's) > {margin}"
+            f"and of selectivity (IoU minus the stronger of the shuffled control and the data's prior) > {margin}"
         ),
         "no_go": (
             f"for every pre-merge point and gated probe: upper 95% bound of bbox IoU < {params.nogo_iou}, or, "
-            f"where the shuffled control's IoU reaches {params.nogo_iou}, upper bound of selectivity < {margin}; "
+            f"where that control's IoU reaches {params.nogo_iou}, upper bound of selectivity < {margin}; "
             "and a configured real reference encoder clears the GO bar and the margin"
         ),
         "further": f"feature memory vs merger < {params.memory_overhead_max}x; LPIPS < {params.lpips_max} where measured",
@@ -231,7 +236,7 @@ def decide(
     reasons: list[str] = []
 
     def no_go(c: Candidate) -> bool:
-        prior_above = not math.isnan(c.shuffled_iou) and c.shuffled_iou >= params.nogo_iou
+        prior_above = not math.isnan(c.control_iou) and c.control_iou >= params.nogo_iou
         return c.bbox_iou_hi < params.nogo_iou or (prior_above and c.selectivity_hi < margin)
 
     if passing:
@@ -282,7 +287,7 @@ def decide(
             "Investigate: "
             + (
                 f"IoU and mAP@0.5 pass for {prior[0].text()}, but the selectivity's lower bound is not above {margin}: "
-                f"the shuffled control (the prior alone) reads {prior[0].shuffled_iou:.3f}. Also "
+                f"its control ({prior[0].control}) reads {prior[0].control_iou:.3f}. Also "
                 if prior
                 else ""
             )
@@ -296,7 +301,7 @@ def decide(
                 )
             )
             + ") and stronger probes ("
-            + (", ".join(f"`{h}`" for h in stronger) or "all heads already run: a larger `probe.width` or more epochs")
+            + (", ".join(f"`{h}`" for h in stronger) or "all heads already run: a larger `probe.width` or more steps")
             + ")."
         )
     return {

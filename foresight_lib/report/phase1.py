@@ -19,23 +19,27 @@ import zarr
 
 from ..data.splits import split_clips
 from ..features import open_features
+from ..metrics.boxes import FrameBoxes
+from ..metrics.operating import OperatingPoint, asserted
 from ..params import Params
 from ..store import write_json_atomic
 from .decision import benchmark_check, decide
 from .plots import plot_boxes, plot_by_point, plot_cka, plot_curves
-from .selectivity import point_selectivity
 from .similarity import cka_matrices
 from .summary import PRE_MERGE_KINDS, adapter_summary, build_summary
 
 IOU_DEFINITION = (
-    "bbox IoU: per test frame, the detections scoring at least `probe.score_threshold` matched "
-    "one-to-one to the ground-truth boxes (Hungarian on IoU); the matched IoUs summed over all frames, "
-    "divided by the sum over frames of max(objects, asserted boxes): an unmatched object and every "
-    "box beyond the frame's object count score 0, so asserting extra boxes cannot raise it. Chance: "
-    "the same score of random boxes at the asserted count (sizes drawn from the ground-truth boxes, "
-    "placed uniformly, seeded). Selectivity: the point's bbox IoU minus its shuffled control's on the "
-    "same frames, with a paired interval (clips, and seeds where several, resampled jointly). 95% "
-    "intervals: bias-corrected bootstrap over clips with expanded tails."
+    "bbox IoU: per test frame, the detections that count at the head's operating point (those scoring at least a "
+    "threshold of `probe.score_thresholds`, at most k of `probe.max_boxes` per frame, highest first; the pair "
+    "chosen per head and seed on validation bbox IoU, with the training step and the learning rate) matched "
+    "one-to-one to the ground-truth boxes (Hungarian on IoU); the matched IoUs summed over all frames, divided by "
+    "the sum over frames of max(objects, asserted boxes): an unmatched object and every box beyond the frame's "
+    "object count score 0, so asserting extra boxes cannot raise it. Chance: the same score of random boxes at the "
+    "asserted count (sizes drawn from the ground-truth boxes, placed uniformly, seeded). Prior: the best constant "
+    "prediction learnt from train (the mean train box, k copies, k chosen on validation), scored the same way. "
+    "Selectivity: the head's bbox IoU minus its control's on the same frames, the control being the stronger on "
+    "validation of the shuffled control and the prior, with a paired interval (clips, and seeds where several, "
+    "resampled jointly). 95% intervals: bias-corrected bootstrap over clips with expanded tails."
 )
 RANDOM_WARNING = (
     "**Warning: the weights are random** ({weights}). This is the embedded default: every number "
@@ -104,26 +108,33 @@ def _sheet_points(summary: dict[str, Any], params: Params, head: str) -> list[st
 
 
 def _box_sheet(
-    points: list[str], head: str, probes_dir: Path, data_dir: Path, threshold: float, out: Path, n_frames: int = 4
+    points: dict[str, OperatingPoint], head: str, probes_dir: Path, data_dir: Path, out: Path, n_frames: int = 4
 ) -> bool:
+    """Frame 0 of the first test clips with the ground truth and the boxes ``head`` asserts at each point's operating
+    point (``{point: its head's operating point}``, the first seed's)."""
     ann = pd.read_parquet(data_dir / "annotations.parquet")
     clips = pd.read_parquet(data_dir / "clips.parquet")
     frames = zarr.open_array(data_dir / "frames.zarr", mode="r")
     test = split_clips(clips, "test")[:n_frames]
     shown, truth, predicted = {}, {}, {}
-    for name in points:
+    for name, point in points.items():
         path = probes_dir / name / "predictions.parquet"
         if not path.is_file():
             continue
         pred = pd.read_parquet(path)
-        pred = pred[(pred["head"] == head) & (pred["score"] >= threshold)]
+        pred = pred[pred["head"] == head]
+        if "seed" in pred.columns:
+            pred = pred[pred["seed"] == pred["seed"].min()]
         shown[name], truth[name], predicted[name] = [], [], []
         for clip in test:
             shown[name].append(np.asarray(frames[int(clip), 0]))
             gt = ann[(ann["clip"] == clip) & (ann["frame"] == 0)]
             pr = pred[(pred["clip"] == clip) & (pred["frame"] == 0)]
+            boxes = pr[["x", "y", "w", "h"]].to_numpy(np.float64)
+            frame = FrameBoxes("sheet", str(clip), *frames.shape[2:4], np.zeros((0, 4)), boxes, pr["score"].to_numpy())
+            (kept,) = asserted([frame], point)
             truth[name].append(gt[["x", "y", "w", "h"]].to_numpy())
-            predicted[name].append(pr[["x", "y", "w", "h"]].to_numpy())
+            predicted[name].append(kept.pred_boxes)
     if not shown:
         return False
     plot_boxes(shown, truth, predicted, out)
@@ -145,15 +156,6 @@ def build_report(
     reports_dir.mkdir(parents=True, exist_ok=True)
     heads = list(params.probe.heads)
     summary = build_summary(params.points, heads, metrics_dir)
-    for name, row in summary.items():
-        for head, value in point_selectivity(
-            probes_dir / name, metrics_dir / "probe" / f"{name}.json", data_dir, heads, params.probe
-        ).items():
-            if head in row:
-                lo, hi = value.get("selectivity_ci", (None, None))
-                row[head] |= {"selectivity": value.get("selectivity"), "selectivity_lo": lo, "selectivity_hi": hi}
-                if "selectivity_reason" in value:
-                    row[head]["selectivity_reason"] = value["selectivity_reason"]
     recon = {p.stem: json.loads(p.read_text()) for p in sorted((metrics_dir / "recon").glob("*.json"))}
     adapter_rows = {name: adapter_summary(r) for name, r in recon.items()}
     write_json_atomic(
@@ -181,8 +183,12 @@ def build_report(
     )
     _write_curves({**curves, **adapter_curves}, reports_dir / "curves")
     box_head = decision.get("best_pre_merge", {}).get("head", heads[0])  # the head that read the best pre-merge IoU
-    sheet = _sheet_points(summary, params, box_head)
-    if _box_sheet(sheet, box_head, probes_dir, data_dir, params.probe.score_threshold, reports_dir / "boxes.png"):
+    sheet = {
+        name: OperatingPoint(**summary[name][box_head]["operating_points"][0])
+        for name in _sheet_points(summary, params, box_head)
+        if summary[name].get(box_head, {}).get("operating_points")
+    }
+    if _box_sheet(sheet, box_head, probes_dir, data_dir, reports_dir / "boxes.png"):
         figures["boxes"] = "boxes.png"
         decision["boxes_head"] = box_head
     stores = {n: open_features(features_dir / f"{n}.zarr") for n in summary if (features_dir / f"{n}.zarr").exists()}
@@ -235,9 +241,12 @@ def _table_rows(summary: dict[str, Any], heads: list[str], params: Params) -> li
                 "selectivity_ci": [m.get("selectivity_lo"), m.get("selectivity_hi")],
                 "map50": m.get(key),
                 "map50_ci": [m.get(f"{key}_lo"), m.get(f"{key}_hi")],
+                "selectivity_control": m.get("selectivity_control"),
+                "operating_points": m.get("operating_points"),
                 "shuffled_bbox_iou": row.get("shuffled", {}).get(head, {}).get("bbox_iou"),
                 "shuffled_bbox_iou_chance": row.get("shuffled", {}).get(head, {}).get("bbox_iou_chance"),
             }
+        entry["prior"] = row.get("prior")
         entry["temporal"] = row.get("temporal", {})
         entry["memory_overhead_vs_merger"] = row.get("extract", {}).get("memory_overhead_vs_merger")
         rows.append(entry)
@@ -245,13 +254,31 @@ def _table_rows(summary: dict[str, Any], heads: list[str], params: Params) -> li
 
 
 def _iou_cell(m: dict[str, Any]) -> str:
-    """``value [lo, hi] (chance c)``, then ``seeds a / b / c`` where the probe trained several seeds."""
+    """``value [lo, hi] (chance c) @ t, k``: the operating point(s), then ``seeds a / b / c`` where the probe trained
+    several seeds."""
     if not m or m.get("bbox_iou") is None:
         return "n/a"
     cell = f"{_ci(m, 'bbox_iou')} ({_fmt(m.get('bbox_iou_chance'))})"
-    if m.get("seeds"):
+    if m.get("operating_points"):
+        cell += " @ " + " / ".join(f"{p['score_threshold']:g}, {p['max_boxes']}" for p in m["operating_points"])
+    if m.get("seeds") and len(m["seeds"]) > 1:
         cell += "; seeds " + " / ".join(_fmt(v) for v in m["seeds"])
     return cell
+
+
+def _selectivity_cell(m: dict[str, Any]) -> str:
+    """``value [lo, hi] vs control``."""
+    if not m or m.get("selectivity") is None:
+        return "n/a"
+    return f"{_ci(m, 'selectivity')} vs {m.get('selectivity_control', 'n/a')}"
+
+
+def _prior_cell(row: dict[str, Any]) -> str:
+    """The data's prior: ``value [lo, hi] (chance c) x k``."""
+    p = row.get("prior")
+    if not p:
+        return "n/a"
+    return f"{_ci(p, 'bbox_iou')} ({_fmt(p.get('bbox_iou_chance'))}) x {p.get('max_boxes')}"
 
 
 def _times(v: float | None) -> str:
@@ -439,7 +466,8 @@ def render_markdown(decision: dict[str, Any], summary: dict[str, Any], heads: li
         + [f"{h} bbox IoU (chance)" for h in heads]
         + [f"{h} selectivity" for h in heads]
         + [f"{h} mAP@0.5" for h in heads]
-        + ["shuffled IoU (chance)", "direction acc. (chance)", "order acc. (chance)", "memory vs merger"]
+        + ["shuffled IoU (chance)", "prior IoU (chance) x boxes"]
+        + ["direction acc. (chance)", "order acc. (chance)", "memory vs merger"]
     )
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     key = f"map50_{d.map_kind}"
@@ -459,10 +487,11 @@ def render_markdown(decision: dict[str, Any], summary: dict[str, Any], heads: li
             else ""
         )
         cells = [label, str(row.get("weights", "n/a"))]
-        cells += [_iou_cell(row.get(h, {})) for h in heads] + [_ci(row.get(h, {}), "selectivity") for h in heads]
+        cells += [_iou_cell(row.get(h, {})) for h in heads] + [_selectivity_cell(row.get(h, {})) for h in heads]
         cells += [_ci(row.get(h, {}), key) for h in heads]
         cells += [
             shuffled,
+            _prior_cell(row),
             f"{_fmt(t.get('direction_accuracy'))} ({_fmt(t.get('direction_chance'))})",
             f"{_fmt(t.get('order_accuracy'))} ({_fmt(t.get('order_chance'))})",
             _times(row.get("extract", {}).get("memory_overhead_vs_merger")),
@@ -471,9 +500,11 @@ def render_markdown(decision: dict[str, Any], summary: dict[str, Any], heads: li
     lines += [
         "",
         (
-            "bbox IoU cells: value [95% interval] (chance level), then each probe seed's value where several "
-            "seeds were trained. Selectivity: IoU minus the shuffled control's, paired interval; GO needs its "
-            f"lower bound above {d.selectivity_margin}."
+            "bbox IoU cells: value [95% interval] (chance level) @ operating point (score threshold, at most k "
+            "boxes per frame; one per seed), then each probe seed's value where several seeds were trained. "
+            "Selectivity: IoU minus the control's (the stronger on validation of the shuffled control and the "
+            f"data's prior), paired interval; GO needs its lower bound above {d.selectivity_margin}. Prior: the "
+            "mean train box repeated k times (k chosen on validation)."
         ),
     ]
     if decision.get("phase2"):

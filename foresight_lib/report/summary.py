@@ -43,17 +43,30 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def _spatial(m: dict[str, Any]) -> dict[str, Any]:
-    """A head's spatial metrics with their 95% intervals as ``_lo`` / ``_hi``, the bbox IoU's chance level and, when
-    the probe trained several seeds, each seed's bbox IoU (``seeds``)."""
+    """A head's spatial metrics with their 95% intervals as ``_lo`` / ``_hi``, the bbox IoU's chance level, boxes
+    asserted and objects per frame, its selectivity (computed by the probe stage) and the control it was measured
+    against, and, per seed, its bbox IoU (``seeds``, when several) and operating point (``operating_points``)."""
     out: dict[str, Any] = {}
-    for key in SPATIAL_KEYS:
+    for key in (*SPATIAL_KEYS, "selectivity"):
+        if key not in m:
+            continue
         out[key] = m.get(key)
         lo, hi = m.get(f"{key}_ci") or (None, None)
         out[f"{key}_lo"], out[f"{key}_hi"] = lo, hi
-    out["bbox_iou_chance"] = m.get("bbox_iou_chance")
+    for key in ("bbox_iou_chance", "asserted_per_frame", "objects_per_frame", "selectivity_control"):
+        if key in m:
+            out[key] = m[key]
     if "seeds" in m:
         out["seeds"] = seed_ious(m["seeds"])
+        out["operating_points"] = [
+            v["operating_point"] for v in m["seeds"].values() if isinstance(v, dict) and "operating_point" in v
+        ]
     return out
+
+
+def _prior(m: dict[str, Any]) -> dict[str, Any]:
+    """The data's prior (the best constant prediction learnt from train): its spatial metrics and box count."""
+    return {**_spatial(m), "max_boxes": m["operating_point"]["max_boxes"], "val_bbox_iou": m.get("val_bbox_iou")}
 
 
 def seed_ious(seeds: Any) -> list[float | None]:
@@ -79,7 +92,8 @@ def _temporal(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def point_summary(probe: dict[str, Any] | None, extract: dict[str, Any] | None, heads: list[str]) -> dict[str, Any]:
-    """One point's row: per head the spatial metrics, the shuffled control, temporal accuracies, extraction cost."""
+    """One point's row: per head the spatial metrics, the shuffled control, the data's prior (``prior``), temporal
+    accuracies, extraction cost."""
     row: dict[str, Any] = {}
     if probe is not None:
         for head in heads:
@@ -97,6 +111,14 @@ def point_summary(probe: dict[str, Any] | None, extract: dict[str, Any] | None, 
             for head in heads
             if head in shuffled
         }
+        if "prior" in probe:
+            row["prior"] = _prior(probe["prior"])
+        for head in heads:  # the test bbox IoU of the control each head's selectivity was measured against
+            control = row.get(head, {}).get("selectivity_control")
+            if control is not None:
+                row[head]["control_bbox_iou"] = (row["prior"] if control == "prior" else row["shuffled"][head])[
+                    "bbox_iou"
+                ]
         if "temporal" in probe:
             row["temporal"] = _temporal(probe["temporal"])
         if "temporal" in shuffled:
