@@ -358,7 +358,10 @@ def stage(args: argparse.Namespace) -> dict:
     cProfile breakdown of each side at ``probe.threads`` 1 (cProfile sees only the main thread)."""
     probe = yaml.safe_load((ROOT / "params.yaml").read_text())["probe"]
     out = {
-        "settings": {k: probe[k] for k in ("heads", "epochs", "temporal_epochs", "bootstrap", "bootstrap_map")}
+        "settings": {
+            k: probe[k]
+            for k in ("heads", "steps", "val_every", "patience", "temporal_epochs", "bootstrap", "bootstrap_map")
+        }
         | {"lrs": probe["lrs"][:1], "seeds": probe["seeds"][:1], "before": args.before}
     }
     with tempfile.TemporaryDirectory() as tmp_name:

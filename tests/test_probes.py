@@ -325,7 +325,7 @@ def test_decoding_only_the_detections_scoring_at_least_a_threshold_gives_the_ful
     """Selection decodes only the asserted validation boxes each epoch (greedy NMS over a prefix of the ranking):
     exactly the full decode's, including ties (saturated scores of 1.0) and frames with nothing above."""
     with seeded(0):
-        probe = make_probe(head, 8, 3, ProbeParams(max_detections=20)).eval()
+        probe = make_probe(head, 8, 3, ProbeParams(max_detections=20, max_boxes=[1, 20])).eval()
         outputs = {k: v.detach() for k, v in probe(torch.randn(5, 8, 12, 8)).items()}
         if head == "detr":
             outputs["logits"] = torch.randn_like(outputs["logits"]) * 3

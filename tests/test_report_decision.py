@@ -220,3 +220,10 @@ def test_benchmark_check_states_whether_the_shuffled_controls_sit_at_chance():
     check = benchmark_check(prior, POINTS, "something_else")
     assert check["status"] == "above chance" and not check["expected_at_chance"]
     assert check["above_chance"] == ["vit_l7/linear: 0.300 (chance 0.020)"]
+    # A shuffled control that learns the prior's worth (how many boxes, how large; never where) is at chance.
+    prior["vit_l7"]["prior"] = {"bbox_iou": 0.35}
+    assert benchmark_check(prior, POINTS, "synthetic")["status"] == "at chance"
+    prior["vit_l7"]["prior"] = {"bbox_iou": 0.25}
+    assert benchmark_check(prior, POINTS, "synthetic")["above_chance"] == [
+        "vit_l7/linear: 0.300 (chance 0.020, prior 0.250)"
+    ]

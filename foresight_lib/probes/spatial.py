@@ -81,7 +81,7 @@ def _score(
 ) -> Score:
     """A validation :class:`Score`: bbox IoU at the best of ``points``, and that point; NaN for a diverged head."""
     if not _finite(predictions):
-        return Score(float("nan"), loss)
+        return Score(float("nan"), loss, points[0])
     point, iou = choose(frame_boxes(data.truth, predictions), points)
     return Score(iou, loss, point)
 

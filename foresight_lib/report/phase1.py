@@ -440,7 +440,8 @@ def render_markdown(decision: dict[str, Any], summary: dict[str, Any], heads: li
             else "not expected on real data: it measures what the prior gives"
         )
         lines.append(
-            f"- Shuffled controls at chance: {bench['status']} ({where})"
+            f"- Shuffled controls at chance (lower bound at or below the higher of chance and the prior): "
+            f"{bench['status']} ({where})"
             + (f"; above chance: {'; '.join(bench['above_chance'])}" if bench["above_chance"] else "")
         )
     if "lpips" in decision:
