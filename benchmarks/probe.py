@@ -47,7 +47,7 @@ from foresight_lib.features import FeatureStore
 from foresight_lib.features_loader import MemoryBudget
 from foresight_lib.params import ProbeParams, load_params
 from foresight_lib.probes.data import ProbeData
-from foresight_lib.probes.engine import OnePass, Score, TraineeKey, make_trainees, seeded
+from foresight_lib.probes.engine import Budget, OnePass, Score, TraineeKey, make_trainees, seeded
 from foresight_lib.probes.heads import make_probe
 from foresight_lib.probes.truth import GroundTruth
 from foresight_lib.workers import Workers
@@ -92,15 +92,22 @@ def _synthetic(
 
 
 def _one_pass(
-    store: FeatureStore, truth: GroundTruth, params: ProbeParams, keys: list[TraineeKey], device: torch.device
+    store: FeatureStore,
+    truth: GroundTruth,
+    params: ProbeParams,
+    keys: list[TraineeKey],
+    device: torch.device,
+    epochs: int,
 ) -> dict:
     data = ProbeData(store, truth, params.seed, params.batch_size, params.block_clips, device, MemoryBudget(0, 0))
     before = data.loaders["train"].bytes_read
+    per_epoch = -(-len(data.splits["train"]) * data.n_slots // params.batch_size)  # optimiser steps per epoch
+    budget = Budget(epochs * per_epoch, epochs * per_epoch)  # whole epochs, one validation at the end
     trainees = make_trainees(
         keys,
         lambda k: make_probe(k.name, store.channels, len(CATEGORIES), params),
         params.weight_decay,
-        params.epochs,
+        budget.steps,
         device,
     )
 
@@ -118,21 +125,26 @@ def _one_pass(
             lambda ts: [Score(0.0, 0.0)] * len(ts),
             "none",
             workers,
-        ).run(params.epochs, device, "one-pass")
+        ).run(budget, device, "one-pass")
     _sync(device)
     seconds = time.perf_counter() - started
     torch.set_num_threads(threads)
     frames = len(data.splits["train"]) * data.n_slots
     return {
-        "seconds_per_epoch": seconds / params.epochs,
-        "frames_per_s": frames * params.epochs / seconds,
-        "bytes_read_per_epoch": (data.loaders["train"].bytes_read - before) / params.epochs,
+        "seconds_per_epoch": seconds / epochs,
+        "frames_per_s": frames * epochs / seconds,
+        "bytes_read_per_epoch": (data.loaders["train"].bytes_read - before) / epochs,
         "held": data.loaders["train"].residency,
     }
 
 
 def _per_head(
-    store: FeatureStore, truth: GroundTruth, params: ProbeParams, keys: list[TraineeKey], device: torch.device
+    store: FeatureStore,
+    truth: GroundTruth,
+    params: ProbeParams,
+    keys: list[TraineeKey],
+    device: torch.device,
+    epochs: int,
 ) -> dict:
     """The naive way: each trainee alone, the split re-read (float32) and standardised every epoch."""
     data = ProbeData(store, truth, params.seed, params.batch_size, params.block_clips, device, MemoryBudget(0, 0))
@@ -143,7 +155,7 @@ def _per_head(
         with seeded(key.seed):
             model = make_probe(key.name, store.channels, len(CATEGORIES), params).to(device)
         optimiser = torch.optim.AdamW(model.parameters(), lr=key.lr, weight_decay=params.weight_decay)
-        for epoch in range(params.epochs):
+        for epoch in range(epochs):
             rng = np.random.default_rng([params.seed, epoch])
             clips = rng.permutation(train)
             for start in range(0, len(clips), params.block_clips):
@@ -165,9 +177,9 @@ def _per_head(
     seconds = time.perf_counter() - started
     frames = len(train) * data.n_slots
     return {
-        "seconds_per_epoch": seconds / params.epochs,
-        "frames_per_s": frames * params.epochs / seconds,
-        "bytes_read_per_epoch": bytes_read / params.epochs,
+        "seconds_per_epoch": seconds / epochs,
+        "frames_per_s": frames * epochs / seconds,
+        "bytes_read_per_epoch": bytes_read / epochs,
         "held": "re-read per trainee",
     }
 
@@ -181,7 +193,6 @@ def wide(args: argparse.Namespace, device: torch.device) -> dict:
     params = ProbeParams(
         heads=args.heads,
         lrs=args.lrs,
-        epochs=args.epochs,
         width=args.width,
         batch_size=args.batch_size,
         block_clips=args.block_clips,
@@ -192,7 +203,8 @@ def wide(args: argparse.Namespace, device: torch.device) -> dict:
         for name, (channels, gh, gw, stride) in WIDE.items():
             store, truth = _synthetic(Path(tmp), name, channels, gh, gw, stride, args.clips, args.slots)
             split_bytes = (args.clips - 2) * args.slots * gh * gw * channels * 2
-            one, naive = _one_pass(store, truth, params, keys, device), _per_head(store, truth, params, keys, device)
+            one = _one_pass(store, truth, params, keys, device, args.epochs)
+            naive = _per_head(store, truth, params, keys, device, args.epochs)
             out[name] = {
                 "trainees": len(keys),
                 "train_split_bytes": split_bytes,
@@ -347,7 +359,10 @@ def stage(args: argparse.Namespace) -> dict:
     cProfile breakdown of each side at ``probe.threads`` 1 (cProfile sees only the main thread)."""
     probe = yaml.safe_load((ROOT / "params.yaml").read_text())["probe"]
     out = {
-        "settings": {k: probe[k] for k in ("heads", "epochs", "temporal_epochs", "bootstrap", "bootstrap_map")}
+        "settings": {
+            k: probe[k]
+            for k in ("heads", "steps", "val_every", "patience", "temporal_epochs", "bootstrap", "bootstrap_map")
+        }
         | {"lrs": probe["lrs"][:1], "seeds": probe["seeds"][:1], "before": args.before}
     }
     with tempfile.TemporaryDirectory() as tmp_name:

@@ -32,9 +32,11 @@ Widths come from ``config.json`` of each local checkpoint (no weight is read), t
 - Probing: ESTIMATED (no GPU rate is measured): every head's forward FLOPs counted on the real head at
   the point's grid and width (``torch.utils.flop_counter``), x3 for forward+backward, at the assumed
   ``probe_gpu_achieved_tflops``; per point ``heads x 2 x lrs x seeds`` trainings (features and the shuffled
-  control, every learning rate and init seed of the one-pass engine), each ``probe.epochs`` passes over the train slots (forward+backward) and the val slots (forward), then
-  one forward over the test slots per seed (the selected learning rate); plus one host-to-GPU read of the train
-  and val features per epoch, shared by every training.
+  control, every learning rate and init seed of the one-pass engine), each the full budget: ``probe.steps`` optimiser
+  steps of ``probe.batch_size`` slots (forward+backward) and a forward over the val slots every ``probe.val_every``
+  steps (an upper bound: early stopping ends sooner), then one forward over the test slots per seed (the selected
+  learning rate); plus one host-to-GPU read of every train slot stepped on and of the val slots at each validation,
+  shared by every training.
   Temporal heads, decoding, COCOeval and the bootstrap (CPU) are not counted.
 - Latents, adapters and decoding: ESTIMATED (no rate is measured) the same way, FLOPs at the assumed
   ``probe_gpu_achieved_tflops``: the LTX-Video VAE's encode (``latents``, every clip) and decode (the ceiling and
@@ -472,13 +474,15 @@ def _probe_hours(
 ) -> tuple[float, float]:
     """Estimated H100 hours of one point's probe stage, and its FLOPs (module docstring)."""
     slots = {s: n * grid[0] for s, n in n_split.items()}
+    trained = params.probe.steps * params.probe.batch_size  # slots stepped on (forward + backward)
+    validations = math.ceil(params.probe.steps / params.probe.val_every)
     flops = 0.0
     for head in params.probe.heads:
         fwd = head_forward_flops(head, grid[1:], channels, params.probe)  # per slot
         sweep = len(params.probe.lrs) * len(params.probe.seeds)  # trained side by side in one pass
-        per_training = params.probe.epochs * (3 * fwd * slots["train"] + fwd * slots["val"])
+        per_training = 3 * fwd * trained + fwd * validations * slots["val"]
         flops += 2 * (sweep * per_training + len(params.probe.seeds) * fwd * slots["test"])  # features + control
-    read = params.probe.epochs * (slots["train"] + slots["val"]) * grid[1] * grid[2] * channels
+    read = (trained + validations * slots["val"]) * grid[1] * grid[2] * channels
     read *= np.dtype(params.extract.dtype).itemsize / (rates["host_to_gpu_gb_per_s"]["value"] * GB)
     return (flops / (rates["probe_gpu_achieved_tflops"]["value"] * 1e12) + read) / 3600, flops
 

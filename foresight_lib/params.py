@@ -39,7 +39,7 @@ class _Section(BaseModel):
 
 # --------------------------------------------------------------------------------------- data
 class SyntheticParams(_Section):
-    n_clips: int = Field(48, ge=3, description="clips generated (split into train/val/test)")
+    n_clips: int = Field(64, ge=3, description="clips generated (split into train/val/test)")
     min_objects: int = Field(1, ge=1, le=3)
     max_objects: int = Field(3, ge=1, le=3)
     occlusion_prob: float = Field(0.3, ge=0.0, le=1.0, description="chance a clip has a foreground occluder")
@@ -235,22 +235,47 @@ class ProbeParams(_Section):
     heads: list[Literal["linear", "mlp", "dense", "detr"]] = Field(
         ["linear", "dense"], min_length=1, description="spatial heads, each also run on the shuffled control"
     )
-    epochs: int = Field(10, ge=1, le=10000, description="training epochs of every spatial head")
+    steps: int = Field(
+        800,
+        ge=1,
+        le=10_000_000,
+        description="optimiser steps budget of every spatial head (cosine decay over it), whatever the clip count",
+    )
+    val_every: int = Field(
+        50, ge=1, le=1_000_000, description="spatial heads: validate (and keep the best weights) every this many steps"
+    )
+    patience: int = Field(
+        4,
+        ge=0,
+        le=100_000,
+        description="spatial heads: a trainee stops after this many validations without a better score (0: never)",
+    )
     temporal_epochs: int = Field(30, ge=1, le=10000, description="training epochs of the temporal heads")
     lrs: list[float] = Field(
         [1e-2],
         min_length=1,
         max_length=20,
         description=(
-            "AdamW peak learning rates (cosine decay over the epochs), each trained; selected per head on validation"
+            "AdamW peak learning rates (cosine decay over the steps), each trained; selected per head on validation"
         ),
     )
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
     batch_size: int = Field(8, ge=1, le=4096, description="samples (clip, slot) or pairs per optimiser step")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else the CPU")
     width: int = Field(32, ge=4, le=4096, description="hidden width of the mlp, dense, detr and temporal heads")
-    score_threshold: float = Field(
-        0.5, gt=0.0, le=1.0, description="bbox IoU counts the detections scoring at least this"
+    score_thresholds: list[float] = Field(
+        [0.3, 0.5, 0.7, 0.85, 0.95, 0.98],
+        min_length=1,
+        max_length=50,
+        description="operating-point grid: bbox IoU counts the detections scoring at least one of these, chosen per "
+        "trainee on validation",
+    )
+    max_boxes: list[int] = Field(
+        [1, 2, 3, 4, 6, 100],
+        min_length=1,
+        max_length=50,
+        description="operating-point grid: at most this many counted boxes per frame (highest scores), chosen per "
+        "trainee on validation with the threshold; also the prior's box count",
     )
     min_score: float = Field(
         0.05, ge=0.0, le=1.0, description="decoded detections below this score are dropped (mAP floor)"
@@ -326,10 +351,38 @@ class ProbeParams(_Section):
             raise ValueError("must be a multiple of 4 (detr's 4 attention heads and its 2-D sine encoding)")
         return v
 
+    @field_validator("score_thresholds")
+    @classmethod
+    def _thresholds(cls, v: list[float]) -> list[float]:
+        bad = [x for x in v if not 0.0 < x <= 1.0]
+        if bad:
+            raise ValueError(f"every score threshold must be in (0, 1] (got {bad[0]})")
+        if len(set(v)) != len(v):
+            raise ValueError(f"score thresholds must not repeat (got {v})")
+        return v
+
+    @field_validator("max_boxes")
+    @classmethod
+    def _max_boxes(cls, v: list[int]) -> list[int]:
+        bad = [x for x in v if x < 1]
+        if bad:
+            raise ValueError(f"every box count must be >= 1 (got {bad[0]})")
+        if len(set(v)) != len(v):
+            raise ValueError(f"box counts must not repeat (got {v})")
+        return v
+
     @model_validator(mode="after")
     def _scores(self) -> ProbeParams:
-        if self.min_score > self.score_threshold:
-            raise ValueError(f"min_score ({self.min_score}) must be <= score_threshold ({self.score_threshold})")
+        if self.min_score > min(self.score_thresholds):
+            raise ValueError(
+                f"min_score ({self.min_score}) must be <= every score_thresholds entry (got {min(self.score_thresholds)})"
+            )
+        if max(self.max_boxes) > self.max_detections:
+            raise ValueError(
+                f"max_boxes entries must be <= max_detections ({self.max_detections}; got {max(self.max_boxes)})"
+            )
+        if self.val_every > self.steps:
+            raise ValueError(f"val_every ({self.val_every}) must be <= steps ({self.steps})")
         return self
 
 

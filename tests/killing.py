@@ -36,7 +36,14 @@ PROFILE = {  # small enough for CI, big enough that every kill point lands insid
     "data": {"height": 224, "width": 224, "n_frames": 9, "synthetic": {"n_clips": 6}},
     "extract": {"batch_frames": 9},
     "points": {"vit_l1": {"kind": "vit_block", "layer": 1}},
-    "probe": {"heads": ["linear"], "epochs": 3, "temporal_epochs": 2, "bootstrap": 10, "bootstrap_map": 0},
+    "probe": {
+        "heads": ["linear"],
+        "steps": 15,
+        "val_every": 5,
+        "temporal_epochs": 2,
+        "bootstrap": 10,
+        "bootstrap_map": 0,
+    },
     "ltx": {"device": "cpu"},
     "adapter": {"train": {"epochs": 4, "device": "cpu"}, "single": {"a": {"point": "vit_l1", "hidden": 16}}},
 }

@@ -16,10 +16,11 @@ from foresight_lib.metrics.bootstrap import (
 )
 from foresight_lib.metrics.boxes import FrameBoxes, bbox_iou
 from foresight_lib.metrics.coco import CocoEvaluation
-from foresight_lib.metrics.detection import asserted, iou_statistic, selectivity
+from foresight_lib.metrics.detection import iou_statistic, selectivity
+from foresight_lib.metrics.operating import OperatingPoint, asserted
 from foresight_lib.params import DecisionParams
 
-SCORE_THRESHOLD = 0.5
+SCORE_THRESHOLD = OperatingPoint(0.5, 100)  # the detections scoring at least 0.5 count
 
 
 def sample_clips(rng: np.random.Generator, n_clips: int, offset_sd: float, n_frames: int = 2) -> list[FrameBoxes]:

@@ -38,6 +38,16 @@ def test_repository_params_file_is_valid():
         ({"points": {"p": {"kind": "merger", "order": "naive"}}}, ["points.p.order: unknown key"]),
         ({"decision": {"selectivity_margin": -0.1}}, ["decision.selectivity_margin", "greater than or equal to 0"]),
         ({"decision": {"oracle_min_iou": 1.5}}, ["decision.oracle_min_iou", "less than or equal to 1"]),
+        ({"probe": {"steps": 0}}, ["probe.steps", "greater than or equal to 1"]),
+        ({"probe": {"steps": 10, "val_every": 20}}, ["probe", "val_every (20) must be <= steps (10)"]),
+        ({"probe": {"patience": -1}}, ["probe.patience", "greater than or equal to 0"]),
+        ({"probe": {"score_thresholds": [0.5, 1.5]}}, ["probe.score_thresholds", "in (0, 1]", "1.5"]),
+        ({"probe": {"score_thresholds": []}}, ["probe.score_thresholds", "at least 1"]),
+        ({"probe": {"score_thresholds": [0.01]}}, ["probe", "min_score (0.05) must be <= every score_thresholds"]),
+        ({"probe": {"max_boxes": [0, 2]}}, ["probe.max_boxes", "must be >= 1"]),
+        ({"probe": {"max_boxes": [2, 2]}}, ["probe.max_boxes", "must not repeat"]),
+        ({"probe": {"max_boxes": [200]}}, ["probe", "max_boxes entries must be <= max_detections (100"]),
+        ({"probe": {"epochs": 10}}, ["probe.epochs: unknown key", "steps"]),
     ],
 )
 def test_bad_params_name_the_key_and_what_is_allowed(raw, expected):

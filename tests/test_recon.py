@@ -19,6 +19,7 @@ from foresight_lib.extract.points import pixels_extractor
 from foresight_lib.extract.writer import write_point
 from foresight_lib.features import open_features
 from foresight_lib.metrics.cka import linear_cka
+from foresight_lib.metrics.operating import OperatingPoint
 from foresight_lib.params import EvalParams, Phase2Criteria, PixelsPoint, ProbeParams
 from foresight_lib.probes.detector import save_probe
 from foresight_lib.probes.heads import make_probe
@@ -59,7 +60,7 @@ def saturation_detector(frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray
     return out
 
 
-saturation_detector.score_threshold = 0.5
+saturation_detector.operating_point = OperatingPoint(0.5, 100)
 
 
 @pytest.mark.filterwarnings("ignore:.*(pretrained|weights).*:UserWarning")
@@ -209,6 +210,7 @@ def test_recon_stages_put_the_adapter_beside_the_ceiling(tmp_path, monkeypatch, 
         tmp_path / "probes" / "px" / "heads",
         "linear",
         head,
+        OperatingPoint(0.5, 100),
         4,
         np.zeros(768, np.float32),
         np.ones(768, np.float32),

@@ -1,13 +1,9 @@
 """The Phase 1 decision on hand-made summaries: every branch, and the interval bounds it reads."""
 
-import json
-
-import pandas as pd
 import pytest
 
 from foresight_lib.params import parse_params
 from foresight_lib.report.decision import benchmark_check, decide
-from foresight_lib.report.selectivity import point_selectivity
 from foresight_lib.report.summary import adapter_summary, point_order
 
 POINTS = parse_params(
@@ -45,9 +41,11 @@ def head(iou, lo, hi, m, mlo, mhi, sel=None):
     }
 
 
-def summary(vit_l7, vit_l31=None, dino=None, memory=1.43, oracle=0.95, shuffled=0.0, points=POINTS):
+def summary(vit_l7, vit_l31=None, dino=None, memory=1.43, oracle=0.95, shuffled=0.0, points=POINTS, control="shuffled"):
+    """Rows of every point; ``vit_l7``'s selectivity was measured against ``control``, which reads ``shuffled``."""
     s = {name: {} for name in points}
     shuffled_row = {"linear": {"bbox_iou": shuffled, "bbox_iou_lo": shuffled, "bbox_iou_chance": 0.02}}
+    vit_l7 = {**vit_l7, "control_bbox_iou": shuffled, "selectivity_control": control}
     s["vit_l7"] = {"linear": vit_l7, "shuffled": shuffled_row, "extract": {"memory_overhead_vs_merger": memory}}
     if vit_l31:
         s["vit_l31"] = {"linear": vit_l31, "shuffled": shuffled_row, "extract": {"memory_overhead_vs_merger": memory}}
@@ -164,7 +162,7 @@ def test_inconclusive_when_the_oracle_is_not_read_or_missing():
     good = head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4)
     d = decide(summary(good, oracle=0.6), POINTS, DECISION, {}, ["linear"])
     assert d["decision"] == "INCONCLUSIVE" and "0.600" in d["branch"] and "0.85" in d["branch"]
-    assert "probe.epochs" in d["branch"] and d["oracle"]["status"] == "fail"
+    assert "probe.steps" in d["branch"] and d["oracle"]["status"] == "fail"
     no_oracle = {n: p for n, p in POINTS.items() if n != "oracle"}
     d = decide(summary(good, points=no_oracle), no_oracle, DECISION, {}, ["linear"])
     assert d["decision"] == "INCONCLUSIVE" and "kind: oracle" in d["branch"] and d["oracle"]["status"] == "missing"
@@ -179,7 +177,10 @@ def test_the_prior_alone_clearing_the_iou_bar_is_not_go():
     # IoU and mAP clear the GO bar, but the shuffled control reads 0.5: the features add 0.05 [-0.05, 0.15].
     prior = head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4, sel=(0.05, -0.05, 0.15))
     d = decide(summary(prior, shuffled=0.5), POINTS, DECISION, {}, ["linear"])
-    assert d["decision"] == "INVESTIGATE" and "prior alone" in d["branch"]
+    assert d["decision"] == "INVESTIGATE" and "its control (shuffled) reads 0.500" in d["branch"]
+    d = decide(summary(prior, shuffled=0.5, control="prior"), POINTS, DECISION, {}, ["linear"])
+    assert d["decision"] == "INVESTIGATE" and "its control (prior) reads 0.500" in d["branch"]
+    assert d["deciding"]["control"] == "prior"
     # The selectivity's upper bound below the margin where the prior sits above the NO-GO bar: NO-GO.
     nothing = head(0.52, 0.45, 0.6, 0.3, 0.2, 0.4, sel=(0.01, -0.05, 0.07))
     d = decide(summary(nothing, shuffled=0.5), POINTS, DECISION, {}, ["linear"])
@@ -211,44 +212,6 @@ def test_no_go_needs_a_configured_real_reference_to_see_space():
     assert d["decision"] == "NO-GO" and "`dino`" in d["branch"]
 
 
-# ------------------------------------------------------------------------ selectivity from the predictions
-def _write_point(tmp_path, rows, seeds=None):
-    """A point's predictions, metrics and the frames stage's tables: 4 test clips, 2 slots, one 40 px box each."""
-    data, point = tmp_path / "data", tmp_path / "probes" / "p"
-    data.mkdir(parents=True)
-    point.mkdir(parents=True)
-    pd.DataFrame({"clip": range(6), "split": ["train", "val"] + ["test"] * 4}).to_parquet(data / "clips.parquet")
-    ann = [(c, f, 10.0 * c, 20.0, 40.0, 40.0, 1) for c in range(6) for f in (0, 1)]
-    pd.DataFrame(ann, columns=["clip", "frame", "x", "y", "w", "h", "category_id"]).to_parquet(
-        data / "annotations.parquet"
-    )
-    cols = ["clip", "frame", "head", "x", "y", "w", "h", "score", "label"] + (["seed"] if seeds else [])
-    pd.DataFrame(rows, columns=cols).to_parquet(point / "predictions.parquet")
-    metrics = tmp_path / "p.json"
-    metrics.write_text(json.dumps({"point": {"slot_frames": [[0], [1]], "stride": 14, "grid": [2, 16, 16]}}))
-    return point, metrics, data
-
-
-def test_selectivity_is_recomputed_from_the_test_predictions(tmp_path):
-    hit = [(c, f, "linear", 10.0 * c, 20.0, 40.0, 40.0, 0.9, 1) for c in range(2, 6) for f in (0, 1)]
-    half = [(c, f, "shuffled/linear", 10.0 * c + 20, 20.0, 40.0, 40.0, 0.9, 1) for c in range(2, 6) for f in (0, 1)]
-    low = [(2, 0, "linear", 0.0, 0.0, 5.0, 5.0, 0.2, 1)]  # below probe.score_threshold: not asserted
-    point, metrics, data = _write_point(tmp_path, hit + half + low)
-    params = parse_params({"probe": {"bootstrap": 200}}).probe
-    out = point_selectivity(point, metrics, data, ["linear", "dense"], params)
-    assert out["linear"]["selectivity"] == pytest.approx(1.0 - 20 * 40 / (60 * 40))  # IoU 1 minus IoU 1/3
-    lo, hi = out["linear"]["selectivity_ci"]
-    assert lo == pytest.approx(out["linear"]["selectivity"]) and hi == pytest.approx(lo)  # every clip alike
-    assert out["dense"]["selectivity"] == 0.0  # neither the head nor its control asserted anything
-    assert point_selectivity(tmp_path / "none", metrics, data, ["linear"], params) == {}
-    # A seed column pairs point and control seed by seed and averages the seeds.
-    # seed 1: the head reads the prior's box, as its control does (selectivity 0).
-    seeded = [(*r, 0) for r in hit + half] + [(*r[:2], "linear", *r[3:], 1) for r in half] + [(*r, 1) for r in half]
-    point, metrics, data = _write_point(tmp_path / "s", seeded, seeds=True)
-    out = point_selectivity(point, metrics, data, ["linear"], params)
-    assert out["linear"]["selectivity"] == pytest.approx((1.0 - 1 / 3) / 2)
-
-
 def test_benchmark_check_states_whether_the_shuffled_controls_sit_at_chance():
     at_chance = summary(head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4), shuffled=0.01)  # lower bound 0.01 <= chance 0.02
     check = benchmark_check(at_chance, POINTS, "synthetic")
@@ -257,6 +220,13 @@ def test_benchmark_check_states_whether_the_shuffled_controls_sit_at_chance():
     check = benchmark_check(prior, POINTS, "something_else")
     assert check["status"] == "above chance" and not check["expected_at_chance"]
     assert check["above_chance"] == ["vit_l7/linear: 0.300 (chance 0.020)"]
+    # A shuffled control that learns the prior's worth (how many boxes, how large; never where) is at chance.
+    prior["vit_l7"]["prior"] = {"bbox_iou": 0.35}
+    assert benchmark_check(prior, POINTS, "synthetic")["status"] == "at chance"
+    prior["vit_l7"]["prior"] = {"bbox_iou": 0.25}
+    assert benchmark_check(prior, POINTS, "synthetic")["above_chance"] == [
+        "vit_l7/linear: 0.300 (chance 0.020, prior 0.250)"
+    ]
 
 
 def test_too_few_test_clips_is_inconclusive():

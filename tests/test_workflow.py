@@ -178,7 +178,7 @@ def test_the_dvc_workflow(repo: Path) -> None:
     _run(repo, "git", "add", "-A")
     _run(repo, "git", "commit", "-qm", "vit_l7 -> layer 3")
 
-    ran = _ran(_run(repo, "dvc", "exp", "run", "-n", "more-epochs", "-S", "probe.epochs=2"))
+    ran = _ran(_run(repo, "dvc", "exp", "run", "-n", "more-steps", "-S", "probe.steps=6"))
     assert {f"probe@{p}" for p in ("oracle", "pixels", "vit_embed", "vit_l7", "merger")} <= ran and "report" in ran
     assert not any(s.startswith(("extract@", "frames", "latents")) for s in ran), ran
-    assert "more-epochs" in _run(repo, "dvc", "exp", "show", "--csv")
+    assert "more-steps" in _run(repo, "dvc", "exp", "show", "--csv")

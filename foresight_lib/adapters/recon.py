@@ -26,6 +26,7 @@ from ..metrics.boxes import FrameBoxes
 from ..metrics.cka import debiased_linear_cka, linear_cka
 from ..metrics.detection import detection_metrics
 from ..metrics.image import Lpips, lpips_available, psnr, ssim
+from ..metrics.operating import OperatingPoint
 from ..params import EvalParams, Phase2Criteria
 from ..progress import progress_bar
 from .resample import GridSpec, LatentSpec, pool_to_latent_grid
@@ -35,9 +36,10 @@ Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes xywh [M, 4], sco
 
 class Detector(Protocol):
     """uint8 frames ``[N, H, W, 3]`` -> one ``(boxes, scores, category ids)`` per frame, all its detections;
-    bbox IoU counts those scoring at least ``score_threshold`` (e.g. :class:`..probes.detector.ProbeDetector`)."""
+    bbox IoU counts those kept at its ``operating_point`` (e.g. :class:`..probes.detector.ProbeDetector`: the point
+    its probe chose on validation)."""
 
-    score_threshold: float
+    operating_point: OperatingPoint
 
     def __call__(self, frames: np.ndarray) -> list[Detections]: ...
 
@@ -79,7 +81,7 @@ def _detection_report(boxes: list[FrameBoxes], params: EvalParams, detector: Det
     """:func:`..metrics.detection.detection_metrics` (the probes' own definition) of the detector's boxes."""
     if not any(len(f.gt_boxes) for f in boxes):
         return {"reason": "the clips hold no ground-truth box"}
-    return detection_metrics(boxes, detector.score_threshold, params.bootstrap, params.bootstrap_map, params.seed)
+    return detection_metrics(boxes, detector.operating_point, params.bootstrap, params.bootstrap_map, params.seed)
 
 
 def evaluate_decoded(

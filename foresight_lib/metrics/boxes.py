@@ -95,7 +95,12 @@ def match_boxes(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarra
     Returns ``(gt_idx [P], pred_idx [P], ious [P])`` with ``P = min(N, M)`` pairs (Hungarian,
     scipy's ``linear_sum_assignment``); a pair may have IoU 0.
     """
-    ious = iou_matrix(gt, pred)  # [N, M]
+    return match_ious(iou_matrix(gt, pred))
+
+
+def match_ious(ious: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`match_boxes` from the IoU matrix ``[N, M]`` of ground truth and predictions: ``(gt_idx [P], pred_idx
+    [P], ious [P])``, ``P = min(N, M)``."""
     gt_idx, pred_idx = linear_sum_assignment(ious, maximize=True)
     return gt_idx, pred_idx, ious[gt_idx, pred_idx]
 

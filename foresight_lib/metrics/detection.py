@@ -1,9 +1,9 @@
 """The one evaluation of detections against ground truth, shared by every probe and the decoded-video check.
 
 Given every frame's ground truth and *all* its detections (with scores):
-- ``bbox_iou``: the detections scoring at least ``score_threshold`` matched one-to-one to the ground truth
-  (Hungarian on IoU); matched IoUs summed over frames, divided by the summed ``max(objects, asserted)`` per
-  frame (:func:`~foresight_lib.metrics.boxes.bbox_iou`: extra boxes cannot raise it);
+- ``bbox_iou``: the detections that count at the detector's operating point (:mod:`.operating`, the one rule)
+  matched one-to-one to the ground truth (Hungarian on IoU); matched IoUs summed over frames, divided by the summed
+  ``max(objects, asserted)`` per frame (:func:`~foresight_lib.metrics.boxes.bbox_iou`: extra boxes cannot raise it);
   ``bbox_iou_chance``: the same of random boxes at the asserted count (:func:`~.boxes.chance_iou`);
 - ``best_box_iou``: on frames with exactly one object, the IoU of the single highest-scoring detection;
 - ``map50_*`` / ``map_*``: COCO AP@0.5 and AP@[.5:.95] over all detections (COCOeval's, :mod:`.coco`),
@@ -11,13 +11,12 @@ Given every frame's ground truth and *all* its detections (with scores):
 each with a 95% bootstrap interval over clips (``*_ci``, :mod:`.bootstrap`), within [0, 1]; the IoU intervals
 resample the clips that hold ground truth.
 
-:func:`selectivity`: a point's bbox IoU minus its shuffled control's on the same frames, with a paired interval.
+:func:`selectivity`: a point's bbox IoU minus a control's on the same frames, with a paired interval.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -34,24 +33,9 @@ from .bootstrap import (
 )
 from .boxes import BboxIouResult, FrameBoxes, bbox_iou, chance_iou
 from .coco import CocoEvaluation
+from .operating import OperatingPoint, asserted
 
 NAN_CI = (float("nan"), float("nan"))
-
-
-def asserted(frames: Sequence[FrameBoxes], score_threshold: float) -> list[FrameBoxes]:
-    """The frames with only the detections scoring at least ``score_threshold``."""
-    out = []
-    for f in frames:
-        keep = f.pred_scores >= score_threshold  # [M]
-        out.append(
-            replace(
-                f,
-                pred_boxes=f.pred_boxes[keep],
-                pred_scores=f.pred_scores[keep],
-                pred_labels=None if f.pred_labels is None else f.pred_labels[keep],
-            )
-        )
-    return out
 
 
 def _maps(frames: Sequence[FrameBoxes], class_aware: bool, n_resamples: int, seed: int) -> dict[str, Any]:
@@ -80,14 +64,19 @@ def _maps(frames: Sequence[FrameBoxes], class_aware: bool, n_resamples: int, see
 
 
 def detection_metrics(
-    frames: Sequence[FrameBoxes], score_threshold: float, n_resamples: int, n_resamples_map: int, seed: int
+    frames: Sequence[FrameBoxes],
+    points: OperatingPoint | Sequence[OperatingPoint],
+    n_resamples: int,
+    n_resamples_map: int,
+    seed: int,
 ) -> dict[str, Any]:
-    """bbox IoU with its chance level, best-box IoU and mAP (both flavours) of ``frames`` (all detections), with 95%
+    """bbox IoU with its chance level (both of the detections that count at ``points``: one operating point, or one
+    per frame), best-box IoU and mAP (both flavours, all detections) of ``frames`` (all detections), with 95%
     intervals; the chance level's random boxes are seeded by ``seed``.
 
     Class-aware mAP is computed when every frame carries labels. Raises ValueError without any ground truth.
     """
-    kept = asserted(frames, score_threshold)
+    kept = asserted(frames, points)
     iou, best = bbox_iou(kept), bbox_iou(frames)  # bbox IoU of asserted detections; best-box IoU of all
     out: dict[str, Any] = {
         "bbox_iou": iou.mean_iou,
@@ -116,6 +105,7 @@ def detection_metrics(
         "n_single_object_frames": len(best.best_box_ious),
         "detections_per_frame": float(np.mean([len(f.pred_boxes) for f in frames])),
         "asserted_per_frame": float(np.mean([len(f.pred_boxes) for f in kept])),
+        "objects_per_frame": float(np.mean([len(f.gt_boxes) for f in frames])),
     }
     return out
 
@@ -127,13 +117,16 @@ def iou_statistic(result: BboxIouResult) -> Callable[[list[str]], float]:
 
 
 def seeds_bbox_iou(
-    frames_by_seed: Sequence[Sequence[FrameBoxes]], score_threshold: float, n_resamples: int, seed: int
+    frames_by_seed: Sequence[Sequence[FrameBoxes]],
+    points_by_seed: Sequence[OperatingPoint],
+    n_resamples: int,
+    seed: int,
 ) -> SeedsEstimate:
-    """bbox IoU of the detections scoring at least ``score_threshold``, averaged over probe seeds
+    """bbox IoU of the detections that count at each seed's operating point, averaged over probe seeds
     (``frames_by_seed[s]``: seed ``s``'s frames, the same frames for every seed), its interval over clips and
-    seeds and its per-clip SD (:func:`.bootstrap.bootstrap_clips_seeds`). One seed gives
-    :func:`detection_metrics`' bbox IoU and interval."""
-    results = [bbox_iou(asserted(frames, score_threshold)) for frames in frames_by_seed]
+    seeds and its per-clip SD (:func:`.bootstrap.bootstrap_clips_seeds`). One seed gives :func:`detection_metrics`'
+    bbox IoU and interval."""
+    results = [bbox_iou(asserted(frames, p)) for frames, p in zip(frames_by_seed, points_by_seed, strict=True)]
     return bootstrap_clips_seeds(
         np.unique(results[0].object_clip_ids), [iou_statistic(r) for r in results], n_resamples, seed, support=UNIT
     )
@@ -142,7 +135,7 @@ def seeds_bbox_iou(
 def selectivity(
     points: Sequence[BboxIouResult], controls: Sequence[BboxIouResult], n_resamples: int, seed: int, level: float = 0.95
 ) -> dict[str, Any]:
-    """What a point's features add over the prior: its bbox IoU minus its shuffled control's, on the same frames.
+    """What a point's features add over a control: its bbox IoU minus the control's, on the same frames.
 
     ``points[s]`` and ``controls[s]`` are probe seed ``s``'s results (one entry per seed, paired by seed). Returns
     ``{"selectivity": mean over seeds of (point - control), "selectivity_ci": (low, high), "selectivity_clip_sd"}``:

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import ForesightError
 from ..extract.pixels import pixel_patches
 from ..features_loader import Standardiser
+from ..metrics.operating import OperatingPoint
 from ..params import ProbeParams
 from .base import Detections, SpatialProbe
 from .heads import make_probe
@@ -28,6 +29,7 @@ def save_probe(
     directory: str | Path,
     head: str,
     probe: SpatialProbe,
+    point: OperatingPoint,
     n_classes: int,
     mean: np.ndarray,
     std: np.ndarray,
@@ -36,8 +38,8 @@ def save_probe(
     dtype: str,
     params: ProbeParams,
 ) -> None:
-    """Write a trained head with what it needs to run again: input statistics, stride, point definition and the
-    storage dtype of the features it was trained on."""
+    """Write a trained head with what it needs to run again: its operating point (chosen on validation), input
+    statistics, stride, point definition and the storage dtype of the features it was trained on."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_file(
@@ -45,6 +47,7 @@ def save_probe(
     )
     config = {
         "head": head,
+        "operating_point": point.as_dict(),
         "channels": int(mean.shape[0]),
         "n_classes": n_classes,
         "stride": stride,
@@ -59,7 +62,7 @@ def save_probe(
 
 class ProbeDetector:
     """Boxes on uint8 frames ``[N, H, W, 3]`` from a saved ``pixels``-point probe: per frame ``(boxes xywh px [M, 4],
-    scores [M], category ids [M])``, every decoded detection (bbox IoU counts those >= ``score_threshold``)."""
+    scores [M], category ids [M])``, every decoded detection (bbox IoU counts those kept at ``operating_point``)."""
 
     def __init__(self, directory: str | Path, head: str) -> None:
         directory = Path(directory)
@@ -75,7 +78,7 @@ class ProbeDetector:
         self.patch = int(config["definition"]["patch"])
         self.stride = int(config["stride"])
         self.params = ProbeParams(**config["params"])
-        self.score_threshold = self.params.score_threshold
+        self.operating_point = OperatingPoint(**config["operating_point"])
         self.probe = make_probe(head, config["channels"], config["n_classes"], self.params)
         self.probe.load_state_dict(load_file(weights_path))
         self.probe.eval()

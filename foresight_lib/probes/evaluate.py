@@ -1,9 +1,10 @@
 """Spatial predictions and their metrics (every number from :mod:`foresight_lib.metrics`).
 
-Which detections count:
-- ``bbox_iou`` (also reported on the validation split as ``val_bbox_iou``, the score that selects epoch and
-  learning rate) uses only the detections scoring at least ``probe.score_threshold``, through the project's
-  one definition (:func:`foresight_lib.metrics.boxes.bbox_iou`);
+Which detections count (:mod:`foresight_lib.metrics.operating`, the one rule):
+- ``bbox_iou`` counts the detections kept at the trainee's operating point ``(score_threshold, max_boxes)``, chosen
+  on validation with its step and learning rate (:mod:`.spatial`; recorded per seed as ``operating_point``, with
+  ``val_bbox_iou``), through the project's one definition (:func:`foresight_lib.metrics.boxes.bbox_iou`); its chance
+  level counts the same number of boxes per frame;
 - ``best_box_iou`` (frames with exactly one object) uses the single highest-scoring detection, whatever
   its score; ``map*`` use every decoded detection (score >= ``probe.min_score``, at most
   ``probe.max_detections`` per frame) with its score.
@@ -19,17 +20,26 @@ truth (those the IoU interval resamples); ``bbox_iou_clip_sd`` is bbox IoU's per
 from a threshold.
 
 Seeds (``probe.seeds``, the heads' initialisations): every seed is trained and tested. The reported bbox IoU is
-the mean over seeds of each seed's bbox IoU, with an interval that resamples the clips (jointly for every seed)
-and the seeds (with replacement): :func:`..metrics.detection.seeds_bbox_iou`, so a seed that fails widens the
-interval. The other metrics are computed on the test frames of all seeds together, each seed's frames as separate
-images of their clip (mAP: the AP of the seeds' detections pooled); their bootstrap resamples clips, a drawn clip
-bringing its frames of every seed. Each seed's own test metrics (point estimates), selected learning rate and epoch
-are reported beside it under ``seeds``, so the spread between seeds stays visible.
+the mean over seeds of each seed's bbox IoU (each at its own operating point), with an interval that resamples the
+clips (jointly for every seed) and the seeds (with replacement): :func:`..metrics.detection.seeds_bbox_iou`, so a
+seed that fails widens the interval. The other metrics are computed on the test frames of all seeds together, each
+seed's frames as separate images of their clip (mAP: the AP of the seeds' detections pooled); their bootstrap
+resamples clips, a drawn clip bringing its frames of every seed. Each seed's own test metrics (point estimates),
+selected learning rate, step and operating point are reported beside it under ``seeds``, so the spread between seeds
+stays visible.
+
+Selectivity (:func:`head_selectivity`): a head's bbox IoU minus its control's on the same test frames, with a
+paired interval over clips and seeds (:func:`..metrics.detection.selectivity`). The control is the stronger of the
+shuffled control (the same head on the point's tokens permuted over the grid) and the data's prior
+(:mod:`.prior`: the best constant prediction learnt from train), stronger meaning the higher *validation* bbox IoU:
+the choice is made where every other choice is made, so it stays independent of the test frames the difference is
+measured on (choosing on test would take the larger of two noisy numbers).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,8 +47,9 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..metrics.boxes import FrameBoxes, bbox_iou
-from ..metrics.detection import detection_metrics, seeds_bbox_iou
+from ..metrics.boxes import BboxIouResult, FrameBoxes, bbox_iou
+from ..metrics.detection import detection_metrics, seeds_bbox_iou, selectivity
+from ..metrics.operating import OperatingPoint, asserted
 from ..workers import Workers
 from .base import Detections, SpatialProbe
 from .data import Batch, ProbeData
@@ -100,15 +111,12 @@ def _outcome(
         return probe.loss(outputs, batch.targets).detach().cpu(), decode(probe, outputs, stride, at_least)
 
 
-def frame_boxes(
-    truth: GroundTruth, predictions: Sequence[FramePrediction], min_score: float, tag: str = ""
-) -> list[FrameBoxes]:
-    """Ground truth and the detections scoring at least ``min_score`` of every predicted frame; labels are
-    category ids; image ids ``<tag><clip>:<frame>``, clip ids the clip."""
+def frame_boxes(truth: GroundTruth, predictions: Sequence[FramePrediction], tag: str = "") -> list[FrameBoxes]:
+    """Ground truth and every decoded detection of each predicted frame; labels are category ids; image ids
+    ``<tag><clip>:<frame>``, clip ids the clip."""
     frames = []
     for p in predictions:
         gt_boxes, gt_classes = truth.frame(p.clip, p.frame)
-        keep = p.detections.scores >= min_score  # [M]
         frames.append(
             FrameBoxes(
                 image_id=f"{tag}{p.clip}:{p.frame}",
@@ -116,46 +124,80 @@ def frame_boxes(
                 height=truth.height,
                 width=truth.width,
                 gt_boxes=gt_boxes,
-                pred_boxes=p.detections.boxes[keep],
-                pred_scores=p.detections.scores[keep],
+                pred_boxes=p.detections.boxes,
+                pred_scores=p.detections.scores,
                 gt_labels=gt_classes + 1,
-                pred_labels=p.detections.labels[keep] + 1,
+                pred_labels=p.detections.labels + 1,
             )
         )
     return frames
 
 
-def asserted_iou(truth: GroundTruth, predictions: Sequence[FramePrediction], score_threshold: float) -> float:
-    """bbox IoU of the detections scoring at least ``score_threshold``."""
-    return bbox_iou(frame_boxes(truth, predictions, score_threshold)).mean_iou
-
-
-_COUNTS = ("n_frames", "n_objects", "n_single_object_frames")
+_COUNTS = ("n_frames", "n_objects", "n_single_object_frames", "objects_per_frame")
 
 
 def spatial_metrics(
     truth: GroundTruth,
     by_seed: Mapping[int, Sequence[FramePrediction]],
-    score_threshold: float,
+    points: Mapping[int, OperatingPoint],
     bootstrap: int,
     bootstrap_map: int,
     seed: int,
 ) -> dict[str, Any]:
-    """bbox IoU, best-box IoU and class-agnostic / class-aware mAP@0.5 and mAP of the seeds' test predictions
-    together, with bootstrap intervals (module docstring; :func:`foresight_lib.metrics.detection.detection_metrics`,
-    the one definition), and ``seeds``: each seed's point estimates. Counts (``n_frames``...) are per seed."""
+    """bbox IoU (each seed at its operating point ``points[seed]``), best-box IoU and class-agnostic / class-aware
+    mAP@0.5 and mAP of the seeds' test predictions together, with bootstrap intervals (module docstring;
+    :func:`foresight_lib.metrics.detection.detection_metrics`, the one definition), and ``seeds``: each seed's point
+    estimates and operating point. Counts (``n_frames``...) are per seed."""
     per_seed = {}
     for s, predictions in by_seed.items():
-        alone = detection_metrics(frame_boxes(truth, predictions, 0.0), score_threshold, 0, 0, seed)
+        alone = detection_metrics(frame_boxes(truth, predictions), points[s], 0, 0, seed)
         per_seed[s] = {k: v for k, v in alone.items() if not k.endswith("_ci")}
-    pooled = [f for s, predictions in by_seed.items() for f in frame_boxes(truth, predictions, 0.0, f"{s}:")]
-    out = detection_metrics(pooled, score_threshold, bootstrap, bootstrap_map, seed)
+        per_seed[s]["operating_point"] = points[s].as_dict()
+    pooled, pooled_points = [], []
+    for s, predictions in by_seed.items():
+        pooled += frame_boxes(truth, predictions, f"{s}:")
+        pooled_points += [points[s]] * len(predictions)
+    out = detection_metrics(pooled, pooled_points, bootstrap, bootstrap_map, seed)
     iou = seeds_bbox_iou(
-        [frame_boxes(truth, predictions, 0.0) for predictions in by_seed.values()], score_threshold, bootstrap, seed
+        [frame_boxes(truth, predictions) for predictions in by_seed.values()],
+        [points[s] for s in by_seed],
+        bootstrap,
+        seed,
     )
     out |= {"bbox_iou": iou.value, "bbox_iou_ci": iou.ci, "bbox_iou_clip_sd": iou.clip_sd, "n_clips": iou.n_clips}
     first = next(iter(per_seed.values()))
     return {**out, **{k: first[k] for k in _COUNTS}, "n_seeds": len(per_seed), "seeds": per_seed}
+
+
+def seed_results(
+    truth: GroundTruth, by_seed: Mapping[int, Sequence[FramePrediction]], points: Mapping[int, OperatingPoint]
+) -> list[BboxIouResult]:
+    """Each seed's bbox IoU result (at its operating point) on its test frames, in ``by_seed`` order."""
+    return [bbox_iou(asserted(frame_boxes(truth, p), points[s])) for s, p in by_seed.items()]
+
+
+def head_selectivity(
+    head: Sequence[BboxIouResult],
+    controls: Mapping[str, tuple[float, Sequence[BboxIouResult]]],
+    bootstrap: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Selectivity of a head (``head[s]``: seed ``s``'s test result) against the control of ``controls`` (``{name:
+    (validation bbox IoU, its test results paired with the head's seeds)}``) with the higher validation bbox IoU (the
+    first on a tie): ``selectivity``, ``selectivity_ci``, ``selectivity_control`` (its name) and
+    ``control_val_bbox_iou`` (every control's validation bbox IoU, how the control was chosen)."""
+    name = max(controls, key=lambda c: _finite_or(controls[c][0], -math.inf))
+    value = selectivity(head, controls[name][1], bootstrap, seed)
+    return {
+        "selectivity": value["selectivity"],
+        "selectivity_ci": list(value["selectivity_ci"]),
+        "selectivity_control": name,
+        "control_val_bbox_iou": {c: v for c, (v, _) in controls.items()},
+    }
+
+
+def _finite_or(x: float, default: float) -> float:
+    return x if math.isfinite(x) else default
 
 
 def prediction_rows(by_seed: Mapping[int, Sequence[FramePrediction]], head: str) -> pd.DataFrame:

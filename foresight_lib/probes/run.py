@@ -1,22 +1,27 @@
-"""The ``probe@<point>`` stage: every spatial head, the shuffled control and the temporal probes of one point.
+"""The ``probe@<point>`` stage: every spatial head, its controls and the temporal probes of one point.
 
 The data path: :mod:`.data` (one point's grids held as :mod:`foresight_lib.features_loader` places them, paired
 with :mod:`.truth`) -> :mod:`.spatial` and :mod:`.temporal` (every head, control, learning rate and seed trained
-by :mod:`.engine` in one pass per epoch, selected on validation) -> :mod:`.evaluate` (test predictions of every
-seed, metrics).
+by :mod:`.engine` on one data stream, selected on validation: step, learning rate and, for the spatial heads, the
+operating point) -> :mod:`.evaluate` (test predictions of every seed, metrics, selectivity) and :mod:`.prior` (the
+data's prior).
 
 Outputs:
-- ``metrics/probe/<point>.json``: ``{<head>: {metric: value, <metric>_ci: [lo, hi], ..., "seeds": {<seed>:
-  {metric: value, "lr": ..., "best_epoch": ..., "val_bbox_iou": ..., "val_loss": ...}}}, "temporal":
-  {"direction": {...}, "order": {...}}, "shuffled": {<head>: {...}, "temporal": {...}}, "point": {...}}``
-  (metric definitions and how seeds are combined in :mod:`.evaluate` and :mod:`.temporal`; NaN is written as
-  null). The same params give the same file; the time each part took goes to one line on stderr (no output
-  file holds timings, so a rerun with the same numbers reruns nothing downstream).
-  A dataset without boxes (``annotations.parquet`` has no rows, e.g. COIN's step segments) trains nothing: the file
-  is ``{"skipped": <one-line reason>, "point": {...}}``, the predictions table has no rows, ``heads_dir`` is empty.
-- ``predictions.parquet``: the test split's decoded detections of every head and seed, ``head`` = ``<head>``
-  or ``shuffled/<head>``, ``seed`` the init seed (columns in :data:`.evaluate.PREDICTION_COLUMNS`).
-- ``heads_dir``: the selected model of the first of ``probe.seeds`` of every (non-shuffled) head (:mod:`.detector`).
+- ``metrics/probe/<point>.json``: ``{<head>: {metric: value, <metric>_ci: [lo, hi], ..., "val_bbox_iou": ...,
+  "selectivity": ..., "selectivity_ci": [lo, hi], "selectivity_control": "shuffled" | "prior",
+  "control_val_bbox_iou": {...}, "seeds": {<seed>: {metric: value, "operating_point": {"score_threshold": ...,
+  "max_boxes": ...}, "lr": ..., "best_step": ..., "steps": ..., "val_bbox_iou": ..., "val_loss": ...}}},
+  "temporal": {"direction": {...}, "order": {...}}, "shuffled": {<head>: {...}, "temporal": {...}}, "prior": {metric:
+  value, ..., "box": [x, y, w, h], "operating_point": {...}, "val_bbox_iou": ...}, "point": {...}}`` (metric
+  definitions, how seeds are combined and how the control is chosen in :mod:`.evaluate` and :mod:`.temporal`; NaN is
+  written as null). The same params give the same file; the time each part took goes to one line on stderr (no
+  output file holds timings, so a rerun with the same numbers reruns nothing downstream). A dataset without boxes
+  (``annotations.parquet`` has no rows, e.g. COIN's step segments) trains nothing: the file is ``{"skipped":
+  <one-line reason>, "point": {...}}``, the predictions table has no rows, ``heads_dir`` is empty.
+- ``predictions.parquet``: the test split's decoded detections of every head and seed, ``head`` = ``<head>``,
+  ``shuffled/<head>`` or ``prior``, ``seed`` the init seed (columns in :data:`.evaluate.PREDICTION_COLUMNS`).
+- ``heads_dir``: the selected model of the first of ``probe.seeds`` of every (non-shuffled) head, with its operating
+  point (:mod:`.detector`).
 - dvclive curves under ``live_dir`` (:func:`.engine.write_curves`): ``<head>/`` (selected, first seed) and
   ``<head>/sweep/lr<lr>_seed<seed>/`` (every trainee), ``temporal/<task>/``, and the same for the control under
   ``shuffled/``.
@@ -30,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -37,13 +43,22 @@ from ..data.frames import FramesOutputs
 from ..device import resolve_device
 from ..features import FeatureStore, open_features
 from ..features_loader import MemoryBudget
+from ..metrics.operating import OperatingPoint
 from ..params import ProbeParams
 from ..store import write_json_atomic, write_parquet_atomic
 from ..workers import Workers
 from .data import ProbeData
 from .detector import save_probe
 from .engine import write_curves
-from .evaluate import PREDICTION_COLUMNS, evaluate_split, prediction_rows, spatial_metrics
+from .evaluate import (
+    PREDICTION_COLUMNS,
+    evaluate_split,
+    head_selectivity,
+    prediction_rows,
+    seed_results,
+    spatial_metrics,
+)
+from .prior import prior_metrics
 from .spatial import SpatialSettings, train_spatial
 from .temporal import temporal_metrics
 from .truth import load_ground_truth
@@ -68,9 +83,7 @@ def run_probes(
     annotations = FramesOutputs(Path(frames_dir)).annotations
     if annotations.is_file() and pd.read_parquet(annotations, columns=["clip"]).empty:
         reason = f"no boxes in {annotations}: the box and motion probes need boxes; nothing was trained"
-        return _skip(
-            open_features(point_store_path), reason, out_metrics_path, Path(live_dir), predictions_path, heads_dir
-        )
+        return _skip(open_features(point_store_path), reason, out_metrics_path, predictions_path, heads_dir)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -138,33 +151,33 @@ def _run(
     seconds["test"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    tables = []
+    tables, results = [], {}
     for g, (head, shuffled) in enumerate(groups):
         by_seed = {s: predictions[g * len(params.seeds) + k] for k, s in enumerate(params.seeds)}
+        points = {s: chosen[(head, shuffled, s)].best.point for s in params.seeds}
         section = metrics.setdefault("shuffled", {}) if shuffled else metrics
         section[head] = spatial_metrics(
-            data.truth,
-            by_seed,
-            params.score_threshold,
-            params.bootstrap,
-            0 if shuffled else params.bootstrap_map,
-            params.seed,
+            data.truth, by_seed, points, params.bootstrap, 0 if shuffled else params.bootstrap_map, params.seed
         )
         for s in params.seeds:
             t = chosen[(head, shuffled, s)]
             section[head]["seeds"][s] |= {
                 "lr": t.key.lr,
-                "best_epoch": t.best_epoch,
+                "best_step": t.best_step,
+                "steps": t.steps,
                 "val_bbox_iou": t.best.quality,
                 "val_loss": t.best.loss,
             }
         section[head]["seeds"] = {str(s): v for s, v in section[head]["seeds"].items()}
+        section[head]["val_bbox_iou"] = float(np.mean([chosen[(head, shuffled, s)].best.quality for s in params.seeds]))
+        results[(head, shuffled)] = seed_results(data.truth, by_seed, points)
         tables.append(prediction_rows(by_seed, f"shuffled/{head}" if shuffled else head))
         if heads_dir is not None and not shuffled:
             save_probe(
                 heads_dir,
                 head,
                 chosen[(head, False, params.seeds[0])].model,
+                points[params.seeds[0]],
                 len(data.truth.categories),
                 data.standardiser.mean,
                 data.standardiser.std,
@@ -173,6 +186,21 @@ def _run(
                 data.store.attrs["dtype"],
                 params,
             )
+    metrics["prior"], prior_val, prior_test = prior_metrics(data, params)
+    tables.append(prediction_rows({0: prior_test}, "prior"))
+    prior_results = seed_results(
+        data.truth, {0: prior_test}, {0: OperatingPoint(**metrics["prior"]["operating_point"])}
+    )
+    for head in params.heads:
+        metrics[head] |= head_selectivity(
+            results[(head, False)],
+            {
+                "shuffled": (metrics["shuffled"][head]["val_bbox_iou"], results[(head, True)]),
+                "prior": (prior_val, prior_results * len(params.seeds)),
+            },
+            params.bootstrap,
+            params.seed,
+        )
     seconds["metrics"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -199,7 +227,6 @@ def _skip(
     store: FeatureStore,
     reason: str,
     out_metrics_path: str | Path | None,
-    live_dir: Path,
     predictions_path: str | Path | None,
     heads_dir: str | Path | None,
 ) -> dict[str, Any]:
@@ -221,7 +248,6 @@ def _skip(
     }
     if out_metrics_path is not None:
         write_json_atomic(out_metrics_path, metrics)
-    write_json_atomic(live_dir / "seconds.json", {"total": 0.0})
     if predictions_path is not None:
         write_parquet_atomic(pd.DataFrame(columns=list(PREDICTION_COLUMNS)), Path(predictions_path))
     if heads_dir is not None:

@@ -28,8 +28,9 @@ a linear rule compares between the two pairs. A clip's features are computed onc
 (:func:`motion_table`, through the Fourier transform: :func:`odd_profiles`), for the grids and for the control,
 and both tasks read their samples' pairs from them. Features are standardised with the train split's statistics.
 Head: a linear classifier on them (a linear probe of where content moved), trained with cross-entropy by
-:class:`~.engine.OnePass`: every control, learning rate and seed of a task in one pass per epoch, epoch and
-learning rate selected by validation cross-entropy. With the cells shuffled per frame the similarities carry
+:class:`~.engine.OnePass`: every control, learning rate and seed of a task in one pass per epoch
+(``probe.temporal_epochs`` epochs, validated after each), epoch and learning rate selected by validation
+cross-entropy. With the cells shuffled per frame the similarities carry
 no displacement.
 
 Note: order is measurable only where motion is time-asymmetric. The synthetic benchmark's objects accelerate
@@ -62,7 +63,7 @@ from ..metrics.temporal import accuracy_with_chance
 from ..params import ProbeParams
 from ..workers import Workers
 from .data import ProbeData
-from .engine import OnePass, Score, Trainee, TraineeKey, make_trainees, select, write_curves
+from .engine import Budget, OnePass, Score, Trainee, TraineeKey, make_trainees, select, write_curves
 
 TASKS: tuple[str, ...] = ("direction", "order")
 
@@ -230,9 +231,9 @@ def probe_task(
     dim = features[False]["train"].shape[1]
     keys = [TraineeKey(task, c, lr, s) for c in (False, True) for lr in params.lrs for s in params.seeds]
     device = torch.device("cpu")  # a few thousand vectors of a few numbers: the CPU is faster than a transfer
-    trainees = make_trainees(
-        keys, lambda key: nn.Linear(dim, n_classes), params.weight_decay, params.temporal_epochs, device
-    )
+    per_epoch = math.ceil(len(labels["train"]) / params.batch_size)  # optimiser steps per epoch
+    budget = Budget(params.temporal_epochs * per_epoch, per_epoch)  # validated once an epoch, no early stop
+    trainees = make_trainees(keys, lambda key: nn.Linear(dim, n_classes), params.weight_decay, budget.steps, device)
 
     def batches(epoch: int):
         order = torch.from_numpy(np.random.default_rng([params.seed, epoch]).permutation(len(labels["train"])))
@@ -249,7 +250,7 @@ def probe_task(
             out.append(Score(-val, val))
         return out
 
-    OnePass(trainees, batches, loss, validate, "neg_loss").run(params.temporal_epochs, device, f"temporal {task}")
+    OnePass(trainees, batches, loss, validate, "neg_loss").run(budget, device, f"temporal {task}")
     chosen = select(trainees)
     write_curves(trainees, chosen, live_dir, params.seeds[0], "temporal")
     test = samples["test"]
@@ -265,7 +266,7 @@ def probe_task(
             per_seed[s] = {
                 "accuracy": float((pred == test.labels).mean()),
                 "lr": t.key.lr,
-                "best_epoch": t.best_epoch,
+                "best_epoch": t.best_step // per_epoch - 1,  # validated at the end of each epoch
                 "val_loss": t.best.loss,
             }
         pred, truth = np.concatenate(all_pred), np.tile(test.labels, len(all_pred))

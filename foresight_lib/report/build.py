@@ -11,7 +11,7 @@ machine), ``metrics/decision.json`` (the verdict and the deciding numbers: the o
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,14 @@ from ..cost import clips_for_test, estimate, with_clips
 from ..data.splits import split_clips
 from ..errors import ForesightError
 from ..features import open_features
+from ..metrics.boxes import FrameBoxes
+from ..metrics.operating import OperatingPoint, asserted
 from ..params import Params
 from ..store import write_json_atomic
 from .decision import benchmark_check, decide
 from .facts import configured_adapters, read_adapter_records, run_facts
 from .markdown import render_markdown
 from .plots import plot_boxes, plot_by_point, plot_cka, plot_curves
-from .selectivity import point_selectivity
 from .similarity import cka_matrices
 from .summary import PRE_MERGE_KINDS, Rows, adapter_summary, build_summary, build_timing
 from .tables import adapter_table, plot_rows, point_table, point_table_json
@@ -103,9 +104,11 @@ def _sheet_points(rows: Rows, head: str) -> list[str]:
 
 
 def _box_sheet(
-    points: list[str], head: str, probes_dir: Path, data_dir: Path, threshold: float, out: Path, n_frames: int = 4
+    points: dict[str, OperatingPoint], head: str, probes_dir: Path, data_dir: Path, out: Path, n_frames: int = 4
 ) -> bool:
-    points = [n for n in points if (probes_dir / n / "predictions.parquet").is_file()]
+    """Frame 0 of the first test clips with the ground truth and the boxes ``head`` asserts at each point's operating
+    point (``{point: its head's operating point}``, the first seed's)."""
+    points = {n: p for n, p in points.items() if (probes_dir / n / "predictions.parquet").is_file()}
     if not points:
         return False
     ann = pd.read_parquet(data_dir / "annotations.parquet")
@@ -113,31 +116,23 @@ def _box_sheet(
     frames = zarr.open_array(data_dir / "frames.zarr", mode="r")
     test = split_clips(clips, "test")[:n_frames]
     shown, truth, predicted = {}, {}, {}
-    for name in points:
+    for name, point in points.items():
         pred = pd.read_parquet(probes_dir / name / "predictions.parquet")
-        pred = pred[(pred["head"] == head) & (pred["score"] >= threshold)]
+        pred = pred[pred["head"] == head]
+        if "seed" in pred.columns:
+            pred = pred[pred["seed"] == pred["seed"].min()]
         shown[name], truth[name], predicted[name] = [], [], []
         for clip in test:
             shown[name].append(np.asarray(frames[int(clip), 0]))
             gt = ann[(ann["clip"] == clip) & (ann["frame"] == 0)]
             pr = pred[(pred["clip"] == clip) & (pred["frame"] == 0)]
+            boxes = pr[["x", "y", "w", "h"]].to_numpy(np.float64)
+            frame = FrameBoxes("sheet", str(clip), *frames.shape[2:4], np.zeros((0, 4)), boxes, pr["score"].to_numpy())
+            (kept,) = asserted([frame], point)
             truth[name].append(gt[["x", "y", "w", "h"]].to_numpy())
-            predicted[name].append(pr[["x", "y", "w", "h"]].to_numpy())
+            predicted[name].append(kept.pred_boxes)
     plot_boxes(shown, truth, predicted, out)
     return True
-
-
-def _with_selectivity(rows: Rows, params: Params, probes_dir: Path, metrics_dir: Path, data_dir: Path) -> Rows:
-    heads = list(params.probe.heads)
-    out = {}
-    for name, row in rows.items():
-        values = point_selectivity(
-            probes_dir / name, metrics_dir / "probe" / f"{name}.json", data_dir, heads, params.probe
-        )
-        out[name] = replace(
-            row, heads={h: m.with_selectivity(values[h]) if h in values else m for h, m in row.heads.items()}
-        )
-    return out
 
 
 def separation_cost(params: Params, test_clips: int | None) -> dict[str, Any]:
@@ -167,9 +162,7 @@ def build_report(
     features_dir, data_dir, adapters_dir = Path(features_dir), Path(data_dir), Path(adapters_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
     heads = list(params.probe.heads)
-    rows = _with_selectivity(
-        build_summary(params.points, heads, metrics_dir), params, probes_dir, metrics_dir, data_dir
-    )
+    rows = build_summary(params.points, heads, metrics_dir)
     configured = configured_adapters(params)
     recon, stale_recon = read_adapter_records(metrics_dir / "recon", configured)
     training, stale_training = read_adapter_records(metrics_dir / "adapter", configured)
@@ -210,14 +203,12 @@ def build_report(
     adapter_curves = _curves({f"adapter/{n}": adapters_dir / n / "live" for n in training})
     _write_curves({**curves, **adapter_curves}, reports_dir / "curves")
     box_head = doc.get("best_pre_merge", {}).get("head", heads[0])  # the head that read the best pre-merge IoU
-    if _box_sheet(
-        _sheet_points(rows, box_head),
-        box_head,
-        probes_dir,
-        data_dir,
-        params.probe.score_threshold,
-        reports_dir / "boxes.png",
-    ):
+    sheet = {
+        name: OperatingPoint(**rows[name].heads[box_head].operating_points[0])
+        for name in _sheet_points(rows, box_head)
+        if rows[name].heads[box_head].operating_points
+    }
+    if _box_sheet(sheet, box_head, probes_dir, data_dir, reports_dir / "boxes.png"):
         figures["boxes"] = "boxes.png"
         doc["boxes_head"] = box_head
     stores = {n: open_features(features_dir / f"{n}.zarr") for n in rows if (features_dir / f"{n}.zarr").exists()}

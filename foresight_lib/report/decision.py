@@ -9,13 +9,17 @@ never a candidate) x the probe heads that pass the oracle gate:
   IoU >= ``oracle_min_iou``; no oracle point, or no head passing, gives **INCONCLUSIVE** (the probe cannot read space
   that is there, so a low number says nothing about the features);
 - **GO** if some candidate has the lower 95% bound of bbox IoU above ``go_iou``, of mAP@0.5 (``map_kind``) above
-  ``go_map50`` and of its selectivity (IoU minus the shuffled control's) above ``selectivity_margin`` (a GO the
-  prior alone would earn is not a GO), and the further criteria hold: feature memory vs the merger below
-  ``memory_overhead_max``, LPIPS below ``lpips_max`` where measured (unmeasured LPIPS is reported as unchecked);
-- **NO-GO** if every candidate has the upper bound of bbox IoU below ``nogo_iou`` or, where its shuffled control's
-  IoU reaches ``nogo_iou``, the upper bound of its selectivity below ``selectivity_margin``; and, when a real
-  reference encoder is configured (an ``encoder`` point whose source is not ``tiny``), that reference clears
-  ``go_iou`` and the margin on the same frames (else **INCONCLUSIVE**: the features cannot be blamed);
+  ``go_map50`` and of its selectivity above ``selectivity_margin`` (a GO the prior alone would earn is not a GO),
+  and the further criteria hold: feature memory vs the merger below ``memory_overhead_max``, LPIPS below
+  ``lpips_max`` where measured (unmeasured LPIPS is reported as unchecked). Selectivity comes from the probe stage:
+  the head's bbox IoU minus its control's on the same test frames, the control being the stronger (higher
+  validation bbox IoU) of the shuffled control and the data's prior (the best constant prediction learnt from
+  train), with a paired interval over clips and seeds;
+- **NO-GO** if every candidate has the upper bound of bbox IoU below ``nogo_iou`` or, where its control's IoU (what
+  no spatial information earns) reaches ``nogo_iou``, the upper bound of its selectivity below
+  ``selectivity_margin``; and, when a real reference encoder is configured (an ``encoder`` point whose source is not
+  ``tiny``), that reference clears ``go_iou`` and the margin on the same frames (else **INCONCLUSIVE**: the features
+  cannot be blamed);
 - **INVESTIGATE** otherwise; where the deciding candidate's bbox IoU or selectivity interval straddles a threshold,
   the decision states the test clips that would separate them (``separate``: :func:`clips_to_separate`).
 Before any of these, fewer than ``min_test_clips`` test clips behind the pre-merge intervals give **INCONCLUSIVE**
@@ -41,7 +45,7 @@ def _probe_advice(heads_run: list[str]) -> str:
     stronger = [f"`{h}`" for h in HEADS_BY_STRENGTH[2:] if h not in heads_run]
     head = f"a stronger head ({', '.join(stronger)} in `probe.heads`) or " if stronger else ""
     return (
-        "train the heads longer (`probe.epochs`), sweep the learning rate (`probe.lrs`), use "
+        "train the heads longer (`probe.steps`, `probe.patience`), sweep the learning rate (`probe.lrs`), use "
         f"{head}a wider one (`probe.width`)"
     )
 
@@ -61,7 +65,8 @@ class Candidate:
     selectivity: float
     selectivity_lo: float
     selectivity_hi: float
-    shuffled_iou: float
+    control_iou: float  # test bbox IoU of the control its selectivity was measured against
+    control: str  # "shuffled" or "prior"
     chance_iou: float
     memory_overhead_vs_merger: float | None
     kind: str = ""
@@ -142,7 +147,6 @@ def _candidates(rows: Rows, names: list[str], map_key: str) -> list[Candidate]:
             m = row.heads.get(head)
             if m is None or m.bbox_iou is None:
                 continue
-            shuffled = row.shuffled.get(head)
             iou, map50, sel = m.interval("bbox_iou"), m.interval(map_key), m.interval("selectivity")
             out.append(
                 Candidate(
@@ -151,7 +155,8 @@ def _candidates(rows: Rows, names: list[str], map_key: str) -> list[Candidate]:
                     *iou,
                     *map50,
                     *sel,
-                    math.nan if shuffled is None or shuffled.bbox_iou is None else shuffled.bbox_iou,
+                    math.nan if m.control_bbox_iou is None else m.control_bbox_iou,
+                    m.selectivity_control or "n/a",
                     math.nan if m.bbox_iou_chance is None else m.bbox_iou_chance,
                     row.memory_overhead_vs_merger,
                     row.kind,
@@ -197,15 +202,15 @@ def _go_checks(c: Candidate, params: DecisionParams) -> tuple[Check, ...]:
 
 
 def _no_go_check(c: Candidate, params: DecisionParams) -> Check:
-    """The NO-GO bound that applies to ``c``: its selectivity's upper bound where the shuffled control reaches the
+    """The NO-GO bound that applies to ``c``: its selectivity's upper bound where its control reaches the
     NO-GO bar (the prior alone sits above it), else its bbox IoU's upper bound."""
-    if not math.isnan(c.shuffled_iou) and c.shuffled_iou >= params.nogo_iou:
+    if not math.isnan(c.control_iou) and c.control_iou >= params.nogo_iou:
         iou = Check("NO-GO", "upper 95% bound of bbox IoU", c.bbox_iou_hi, "<", params.nogo_iou, "decision.nogo_iou")
         if iou.holds:
             return iou
         return Check(
             "NO-GO",
-            "upper 95% bound of selectivity (the shuffled control reaches the NO-GO bar)",
+            f"upper 95% bound of selectivity (its control, the {c.control}, reaches the NO-GO bar)",
             c.selectivity_hi,
             "<",
             params.selectivity_margin,
@@ -458,19 +463,14 @@ def explain(
     stronger = [h for h in HEADS_BY_STRENGTH if h not in heads_run]
     prior = ""
     if c.prior is not None:
-        control = (
-            "the prior alone"
-            if data_source == "synthetic"
-            else "the prior alone, or at least the part of it a probe of permuted tokens can learn"
-        )
         prior = (
             f"IoU and mAP@0.5 pass for {c.prior.text()}, but the selectivity's lower bound is not above "
-            f"{params.selectivity_margin}: the shuffled control ({control}) reads {c.prior.shuffled_iou:.3f}. "
+            f"{params.selectivity_margin}: its control ({c.prior.control}) reads {c.prior.control_iou:.3f}. "
         )
     heads = (
         "heads not run yet: " + ", ".join(f"`{h}`" for h in stronger) + " (`probe.heads`)"
         if stronger
-        else f"every head already run: a larger `probe.width`, more `probe.epochs` or {_more_clips(data_advice)}"
+        else f"every head already run: a larger `probe.width`, more `probe.steps` or {_more_clips(data_advice)}"
     )
     return (
         f"Investigate: {prior}try earlier layers ({_earlier_advice(c.deciding, points, rows)}) and stronger probes "
@@ -479,22 +479,28 @@ def explain(
 
 
 def benchmark_check(summary: Mapping[str, Any], points: Mapping[str, PointParams], data_source: str) -> dict:
-    """Does every shuffled control sit at chance (its IoU's lower bound at or below its chance level)? Expected on the
-    synthetic benchmark, where objects are placed uniformly (a check of the benchmark); on real data it is not: the
-    permuted tokens still carry what the clip holds, and boxes of real data are not placed uniformly."""
+    """Does every shuffled control sit at what no spatial information earns (its IoU's lower bound at or below the
+    higher of its chance level and the point's prior, the best constant prediction)? Expected on the synthetic
+    benchmark, where objects are placed uniformly (a check of the benchmark: a shuffled head may still learn how many
+    boxes and how large from the tokens' content, never where); on real data it is not: the permuted tokens still
+    carry what the clip holds, and boxes of real data are not placed uniformly."""
     rows = as_rows(summary, points)
     above = []
     checked = 0
     for name, row in rows.items():
         if row.kind == "oracle":
             continue
+        prior = row.prior.bbox_iou if row.prior is not None else None
         for head, m in row.shuffled.items():
             if m.bbox_iou is None or m.bbox_iou_chance is None:
                 continue
             checked += 1
             lo = m.bbox_iou_lo if m.bbox_iou_lo is not None else m.bbox_iou
-            if lo > m.bbox_iou_chance:
-                above.append(f"{name}/{head}: {m.bbox_iou:.3f} (chance {m.bbox_iou_chance:.3f})")
+            if lo > max(m.bbox_iou_chance, prior if prior is not None else -math.inf):
+                above.append(
+                    f"{name}/{head}: {m.bbox_iou:.3f} (chance {m.bbox_iou_chance:.3f}"
+                    + (f", prior {prior:.3f})" if prior is not None else ")")
+                )
     return {
         "data_source": data_source,
         "expected_at_chance": data_source == "synthetic",
@@ -512,11 +518,11 @@ def criteria(params: DecisionParams) -> dict[str, str]:
         "clips": f"at least {params.min_test_clips} test clips (fewer: INCONCLUSIVE)",
         "go": (
             f"lower 95% bound of bbox IoU > {params.go_iou}, of mAP@0.5 ({params.map_kind}) > {params.go_map50} "
-            f"and of selectivity (IoU minus the shuffled control's) > {margin}"
+            f"and of selectivity (IoU minus the stronger of the shuffled control and the data's prior) > {margin}"
         ),
         "no_go": (
             f"for every pre-merge point and gated probe: upper 95% bound of bbox IoU < {params.nogo_iou}, or, "
-            f"where the shuffled control's IoU reaches {params.nogo_iou}, upper bound of selectivity < {margin}; "
+            f"where that control's IoU reaches {params.nogo_iou}, upper bound of selectivity < {margin}; "
             "and a configured real reference encoder clears the GO bar and the margin"
         ),
         "further": f"feature memory vs merger < {params.memory_overhead_max}x; LPIPS < {params.lpips_max} where measured",

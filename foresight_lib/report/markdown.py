@@ -14,15 +14,19 @@ from .summary import HeadRow
 from .tables import AdapterTable, PointTableRow, adapter_table
 
 IOU_DEFINITION = (
-    "bbox IoU: per test frame, the detections scoring at least `probe.score_threshold` matched "
-    "one-to-one to the ground-truth boxes (Hungarian on IoU); the matched IoUs summed over all frames, "
-    "divided by the sum over frames of max(objects, asserted boxes): an unmatched object and every "
-    "box beyond the frame's object count score 0, so asserting extra boxes cannot raise it. Chance: "
-    "the same score of random boxes at the asserted count (sizes drawn from the ground-truth boxes, "
-    "placed uniformly, seeded). Selectivity: the point's bbox IoU minus its shuffled control's on the "
-    "same frames, with a paired interval (clips, and seeds where several, resampled jointly). 95% "
-    "intervals: bootstrap over clips (and seeds), each bound the outer of the bias-corrected, expanded "
-    "percentile bound and the bias-corrected Student-t bound, so that they keep their level down to a few clips."
+    "bbox IoU: per test frame, the detections that count at the head's operating point (those scoring at least a "
+    "threshold of `probe.score_thresholds`, at most k of `probe.max_boxes` per frame, highest first; the pair "
+    "chosen per head and seed on validation bbox IoU, with the training step and the learning rate) matched "
+    "one-to-one to the ground-truth boxes (Hungarian on IoU); the matched IoUs summed over all frames, divided by "
+    "the sum over frames of max(objects, asserted boxes): an unmatched object and every box beyond the frame's "
+    "object count score 0, so asserting extra boxes cannot raise it. Chance: the same score of random boxes at the "
+    "asserted count (sizes drawn from the ground-truth boxes, placed uniformly, seeded). Prior: the best constant "
+    "prediction learnt from train (the mean train box, k copies, k chosen on validation), scored the same way. "
+    "Selectivity: the head's bbox IoU minus its control's on the same frames, the control being the stronger on "
+    "validation of the shuffled control and the prior, with a paired interval (clips, and seeds where several, "
+    "resampled jointly). 95% intervals: bootstrap over clips (and seeds), each bound the outer of the "
+    "bias-corrected, expanded percentile bound and the bias-corrected Student-t bound, so that they keep their "
+    "level down to a few clips."
 )
 
 
@@ -37,11 +41,14 @@ def _ci(m: HeadRow | None, key: str) -> str:
 
 
 def _iou_cell(m: HeadRow | None) -> str:
-    """``value [lo, hi] (chance c)``, then ``seeds a / b / c`` where the probe trained several seeds."""
+    """``value [lo, hi] (chance c) @ t, k``: the operating point(s), then ``seeds a / b / c`` where the probe trained
+    several seeds."""
     if m is None or m.bbox_iou is None:
         return "n/a"
     cell = f"{_ci(m, 'bbox_iou')} ({_fmt(m.bbox_iou_chance)})"
-    if m.seeds:
+    if m.operating_points:
+        cell += " @ " + " / ".join(f"{p['score_threshold']:g}, {p['max_boxes']}" for p in m.operating_points)
+    if m.seeds and len(m.seeds) > 1:
         cell += "; seeds " + " / ".join(_fmt(v) for v in m.seeds)
     return cell
 
@@ -107,7 +114,7 @@ def deciding_text(doc: Mapping[str, Any]) -> str:
             if math.isnan(d["selectivity"])
             else f"{_fmt(d['selectivity'])} [{_fmt(d['selectivity_lo'])}, {_fmt(d['selectivity_hi'])}]"
         )
-        + f" (shuffled control {_fmt(d['shuffled_iou'])})"
+        + f" (its control, the {d['control']}, {_fmt(d['control_iou'])})"
     )
 
 
@@ -237,7 +244,10 @@ def _controls_line(bench: Mapping[str, Any]) -> str:
     on real data an expected excess that the selectivity, not the chance level, accounts for."""
     above = f"; above chance: {'; '.join(bench['above_chance'])}" if bench["above_chance"] else ""
     if bench["expected_at_chance"]:
-        where = "expected on the synthetic benchmark, where objects are placed uniformly: a check of the benchmark"
+        where = (
+            "lower bound at or below the higher of chance and the prior; expected on the synthetic benchmark, "
+            "where objects are placed uniformly: a check of the benchmark"
+        )
     else:
         where = (
             "not expected on real data: permuted tokens keep each frame's content and real boxes are not placed "
@@ -247,6 +257,21 @@ def _controls_line(bench: Mapping[str, Any]) -> str:
     return f"- Shuffled controls at chance: {bench['status']} ({where}){above}"
 
 
+def _selectivity_cell(m: HeadRow | None) -> str:
+    """``value [lo, hi] vs control``."""
+    if m is None or m.selectivity is None:
+        return "n/a"
+    return f"{_ci(m, 'selectivity')} vs {m.selectivity_control or 'n/a'}"
+
+
+def _prior_cell(p: HeadRow | None) -> str:
+    """The data's prior: ``value [lo, hi] (chance c) x k``."""
+    if p is None or p.bbox_iou is None:
+        return "n/a"
+    k = p.operating_points[0]["max_boxes"] if p.operating_points else "n/a"
+    return f"{_ci(p, 'bbox_iou')} ({_fmt(p.bbox_iou_chance)}) x {k}"
+
+
 def _point_table_lines(table: list[PointTableRow], heads: list[str], params: Params) -> list[str]:
     d = params.decision
     header = (
@@ -254,7 +279,8 @@ def _point_table_lines(table: list[PointTableRow], heads: list[str], params: Par
         + [f"{h} bbox IoU (chance)" for h in heads]
         + [f"{h} selectivity" for h in heads]
         + [f"{h} mAP@0.5" for h in heads]
-        + ["shuffled IoU (chance)", "direction acc. (chance)", "order acc. (chance)", "memory vs merger"]
+        + ["shuffled IoU (chance)", "prior IoU (chance) x boxes"]
+        + ["direction acc. (chance)", "order acc. (chance)", "memory vs merger"]
     )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     key = f"map50_{d.map_kind}"
@@ -267,10 +293,11 @@ def _point_table_lines(table: list[PointTableRow], heads: list[str], params: Par
             for h in heads
         )
         cells = [f"`{r.name}`" + (f" ({entry.role})" if entry.role else ""), r.label(), str(r.weights or "n/a")]
-        cells += [_iou_cell(r.heads.get(h)) for h in heads] + [_ci(r.heads.get(h), "selectivity") for h in heads]
+        cells += [_iou_cell(r.heads.get(h)) for h in heads] + [_selectivity_cell(r.heads.get(h)) for h in heads]
         cells += [_ci(r.heads.get(h), key) for h in heads]
         cells += [
             shuffled,
+            _prior_cell(r.prior),
             f"{_fmt(t and t.direction_accuracy)} ({_fmt(t and t.direction_chance)})",
             f"{_fmt(t and t.order_accuracy)} ({_fmt(t and t.order_chance)})",
             "n/a" if r.memory_overhead_vs_merger is None else f"{r.memory_overhead_vs_merger:.2f}x",
@@ -279,10 +306,12 @@ def _point_table_lines(table: list[PointTableRow], heads: list[str], params: Par
     lines += [
         "",
         (
-            "bbox IoU cells: value [95% interval] (chance level), then each probe seed's value where several "
-            "seeds were trained. Selectivity: IoU minus the shuffled control's, paired interval; GO needs its "
-            f"lower bound above {d.selectivity_margin}. `kind, layer` is the point as the params define it "
-            "(a point's name is only a label)."
+            "bbox IoU cells: value [95% interval] (chance level) @ operating point (score threshold, at most k "
+            "boxes per frame; one per seed), then each probe seed's value where several seeds were trained. "
+            "Selectivity: IoU minus the control's (the stronger on validation of the shuffled control and the "
+            f"data's prior), paired interval; GO needs its lower bound above {d.selectivity_margin}. Prior: the "
+            "mean train box repeated k times (k chosen on validation). `kind, layer` is the point as the params "
+            "define it (a point's name is only a label)."
         ),
     ]
     return lines

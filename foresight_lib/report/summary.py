@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,53 +81,56 @@ class HeadRow:
     selectivity_lo: float | None = None
     selectivity_hi: float | None = None
     selectivity_clip_sd: float | None = None
-    selectivity_reason: str | None = None
+    selectivity_control: str | None = None  # the control it was measured against: "shuffled" or "prior"
+    control_bbox_iou: float | None = None  # that control's test bbox IoU
+    asserted_per_frame: float | None = None  # boxes counted at the operating point, per test frame
+    objects_per_frame: float | None = None
+    operating_points: tuple[dict[str, Any], ...] | None = None  # per seed: score threshold and max boxes per frame
 
     @classmethod
     def from_probe(cls, m: Mapping[str, Any]) -> HeadRow:
         """From a head's entry of ``metrics/probe/<point>.json`` (intervals as ``<key>_ci`` pairs)."""
-        values: dict[str, Any] = {
-            "bbox_iou_chance": m.get("bbox_iou_chance"),
-            "bbox_iou_clip_sd": m.get("bbox_iou_clip_sd"),
-            "n_clips": m.get("n_clips"),
-        }
-        for key in SPATIAL_KEYS:
+        direct = (
+            "bbox_iou_chance",
+            "bbox_iou_clip_sd",
+            "n_clips",
+            "selectivity_clip_sd",
+            "selectivity_control",
+            "asserted_per_frame",
+            "objects_per_frame",
+        )
+        values: dict[str, Any] = {key: m.get(key) for key in direct}
+        for key in (*SPATIAL_KEYS, "selectivity"):
             lo, hi = m.get(f"{key}_ci") or (None, None)
             values |= {key: m.get(key), f"{key}_lo": lo, f"{key}_hi": hi}
         if "seeds" in m:
             values["seeds"] = tuple(seed_ious(m["seeds"]))
+            points = [
+                v["operating_point"] for v in m["seeds"].values() if isinstance(v, dict) and "operating_point" in v
+            ]
+            values["operating_points"] = tuple(points) or None
+        elif "operating_point" in m:  # the prior: one constant prediction, no seeds
+            values["operating_points"] = (m["operating_point"],)
         return cls(**values)
 
     @classmethod
     def from_json(cls, m: Mapping[str, Any]) -> HeadRow:
         """From its JSON form (:meth:`to_json`); absent keys are unmeasured."""
         values = {f.name: m.get(f.name) for f in fields(cls)}
-        if values["seeds"] is not None:
-            values["seeds"] = tuple(values["seeds"])
+        for key in ("seeds", "operating_points"):
+            if values[key] is not None:
+                values[key] = tuple(values[key])
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["seeds"] = None if self.seeds is None else list(self.seeds)
+        for key in ("seeds", "operating_points"):
+            out[key] = None if out[key] is None else list(out[key])
         return {k: v for k, v in out.items() if v is not None}
 
     def interval(self, key: str) -> tuple[float, float, float]:
         """``(value, lo, hi)`` of ``key`` (a spatial key or ``selectivity``), NaN where unmeasured."""
         return _num(getattr(self, key)), _num(getattr(self, f"{key}_lo")), _num(getattr(self, f"{key}_hi"))
-
-    def with_selectivity(self, value: Mapping[str, Any]) -> HeadRow:
-        """This row with the selectivity entry of :func:`.selectivity.point_selectivity` filled in."""
-        lo, hi = value.get("selectivity_ci", (None, None))
-        return HeadRow.from_json(
-            self.to_json()
-            | {
-                "selectivity": value.get("selectivity"),
-                "selectivity_lo": lo,
-                "selectivity_hi": hi,
-                "selectivity_clip_sd": value.get("selectivity_clip_sd"),
-                "selectivity_reason": value.get("selectivity_reason"),
-            }
-        )
 
 
 def seed_ious(seeds: Any) -> list[float | None]:
@@ -185,6 +188,7 @@ class PointRow:
     stride: int | None = None
     heads: dict[str, HeadRow] = field(default_factory=dict)
     shuffled: dict[str, HeadRow] = field(default_factory=dict)
+    prior: HeadRow | None = None  # the data's prior: the best constant prediction learnt from train
     temporal: TemporalRow | None = None
     shuffled_temporal: TemporalRow | None = None
     memory_overhead_vs_merger: float | None = None
@@ -213,6 +217,8 @@ class PointRow:
         if self.shuffled_temporal is not None:
             shuffled["temporal"] = self.shuffled_temporal.to_json()
         out["shuffled"] = shuffled
+        if self.prior is not None:
+            out["prior"] = self.prior.to_json()
         if self.temporal is not None:
             out["temporal"] = self.temporal.to_json()
         cost = {
@@ -241,6 +247,7 @@ class PointRow:
             stride=m.get("stride"),
             heads={h: HeadRow.from_json(m[h]) for h in names if m.get(h)},
             shuffled={h: HeadRow.from_json(shuffled[h]) for h in names if shuffled.get(h)},
+            prior=HeadRow.from_json(m["prior"]) if m.get("prior") else None,
             temporal=TemporalRow.from_json(m["temporal"]) if m.get("temporal") else None,
             shuffled_temporal=TemporalRow.from_json(shuffled["temporal"]) if shuffled.get("temporal") else None,
             memory_overhead_vs_merger=extract.get("memory_overhead_vs_merger"),
@@ -280,17 +287,29 @@ def point_row(
     """One point's row from its probe and extraction records (either may be missing: not run yet)."""
     probe = probe or {}
     extract = extract or {}
-    shuffled = probe.get("shuffled", {})
+    shuffled = {h: HeadRow.from_probe(m) for h, m in probe.get("shuffled", {}).items() if h in heads}
+    prior = HeadRow.from_probe(probe["prior"]) if "prior" in probe else None
+    controls = {"shuffled": lambda h: shuffled.get(h), "prior": lambda h: prior}
+
+    def head_row(h: str) -> HeadRow:
+        """The head's row with the test bbox IoU of the control its selectivity was measured against."""
+        row = HeadRow.from_probe(probe[h])
+        control = controls[row.selectivity_control](h) if row.selectivity_control in controls else None
+        return row if control is None else replace(row, control_bbox_iou=control.bbox_iou)
+
     return PointRow(
         name=name,
         kind=point.kind,
         layer=getattr(point, "layer", None),
         weights=probe.get("point", {}).get("weights", extract.get("weights")),
         stride=probe.get("point", {}).get("stride"),
-        heads={h: HeadRow.from_probe(probe[h]) for h in heads if h in probe},
-        shuffled={h: HeadRow.from_probe(shuffled[h]) for h in heads if h in shuffled},
+        heads={h: head_row(h) for h in heads if h in probe},
+        shuffled=shuffled,
+        prior=prior,
         temporal=TemporalRow.from_probe(probe["temporal"]) if "temporal" in probe else None,
-        shuffled_temporal=TemporalRow.from_probe(shuffled["temporal"]) if "temporal" in shuffled else None,
+        shuffled_temporal=(
+            TemporalRow.from_probe(probe["shuffled"]["temporal"]) if "temporal" in probe.get("shuffled", {}) else None
+        ),
         memory_overhead_vs_merger=extract.get("memory_overhead_vs_merger"),
         tokens_per_frame=extract.get("tokens_per_frame"),
         feature_bytes_per_frame=extract.get("feature_bytes_per_frame"),

@@ -58,9 +58,12 @@ def point_table_json(table: list[PointTableRow], map_kind: str) -> list[dict[str
                 "selectivity_ci": [m.selectivity_lo, m.selectivity_hi],
                 "map50": getattr(m, key),
                 "map50_ci": [getattr(m, f"{key}_lo"), getattr(m, f"{key}_hi")],
+                "selectivity_control": m.selectivity_control,
+                "operating_points": None if m.operating_points is None else list(m.operating_points),
                 "shuffled_bbox_iou": None if shuffled is None else shuffled.bbox_iou,
                 "shuffled_bbox_iou_chance": None if shuffled is None else shuffled.bbox_iou_chance,
             }
+        item["prior"] = None if r.prior is None else r.prior.to_json()
         item["temporal"] = None if r.temporal is None else r.temporal.to_json()
         item["memory_overhead_vs_merger"] = r.memory_overhead_vs_merger
         out.append(item)
