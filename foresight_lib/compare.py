@@ -1,9 +1,10 @@
 """Two extraction points side by side, from ``metrics/summary.json``: ``python -m foresight_lib.compare vit_l7 merger``.
 
 One line per quantity: what each point is (kind, layer, weights, stride), then per probe head its bbox IoU with the
-95% interval and chance level, mAP@0.5 (class-agnostic) with its interval, the selectivity over the shuffled control
-with its paired interval and the shuffled control itself, then the temporal probes' accuracies (chance beside) and
-the exact feature cost. The last column is the second point's value minus the first's (point estimates only: each
+95% interval and chance level, its operating point (score threshold, at most k boxes per frame), mAP@0.5
+(class-agnostic) with its interval, the selectivity over its control (the stronger on validation of the shuffled
+control and the data's prior) with its paired interval and the shuffled control itself, then the prior, the temporal
+probes' accuracies (chance beside) and the exact feature cost. The last column is the second point's value minus the first's (point estimates only: each
 column carries its own interval; see the report for the decision).
 """
 
@@ -28,6 +29,13 @@ def _v(x: float | None) -> str:
 
 def _ci(value: float | None, lo: float | None, hi: float | None) -> str:
     return "n/a" if value is None else f"{_v(value)} [{_v(lo)}, {_v(hi)}]"
+
+
+def _operating(h: HeadRow) -> str:
+    """Each seed's operating point: ``score >= t, at most k``."""
+    if not h.operating_points:
+        return "n/a"
+    return " / ".join(f">= {p['score_threshold']:g}, <= {p['max_boxes']}" for p in h.operating_points)
 
 
 def _temporal_cell(row: PointRow, task: str) -> str:
@@ -60,6 +68,7 @@ def _lines(a: PointRow, b: PointRow) -> list[tuple[str, str, str, float | None, 
                 ha.bbox_iou,
                 hb.bbox_iou,
             ),
+            (f"{head}: operating point", _operating(ha), _operating(hb), None, None),
             (
                 f"{head}: mAP@0.5",
                 _ci(ha.map50_class_agnostic, ha.map50_class_agnostic_lo, ha.map50_class_agnostic_hi),
@@ -68,14 +77,24 @@ def _lines(a: PointRow, b: PointRow) -> list[tuple[str, str, str, float | None, 
                 hb.map50_class_agnostic,
             ),
             (
-                f"{head}: selectivity",
-                _ci(ha.selectivity, ha.selectivity_lo, ha.selectivity_hi),
-                _ci(hb.selectivity, hb.selectivity_lo, hb.selectivity_hi),
+                f"{head}: selectivity (vs)",
+                f"{_ci(ha.selectivity, ha.selectivity_lo, ha.selectivity_hi)} ({ha.selectivity_control or 'n/a'})",
+                f"{_ci(hb.selectivity, hb.selectivity_lo, hb.selectivity_hi)} ({hb.selectivity_control or 'n/a'})",
                 ha.selectivity,
                 hb.selectivity,
             ),
             (f"{head}: shuffled control IoU", _v(sa.bbox_iou), _v(sb.bbox_iou), sa.bbox_iou, sb.bbox_iou),
         ]
+    pa, pb = a.prior or empty, b.prior or empty
+    out.append(
+        (
+            "prior IoU (chance)",
+            f"{_ci(pa.bbox_iou, pa.bbox_iou_lo, pa.bbox_iou_hi)} ({_v(pa.bbox_iou_chance)})",
+            f"{_ci(pb.bbox_iou, pb.bbox_iou_lo, pb.bbox_iou_hi)} ({_v(pb.bbox_iou_chance)})",
+            pa.bbox_iou,
+            pb.bbox_iou,
+        )
+    )
     for task in ("direction", "order"):
         ta = getattr(a.temporal, f"{task}_accuracy", None) if a.temporal else None
         tb = getattr(b.temporal, f"{task}_accuracy", None) if b.temporal else None

@@ -59,6 +59,15 @@ def test_intervals_are_narrow_the_oracle_passes_and_the_controls_sit_at_chance(c
         for head in params.probe.heads:
             m = summary[name][head]
             assert m["bbox_iou_hi"] - m["bbox_iou_lo"] < MAX_WIDTH, (name, head, m["bbox_iou_lo"], m["bbox_iou_hi"])
+    for name, point in params.points.items():  # every point's prior row, every head's operating point
+        if point.kind == "oracle":
+            continue
+        assert summary[name]["prior"]["bbox_iou"] is not None, name
+        for head in params.probe.heads:
+            assert len(summary[name][head]["operating_points"]) == len(params.probe.seeds), (name, head)
+            assert summary[name][head]["selectivity_control"] in ("shuffled", "prior"), (name, head)
+    report = (ROOT / "reports/phase1.md").read_text()
+    assert "prior IoU (chance) x boxes" in report and " @ " in report
     assert decision["oracle"]["status"] == "pass", decision["oracle"]
     assert decision["benchmark"]["status"] == "at chance" and not decision["benchmark"]["above_chance"]
     naive = [n for n in kinds if getattr(params.points[n], "order", "raster") == "naive"]

@@ -114,7 +114,7 @@ def deciding_text(doc: Mapping[str, Any]) -> str:
             if math.isnan(d["selectivity"])
             else f"{_fmt(d['selectivity'])} [{_fmt(d['selectivity_lo'])}, {_fmt(d['selectivity_hi'])}]"
         )
-        + f" (its control, the {d['control']}, {_fmt(d['control_iou'])})"
+        + f" over its control ({d['control']}: {_fmt(d['control_iou'])})"
     )
 
 
