@@ -24,7 +24,14 @@ TARGETS = ("probe@oracle", "extract@vit_l1")
 PROFILE = {
     "data": {"height": 224, "width": 224, "synthetic": {"n_clips": 3}},
     "points": {"oracle": {"kind": "oracle", "stride": 14}, "vit_l1": {"kind": "vit_block", "layer": 1}},
-    "probe": {"heads": ["linear"], "epochs": 1, "temporal_epochs": 1, "bootstrap": 10, "bootstrap_map": 5},
+    "probe": {
+        "heads": ["linear"],
+        "steps": 2,
+        "val_every": 1,
+        "temporal_epochs": 1,
+        "bootstrap": 10,
+        "bootstrap_map": 5,
+    },
     "adapter": {"single": {}, "dual_stream": {}, "multi_scale": {}},
 }
 KEPT = ("data", "features", "probes", "metrics")

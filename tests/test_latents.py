@@ -12,6 +12,7 @@ import zarr
 from helpers import small_params
 from PIL import Image
 
+from foresight_lib.adapters.sheet import HEADER
 from foresight_lib.cli import run
 from foresight_lib.data.frames import write_frames
 from foresight_lib.data.splits import read_split
@@ -240,7 +241,7 @@ def test_decode_stages_write_the_ceiling_then_the_adapter_and_its_sheet(small_la
     assert ceiling.attrs["clips"] == decoded.attrs["clips"] == [0, 2]
     np.testing.assert_array_equal(decoded[:], ceiling[:])  # same latents, same per-clip noise
     with Image.open(tmp_path / "adapters" / "a" / "sheet.png") as sheet:
-        assert sheet.size == (3 * 48 + 2 * 4, 16 + 2 * 32 + 4)  # 3 columns, 2 rows of half-size panels
+        assert sheet.size == (3 * 48 + 2 * 4, HEADER + 2 * 32 + 4)  # 3 columns, 2 rows of half-size panels
 
     (tmp_path / "params.yaml").write_text("ltx: {device: cpu, seed: 1}\n")
     with pytest.raises(SystemExit):

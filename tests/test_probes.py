@@ -702,6 +702,7 @@ def test_the_stage_writes_its_outputs_and_refuses_a_mismatched_point(tiny, tmp_p
     run(stage["main"], ["--point", "merger", *args])
     assert json.loads((tmp_path / "m.json").read_text())["linear"]["n_frames"] == 9
     assert (tmp_path / "p.parquet").is_file() and (tmp_path / "heads" / "linear.safetensors").is_file()
+    capsys.readouterr()  # the first run's progress and timing lines
     with pytest.raises(SystemExit) as exit_:
         run(stage["main"], ["--point", "vit_embed", *args])
     err = capsys.readouterr().err
