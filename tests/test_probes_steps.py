@@ -13,6 +13,7 @@ from foresight_lib.extract.writer import write_point
 from foresight_lib.metrics.temporal import majority_chance
 from foresight_lib.params import ExtractParams, ModelParams, OraclePoint, ProbeParams
 from foresight_lib.probes.run import run_probes
+from foresight_lib.report.summary import PointRow, point_row
 from foresight_lib.tools.synthetic_coin import write_synthetic_coin
 
 VIDEOS = 20  # 12 / 4 / 4 videos per split: an interval over 4 test videos
@@ -61,3 +62,17 @@ def test_majority_chance_is_the_test_rate_of_trains_most_frequent_class():
     majority = min(k for k in range(3) if counts[k] == max(counts))
     assert majority_chance(train, test) == sum(int(t == majority) for t in test) / len(test)
     assert majority_chance(np.array([1, 0]), np.array([0, 0, 1])) == pytest.approx(2 / 3)  # tie: smallest id
+
+
+def test_step_accuracies_reach_the_summary_with_intervals_and_chance(step_run):
+    point = OraclePoint(kind="oracle", stride=56, target="steps")
+    row = point_row("oracle_steps", point, step_run, None, ["linear", "dense"])
+    out = row.to_json()
+    for task in ("step", "position", "task"):
+        probe = step_run["steps"][task]
+        assert out["steps"][f"{task}_accuracy"] == probe["accuracy"]
+        assert [out["steps"][f"{task}_accuracy_lo"], out["steps"][f"{task}_accuracy_hi"]] == probe["accuracy_ci"]
+        assert out["steps"][f"{task}_chance"] == probe["chance"]
+        assert out["shuffled"]["steps"][f"{task}_accuracy"] == step_run["shuffled"]["steps"][task]["accuracy"]
+    assert out["skipped"] == step_run["skipped"] and out["steps"]["n_videos"] == 4
+    assert PointRow.from_json("oracle_steps", point, out).to_json() == out
