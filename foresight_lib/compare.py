@@ -2,8 +2,8 @@
 
 One line per quantity: what each point is (kind, layer, weights, stride), then per probe head its bbox IoU with the
 95% interval and chance level, mAP@0.5 (class-agnostic) with its interval, the selectivity over the shuffled control
-with its paired interval and the shuffled control itself, then the temporal probes' accuracies (chance beside) and
-the exact feature cost. The last column is the second point's value minus the first's (point estimates only: each
+with its paired interval and the shuffled control itself, then the temporal and step probes' accuracies (chance
+beside) and the exact feature cost. The last column is the second point's value minus the first's (point estimates only: each
 column carries its own interval; see the report for the decision).
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import ForesightError
-from .report.summary import HeadRow, PointRow
+from .report.summary import STEP_TASKS, HeadRow, PointRow, StepRow, TemporalRow
 
 HEADS = ("linear", "mlp", "dense", "detr")
 
@@ -30,8 +30,7 @@ def _ci(value: float | None, lo: float | None, hi: float | None) -> str:
     return "n/a" if value is None else f"{_v(value)} [{_v(lo)}, {_v(hi)}]"
 
 
-def _temporal_cell(row: PointRow, task: str) -> str:
-    t = row.temporal
+def _accuracy_cell(t: TemporalRow | StepRow | None, task: str) -> str:
     if t is None or getattr(t, f"{task}_accuracy") is None:
         return "n/a"
     acc = _ci(*(getattr(t, f"{task}_accuracy{s}") for s in ("", "_lo", "_hi")))
@@ -76,13 +75,13 @@ def _lines(a: PointRow, b: PointRow) -> list[tuple[str, str, str, float | None, 
             ),
             (f"{head}: shuffled control IoU", _v(sa.bbox_iou), _v(sb.bbox_iou), sa.bbox_iou, sb.bbox_iou),
         ]
-    for task in ("direction", "order"):
-        ta = getattr(a.temporal, f"{task}_accuracy", None) if a.temporal else None
-        tb = getattr(b.temporal, f"{task}_accuracy", None) if b.temporal else None
+    tasks = [("direction", a.temporal, b.temporal), ("order", a.temporal, b.temporal)]
+    tasks += [(task, a.steps, b.steps) for task in STEP_TASKS]
+    for task, xa, xb in tasks:
+        ta, tb = (getattr(x, f"{task}_accuracy", None) if x else None for x in (xa, xb))
         if ta is None and tb is None:
             continue
-
-        out.append((f"{task} accuracy (chance)", _temporal_cell(a, task), _temporal_cell(b, task), ta, tb))
+        out.append((f"{task} accuracy (chance)", _accuracy_cell(xa, task), _accuracy_cell(xb, task), ta, tb))
     out += [
         (
             "feature bytes vs merger (x)",

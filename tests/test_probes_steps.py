@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from helpers import small_params
 
+from foresight_lib.compare import compare
 from foresight_lib.data.frames import write_frames
 from foresight_lib.extract.points import make_extractor
 from foresight_lib.extract.writer import write_point
@@ -76,3 +77,5 @@ def test_step_accuracies_reach_the_summary_with_intervals_and_chance(step_run):
         assert out["shuffled"]["steps"][f"{task}_accuracy"] == step_run["shuffled"]["steps"][task]["accuracy"]
     assert out["skipped"] == step_run["skipped"] and out["steps"]["n_videos"] == 4
     assert PointRow.from_json("oracle_steps", point, out).to_json() == out
+    table = compare({"oracle_steps": out, "again": out}, "oracle_steps", "again")
+    assert "step accuracy (chance)" in table and "position accuracy (chance)" in table and "task accuracy" in table
