@@ -371,6 +371,7 @@ def test_the_gate_reads_only_box_oracles_and_a_steps_oracle_gates_the_step_probe
 
 
 def test_without_boxes_the_spatial_verdict_is_not_applicable_and_the_report_shows_the_step_probes():
+    from foresight_lib.report.build import _sheet_points
     from foresight_lib.report.facts import RunFacts
     from foresight_lib.report.markdown import render_markdown
     from foresight_lib.report.summary import as_rows
@@ -396,3 +397,4 @@ def test_without_boxes_the_spatial_verdict_is_not_applicable_and_the_report_show
     assert "| 0.700 [0.600, 0.750] (0.300) | 0.600 [0.500, 0.650] (0.300) | 0.400 [0.300, 0.450] (0.300) |" in vit_l7
     assert "- Step gate (steps oracle `oracle_steps`): pass; step accuracy 1.000 (threshold 0.9" in text
     assert "the proposal's temporal criterion, beside the spatial rule and not part of it" in text
+    assert _sheet_points(rows, "linear") == []  # no box sheet without boxes (the merger's row has no head either)

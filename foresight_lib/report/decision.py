@@ -463,8 +463,9 @@ def explain(
         return "Undetermined: no pre-merge Qwen2.5-VL point was probed. To change: add a vit_embed or vit_block point."
     if c.case == "not_applicable":
         return (
-            f"Not applicable: the spatial verdict needs boxes ({c.reason}). The step probes are this dataset's "
-            "measure: the proposal's temporal criterion, reported beside the spatial rule, not part of it."
+            f"Not applicable: the spatial verdict needs boxes ({c.reason}). Read the step probes, the proposal's "
+            "temporal criterion (beside the spatial rule, not part of it); for the spatial question run a source "
+            "with boxes (`data.source`: synthetic, something_else or coco_video)."
         )
     if c.case == "too_few_clips":
         return (

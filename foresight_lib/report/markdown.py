@@ -95,9 +95,9 @@ def separation_lines(separate: list[dict[str, Any]]) -> list[str]:
 
 
 def why(doc: Mapping[str, Any]) -> str:
-    """The bounds that decided, in one sentence (the branch itself where no bound did)."""
+    """The bounds that decided, in one sentence (where no bound did, why no rule applied, else the branch itself)."""
     checks = doc.get("checks") or []
-    return "; ".join(c["text"] for c in checks) if checks else doc["branch"]
+    return "; ".join(c["text"] for c in checks) if checks else doc.get("reason") or doc["branch"]
 
 
 def deciding_text(doc: Mapping[str, Any]) -> str:
