@@ -92,7 +92,7 @@ def run_probes(
     if annotations.is_file() and pd.read_parquet(annotations, columns=["clip"]).empty:
         reason = f"no boxes in {annotations}: the box and motion probes need boxes; none was trained"
         store = open_features(point_store_path)
-        steps = _step_sections(store, outputs, probe_params, Path(live_dir))
+        steps = _step_sections(store, outputs, probe_params, Path(live_dir), device)
         return _skip(store, reason, steps, out_metrics_path, predictions_path, heads_dir)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -222,7 +222,7 @@ def _run(
                 task["seeds"] = {str(s): v for s, v in task["seeds"].items()}
     seconds["temporal"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    for key, section in _step_sections(data.store, FramesOutputs(Path(frames_dir)), params, live_dir).items():
+    for key, section in _step_sections(data.store, FramesOutputs(Path(frames_dir)), params, live_dir, device).items():
         (metrics["shuffled"] if key == "shuffled" else metrics)["steps"] = section
     seconds["steps"] = time.perf_counter() - tick
     seconds["total"] = time.perf_counter() - started
@@ -238,7 +238,7 @@ def _run(
 
 
 def _step_sections(
-    store: FeatureStore, outputs: FramesOutputs, params: ProbeParams, live_dir: Path
+    store: FeatureStore, outputs: FramesOutputs, params: ProbeParams, live_dir: Path, device: torch.device
 ) -> dict[str, dict[str, Any]]:
     """``{"steps": {...}, "shuffled": {...}}``: the step probes (:mod:`.steps`) of a dataset whose ``steps.parquet``
     has rows; ``{}`` for one without steps."""
@@ -251,7 +251,7 @@ def _step_sections(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as every probe: the numbers do not depend on the machine's thread count
     try:
-        result = step_metrics(store, steps, clips, params, live_dir)
+        result = step_metrics(store, steps, clips, params, live_dir, device)
     finally:
         torch.set_num_threads(threads)
     return {"steps": result[False], "shuffled": result[True]}

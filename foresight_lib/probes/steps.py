@@ -13,13 +13,13 @@ object appearing or leaving); the mean over slots too lost it (measured 2026-12-
 synthetic videos, tiny random models, 16 test clips of 5 videos: step accuracy of the pixels point 0.19 with the
 mean over slots, 0.63 [0.15, 0.93] per slot; of ``vit_l7`` 0.38 and 0.75 [0.56, 0.94]; chance 0.31). A position pair
 is its two clips' vectors side by side ``[2 T C]``, gathered per batch.
-Head: a linear classifier per task, trained with cross-entropy by :class:`~.engine.OnePass` as the temporal probes
-are (every control, learning rate and seed of a task in one pass, ``probe.temporal_epochs`` epochs validated after
-each, epoch and learning rate selected by validation cross-entropy).
+Head: a linear classifier per task on ``probe.device``, trained with cross-entropy by :class:`~.engine.OnePass` as
+the temporal probes are (every control, learning rate and seed of a task in one pass, ``probe.temporal_epochs``
+epochs validated after each, epoch and learning rate selected by validation cross-entropy).
 
 Control (``shuffled``): each split's clip vectors permuted over the split's clips (seeded by ``probe.seed`` and the
 split): the labels then describe other clips, so the control reads the chance level whatever the features hold.
-(The temporal probes' cell permutation would leave a mean-pooled vector unchanged.)
+(The spatial probes' cell permutation would leave a vector averaged over the cells unchanged.)
 
 Reported on the test split: accuracy over the seeds' predictions together, its chance level (the test accuracy of
 always answering the train split's majority class: :func:`~foresight_lib.metrics.temporal.majority_chance`; about
@@ -111,18 +111,24 @@ def pooled_features(store: FeatureStore, clips: np.ndarray, block_clips: int) ->
 
 
 def step_metrics(
-    store: FeatureStore, steps: pd.DataFrame, clips: pd.DataFrame, params: ProbeParams, live_dir: Path
+    store: FeatureStore,
+    steps: pd.DataFrame,
+    clips: pd.DataFrame,
+    params: ProbeParams,
+    live_dir: Path,
+    device: torch.device | None = None,
 ) -> dict[bool, dict[str, Any]]:
-    """``{shuffled: {task: metrics}}`` of the step probes of one point (module docstring); a task the data cannot pose
-    is ``{"available": False, "reason": ...}``."""
+    """``{shuffled: {task: metrics}}`` of the step probes of one point (module docstring), trained on ``device``
+    (default: the CPU); a task the data cannot pose is ``{"available": False, "reason": ...}``."""
+    device = device or torch.device("cpu")
     tables = split_steps(steps, clips)
     raw = {s: pooled_features(store, t["clip"].to_numpy(np.int64), params.block_clips) for s, t in tables.items()}
     mean, std = raw["train"].mean(0), raw["train"].std(0).clamp(min=1e-6)
     features: dict[bool, dict[str, torch.Tensor]] = {False: {}, True: {}}  # {shuffled: {split: [n, T*C]}}
     for s in SPLITS:
-        features[False][s] = (raw[s] - mean) / std
+        features[False][s] = ((raw[s] - mean) / std).to(device)
         perm = np.random.default_rng([params.seed, SPLITS.index(s), 1]).permutation(len(raw[s]))
-        features[True][s] = features[False][s][torch.from_numpy(perm)]
+        features[True][s] = features[False][s][torch.from_numpy(perm).to(device)]
     result: dict[bool, dict[str, Any]] = {False: {}, True: {}}
     for task in TASKS:
         if task == "position":
@@ -137,7 +143,7 @@ def step_metrics(
             for control in (False, True):
                 result[control][task] = {"available": False, "reason": reason}
             continue
-        for control, metrics in _probe_task(task, samples, features, len(classes), params, live_dir).items():
+        for control, metrics in _probe_task(task, samples, features, len(classes), params, live_dir, device).items():
             result[control][task] = metrics
     return result
 
@@ -160,20 +166,22 @@ def _probe_task(
     n_classes: int,
     params: ProbeParams,
     live_dir: Path,
+    device: torch.device,
 ) -> dict[bool, dict[str, Any]]:
-    """Train and test one task on the features and the control (module docstring)."""
-    rows = {s: torch.from_numpy(x.rows.copy()) for s, x in samples.items()}  # [N, K]
+    """Train and test one task on the features and the control (module docstring), on ``device``: a head is a
+    ``T C`` x classes matrix (at real size 9 x 3584 channels x hundreds of COIN steps, ~20 M weights per trainee),
+    which the GPU steps far faster than the CPU."""
+    rows = {s: torch.from_numpy(x.rows.copy()).to(device) for s, x in samples.items()}  # [N, K]
 
     def inputs(control: bool, split: str, pick: torch.Tensor | None = None) -> torch.Tensor:
         """``[N, K*F]``: the clip vectors of samples ``pick`` (default: all) of ``split``, side by side."""
-        index = rows[split] if pick is None else rows[split][pick]
+        index = rows[split] if pick is None else rows[split][pick.to(device)]
         return features[control][split][index].flatten(1)
 
     evaluated = {(c, s): inputs(c, s) for c in (False, True) for s in ("val", "test")}  # read at every validation
-    labels = {s: torch.from_numpy(x.labels.copy()) for s, x in samples.items()}
+    labels = {s: torch.from_numpy(x.labels.copy()).to(device) for s, x in samples.items()}
     dim = rows["train"].shape[1] * features[False]["train"].shape[1]
     keys = [TraineeKey(task, c, lr, s) for c in (False, True) for lr in params.lrs for s in params.seeds]
-    device = torch.device("cpu")  # a few thousand vectors: the CPU is faster than a transfer
     per_epoch = math.ceil(len(labels["train"]) / params.batch_size)  # optimiser steps per epoch
     budget = Budget(params.temporal_epochs * per_epoch, per_epoch)  # validated once an epoch, no early stop
     trainees = make_trainees(keys, lambda key: nn.Linear(dim, n_classes), params.weight_decay, budget.steps, device)
@@ -183,7 +191,8 @@ def _probe_task(
         return order.split(params.batch_size)
 
     def loss(t: Trainee, pick: torch.Tensor):
-        return F.cross_entropy(t.model(inputs(t.key.shuffled, "train", pick)), labels["train"][pick]), len(pick)
+        target = labels["train"][pick.to(device)]
+        return F.cross_entropy(t.model(inputs(t.key.shuffled, "train", pick)), target), len(pick)
 
     def validate(ts: Sequence[Trainee]) -> list[Score]:
         out = []
@@ -202,7 +211,7 @@ def _probe_task(
         for s in params.seeds:
             t = chosen[(task, control, s)]
             with torch.no_grad():
-                pred = t.model(evaluated[(control, "test")]).argmax(-1).numpy()
+                pred = t.model(evaluated[(control, "test")]).argmax(-1).cpu().numpy()
             all_pred.append(pred)
             per_seed[str(s)] = {
                 "accuracy": float((pred == test.labels).mean()),
