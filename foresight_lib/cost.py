@@ -41,7 +41,7 @@ Widths come from ``config.json`` of each local checkpoint (no weight is read), t
   learning rate); plus one host-to-GPU read of every train slot stepped on and of the val slots at each validation,
   shared by every training.
   Temporal heads, decoding, COCOeval and the bootstrap (CPU) are not counted. A dataset without boxes (COIN) runs
-  only the step probes, linear heads on one pooled vector per clip: counted as one read of its features.
+  only the step probes, linear heads on one vector per clip: one read of its features and the heads' FLOPs.
 - Latents, adapters and decoding: ESTIMATED (no rate is measured) the same way, FLOPs at the assumed
   ``probe_gpu_achieved_tflops``: the LTX-Video VAE's encode (``latents``, every clip) and decode (the ceiling and
   each adapter's ``decode_*``, the test clips) counted on the real architecture (the checkpoint's config.json,
@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data.coin import COIN_SEGMENTS, COIN_VIDEOS, coin_count
+from .data.coin import COIN_SEGMENTS, COIN_TASKS, COIN_VIDEOS, CoinCount, coin_count
 from .data.splits import assign_splits
 from .data.synthetic import CATEGORIES as SYNTHETIC_CATEGORIES
 from .errors import ForesightError
@@ -341,11 +341,11 @@ def estimate(params: Params, rates: Mapping[str, Mapping[str, Any]] | None = Non
             f"extract@{name}", f"features/{name}.zarr", (n_clips, *grid, channels), params.extract.dtype, hours, note
         )
         stores.append(store)
-        if coin is not None:  # no boxes: only the step probes, linear heads on one pooled vector per clip
-            probe_hours[name] = _read_hours(n_clips * int(np.prod(grid)) * channels, params, rates)
+        if coin is not None:  # no boxes: only the step probes, linear heads on one vector per clip
+            probe_hours[name], flops = _step_probe_hours(params, grid, channels, n_split, coin, rates)
         else:
             probe_hours[name], flops = _probe_hours(params, grid, channels, n_split, rates)
-            probe_flops += flops
+        probe_flops += flops
     flop_rate = rates["probe_gpu_achieved_tflops"]["value"] * 1e12 * 3600  # FLOPs per GPU-hour (assumed)
     encode, decode, vae_note = vae_flops(params)
     decode_hours = n_split["test"] * decode / flop_rate
@@ -510,6 +510,37 @@ def _probe_hours(
         per_training = 3 * fwd * trained + fwd * validations * slots["val"]
         flops += 2 * (sweep * per_training + len(params.probe.seeds) * fwd * slots["test"])  # features + control
     read = _read_hours((trained + validations * slots["val"]) * grid[1] * grid[2] * channels, params, rates)
+    return flops / (rates["probe_gpu_achieved_tflops"]["value"] * 1e12) / 3600 + read, flops
+
+
+def _step_probe_hours(
+    params: Params,
+    grid: tuple[int, int, int],
+    channels: int,
+    n_split: Mapping[str, int],
+    coin: CoinCount,
+    rates: Mapping[str, Mapping[str, Any]],
+) -> tuple[float, float]:
+    """Estimated hours of one point's step probes (:mod:`foresight_lib.probes.steps`), and their FLOPs: one read of
+    the features, then per task a linear head on ``K x T x C`` inputs (K = 2 for a position pair) to its classes
+    (the step labels, 2, the tasks: at most COIN's 180 or the videos), ``2 x lrs x seeds`` trainees, each
+    ``probe.temporal_epochs`` epochs of forward+backward over the train samples and a forward over the val samples;
+    a video of ``c`` clips gives ``c (c - 1) / 2`` position pairs (clips of one step count too: an upper bound)."""
+    per_video = coin.clips / coin.videos
+    pairs = (per_video - 1) / 2  # position pairs per clip
+    tasks = (
+        (1, coin.step_labels, 1.0),  # (clips per sample, classes, samples per clip)
+        (2, 2, pairs),
+        (1, min(COIN_TASKS, coin.videos), 1.0),
+    )
+    dim = grid[0] * channels
+    trainees = 2 * len(params.probe.lrs) * len(params.probe.seeds)
+    flops = 0.0
+    for k, classes, per_clip in tasks:
+        fwd = 2 * k * dim * classes  # per sample
+        epoch = 3 * fwd * n_split["train"] * per_clip + fwd * n_split["val"] * per_clip
+        flops += trainees * params.probe.temporal_epochs * epoch
+    read = _read_hours(sum(n_split.values()) * int(np.prod(grid)) * channels, params, rates)
     return flops / (rates["probe_gpu_achieved_tflops"]["value"] * 1e12) / 3600 + read, flops
 
 

@@ -43,8 +43,8 @@ COIN_LAYOUT = (
 )
 
 
-COIN_VIDEOS, COIN_SEGMENTS, COIN_STEP_LABELS = 11_827, 46_354, 778
-"""The whole COIN release as its paper counts it: videos, annotated step segments and distinct step labels."""
+COIN_VIDEOS, COIN_SEGMENTS, COIN_STEP_LABELS, COIN_TASKS = 11_827, 46_354, 778, 180
+"""The whole COIN release as its paper counts it: videos, annotated step segments, distinct step labels, tasks."""
 
 
 @dataclass(frozen=True)
