@@ -50,6 +50,10 @@ DATA_PAGES = {
         "your videos, named as the annotation file's videos list them",
         "a COCO-style video annotation file",
     ),
+    "coin": (
+        "the COIN videos from YouTube by their ids (`video_url` in COIN.json), saved as <id>.mp4, e.g. with yt-dlp",
+        "COIN.json: https://github.com/coin-dataset/annotations (linked from https://coin-dataset.github.io)",
+    ),
 }
 QWEN_7B_WEIGHTS_GB = 16.6
 """Qwen2.5-VL-7B-Instruct's 8.3 billion parameters in bfloat16: what extraction holds when no checkpoint is there
@@ -112,10 +116,10 @@ def checks(params: Params) -> list[Check]:
     """Everything a run with ``params`` reads from outside the repository, each with where to get it."""
     out: list[Check] = []
     if params.data.source != "synthetic":
-        videos, boxes = DATA_PAGES[params.data.source]
+        videos, annotations = DATA_PAGES[params.data.source]
         out += [
             _path("data.video_dir", params.data.video_dir, "dir", f"get {videos}"),
-            _path("data.annotations", params.data.annotations, "any", f"get {boxes}"),
+            _path("data.annotations", params.data.annotations, "any", f"get {annotations}"),
         ]
     if qwen_points(params) and params.model.source != "tiny":
         source = params.model.source

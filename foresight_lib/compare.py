@@ -3,9 +3,10 @@
 One line per quantity: what each point is (kind, layer, weights, stride), then per probe head its bbox IoU with the
 95% interval and chance level, its operating point (score threshold, at most k boxes per frame), mAP@0.5
 (class-agnostic) with its interval, the selectivity over its control (the stronger on validation of the shuffled
-control and the data's prior) with its paired interval and the shuffled control itself, then the prior, the temporal
-probes' accuracies (chance beside) and the exact feature cost. The last column is the second point's value minus the first's (point estimates only: each
-column carries its own interval; see the report for the decision).
+control and the data's prior) with its paired interval and the shuffled control itself, then the prior, the
+temporal and step probes' accuracies (chance beside) and the exact feature cost. The last column is the second
+point's value minus the first's (point estimates only: each column carries its own interval; see the report for the
+decision).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import ForesightError
-from .report.summary import HeadRow, PointRow
+from .report.summary import STEP_TASKS, HeadRow, PointRow, StepRow, TemporalRow
 
 HEADS = ("linear", "mlp", "dense", "detr")
 
@@ -38,8 +39,7 @@ def _operating(h: HeadRow) -> str:
     return " / ".join(f">= {p['score_threshold']:g}, <= {p['max_boxes']}" for p in h.operating_points)
 
 
-def _temporal_cell(row: PointRow, task: str) -> str:
-    t = row.temporal
+def _accuracy_cell(t: TemporalRow | StepRow | None, task: str) -> str:
     if t is None or getattr(t, f"{task}_accuracy") is None:
         return "n/a"
     acc = _ci(*(getattr(t, f"{task}_accuracy{s}") for s in ("", "_lo", "_hi")))
@@ -95,13 +95,13 @@ def _lines(a: PointRow, b: PointRow) -> list[tuple[str, str, str, float | None, 
             pb.bbox_iou,
         )
     )
-    for task in ("direction", "order"):
-        ta = getattr(a.temporal, f"{task}_accuracy", None) if a.temporal else None
-        tb = getattr(b.temporal, f"{task}_accuracy", None) if b.temporal else None
+    tasks = [("direction", a.temporal, b.temporal), ("order", a.temporal, b.temporal)]
+    tasks += [(task, a.steps, b.steps) for task in STEP_TASKS]
+    for task, xa, xb in tasks:
+        ta, tb = (getattr(x, f"{task}_accuracy", None) if x else None for x in (xa, xb))
         if ta is None and tb is None:
             continue
-
-        out.append((f"{task} accuracy (chance)", _temporal_cell(a, task), _temporal_cell(b, task), ta, tb))
+        out.append((f"{task} accuracy (chance)", _accuracy_cell(xa, task), _accuracy_cell(xb, task), ta, tb))
     out += [
         (
             "feature bytes vs merger (x)",

@@ -11,7 +11,10 @@ grids and the models' configs) times its dtype's item size, as the stages write 
   ``adapters/<a>/latents.zarr`` float32 ``[test clip, 128, F', H/32, W/32]``.
 - Compression is ignored: Blosc/zstd gains 1.05 to 1.7x on float16 activations, more on frames.
   Parquet tables, JSON, probe heads and adapter weights (megabytes) are not counted.
-- The clip count is ``data.synthetic.n_clips`` or, for real sources, ``data.max_clips`` (no clip skipped).
+- The clip count is ``data.synthetic.n_clips`` or, for real sources, ``data.max_clips`` (no clip skipped); for COIN
+  ``data.max_clips`` counts videos, each giving ``data.coin.clips_per_segment`` clips per step segment
+  (:func:`foresight_lib.data.coin.coin_count`: counted in ``COIN.json`` where present, else COIN's 3.92 segments per
+  video), split by video; a steps oracle stores one channel per step label.
 - DVC keeps a second copy of every cached output in ``.dvc/cache`` unless its ``cache.type`` links
   (``hardlink``/``symlink``, or ``reflink`` on a filesystem that has it); the default ``reflink,copy``
   copies on ext4. Both totals are printed.
@@ -37,7 +40,8 @@ Widths come from ``config.json`` of each local checkpoint (no weight is read), t
   steps (an upper bound: early stopping ends sooner), then one forward over the test slots per seed (the selected
   learning rate); plus one host-to-GPU read of every train slot stepped on and of the val slots at each validation,
   shared by every training.
-  Temporal heads, decoding, COCOeval and the bootstrap (CPU) are not counted.
+  Temporal heads, decoding, COCOeval and the bootstrap (CPU) are not counted. A dataset without boxes (COIN) runs
+  only the step probes, linear heads on one vector per clip: one read of its features and the heads' FLOPs.
 - Latents, adapters and decoding: ESTIMATED (no rate is measured) the same way, FLOPs at the assumed
   ``probe_gpu_achieved_tflops``: the LTX-Video VAE's encode (``latents``, every clip) and decode (the ceiling and
   each adapter's ``decode_*``, the test clips) counted on the real architecture (the checkpoint's config.json,
@@ -59,6 +63,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .data.coin import COIN_SEGMENTS, COIN_TASKS, COIN_VIDEOS, CoinCount, coin_count
 from .data.splits import assign_splits
 from .data.synthetic import CATEGORIES as SYNTHETIC_CATEGORIES
 from .errors import ForesightError
@@ -265,18 +270,25 @@ def estimate(params: Params, rates: Mapping[str, Mapping[str, Any]] | None = Non
     """Every store of a ``dvc repro`` with ``params`` and the GPU-hours of its extraction and probing."""
     rates = dict(rates or load_rates())
     data = params.data
+    coin = coin_count(data) if data.source == "coin" else None
     if data.source == "synthetic":
         n_clips = data.synthetic.n_clips
+    elif coin is not None:
+        n_clips = coin.clips
     elif data.max_clips is None:
         raise ForesightError("cost: data.max_clips is not set, so the clip count of a real source is unknown")
     else:
         n_clips = data.max_clips
-    splits = assign_splits(n_clips, data)
-    n_split = {s: splits.count(s) for s in ("train", "val", "test")}
+    if coin is not None:  # split by video: each split's videos x the clips per video
+        videos = assign_splits(coin.videos, data)
+        n_split = {s: round(videos.count(s) * n_clips / coin.videos) for s in ("train", "val", "test")}
+    else:
+        splits = assign_splits(n_clips, data)
+        n_split = {s: splits.count(s) for s in ("train", "val", "test")}
     f, h, w = data.n_frames, data.height, data.width
     latent = (LATENT_CHANNELS, (f - 1) // LATENT_TEMPORAL + 1, h // LATENT_SPATIAL, w // LATENT_SPATIAL)
 
-    stores = [StoreCost("frames", "data/frames.zarr", (n_clips, f, h, w, 3), "uint8", None)]
+    stores = [StoreCost("frames", "data/frames.zarr", (n_clips, f, h, w, 3), "uint8", None, coin.note if coin else "")]
     probe_hours: dict[str, float] = {}
     probe_flops = 0.0
     grids: dict[str, tuple[tuple[int, int, int], int]] = {}  # point: ((t, gh, gw), C)
@@ -288,6 +300,14 @@ def estimate(params: Params, rates: Mapping[str, Mapping[str, Any]] | None = Non
         note = ""
         if isinstance(point, PixelsPoint):
             grid, channels, hours = (f, h // point.patch, w // point.patch), point.patch**2 * 3, 0.0
+        elif isinstance(point, OraclePoint) and point.target == "steps":  # the step one-hot: no model
+            grid, hours = (f, h // point.stride, w // point.stride), 0.0
+            channels = coin.step_labels if coin is not None else 1
+            note = (
+                f"one channel per step label, {coin.step_labels} ({coin.note})"
+                if coin is not None
+                else "step channels counted as 1 (a source of boxes has no steps)"
+            )
         elif isinstance(point, OraclePoint):  # occupancy, 4 edge distances, class one-hot: no model
             classes = len(SYNTHETIC_CATEGORIES) if data.source == "synthetic" else 1
             grid, channels, hours = (f, h // point.stride, w // point.stride), 5 + classes, 0.0
@@ -321,7 +341,10 @@ def estimate(params: Params, rates: Mapping[str, Mapping[str, Any]] | None = Non
             f"extract@{name}", f"features/{name}.zarr", (n_clips, *grid, channels), params.extract.dtype, hours, note
         )
         stores.append(store)
-        probe_hours[name], flops = _probe_hours(params, grid, channels, n_split, rates)
+        if coin is not None:  # no boxes: only the step probes, linear heads on one vector per clip
+            probe_hours[name], flops = _step_probe_hours(params, grid, channels, n_split, coin, rates)
+        else:
+            probe_hours[name], flops = _probe_hours(params, grid, channels, n_split, rates)
         probe_flops += flops
     flop_rate = rates["probe_gpu_achieved_tflops"]["value"] * 1e12 * 3600  # FLOPs per GPU-hour (assumed)
     encode, decode, vae_note = vae_flops(params)
@@ -395,11 +418,15 @@ def clips_for_test(n_test: int, data: DataParams) -> int:
 
 
 def with_clips(params: Params, n_clips: int) -> Params:
-    """``params`` with ``n_clips`` clips: ``data.synthetic.n_clips`` for the synthetic source, else
-    ``data.max_clips`` (the clips must exist)."""
+    """``params`` with ``n_clips`` clips: ``data.synthetic.n_clips`` for the synthetic source, for COIN the
+    ``data.max_clips`` videos that give them at COIN's average segments per video, else ``data.max_clips`` (the
+    clips must exist)."""
     data = params.data
     if data.source == "synthetic":
         data = data.model_copy(update={"synthetic": data.synthetic.model_copy(update={"n_clips": n_clips})})
+    elif data.source == "coin":
+        per_video = COIN_SEGMENTS / COIN_VIDEOS * data.coin.clips_per_segment
+        data = data.model_copy(update={"max_clips": math.ceil(n_clips / per_video)})
     else:
         data = data.model_copy(update={"max_clips": n_clips})
     return params.model_copy(update={"data": data})
@@ -482,9 +509,44 @@ def _probe_hours(
         sweep = len(params.probe.lrs) * len(params.probe.seeds)  # trained side by side in one pass
         per_training = 3 * fwd * trained + fwd * validations * slots["val"]
         flops += 2 * (sweep * per_training + len(params.probe.seeds) * fwd * slots["test"])  # features + control
-    read = (trained + validations * slots["val"]) * grid[1] * grid[2] * channels
-    read *= np.dtype(params.extract.dtype).itemsize / (rates["host_to_gpu_gb_per_s"]["value"] * GB)
-    return (flops / (rates["probe_gpu_achieved_tflops"]["value"] * 1e12) + read) / 3600, flops
+    read = _read_hours((trained + validations * slots["val"]) * grid[1] * grid[2] * channels, params, rates)
+    return flops / (rates["probe_gpu_achieved_tflops"]["value"] * 1e12) / 3600 + read, flops
+
+
+def _step_probe_hours(
+    params: Params,
+    grid: tuple[int, int, int],
+    channels: int,
+    n_split: Mapping[str, int],
+    coin: CoinCount,
+    rates: Mapping[str, Mapping[str, Any]],
+) -> tuple[float, float]:
+    """Estimated hours of one point's step probes (:mod:`foresight_lib.probes.steps`), and their FLOPs: one read of
+    the features, then per task a linear head on ``K x T x C`` inputs (K = 2 for a position pair) to its classes
+    (the step labels, 2, the tasks: at most COIN's 180 or the videos), ``2 x lrs x seeds`` trainees, each
+    ``probe.temporal_epochs`` epochs of forward+backward over the train samples and a forward over the val samples;
+    a video of ``c`` clips gives ``c (c - 1) / 2`` position pairs (clips of one step count too: an upper bound)."""
+    per_video = coin.clips / coin.videos
+    pairs = (per_video - 1) / 2  # position pairs per clip
+    tasks = (
+        (1, coin.step_labels, 1.0),  # (clips per sample, classes, samples per clip)
+        (2, 2, pairs),
+        (1, min(COIN_TASKS, coin.videos), 1.0),
+    )
+    dim = grid[0] * channels
+    trainees = 2 * len(params.probe.lrs) * len(params.probe.seeds)
+    flops = 0.0
+    for k, classes, per_clip in tasks:
+        fwd = 2 * k * dim * classes  # per sample
+        epoch = 3 * fwd * n_split["train"] * per_clip + fwd * n_split["val"] * per_clip
+        flops += trainees * params.probe.temporal_epochs * epoch
+    read = _read_hours(sum(n_split.values()) * int(np.prod(grid)) * channels, params, rates)
+    return flops / (rates["probe_gpu_achieved_tflops"]["value"] * 1e12) / 3600 + read, flops
+
+
+def _read_hours(values: int, params: Params, rates: Mapping[str, Mapping[str, Any]]) -> float:
+    """Hours to move ``values`` feature values (``extract.dtype``) at the host-to-GPU rate."""
+    return values * np.dtype(params.extract.dtype).itemsize / (rates["host_to_gpu_gb_per_s"]["value"] * GB) / 3600
 
 
 # ------------------------------------------------------------------------------------ the table

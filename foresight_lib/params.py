@@ -604,6 +604,12 @@ class DecisionParams(_Section):
     oracle_min_iou: float = Field(
         0.85, ge=0.0, le=1.0, description="a head whose oracle-point IoU is below this cannot decide (INCONCLUSIVE)"
     )
+    oracle_min_step_accuracy: float = Field(
+        0.9,
+        ge=0.0,
+        le=1.0,
+        description="the step probes count only if they read a steps oracle point at this step accuracy (else: gated)",
+    )
     min_test_clips: int = Field(
         10,
         ge=2,

@@ -25,6 +25,16 @@ def test_the_real_profile_is_valid_and_its_missing_pieces_are_listed(capsys):
     assert "GPU memory: at least 56 GB: probe.gpu_memory_gb" in out
 
 
+def test_the_coin_profile_lists_what_it_needs(capsys):
+    assert main(["profiles/real_coin.yaml"]) == 1
+    out = capsys.readouterr().out
+    assert "MISSING  data.video_dir: /data/coin/videos not found" in out
+    assert "MISSING  data.annotations: /data/coin/COIN.json not found" in out
+    assert "github.com/coin-dataset/annotations" in out and "`video_url` in COIN.json" in out
+    for what in ("model.source", "points.dinov2_l11.source", "ltx.source"):
+        assert f"MISSING  {what}" in out, what
+
+
 def test_present_pieces_are_ok_and_invalid_params_stop(tmp_path, capsys):
     ckpt = tmp_path / "qwen"
     build_tiny_model(0).save_pretrained(ckpt)

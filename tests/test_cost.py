@@ -201,3 +201,38 @@ def test_a_run_at_more_clips_costs_what_the_profile_at_that_size_costs():
     assert twice.disk_bytes == pytest.approx(2 * once.disk_bytes, rel=0.01)
     default = load_params("params.yaml")
     assert with_clips(default, 7).data.synthetic.n_clips == 7 and with_clips(real, 7).data.max_clips == 7
+
+
+def test_coin_counts_videos_and_their_segments_and_the_steps_oracle_a_channel_per_step_label(tmp_path):
+    from foresight_lib.cost import with_clips
+
+    real = load_params("profiles/real_coin.yaml")
+    cost = estimate(real)  # COIN.json absent: COIN's average of 46,354 segments in 11,827 videos
+    clips = round(160 * 46_354 / 11_827)  # 627
+    shapes = {s.stage: s.shape for s in cost.stores}
+    assert shapes["frames"][0] == shapes["extract@vit_l7"][0] == clips and shapes["extract@oracle_steps"][-1] == clips
+    assert with_clips(real, clips).data.max_clips == 160
+    # no boxes: only the step probes run (pooled vectors), far below one box-probe stage of real.yaml
+    assert sum(cost.probe_gpu_hours.values()) < 0.01 * sum(
+        estimate(load_params("profiles/real.yaml")).probe_gpu_hours.values()
+    )
+    # COIN.json present (no video directory): the first max_clips videos by id counted, segments x clips_per_segment
+    database = {
+        vid: {
+            "annotation": [{"id": str(k), "segment": [k, k + 1], "label": f"{task}-{k}"} for k in range(n)],
+            "class": task,
+            "subset": "training",
+            "duration": 10.0,
+        }
+        for vid, n, task in (("a", 2, "t1"), ("b", 3, "t1"), ("c", 1, "t1"), ("d", 4, "t2"))
+    }
+    (tmp_path / "COIN.json").write_text(json.dumps({"database": database}))
+    data = real.data.model_copy(
+        update={
+            "annotations": str(tmp_path / "COIN.json"),
+            "max_clips": 3,
+            "coin": real.data.coin.model_copy(update={"clips_per_segment": 2}),
+        }
+    )
+    shapes = {s.stage: s.shape for s in estimate(real.model_copy(update={"data": data})).stores}
+    assert shapes["frames"][0] == (2 + 3 + 1) * 2 and shapes["extract@oracle_steps"][-1] == 3  # t1-0, t1-1, t1-2

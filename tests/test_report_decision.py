@@ -322,3 +322,79 @@ def test_a_straddle_the_t_bound_already_clears_is_put_on_the_skewed_bound():
     assert "the t bound would clear it from 7 test clips (now 10)" in line and "percentile bound" in line
     (line,) = separation_lines([{**entry, "clips_needed": None}])
     assert "no number of test clips separates them" in line
+
+
+STEP_POINTS = parse_params(
+    {
+        "points": {
+            **{n: p.model_dump() for n, p in POINTS.items()},
+            "oracle_steps": {"kind": "oracle", "stride": 56, "target": "steps"},
+        }
+    }
+).points
+
+
+def steps_row(step, position=0.6, task=0.4):
+    """A point's step probes: accuracy, its interval over videos and the chance level per task."""
+    out = {"n_videos": 8}
+    for name, value in (("step", step), ("position", position), ("task", task)):
+        out |= {
+            f"{name}_accuracy": value,
+            f"{name}_accuracy_lo": value - 0.1,
+            f"{name}_accuracy_hi": min(1.0, value + 0.05),
+            f"{name}_chance": 0.3,
+        }
+    return out
+
+
+def test_the_gate_reads_only_box_oracles_and_a_steps_oracle_gates_the_step_probes():
+    s = summary(head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4))
+    s["vit_l7"]["steps"] = steps_row(0.7)
+    # a steps oracle's box heads read nothing: it holds no boxes, and must not close the box gate
+    s["oracle_steps"] = {"linear": head(0.0, 0.0, 0.0, 0.0, 0.0, 0.0), "steps": steps_row(1.0, 1.0)}
+    d = decide(s, STEP_POINTS, DECISION, {}, ["linear"])
+    assert d["oracle"]["points"] == ["oracle"] and d["oracle"]["status"] == "pass" and d["decision"] == "GO"
+    assert d["steps"]["gate"] == {
+        "points": ["oracle_steps"],
+        "threshold": DECISION.oracle_min_step_accuracy,
+        "step_accuracy": 1.0,
+        "status": "pass",
+    }
+    assert d["steps"]["points"]["vit_l7"]["step_accuracy"] == 0.7 and "not part of it" in d["criteria"]["steps"]
+    s["oracle_steps"]["steps"] = steps_row(0.5)
+    d = decide(s, STEP_POINTS, DECISION, {}, ["linear"])
+    assert d["steps"]["gate"]["status"] == "fail" and d["decision"] == "GO"  # the step gate never moves the verdict
+    no_step_oracle = {n: p for n, p in STEP_POINTS.items() if n != "oracle_steps"}
+    del s["oracle_steps"]
+    assert decide(s, no_step_oracle, DECISION, {}, ["linear"])["steps"]["gate"]["status"] == "missing"
+    assert "steps" not in decide(summary(head(0.55, 0.45, 0.6, 0.3, 0.2, 0.4)), POINTS, DECISION, {}, ["linear"])
+
+
+def test_without_boxes_the_spatial_verdict_is_not_applicable_and_the_report_shows_the_step_probes():
+    from foresight_lib.report.build import _sheet_points
+    from foresight_lib.report.facts import RunFacts
+    from foresight_lib.report.markdown import render_markdown
+    from foresight_lib.report.summary import as_rows
+    from foresight_lib.report.tables import adapter_table, point_table
+
+    params = parse_params({"points": {n: p.model_dump() for n, p in STEP_POINTS.items()}})
+    reason = "no boxes in data/annotations.parquet: the box and motion probes need boxes; none was trained"
+    s = {name: {"skipped": reason} for name in params.points}
+    s["vit_l7"]["steps"] = steps_row(0.7)
+    s["oracle_steps"]["steps"] = steps_row(1.0, 1.0)
+    d = decide(s, params.points, params.decision, {}, ["linear"])
+    assert d["decision"] == "NOT APPLICABLE" and reason in d["branch"] and reason in d["reason"]
+    assert d["oracle"]["status"] == "missing" and d["steps"]["gate"]["status"] == "pass"
+    facts = RunFacts("coin", {"train": 12, "val": 4, "test": 4}, None, None, None, {}, [], [])
+    d |= {"clips_per_split": facts.n_clips, "benchmark": benchmark_check(s, params.points, "coin")}
+    rows = as_rows(s, params.points)
+    text = render_markdown(d, point_table(rows, params.points), adapter_table({}, {}), facts, ["linear"], params)
+    assert (
+        "## Decision: **NOT APPLICABLE**" in text and f"none (the spatial verdict is not applicable: {reason})" in text
+    )
+    assert "| step acc. (chance) | position acc. (chance) | task acc. (chance) |" in text
+    vit_l7 = next(line for line in text.splitlines() if line.startswith("| `vit_l7`"))
+    assert "| 0.700 [0.600, 0.750] (0.300) | 0.600 [0.500, 0.650] (0.300) | 0.400 [0.300, 0.450] (0.300) |" in vit_l7
+    assert "- Step gate (steps oracle `oracle_steps`): pass; step accuracy 1.000 (threshold 0.9" in text
+    assert "the proposal's temporal criterion, beside the spatial rule and not part of it" in text
+    assert _sheet_points(rows, "linear") == []  # no box sheet without boxes (the merger's row has no head either)

@@ -43,6 +43,50 @@ COIN_LAYOUT = (
 )
 
 
+COIN_VIDEOS, COIN_SEGMENTS, COIN_STEP_LABELS, COIN_TASKS = 11_827, 46_354, 778, 180
+"""The whole COIN release as its paper counts it: videos, annotated step segments, distinct step labels, tasks."""
+
+
+@dataclass(frozen=True)
+class CoinCount:
+    """What a COIN run holds, known before any video is decoded: videos used, clips, distinct step labels."""
+
+    videos: int
+    clips: int
+    step_labels: int
+    note: str  # where the numbers come from
+
+
+def coin_count(data: DataParams) -> CoinCount:
+    """The videos, clips and step labels of a run with ``data`` (source ``coin``), without decoding: from
+    ``COIN.json`` where it is present (the first ``data.max_clips`` videos with a file in ``data.video_dir``, or of
+    the annotated ones while that directory is absent; ``data.coin.clips_per_segment`` clips per segment, an upper
+    bound: a segment shorter than a clip at ``data.fps`` gives none), else ``data.max_clips`` videos at COIN's
+    average of :data:`COIN_SEGMENTS` / :data:`COIN_VIDEOS` (3.92) segments each, and at most
+    :data:`COIN_STEP_LABELS` labels."""
+    per_segment = data.coin.clips_per_segment
+    path = Path(data.annotations) if data.annotations is not None else None
+    if path is not None and path.is_file():
+        database = read_coin(path)
+        names = sorted(database)
+        video_dir = Path(data.video_dir) if data.video_dir is not None else None
+        if video_dir is not None and video_dir.is_dir():
+            files = video_files(video_dir)
+            names = [n for n in names if n in files]
+        used = names if data.max_clips is None else names[: data.max_clips]
+        segments = [step for n in used for step in database[n].annotation]
+        labels = {step.label for step in segments}
+        return CoinCount(len(used), len(segments) * per_segment, len(labels), f"counted in {path}")
+    if data.max_clips is None:
+        raise ForesightError(f"data.max_clips is not set and {path} is not there: the videos of a COIN run are unknown")
+    clips = round(data.max_clips * COIN_SEGMENTS / COIN_VIDEOS * per_segment)
+    note = (
+        f"ESTIMATED: {path} not found; {data.max_clips} videos x {COIN_SEGMENTS / COIN_VIDEOS:.2f} segments "
+        f"(COIN's average) x {per_segment} clips per segment; step labels: at most COIN's {COIN_STEP_LABELS} or the clips"
+    )
+    return CoinCount(data.max_clips, clips, min(COIN_STEP_LABELS, clips), note)
+
+
 class _CoinStep(_Model):
     id: int | str
     segment: tuple[float, float]

@@ -3,6 +3,8 @@
 Frames of one clip are not independent, so the unit of resampling is the clip: draw as many clip
 ids as there are, with replacement, and recompute the statistic on the drawn clips (a clip drawn twice
 counts twice).
+The unit is whatever the ids name: the step probes pass video ids (clips of one video are not independent
+either), and "clip" below then reads "video".
 
 Interval (:func:`interval`): with ``n`` distinct clips, ``R`` resampled statistics of standard deviation ``se``,
 ``p`` the share of them below the point estimate (ties count half), ``z0 = Phi^-1(p)`` and the expansion

@@ -1,4 +1,4 @@
-"""Accuracy of a classification probe (motion direction: 4 classes; frame order: 2) with its chance levels."""
+"""Accuracy of a classification probe (motion direction, frame order, steps) with its chance levels."""
 
 from __future__ import annotations
 
@@ -24,3 +24,13 @@ def accuracy_with_chance(pred: np.ndarray, target: np.ndarray, n_classes: int) -
         "chance": float(np.bincount(target, minlength=n_classes).max() / len(target)),
         "uniform_chance": 1.0 / n_classes,
     }
+
+
+def majority_chance(train: np.ndarray, test: np.ndarray) -> float:
+    """The accuracy on ``test`` ``[N]`` of always answering the most frequent class of ``train`` ``[M]`` (class ids;
+    the smallest id on a tie): the bar a classifier trained on ``train`` must beat."""
+    train, test = np.asarray(train), np.asarray(test)
+    if train.ndim != 1 or test.ndim != 1 or len(train) == 0 or len(test) == 0:
+        raise ValueError(f"train {train.shape} and test {test.shape} must be non-empty 1-D arrays of class ids")
+    majority = np.bincount(train).argmax()
+    return float(np.mean(test == majority))

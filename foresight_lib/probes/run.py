@@ -1,4 +1,7 @@
-"""The ``probe@<point>`` stage: every spatial head, its controls and the temporal probes of one point.
+"""The ``probe@<point>`` stage: every spatial head, its controls, the temporal and the step probes of one point.
+
+Each task list follows the data: boxes (``annotations.parquet`` has rows) -> the spatial heads and the motion
+probes; steps (``steps.parquet`` has rows) -> the step probes (:mod:`.steps`).
 
 The data path: :mod:`.data` (one point's grids held as :mod:`foresight_lib.features_loader` places them, paired
 with :mod:`.truth`) -> :mod:`.spatial` and :mod:`.temporal` (every head, control, learning rate and seed trained
@@ -12,12 +15,15 @@ Outputs:
   "control_val_bbox_iou": {...}, "seeds": {<seed>: {metric: value, "operating_point": {"score_threshold": ...,
   "max_boxes": ...}, "lr": ..., "best_step": ..., "steps": ..., "val_bbox_iou": ..., "val_loss": ...}}},
   "temporal": {"direction": {...}, "order": {...}}, "shuffled": {<head>: {...}, "temporal": {...}}, "prior": {metric:
-  value, ..., "box": [x, y, w, h], "operating_point": {...}, "val_bbox_iou": ...}, "point": {...}}`` (metric
+  value, ..., "box": [x, y, w, h], "operating_point": {...}, "val_bbox_iou": ...}, "steps": {"step": {...},
+  "position": {...}, "task": {...}}, "point": {...}}`` (metric
   definitions, how seeds are combined and how the control is chosen in :mod:`.evaluate` and :mod:`.temporal`; NaN is
   written as null). The same params give the same file; the time each part took goes to one line on stderr (no
   output file holds timings, so a rerun with the same numbers reruns nothing downstream). A dataset without boxes
   (``annotations.parquet`` has no rows, e.g. COIN's step segments) trains nothing: the file is ``{"skipped":
-  <one-line reason>, "point": {...}}``, the predictions table has no rows, ``heads_dir`` is empty.
+  <one-line reason>, "point": {...}}`` and, where ``steps.parquet`` has rows, the step probes (``"steps"`` and
+  ``"shuffled": {"steps": ...}``: :mod:`.steps`, trained on every dataset with steps); the predictions table has no
+  rows, ``heads_dir`` is empty.
 - ``predictions.parquet``: the test split's decoded detections of every head and seed, ``head`` = ``<head>``,
   ``shuffled/<head>`` or ``prior``, ``seed`` the init seed (columns in :data:`.evaluate.PREDICTION_COLUMNS`).
 - ``heads_dir``: the selected model of the first of ``probe.seeds`` of every (non-shuffled) head, with its operating
@@ -60,6 +66,7 @@ from .evaluate import (
 )
 from .prior import prior_metrics
 from .spatial import SpatialSettings, train_spatial
+from .steps import step_metrics
 from .temporal import temporal_metrics
 from .truth import load_ground_truth
 
@@ -80,10 +87,13 @@ def run_probes(
     afterwards), so the numbers are reproducible for a given device kind, whatever ``probe.threads``.
     """
     device = resolve_device(probe_params.device, "probe.device")
-    annotations = FramesOutputs(Path(frames_dir)).annotations
+    outputs = FramesOutputs(Path(frames_dir))
+    annotations = outputs.annotations
     if annotations.is_file() and pd.read_parquet(annotations, columns=["clip"]).empty:
-        reason = f"no boxes in {annotations}: the box and motion probes need boxes; nothing was trained"
-        return _skip(open_features(point_store_path), reason, out_metrics_path, predictions_path, heads_dir)
+        reason = f"no boxes in {annotations}: the box and motion probes need boxes; none was trained"
+        store = open_features(point_store_path)
+        steps = _step_sections(store, outputs, probe_params, Path(live_dir), device)
+        return _skip(store, reason, steps, out_metrics_path, predictions_path, heads_dir)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -211,6 +221,10 @@ def _run(
             if "seeds" in task:
                 task["seeds"] = {str(s): v for s, v in task["seeds"].items()}
     seconds["temporal"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    for key, section in _step_sections(data.store, FramesOutputs(Path(frames_dir)), params, live_dir, device).items():
+        (metrics["shuffled"] if key == "shuffled" else metrics)["steps"] = section
+    seconds["steps"] = time.perf_counter() - tick
     seconds["total"] = time.perf_counter() - started
     seconds["bytes_read"] = data.bytes_read
     metrics = _null_nan(metrics)
@@ -223,15 +237,37 @@ def _run(
     return metrics
 
 
+def _step_sections(
+    store: FeatureStore, outputs: FramesOutputs, params: ProbeParams, live_dir: Path, device: torch.device
+) -> dict[str, dict[str, Any]]:
+    """``{"steps": {...}, "shuffled": {...}}``: the step probes (:mod:`.steps`) of a dataset whose ``steps.parquet``
+    has rows; ``{}`` for one without steps."""
+    if not outputs.steps.is_file():
+        return {}
+    steps = pd.read_parquet(outputs.steps)
+    if steps.empty:
+        return {}
+    clips = pd.read_parquet(outputs.clips, columns=["clip", "split"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as every probe: the numbers do not depend on the machine's thread count
+    try:
+        result = step_metrics(store, steps, clips, params, live_dir, device)
+    finally:
+        torch.set_num_threads(threads)
+    return {"steps": result[False], "shuffled": result[True]}
+
+
 def _skip(
     store: FeatureStore,
     reason: str,
+    steps: dict[str, dict[str, Any]],
     out_metrics_path: str | Path | None,
     predictions_path: str | Path | None,
     heads_dir: str | Path | None,
 ) -> dict[str, Any]:
-    """The outputs of a point whose probes cannot run on this dataset: the reason, what was probed, no predictions
-    and an empty ``heads_dir`` (no head trained)."""
+    """The outputs of a point whose box probes cannot run on this dataset: the reason, what was probed, the step
+    probes' ``steps`` sections (:func:`_step_sections`; none: nothing trained), no predictions and an empty
+    ``heads_dir`` (no box head trained)."""
     attrs = store.attrs
     metrics = {
         "skipped": reason,
@@ -246,6 +282,9 @@ def _skip(
             "definition": attrs["definition"],
         },
     }
+    if steps:
+        metrics |= {"steps": steps["steps"], "shuffled": {"steps": steps["shuffled"]}}
+        metrics = _null_nan(metrics)
     if out_metrics_path is not None:
         write_json_atomic(out_metrics_path, metrics)
     if predictions_path is not None:

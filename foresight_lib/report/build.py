@@ -95,11 +95,12 @@ def _copy_sheets(adapters: list[str], adapters_dir: Path, out: Path) -> dict[str
 
 
 def _sheet_points(rows: Rows, head: str) -> list[str]:
-    """Best pre-merge point, the merger and the last LLM layer (those present)."""
-    pre = [n for n, r in rows.items() if r.kind in PRE_MERGE_KINDS and head in r.heads]
+    """Best pre-merge point, the merger and the last LLM layer (those probed with ``head``: none without boxes)."""
+    probed = {n: r for n, r in rows.items() if head in r.heads}
+    pre = [n for n, r in probed.items() if r.kind in PRE_MERGE_KINDS]
     chosen = [max(pre, key=lambda n: rows[n].heads[head].bbox_iou or 0)] if pre else []
-    chosen += [n for n, r in rows.items() if r.kind == "merger"][:1]
-    chosen += [n for n, r in rows.items() if r.kind == "llm"][-1:]
+    chosen += [n for n, r in probed.items() if r.kind == "merger"][:1]
+    chosen += [n for n, r in probed.items() if r.kind == "llm"][-1:]
     return chosen
 
 

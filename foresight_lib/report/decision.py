@@ -5,7 +5,8 @@ proposal's decision tree that follows, and advice that names only what was not r
 Rule (the research proposal's thresholds, with the uncertainty, the prior and a positive control made explicit).
 Candidates are the pre-merge Qwen2.5-VL points (``vit_embed``, ``vit_block``; the ``order: naive`` ablation is shown,
 never a candidate) x the probe heads that pass the oracle gate:
-- **oracle gate**: a head decides only if it reads the ``oracle`` point (the ground truth rasterised per cell) at bbox
+- **oracle gate**: a head decides only if it reads the box ``oracle`` point (``target: boxes``: the ground truth
+  rasterised per cell) at bbox
   IoU >= ``oracle_min_iou``; no oracle point, or no head passing, gives **INCONCLUSIVE** (the probe cannot read space
   that is there, so a low number says nothing about the features);
 - **GO** if some candidate has the lower 95% bound of bbox IoU above ``go_iou``, of mAP@0.5 (``map_kind``) above
@@ -22,6 +23,9 @@ never a candidate) x the probe heads that pass the oracle gate:
   cannot be blamed);
 - **INVESTIGATE** otherwise; where the deciding candidate's bbox IoU or selectivity interval straddles a threshold,
   the decision states the test clips that would separate them (``separate``: :func:`clips_to_separate`).
+A dataset without boxes (the probe stage skipped the box probes, with its one-line reason) gives **NOT APPLICABLE**
+with that reason. The step probes (a dataset with steps) are the proposal's temporal criterion, reported beside the
+rule and never part of it, gated by a steps oracle point (:func:`step_gate`).
 Before any of these, fewer than ``min_test_clips`` test clips behind the pre-merge intervals give **INCONCLUSIVE**
 ("too few test clips"): below that, the intervals' 95% level is not assured.
 """
@@ -121,11 +125,40 @@ class Gate:
 
 
 @dataclass(frozen=True)
+class StepGate:
+    """Do the step probes read the step back from a steps oracle point (``target: steps``: the step one-hot in every
+    cell) at step accuracy >= the threshold (the lowest, if several)?"""
+
+    points: list[str]
+    threshold: float
+    step_accuracy: float | None
+    status: str  # "pass", "fail" or "missing"
+
+
+def step_gate(rows: Rows, points: Mapping[str, PointParams], params: DecisionParams) -> StepGate:
+    """The step probes' gate (:class:`StepGate`) at ``oracle_min_step_accuracy``."""
+    oracles = _oracles(points, "steps")
+    values = [rows[n].steps.step_accuracy if n in rows and rows[n].steps else None for n in oracles]
+    value = None if not values or None in values else min(values)
+    status = "missing" if value is None else "pass" if value >= params.oracle_min_step_accuracy else "fail"
+    return StepGate(oracles, params.oracle_min_step_accuracy, value, status)
+
+
+def step_evidence(rows: Rows, points: Mapping[str, PointParams], params: DecisionParams) -> dict[str, Any] | None:
+    """The step probes as the proposal's temporal criterion, beside (never part of) the spatial rule: their gate and
+    every point's accuracies with intervals over videos and chance levels; None when no point has step probes."""
+    measured = {n: r.steps.to_json() for n, r in rows.items() if r.steps is not None}
+    if not measured:
+        return None
+    return {"gate": asdict(step_gate(rows, points, params)), "points": measured}
+
+
+@dataclass(frozen=True)
 class Classification:
     """The rule's outcome: ``case`` names the branch taken, ``deciding`` the (point, head) it turned on, ``checks``
     the bounds that decided it (those that failed, for INVESTIGATE; those that held, for GO and NO-GO)."""
 
-    outcome: str  # GO, NO-GO, INVESTIGATE, INCONCLUSIVE or UNDETERMINED
+    outcome: str  # GO, NO-GO, INVESTIGATE, INCONCLUSIVE, UNDETERMINED or NOT APPLICABLE
     case: str
     deciding: Candidate | None = None
     best_pre_merge: Candidate | None = None
@@ -135,6 +168,7 @@ class Classification:
     reference: Candidate | None = None
     hybrid: Candidate | None = None
     prior: Candidate | None = None
+    reason: str = ""  # NOT APPLICABLE: why the spatial rule cannot be applied (the probe stage's one-line reason)
 
 
 def _candidates(rows: Rows, names: list[str], map_key: str) -> list[Candidate]:
@@ -166,9 +200,15 @@ def _candidates(rows: Rows, names: list[str], map_key: str) -> list[Candidate]:
     return out
 
 
+def _oracles(points: Mapping[str, PointParams], target: str) -> list[str]:
+    """The ``oracle`` points of ``target`` (``boxes`` or ``steps``)."""
+    return [n for n, p in points.items() if p.kind == "oracle" and getattr(p, "target", "boxes") == target]
+
+
 def gate(rows: Rows, points: Mapping[str, PointParams], params: DecisionParams) -> Gate:
-    """The oracle gate: which heads read the ground truth back at bbox IoU >= ``oracle_min_iou``."""
-    oracles = [n for n, p in points.items() if p.kind == "oracle"]
+    """The oracle gate: which heads read the ground truth back at bbox IoU >= ``oracle_min_iou``, on the box oracles
+    only (``target: boxes``; a steps oracle gates the step probes: :func:`step_gate`)."""
+    oracles = _oracles(points, "boxes")
     heads: dict[str, float | None] = {}
     for head in HEADS_BY_STRENGTH:
         values = [rows[n].heads[head].bbox_iou if n in rows and head in rows[n].heads else None for n in oracles]
@@ -286,6 +326,9 @@ def classify(
     map_key = f"map50_{params.map_kind}"
     pre_names = _pre_names(points)
     pre_all = _candidates(rows, pre_names, map_key)
+    skipped = [rows[n].skipped for n in pre_names if n in rows and rows[n].skipped]
+    if not pre_all and skipped:
+        return Classification("NOT APPLICABLE", "not_applicable", reason=skipped[0])
     if not pre_all:
         return Classification("UNDETERMINED", "no_pre_merge")
     best_all = max(pre_all, key=lambda c: c.bbox_iou)
@@ -418,6 +461,12 @@ def explain(
     inconclusive_change = f"{_probe_advice(heads_run)}, or {_more_clips(data_advice)}"
     if c.case == "no_pre_merge":
         return "Undetermined: no pre-merge Qwen2.5-VL point was probed. To change: add a vit_embed or vit_block point."
+    if c.case == "not_applicable":
+        return (
+            f"Not applicable: the spatial verdict needs boxes ({c.reason}). Read the step probes, the proposal's "
+            "temporal criterion (beside the spatial rule, not part of it); for the spatial question run a source "
+            "with boxes (`data.source`: synthetic, something_else or coco_video)."
+        )
     if c.case == "too_few_clips":
         return (
             f"Inconclusive: too few test clips ({int(c.checks[0].value)}): the rule reads intervals over at least "
@@ -514,7 +563,7 @@ def criteria(params: DecisionParams) -> dict[str, str]:
     """The rule's criteria in words, with the thresholds of ``params``."""
     margin = params.selectivity_margin
     return {
-        "oracle": f"a head decides only if it reads the oracle point at bbox IoU >= {params.oracle_min_iou}",
+        "oracle": f"a head decides only if it reads the box oracle point at bbox IoU >= {params.oracle_min_iou}",
         "clips": f"at least {params.min_test_clips} test clips (fewer: INCONCLUSIVE)",
         "go": (
             f"lower 95% bound of bbox IoU > {params.go_iou}, of mAP@0.5 ({params.map_kind}) > {params.go_map50} "
@@ -526,6 +575,11 @@ def criteria(params: DecisionParams) -> dict[str, str]:
             "and a configured real reference encoder clears the GO bar and the margin"
         ),
         "further": f"feature memory vs merger < {params.memory_overhead_max}x; LPIPS < {params.lpips_max} where measured",
+        "steps": (
+            "the proposal's temporal criterion, beside the spatial rule and not part of it: step recognition, procedure "
+            "position and task recognition accuracy, each with its interval over videos and chance level; they count "
+            f"only where a steps oracle point reads step accuracy >= {params.oracle_min_step_accuracy}"
+        ),
     }
 
 
@@ -554,6 +608,10 @@ def decide(
         "oracle": asdict(the_gate),
         "checks": [asdict(check) | {"holds": check.holds, "text": check.text()} for check in c.checks],
     }
+    if (steps := step_evidence(rows, points, params)) is not None:
+        out["steps"] = steps
+    if c.case == "not_applicable":
+        return out | {"reason": f"the spatial verdict is not applicable: {c.reason}"}
     if c.case == "no_pre_merge":
         return out | {"reason": "no pre-merge Qwen2.5-VL point was probed"}
     assert c.deciding is not None and c.best_pre_merge is not None

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..params import Params
 from .facts import RunFacts
-from .summary import HeadRow
+from .summary import STEP_TASKS, HeadRow, StepRow
 from .tables import AdapterTable, PointTableRow, adapter_table
 
 IOU_DEFINITION = (
@@ -95,15 +95,15 @@ def separation_lines(separate: list[dict[str, Any]]) -> list[str]:
 
 
 def why(doc: Mapping[str, Any]) -> str:
-    """The bounds that decided, in one sentence (the branch itself where no bound did)."""
+    """The bounds that decided, in one sentence (where no bound did, why no rule applied, else the branch itself)."""
     checks = doc.get("checks") or []
-    return "; ".join(c["text"] for c in checks) if checks else doc["branch"]
+    return "; ".join(c["text"] for c in checks) if checks else doc.get("reason") or doc["branch"]
 
 
 def deciding_text(doc: Mapping[str, Any]) -> str:
     d = doc.get("deciding")
     if not d:
-        return "none (no pre-merge point was probed)"
+        return f"none ({doc.get('reason', 'no pre-merge point was probed')})"
     where = d["kind"] if d.get("layer") is None else f"{d['kind']}, layer {d['layer']}"
     return (
         f"`{d['point']}` ({where}), {d['head']} probe: bbox IoU {_fmt(d['bbox_iou'])} [{_fmt(d['bbox_iou_lo'])}, "
@@ -272,15 +272,39 @@ def _prior_cell(p: HeadRow | None) -> str:
     return f"{_ci(p, 'bbox_iou')} ({_fmt(p.bbox_iou_chance)}) x {k}"
 
 
+def _step_lines(steps: Mapping[str, Any] | None, criterion: str) -> list[str]:
+    """The step probes in the decision section: the proposal's temporal criterion and its gate (none measured: no
+    line)."""
+    if steps is None:
+        return []
+    g = steps["gate"]
+    where = ", ".join(f"`{p}`" for p in g["points"]) or "none configured"
+    return [
+        f"- Step probes: {criterion}. The per-point accuracies are the step columns of the point table.",
+        f"- Step gate (steps oracle {where}): {g['status']}; step accuracy {_fmt(g['step_accuracy'])} "
+        f"(threshold {g['threshold']}, `decision.oracle_min_step_accuracy`)",
+    ]
+
+
+def _step_cell(s: StepRow | None, task: str) -> str:
+    """``accuracy [lo, hi] (chance)`` of one step task, ``n/a`` where not measured."""
+    if s is None or getattr(s, f"{task}_accuracy") is None:
+        return "n/a"
+    value, lo, hi, chance = s.interval(task)
+    return f"{_fmt(value)} [{_fmt(lo)}, {_fmt(hi)}] ({_fmt(chance)})"
+
+
 def _point_table_lines(table: list[PointTableRow], heads: list[str], params: Params) -> list[str]:
     d = params.decision
+    with_steps = any(entry.row.steps is not None for entry in table)
+    step_columns = ["step acc. (chance)", "position acc. (chance)", "task acc. (chance)"] if with_steps else []
     header = (
         ["point", "kind, layer", "weights"]
         + [f"{h} bbox IoU (chance)" for h in heads]
         + [f"{h} selectivity" for h in heads]
         + [f"{h} mAP@0.5" for h in heads]
         + ["shuffled IoU (chance)", "prior IoU (chance) x boxes"]
-        + ["direction acc. (chance)", "order acc. (chance)", "memory vs merger"]
+        + ["direction acc. (chance)", "order acc. (chance)", *step_columns, "memory vs merger"]
     )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     key = f"map50_{d.map_kind}"
@@ -300,6 +324,7 @@ def _point_table_lines(table: list[PointTableRow], heads: list[str], params: Par
             _prior_cell(r.prior),
             f"{_fmt(t and t.direction_accuracy)} ({_fmt(t and t.direction_chance)})",
             f"{_fmt(t and t.order_accuracy)} ({_fmt(t and t.order_chance)})",
+            *([_step_cell(r.steps, task) for task in STEP_TASKS] if with_steps else []),
             "n/a" if r.memory_overhead_vs_merger is None else f"{r.memory_overhead_vs_merger:.2f}x",
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -312,6 +337,13 @@ def _point_table_lines(table: list[PointTableRow], heads: list[str], params: Par
             f"data's prior), paired interval; GO needs its lower bound above {d.selectivity_margin}. Prior: the "
             "mean train box repeated k times (k chosen on validation). `kind, layer` is the point as the params "
             "define it (a point's name is only a label)."
+            + (
+                " Step columns: accuracy [95% interval over test videos] (chance: the train split's majority class) "
+                "of step recognition, procedure position (which of two clips of one video comes first) and task "
+                "recognition; the shuffled controls' are in `metrics/summary.json`."
+                if with_steps
+                else ""
+            )
         ),
     ]
     return lines
@@ -374,6 +406,7 @@ def render_markdown(
         f"{gate['status']}; bbox IoU by head: {reads} (threshold {gate['threshold']}; "
         f"heads that decide: {', '.join(gate['passing_heads']) or 'none'})"
     )
+    lines += _step_lines(doc.get("steps"), doc["criteria"]["steps"])
     lines.append(_controls_line(doc["benchmark"]))
     if "lpips" in doc:
         lpips = doc["lpips"]

@@ -176,10 +176,63 @@ class TemporalRow:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
+STEP_TASKS = ("step", "position", "task")  # :data:`foresight_lib.probes.steps.TASKS`
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """Accuracy of the step probes (step recognition, procedure position, task recognition) with 95% bounds over
+    videos and the chance level (the train split's majority class); ``None`` where the task was unavailable."""
+
+    step_accuracy: float | None = None
+    step_accuracy_lo: float | None = None
+    step_accuracy_hi: float | None = None
+    step_chance: float | None = None
+    position_accuracy: float | None = None
+    position_accuracy_lo: float | None = None
+    position_accuracy_hi: float | None = None
+    position_chance: float | None = None
+    task_accuracy: float | None = None
+    task_accuracy_lo: float | None = None
+    task_accuracy_hi: float | None = None
+    task_chance: float | None = None
+    n_videos: int | None = None  # test videos: the unit the intervals resample
+
+    @classmethod
+    def from_probe(cls, m: Mapping[str, Any]) -> StepRow:
+        """From the ``steps`` section of ``metrics/probe/<point>.json`` (:mod:`foresight_lib.probes.steps`)."""
+        values: dict[str, Any] = {}
+        for task in STEP_TASKS:
+            r = m.get(task) or {}
+            if not r.get("available", True) or r.get("accuracy") is None:
+                continue
+            lo, hi = r.get("accuracy_ci") or (None, None)
+            values |= {
+                f"{task}_accuracy": r["accuracy"],
+                f"{task}_accuracy_lo": lo,
+                f"{task}_accuracy_hi": hi,
+                f"{task}_chance": r["chance"],
+                "n_videos": r.get("n_videos"),
+            }
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, m: Mapping[str, Any]) -> StepRow:
+        return cls(**{f.name: m.get(f.name) for f in fields(cls)})
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def interval(self, task: str) -> tuple[float, float, float, float]:
+        """``(accuracy, lo, hi, chance)`` of ``task``, NaN where unmeasured."""
+        return tuple(_num(getattr(self, f"{task}_{k}")) for k in ("accuracy", "accuracy_lo", "accuracy_hi", "chance"))
+
+
 @dataclass(frozen=True)
 class PointRow:
     """One extraction point: what it is (kind, layer, weights, stride) and what its probes read (per head, on the
-    point and on its shuffled control; temporal accuracies), with the exact feature cost of its grid."""
+    point and on its shuffled control; temporal and step accuracies; why the box probes were skipped, if they were),
+    with the exact feature cost of its grid."""
 
     name: str
     kind: str
@@ -191,6 +244,9 @@ class PointRow:
     prior: HeadRow | None = None  # the data's prior: the best constant prediction learnt from train
     temporal: TemporalRow | None = None
     shuffled_temporal: TemporalRow | None = None
+    steps: StepRow | None = None
+    shuffled_steps: StepRow | None = None
+    skipped: str | None = None  # why the box probes did not run (e.g. a dataset without boxes)
     memory_overhead_vs_merger: float | None = None
     tokens_per_frame: float | None = None
     feature_bytes_per_frame: float | None = None
@@ -216,11 +272,17 @@ class PointRow:
         shuffled: dict[str, Any] = {head: row.to_json() for head, row in self.shuffled.items()}
         if self.shuffled_temporal is not None:
             shuffled["temporal"] = self.shuffled_temporal.to_json()
+        if self.shuffled_steps is not None:
+            shuffled["steps"] = self.shuffled_steps.to_json()
         out["shuffled"] = shuffled
         if self.prior is not None:
             out["prior"] = self.prior.to_json()
         if self.temporal is not None:
             out["temporal"] = self.temporal.to_json()
+        if self.steps is not None:
+            out["steps"] = self.steps.to_json()
+        if self.skipped is not None:
+            out["skipped"] = self.skipped
         cost = {
             "memory_overhead_vs_merger": self.memory_overhead_vs_merger,
             "tokens_per_frame": self.tokens_per_frame,
@@ -250,6 +312,9 @@ class PointRow:
             prior=HeadRow.from_json(m["prior"]) if m.get("prior") else None,
             temporal=TemporalRow.from_json(m["temporal"]) if m.get("temporal") else None,
             shuffled_temporal=TemporalRow.from_json(shuffled["temporal"]) if shuffled.get("temporal") else None,
+            steps=StepRow.from_json(m["steps"]) if m.get("steps") else None,
+            shuffled_steps=StepRow.from_json(shuffled["steps"]) if shuffled.get("steps") else None,
+            skipped=m.get("skipped"),
             memory_overhead_vs_merger=extract.get("memory_overhead_vs_merger"),
             tokens_per_frame=extract.get("tokens_per_frame"),
             feature_bytes_per_frame=extract.get("feature_bytes_per_frame"),
@@ -310,6 +375,9 @@ def point_row(
         shuffled_temporal=(
             TemporalRow.from_probe(probe["shuffled"]["temporal"]) if "temporal" in probe.get("shuffled", {}) else None
         ),
+        steps=StepRow.from_probe(probe["steps"]) if "steps" in probe else None,
+        shuffled_steps=StepRow.from_probe(probe["shuffled"]["steps"]) if "steps" in probe.get("shuffled", {}) else None,
+        skipped=probe.get("skipped"),
         memory_overhead_vs_merger=extract.get("memory_overhead_vs_merger"),
         tokens_per_frame=extract.get("tokens_per_frame"),
         feature_bytes_per_frame=extract.get("feature_bytes_per_frame"),

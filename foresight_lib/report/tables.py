@@ -65,6 +65,8 @@ def point_table_json(table: list[PointTableRow], map_kind: str) -> list[dict[str
             }
         item["prior"] = None if r.prior is None else r.prior.to_json()
         item["temporal"] = None if r.temporal is None else r.temporal.to_json()
+        item["steps"] = None if r.steps is None else r.steps.to_json()
+        item["skipped"] = r.skipped
         item["memory_overhead_vs_merger"] = r.memory_overhead_vs_merger
         out.append(item)
     return out
