@@ -13,6 +13,13 @@ from foresight_lib.params import Params
 torch.set_num_threads(2)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files of the slow end-to-end tests first: with ``-n 2 --dist loadfile`` (the README's test command) a
+    worker starts on them at once while the other runs the rest, instead of one of them starting last."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: the order within each group stays
+
+
 @pytest.fixture(scope="session")
 def stand_in_torch_home(tmp_path_factory) -> str:
     """A TORCH_HOME whose hub cache holds a randomly initialised AlexNet under the real file name (wiring only)."""

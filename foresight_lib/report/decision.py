@@ -326,7 +326,7 @@ def classify(
     map_key = f"map50_{params.map_kind}"
     pre_names = _pre_names(points)
     pre_all = _candidates(rows, pre_names, map_key)
-    skipped = [rows[n].skipped for n in pre_names if n in rows and rows[n].skipped]
+    skipped = [r.skipped for r in rows.values() if r.skipped]  # e.g. no boxes: the probe stage said why
     if not pre_all and skipped:
         return Classification("NOT APPLICABLE", "not_applicable", reason=skipped[0])
     if not pre_all:
