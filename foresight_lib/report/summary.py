@@ -139,8 +139,30 @@ def seed_ious(seeds: Any) -> list[float | None]:
     return [v.get("bbox_iou") if isinstance(v, dict) else v for v in values]
 
 
+def _accuracy(task: str, r: Mapping[str, Any]) -> dict[str, Any]:
+    """One probe task's accuracy entry (``accuracy``, ``accuracy_ci``, ``chance``) as ``<task>_*`` row fields."""
+    lo, hi = r.get("accuracy_ci") or (None, None)
+    return {
+        f"{task}_accuracy": r["accuracy"],
+        f"{task}_accuracy_lo": lo,
+        f"{task}_accuracy_hi": hi,
+        f"{task}_chance": r["chance"],
+    }
+
+
+class _JsonRow:
+    """The JSON form of a flat row of optional numbers: the fields that are set."""
+
+    @classmethod
+    def from_json(cls, m: Mapping[str, Any]) -> Any:
+        return cls(**{f.name: m.get(f.name) for f in fields(cls)})  # type: ignore[arg-type]
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
-class TemporalRow:
+class TemporalRow(_JsonRow):
     """Accuracy of the temporal probes (motion direction, frame order) with 95% bounds and the majority-class chance;
     ``None`` where the task was unavailable."""
 
@@ -157,30 +179,16 @@ class TemporalRow:
     def from_probe(cls, m: Mapping[str, Any]) -> TemporalRow:
         values: dict[str, Any] = {}
         for task, r in m.items():
-            if not r.get("available", True):
-                continue
-            lo, hi = r.get("accuracy_ci") or (None, None)
-            values |= {
-                f"{task}_accuracy": r["accuracy"],
-                f"{task}_accuracy_lo": lo,
-                f"{task}_accuracy_hi": hi,
-                f"{task}_chance": r["chance"],
-            }
+            if r.get("available", True):
+                values |= _accuracy(task, r)
         return cls(**values)
-
-    @classmethod
-    def from_json(cls, m: Mapping[str, Any]) -> TemporalRow:
-        return cls(**{f.name: m.get(f.name) for f in fields(cls)})
-
-    def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
 STEP_TASKS = ("step", "position", "task")  # :data:`foresight_lib.probes.steps.TASKS`
 
 
 @dataclass(frozen=True)
-class StepRow:
+class StepRow(_JsonRow):
     """Accuracy of the step probes (step recognition, procedure position, task recognition) with 95% bounds over
     videos and the chance level (the train split's majority class); ``None`` where the task was unavailable."""
 
@@ -204,24 +212,9 @@ class StepRow:
         values: dict[str, Any] = {}
         for task in STEP_TASKS:
             r = m.get(task) or {}
-            if not r.get("available", True) or r.get("accuracy") is None:
-                continue
-            lo, hi = r.get("accuracy_ci") or (None, None)
-            values |= {
-                f"{task}_accuracy": r["accuracy"],
-                f"{task}_accuracy_lo": lo,
-                f"{task}_accuracy_hi": hi,
-                f"{task}_chance": r["chance"],
-                "n_videos": r.get("n_videos"),
-            }
+            if r.get("available", True) and r.get("accuracy") is not None:
+                values |= _accuracy(task, r) | {"n_videos": r.get("n_videos")}
         return cls(**values)
-
-    @classmethod
-    def from_json(cls, m: Mapping[str, Any]) -> StepRow:
-        return cls(**{f.name: m.get(f.name) for f in fields(cls)})
-
-    def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
     def interval(self, task: str) -> tuple[float, float, float, float]:
         """``(accuracy, lo, hi, chance)`` of ``task``, NaN where unmeasured."""
