@@ -25,6 +25,7 @@ from .cost import estimate, format_cost
 from .errors import ForesightError
 from .extract import qwen
 from .extract.encoders import checkpoint_class
+from .kinds import KINDS
 from .ltx.vae import check_vae_dir, vae_weight_files
 from .metrics.image import lpips_available
 from .params import EncoderPoint, Params, load_params
@@ -139,7 +140,7 @@ def checks(params: Params) -> list[Check]:
 
 def qwen_points(params: Params) -> list[str]:
     """The points read from Qwen2.5-VL."""
-    return [n for n, p in params.points.items() if p.kind in ("vit_embed", "vit_block", "merger", "llm")]
+    return [n for n, p in params.points.items() if KINDS[p.kind].check == "vlm"]
 
 
 def gpu_memory_gb(params: Params) -> tuple[float, str]:

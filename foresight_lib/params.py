@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -22,6 +21,31 @@ from pydantic import (
 )
 
 from .errors import ForesightError
+from .kinds import (  # the point classes live with their kinds' table; imported from here by the rest
+    FAMILIES,
+    KINDS,
+    DeepstackPoint,
+    EncoderPoint,
+    Family,
+    LlmPoint,
+    MergerPoint,
+    OraclePoint,
+    PixelsPoint,
+    Section,
+    VitBlockPoint,
+    VitEmbedPoint,
+)
+
+__all__ = [
+    "DeepstackPoint",
+    "EncoderPoint",
+    "LlmPoint",
+    "MergerPoint",
+    "OraclePoint",
+    "PixelsPoint",
+    "VitBlockPoint",
+    "VitEmbedPoint",
+]
 
 GEOMETRY_MULTIPLE = 224
 """Frame sides must be multiples of 28 (Qwen2.5-VL merge unit) and 32 (LTX-Video VAE): lcm = 224."""
@@ -33,8 +57,7 @@ paths deps of ``frames`` (DVC cannot depend on a null path), so they name the ge
 POINT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+_Section = Section
 
 
 # --------------------------------------------------------------------------------------- data
@@ -123,6 +146,7 @@ class DataParams(_Section):
 
 # -------------------------------------------------------------------------------------- model
 class ModelParams(_Section):
+    family: Family = Field("qwen2_5_vl", description=f"the VLM family: {', '.join(FAMILIES)}")
     source: str = Field(
         "tiny", min_length=1, description="'tiny' (seeded random, real depths) or a local checkpoint directory"
     )
@@ -139,86 +163,11 @@ class ExtractParams(_Section):
 
 
 # ------------------------------------------------------------------------------------- points
-class _QwenPoint(_Section):
-    weights: Literal["pretrained", "random"] = Field(
-        "pretrained", description="random: a seeded random initialisation of model.source's architecture (a control)"
-    )
-
-
-class _PreMergePoint(_QwenPoint):
-    order: Literal["raster", "naive"] = Field(
-        "raster", description="naive (an ablation): the token sequence reshaped to the grid as is, not un-permuted"
-    )
-
-
-class VitEmbedPoint(_PreMergePoint):
-    kind: Literal["vit_embed"]
-
-
-class VitBlockPoint(_PreMergePoint):
-    kind: Literal["vit_block"]
-    layer: int = Field(description="output of ViT block k (pre-merge); negative counts from the end (-1: last block)")
-
-
-class MergerPoint(_QwenPoint):
-    kind: Literal["merger"]
-
-
-class LlmPoint(_QwenPoint):
-    kind: Literal["llm"]
-    layer: int = Field(
-        description="LLM hidden state after decoder layer L, at the vision tokens; negative counts from the end"
-    )
-
-
-class PixelsPoint(_Section):
-    kind: Literal["pixels"]
-    patch: int = Field(
-        14, ge=1, le=224, description="raw patch x patch x 3 pixels per cell: the control every feature must beat"
-    )
-
-
-class EncoderPoint(_Section):
-    kind: Literal["encoder"]
-    family: Literal["dinov2", "owlvit", "owlv2", "siglip"] = Field(
-        description="a dedicated vision encoder (hybrid baseline)"
-    )
-    layer: int = Field(
-        description="output of encoder block k (transformers' hidden_states[k+1]); negative counts from the end"
-    )
-    source: str = Field(
-        "tiny",
-        min_length=1,
-        description="'tiny' (seeded random, real patch size and depth) or a local checkpoint directory",
-    )
-    weights: Literal["pretrained", "random"] = Field(
-        "pretrained",
-        description="random: a seeded random initialisation of the source checkpoint's architecture (a control)",
-    )
-    seed: int = Field(0, description="weights of the tiny model or of the weights: random control")
-
-
-class OraclePoint(_Section):
-    kind: Literal["oracle"]
-    stride: int = Field(
-        14,
-        ge=1,
-        le=224,
-        description=(
-            "cell side in pixels of the ground truth rasterised per cell (occupancy, edge distances, class): the "
-            "positive control every head must read"
-        ),
-    )
-    target: Literal["boxes", "steps"] = Field(
-        "boxes",
-        description="boxes: the boxes per cell; steps: the clip's step (data/steps.parquet) one-hot in every cell",
-    )
-
-
 PointParams = Annotated[
-    VitEmbedPoint | VitBlockPoint | MergerPoint | LlmPoint | PixelsPoint | EncoderPoint | OraclePoint,
+    Union[tuple(info.params for info in KINDS.values())],  # noqa: UP007 (a union built from the table)
     Field(discriminator="kind"),
 ]
+"""One ``points`` entry: the params class of its kind (:data:`foresight_lib.kinds.KINDS`)."""
 
 
 # -------------------------------------------------------------------------------------- probe
@@ -510,7 +459,7 @@ class DualStreamAdapterParams(_Section):
 
 
 ADAPTER_KINDS = ("single", "dual_stream", "multi_scale")
-MERGED_KINDS = ("merger", "llm")
+MERGED_KINDS = tuple(kind for kind, info in KINDS.items() if info.merged)
 
 
 class AdapterParams(_Section):
@@ -630,6 +579,7 @@ class DecisionParams(_Section):
 class Params(_Section):
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
+    models: dict[str, ModelParams] = {}
     extract: ExtractParams = ExtractParams()
     points: dict[str, PointParams] = {}
     probe: ProbeParams = ProbeParams()
@@ -647,6 +597,27 @@ class Params(_Section):
         return v
 
     @model_validator(mode="after")
+    def _point_models(self) -> Params:
+        for name, point in self.points.items():
+            info, model = KINDS[point.kind], getattr(point, "model", None)
+            if model is not None and model not in self.models:
+                defined = ", ".join(self.models) or "none"
+                raise ValueError(f"points.{name}.model: {model!r} is not in models (defined: {defined})")
+            family = self.model_of(point).family
+            if info.families and family not in info.families:
+                where = "model.family" if model is None else f"models.{model}.family"
+                raise ValueError(
+                    f"points.{name}.kind: {point.kind} points are read from {', '.join(info.families)} models, "
+                    f"not {family} ({where})"
+                )
+        return self
+
+    def model_of(self, point: PointParams) -> ModelParams:
+        """The model a VLM point is read from: its ``models`` entry, else the ``model`` section."""
+        name = getattr(point, "model", None)
+        return self.model if name is None else self.models[name]
+
+    @model_validator(mode="after")
     def _oracle_stride(self) -> Params:
         for name, point in self.points.items():
             if isinstance(point, OraclePoint) and (self.data.height % point.stride or self.data.width % point.stride):
@@ -657,10 +628,7 @@ class Params(_Section):
         return self
 
 
-_POINT_CLASSES: dict[str, type[BaseModel]] = {
-    c.model_fields["kind"].annotation.__args__[0]: c
-    for c in (VitEmbedPoint, VitBlockPoint, MergerPoint, LlmPoint, PixelsPoint, EncoderPoint, OraclePoint)
-}
+_POINT_CLASSES: dict[str, type[BaseModel]] = {kind: info.params for kind, info in KINDS.items()}
 
 
 def _describe(err: dict[str, Any]) -> str:
@@ -703,15 +671,16 @@ def _allowed(loc: tuple[Any, ...]) -> list[str] | None:
 
 
 def stride_class(point: PointParams) -> tuple[str, str]:
-    """What fixes a point's grid stride: ``(family, value)``; two points of one family and different values have
-    different strides. Across families (e.g. pixels vs the ViT patch, or an encoder) it is known only from the
-    stores, where :func:`..adapters.train.open_data` checks it."""
-    if point.kind in ("vit_embed", "vit_block"):
-        return "qwen", "the ViT patch"
-    if point.kind in MERGED_KINDS:
-        return "qwen", "the 2x2 merge unit"
+    """What fixes a point's grid stride: ``(maker, value)``; two points of one maker and different values have
+    different strides (:data:`foresight_lib.kinds.KINDS`' ``stride``). Across makers (e.g. pixels vs the ViT patch, or
+    two models) it is known only from the stores, where :func:`..adapters.train.open_data` checks it."""
+    info = KINDS[point.kind]
+    if info.source == "vlm":
+        return f"model {getattr(point, 'model', None) or 'model'}", info.stride
     if isinstance(point, PixelsPoint):
         return "pixels", f"{point.patch} px patches"
+    if isinstance(point, OraclePoint):
+        return "oracle", f"{point.stride} px cells"
     return "encoder", f"the {point.family} patch of {point.source}"
 
 
@@ -755,6 +724,60 @@ def adapter_input_problems(params: Params) -> list[str]:
     return problems
 
 
+def point_depth(params: Params, name: str, point: PointParams) -> tuple[int, str, str] | None:
+    """What ``points.<name>.layer`` indexes: ``(depth, what, source)`` (e.g. ``(32, "ViT blocks", "model.source
+    'tiny'")``) from the tiny model or the checkpoint's config.json (no weights); None for a kind without layers.
+    An unreadable checkpoint raises :class:`ForesightError` naming its key."""
+    what = KINDS[point.kind].layer
+    if what is None:
+        return None
+    if isinstance(point, EncoderPoint):
+        from .extract import TINY_ENCODER_DEPTH, encoders
+
+        source = f"points.{name}.source {point.source!r}"
+        if point.source == "tiny":
+            return TINY_ENCODER_DEPTH, f"{point.family} blocks", source
+        try:
+            cls = encoders.checkpoint_class(Path(point.source), point.family)
+        except ForesightError as err:
+            raise ForesightError(str(err).replace("encoder source:", f"points.{name}.source:", 1)) from None
+        depth = cls.config_class.from_pretrained(point.source, local_files_only=True).num_hidden_layers
+        return depth, f"{point.family} blocks", source
+    from .extract.families import depths
+
+    key = "model" if getattr(point, "model", None) is None else f"models.{point.model}"
+    model = params.model_of(point)
+    try:
+        found = depths(model.family, model.source)
+    except ForesightError as err:
+        raise ForesightError(str(err).replace("model.source:", f"{key}.source:", 1)) from None
+    return found[what], what, f"{key}.source {model.source!r} ({model.family})"
+
+
+def resolve_layers(params: Params) -> Params:
+    """``params`` with every layer counted from the start: a negative layer counts from the end of what it indexes
+    (-1: the last), resolved here once, so every stage, the cost model and the report read one meaning. A layer past
+    the depth stops with its key. A checkpoint that cannot be read leaves its points' layers as written (the
+    ``validate`` stage names the problem)."""
+    points = dict(params.points)
+    for name, point in params.points.items():
+        try:
+            found = point_depth(params, name, point)
+        except ForesightError:
+            continue
+        if found is None:
+            continue
+        depth, what, source = found
+        if not -depth <= point.layer < depth:
+            raise ForesightError(
+                f"points.{name}.layer: {point.layer} is past the {depth} {what} of {source} "
+                f"(valid: 0..{depth - 1}, or -{depth}..-1 from the end)"
+            )
+        if point.layer < 0:
+            points[name] = point.model_copy(update={"layer": point.layer % depth})
+    return params.model_copy(update={"points": points})
+
+
 def parse_params(raw: Any, origin: str = "params") -> Params:
     """Validate a params mapping (each section, then the adapters' input points against ``points``); raise
     :class:`ForesightError` listing every problem."""
@@ -770,7 +793,10 @@ def parse_params(raw: Any, origin: str = "params") -> Params:
     problems = adapter_input_problems(params)
     if problems:
         raise ForesightError(f"{origin}: {'; '.join(problems)}")
-    return params
+    try:
+        return resolve_layers(params)
+    except ForesightError as err:
+        raise ForesightError(f"{origin}: {err}") from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -17,12 +17,10 @@ Every problem is one string that starts with the params key it concerns.
 from __future__ import annotations
 
 import os
-from functools import cache
 from pathlib import Path
 
 from .errors import ForesightError
-from .extract import TINY_ENCODER_DEPTH, TINY_QWEN_DEPTHS
-from .params import DataParams, EncoderPoint, LlmPoint, Params, VitBlockPoint
+from .params import DataParams, Params, point_depth
 
 STAMP = {
     "passed": "foresight_lib/validate.py",
@@ -102,53 +100,12 @@ def _holds_a_video(folder: Path, suffixes: frozenset[str]) -> bool:
 
 
 def run_problems(params: Params) -> list[str]:
-    """Missing input paths (:func:`path_problems`) and points whose layer is past the depth of the checkpoint they
-    read, or whose checkpoint is unreadable."""
+    """Missing input paths (:func:`path_problems`) and checkpoints that cannot be read for the layers of the points
+    that name them (a layer past a readable depth already stopped the params loader)."""
     problems = path_problems(params.data)
     for name, point in params.points.items():
         try:
-            if isinstance(point, VitBlockPoint | LlmPoint):
-                vit, llm = _qwen_depths(params.model.source)
-                depth, what = (vit, "ViT blocks") if isinstance(point, VitBlockPoint) else (llm, "LLM layers")
-                source = f"model.source {params.model.source!r}"
-            elif isinstance(point, EncoderPoint):
-                depth, what = _encoder_depth(name, point), f"{point.family} blocks"
-                source = f"points.{name}.source {point.source!r}"
-            else:
-                continue
+            point_depth(params, name, point)
         except ForesightError as err:
             problems.append(str(err))
-            continue
-        if not -depth <= point.layer < depth:
-            problems.append(
-                f"points.{name}.layer: {point.layer} is past the {depth} {what} of {source} "
-                f"(valid: 0..{depth - 1}, or -{depth}..-1 from the end)"
-            )
     return problems
-
-
-@cache
-def _qwen_depths(source: str) -> tuple[int, int]:
-    """ViT blocks and LLM layers of ``model.source`` (the tiny model's, or a checkpoint's config.json)."""
-    if source == "tiny":
-        return TINY_QWEN_DEPTHS
-    from transformers import Qwen2_5_VLConfig
-
-    from .extract import qwen
-
-    qwen.check_checkpoint_dir(Path(source))
-    config = Qwen2_5_VLConfig.from_pretrained(source, local_files_only=True)
-    return config.vision_config.depth, config.text_config.num_hidden_layers
-
-
-def _encoder_depth(name: str, point: EncoderPoint) -> int:
-    """Blocks of the encoder (the tiny model's, or the checkpoint's config.json)."""
-    if point.source == "tiny":
-        return TINY_ENCODER_DEPTH
-    from .extract import encoders
-
-    try:
-        cls = encoders.checkpoint_class(Path(point.source), point.family)
-    except ForesightError as err:
-        raise ForesightError(str(err).replace("encoder source:", f"points.{name}.source:", 1)) from None
-    return cls.config_class.from_pretrained(point.source, local_files_only=True).num_hidden_layers

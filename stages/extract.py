@@ -36,7 +36,7 @@ def main(argv=None) -> None:
     extractor = make_extractor(
         args.point,
         params.points[args.point],
-        params.model,
+        params.model_of(params.points[args.point]),
         params.extract,
         height,
         width,

@@ -29,7 +29,7 @@ from foresight_lib.adapters.train import (
 )
 from foresight_lib.cli import run
 from foresight_lib.errors import ForesightError
-from foresight_lib.extract.points import pixels_extractor
+from foresight_lib.extract.pixels import pixels_extractor
 from foresight_lib.extract.writer import write_point
 from foresight_lib.features import FeatureStore
 from foresight_lib.ltx.latents import write_latents

@@ -52,12 +52,13 @@ def test_present_pieces_are_ok_and_invalid_params_stop(tmp_path, capsys):
     # contents, with the pipeline's own validate check: an empty video directory, `{}` as annotations
     assert f"WRONG    data.video_dir: {videos} holds no videos" in out
     (videos / "1.webm").write_bytes(b"")
-    params["points"]["vit_l7"]["layer"] = 40
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
     assert main([str(tmp_path / "p.yaml")]) == 1
     out = capsys.readouterr().out
     assert "WRONG    data.annotations: " in out and "annotates 0 videos" in out
-    assert "WRONG    points.vit_l7.layer: 40 is past the 32 ViT blocks" in out
+    params["points"]["vit_l7"]["layer"] = 40  # past the checkpoint's depth: the params loader stops (layers resolve)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    assert main([str(tmp_path / "p.yaml")]) == 2
+    assert "invalid" in (out := capsys.readouterr().out) and "points.vit_l7.layer: 40 is past the 32 ViT blocks" in out
     params["points"]["vit_l7"]["layer"] = "seven"
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
     assert main([str(tmp_path / "p.yaml")]) == 2

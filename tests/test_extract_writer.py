@@ -12,7 +12,8 @@ from helpers import small_params
 
 from foresight_lib.data.frames import write_frames
 from foresight_lib.errors import ForesightError
-from foresight_lib.extract.points import make_extractor, pixels_extractor
+from foresight_lib.extract.pixels import pixels_extractor
+from foresight_lib.extract.points import make_extractor
 from foresight_lib.extract.writer import write_point
 from foresight_lib.features import ATTRS, open_features
 from foresight_lib.params import ExtractParams, ModelParams, PixelsPoint

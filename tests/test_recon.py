@@ -15,7 +15,7 @@ from scipy import ndimage
 from foresight_lib.adapters.recon import evaluate_decoded, evaluate_originals, input_cka, phase2_verdicts
 from foresight_lib.adapters.resample import LatentSpec
 from foresight_lib.cli import run
-from foresight_lib.extract.points import pixels_extractor
+from foresight_lib.extract.pixels import pixels_extractor
 from foresight_lib.extract.writer import write_point
 from foresight_lib.features import open_features
 from foresight_lib.metrics.cka import linear_cka

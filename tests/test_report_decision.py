@@ -15,7 +15,7 @@ POINTS = parse_params(
             "vit_embed": {"kind": "vit_embed"},
             "merger": {"kind": "merger"},
             "vit_l7": {"kind": "vit_block", "layer": 7},
-            "dino": {"kind": "encoder", "family": "dinov2", "layer": 12},
+            "dino": {"kind": "encoder", "family": "dinov2", "layer": 11},
             "vit_l7_naive": {"kind": "vit_block", "layer": 7, "order": "naive"},
             "oracle": {"kind": "oracle", "stride": 14},
         }

@@ -33,6 +33,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import ForesightError
+from ..kinds import KINDS
 from ..ltx.vae import LATENT_CHANNELS, SPATIAL_COMPRESSION
 from ..params import (
     ADAPTER_KINDS,
@@ -47,14 +48,6 @@ from .resample import GridSpec, LatentSpec, frame_slots, spatial_matrices, step_
 AdapterSpec = SingleAdapterParams | DualStreamAdapterParams | MultiScaleAdapterParams
 POSITION_FREQUENCIES = 6
 OPTIONS = {"dual_stream": "B", "multi_scale": "C"}
-SINGLE_OPTIONS = {
-    "vit_embed": "A",
-    "vit_block": "A",
-    "merger": "post-merge",
-    "llm": "post-merge",
-    "pixels": "control",
-    "encoder": "hybrid",
-}
 
 
 def adapter_spec(adapters: AdapterParams, name: str) -> AdapterSpec:
@@ -72,7 +65,7 @@ def proposal_option(spec: AdapterSpec, points: Mapping[str, PointParams]) -> str
     ``B`` (``dual_stream``), ``C`` (``multi_scale``); a ``single`` adapter elsewhere is ``post-merge`` (the
     proposal's merger adapter), ``control`` (pixels) or ``hybrid`` (a dedicated encoder)."""
     if isinstance(spec, SingleAdapterParams):
-        return SINGLE_OPTIONS[points[spec.point].kind]
+        return KINDS[points[spec.point].kind].option
     return OPTIONS["dual_stream" if isinstance(spec, DualStreamAdapterParams) else "multi_scale"]
 
 

@@ -51,6 +51,7 @@ from . import TINY_ENCODER_DEPTH
 from .base import Extractor, resolve_layer
 from .checkpoints import CLIP_NORMALIZATION, Normalization, normalize, read_json, read_normalization, weights_identity
 from .flops import encoder_flops_per_frame
+from .points import ExtractContext
 from .truncate import truncated_forward
 
 Family = Literal["dinov2", "owlvit", "owlv2", "siglip"]
@@ -362,4 +363,12 @@ def encoder_extractor(
         loaded=loaded,
         layer=point.layer,
         batch_frames=batch_frames,
+    )
+
+
+def encoder_point_extractor(name: str, point: EncoderPoint, context: ExtractContext) -> EncoderExtractor:
+    """The ``encoder`` kind's entry point (:data:`foresight_lib.kinds.KINDS`); dtype and device from ``model``."""
+    c = context
+    return encoder_extractor(
+        name, point, c.height, c.width, c.n_frames, c.extract.batch_frames, c.model.dtype, c.model.device
     )

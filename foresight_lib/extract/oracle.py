@@ -27,6 +27,7 @@ from ..errors import ForesightError
 from ..params import OraclePoint
 from ..store import open_complete
 from .base import Extractor
+from .points import ExtractContext
 
 
 def rasterise(boxes: np.ndarray, labels: np.ndarray, gh: int, gw: int, stride: int, n_classes: int) -> np.ndarray:
@@ -175,3 +176,23 @@ def step_oracle_extractor(
         by_index=True,
         labels=steps["step"].map({s: i for i, s in enumerate(vocabulary)}).to_numpy(np.int64),
     )
+
+
+def oracle_point_extractor(
+    name: str, point: OraclePoint, context: ExtractContext
+) -> OracleExtractor | StepOracleExtractor:
+    """The ``oracle`` kind's entry point (:data:`foresight_lib.kinds.KINDS`): the boxes (``frames_path`` and
+    ``annotations_path`` needed) or, for ``target: steps``, the steps (``steps_path``)."""
+    c = context
+    if point.target == "steps":
+        if c.steps_path is None:
+            raise ForesightError(
+                f"point {name}: a steps oracle point needs the step table (stages/extract.py --steps data/steps.parquet)"
+            )
+        return step_oracle_extractor(name, point, c.steps_path, c.height, c.width, c.n_frames)
+    if c.frames_path is None or c.annotations_path is None:
+        raise ForesightError(
+            f"point {name}: an oracle point needs the frames store and the annotations table "
+            "(stages/extract.py --annotations data/annotations.parquet)"
+        )
+    return oracle_extractor(name, point, c.frames_path, c.annotations_path, c.height, c.width, c.n_frames)

@@ -10,6 +10,7 @@ import torch
 from ..errors import ForesightError
 from ..params import PixelsPoint
 from .base import Extractor
+from .points import ExtractContext
 
 
 def pixel_patches(frames: np.ndarray, patch: int) -> np.ndarray:
@@ -50,4 +51,12 @@ def pixels_extractor(
         clips_per_batch=clips_per_batch,
         flops_per_frame=0.0,
         patch=point.patch,
+    )
+
+
+def pixels_point_extractor(name: str, point: PixelsPoint, context: ExtractContext) -> PixelsExtractor:
+    """The ``pixels`` kind's entry point (:data:`foresight_lib.kinds.KINDS`)."""
+    n_frames = context.n_frames
+    return pixels_extractor(
+        name, point, context.height, context.width, n_frames, max(1, context.extract.batch_frames // n_frames)
     )

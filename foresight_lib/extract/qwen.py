@@ -54,6 +54,7 @@ from .order import (
     unwindow,
     window_index,
 )
+from .points import ExtractContext
 from .truncate import truncated_forward
 
 MODEL_TYPE = "qwen2_5_vl"
@@ -491,3 +492,9 @@ def qwen_extractor(
         point=point,
         batch_frames=extract.batch_frames,
     )
+
+
+def qwen_point_extractor(name: str, point: PointParams, context: ExtractContext) -> QwenExtractor:
+    """The VLM kinds' entry point (:data:`foresight_lib.kinds.KINDS`)."""
+    c = context
+    return qwen_extractor(name, point, c.model, c.extract, c.height, c.width, c.n_frames)

@@ -15,10 +15,11 @@ from typing import Any
 
 import pandas as pd
 
+from ..kinds import KINDS
 from ..params import Params
 from .summary import RANDOM_WEIGHTS, PointRow
 
-MODEL_KINDS = ("vit_embed", "vit_block", "merger", "llm", "encoder")  # points whose features come from weights
+MODEL_KINDS = tuple(k for k, info in KINDS.items() if info.source in ("vlm", "encoder"))  # features from weights
 WEIGHTS_MEANING = {
     "tiny-random": "a seeded random tiny model of the real class",
     "random-init": "the checkpoint's architecture with seeded random weights: the control for learned structure",

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..adapters.recon import VERDICTS
+from ..kinds import KINDS
 from ..params import PointParams
 
-KIND_ORDER = {"oracle": -1, "pixels": 0, "vit_embed": 1, "vit_block": 2, "merger": 3, "llm": 4, "encoder": 5}
-PRE_MERGE_KINDS = ("vit_embed", "vit_block")
+PRE_MERGE_KINDS = tuple(kind for kind, info in KINDS.items() if info.pre_merge)
 SPATIAL_KEYS = (
     "bbox_iou",
     "best_box_iou",
@@ -38,7 +38,7 @@ def point_order(point: PointParams) -> tuple[int, str, int, int]:
     ablation right after its raster twin), then encoders."""
     family = getattr(point, "family", "")
     return (
-        KIND_ORDER[point.kind],
+        KINDS[point.kind].sort,
         family,
         getattr(point, "layer", -1),
         int(getattr(point, "order", "raster") == "naive"),
