@@ -12,7 +12,8 @@ Every family gives the kinds ``vit_embed``, ``vit_block``, ``merger`` and ``llm`
   and ``deepstack_visual_indexes`` (8, 16, 24): those blocks' outputs go through mergers of their own and are added
   into the LLM's first layers.
 
-Importing this module imports no transformers; the classes are resolved on use.
+Importing this module imports neither torch nor transformers (the params loader reads the depths here); the classes
+are resolved on use.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import Any
 
 from ..errors import ForesightError
 from ..kinds import Family
-from .checkpoints import read_json
 
 
 @dataclass(frozen=True)
@@ -158,6 +158,8 @@ def config_depths(config: Any) -> dict[str, int]:
 def check_checkpoint_dir(path: Path, family: Family) -> dict[str, Any]:
     """``path``'s config.json (weights unread); stop with a :class:`ForesightError` unless it is a ``family``
     checkpoint."""
+    from .checkpoints import read_json
+
     info = FAMILIES[family]
     if not path.is_dir():
         raise ForesightError(

@@ -32,8 +32,8 @@ from .facts import configured_adapters, read_adapter_records, run_facts
 from .markdown import render_markdown
 from .plots import plot_boxes, plot_by_point, plot_cka, plot_curves
 from .similarity import cka_matrices
-from .summary import PRE_MERGE_KINDS, Rows, adapter_summary, build_summary, build_timing
-from .tables import adapter_table, plot_rows, point_table, point_table_json
+from .summary import PRE_MERGE_KINDS, Rows, adapter_summary, build_summary, build_timing, vlm_families
+from .tables import adapter_table, family_table, family_table_json, plot_rows, point_table, point_table_json
 
 DECISION_METRICS = (  # the deciding candidate's numbers in metrics/decision.json
     "bbox_iou",
@@ -99,7 +99,7 @@ def _sheet_points(rows: Rows, head: str) -> list[str]:
     probed = {n: r for n, r in rows.items() if head in r.heads}
     pre = [n for n, r in probed.items() if r.kind in PRE_MERGE_KINDS]
     chosen = [max(pre, key=lambda n: rows[n].heads[head].bbox_iou or 0)] if pre else []
-    chosen += [n for n, r in probed.items() if r.kind == "merger"][:1]
+    chosen += [n for n, r in probed.items() if r.kind == "merger"][:1]  # the merger, then the deepest LLM point
     chosen += [n for n, r in probed.items() if r.kind == "llm"][-1:]
     return chosen
 
@@ -163,7 +163,7 @@ def build_report(
     features_dir, data_dir, adapters_dir = Path(features_dir), Path(data_dir), Path(adapters_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
     heads = list(params.probe.heads)
-    rows = build_summary(params.points, heads, metrics_dir)
+    rows = build_summary(params.points, heads, metrics_dir, vlm_families(params))
     configured = configured_adapters(params)
     recon, stale_recon = read_adapter_records(metrics_dir / "recon", configured)
     training, stale_training = read_adapter_records(metrics_dir / "adapter", configured)
@@ -227,7 +227,10 @@ def build_report(
     doc["adapters"] = training
     write_json_atomic(metrics_dir / "decision.json", decision_metrics(doc))
     write_json_atomic(reports_dir / "decision.json", doc)
-    markdown = render_markdown(doc, table, adapter_table(recon, training), facts, heads, params)
+    families = family_table(rows, params.points, params, box_head)
+    if families is not None:
+        doc["families"] = family_table_json(families)
+    markdown = render_markdown(doc, table, adapter_table(recon, training), facts, heads, params, families)
     (reports_dir / "phase1.md").write_text(markdown)
     pd.DataFrame(plot_rows(rows, heads, params.decision.map_kind)).to_json(
         reports_dir / "by_point.json", orient="records", indent=1

@@ -11,7 +11,7 @@ from typing import Any
 from ..params import Params
 from .facts import RunFacts
 from .summary import STEP_TASKS, HeadRow, StepRow
-from .tables import AdapterTable, PointTableRow, adapter_table
+from .tables import AdapterTable, FamilyTable, PointTableRow, adapter_table
 
 IOU_DEFINITION = (
     "bbox IoU: per test frame, the detections that count at the head's operating point (those scoring at least a "
@@ -294,6 +294,29 @@ def _step_cell(s: StepRow | None, task: str) -> str:
     return f"{_fmt(value)} [{_fmt(lo)}, {_fmt(hi)}] ({_fmt(chance)})"
 
 
+def family_lines(table: FamilyTable) -> list[str]:
+    """The side-by-side table of VLM families (:func:`.tables.family_table`)."""
+    header = ["kind", *(f"`{m}`: {label}" for m, label in table.models.items())]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for kind, cells in table.rows:
+        text = [
+            "<br>".join(
+                f"`{r.name}`{'' if r.layer is None else f' ({r.layer})'}: {_ci(r.heads.get(table.head), 'bbox_iou')}"
+                for r in points
+            )
+            or "not run"
+            for points in cells.values()
+        ]
+        lines.append("| " + " | ".join([kind, *text]) + " |")
+    return [
+        *lines,
+        "",
+        f"Cells: the `{table.head}` head's bbox IoU [95% interval] of each point of that kind read from that model "
+        "(layer in brackets; the depths differ between families: docs/design.md). The full rows are in the table "
+        "above; `python -m foresight_lib.compare <a> <b>` compares two points.",
+    ]
+
+
 def _point_table_lines(table: list[PointTableRow], heads: list[str], params: Params) -> list[str]:
     d = params.decision
     with_steps = any(entry.row.steps is not None for entry in table)
@@ -316,7 +339,8 @@ def _point_table_lines(table: list[PointTableRow], heads: list[str], params: Par
             f"({_fmt(r.shuffled[h].bbox_iou_chance if h in r.shuffled else None)})"
             for h in heads
         )
-        cells = [f"`{r.name}`" + (f" ({entry.role})" if entry.role else ""), r.label(), str(r.weights or "n/a")]
+        label = r.label() + (f" ({r.family})" if r.family not in (None, params.model.family) else "")
+        cells = [f"`{r.name}`" + (f" ({entry.role})" if entry.role else ""), label, str(r.weights or "n/a")]
         cells += [_iou_cell(r.heads.get(h)) for h in heads] + [_selectivity_cell(r.heads.get(h)) for h in heads]
         cells += [_ci(r.heads.get(h), key) for h in heads]
         cells += [
@@ -372,8 +396,10 @@ def render_markdown(
     facts: RunFacts,
     heads: list[str],
     params: Params,
+    families: FamilyTable | None = None,
 ) -> str:
-    """``reports/phase1.md``: the verdict and why first, then the evidence, the tables and the figures."""
+    """``reports/phase1.md``: the verdict and why first, then the evidence, the tables and the figures; ``families``:
+    the VLM families side by side, where points read more than one model."""
     d = params.decision
     lines = ["# Phase 1 report: where does spatial information survive?", ""]
     if (warning := facts.weights_warning()) is not None:
@@ -407,6 +433,8 @@ def render_markdown(
         f"heads that decide: {', '.join(gate['passing_heads']) or 'none'})"
     )
     lines += _step_lines(doc.get("steps"), doc["criteria"]["steps"])
+    if families is not None:
+        lines.append(f"- Families side by side ({', '.join(families.models.values())}): section below")
     lines.append(_controls_line(doc["benchmark"]))
     if "lpips" in doc:
         lpips = doc["lpips"]
@@ -432,6 +460,8 @@ def render_markdown(
         "",
         *_point_table_lines(table, heads, params),
     ]
+    if families is not None:
+        lines += ["", "## VLM families side by side", "", *family_lines(families)]
     if adapters.rows:
         lines += ["", "## Phase 2: adapters", "", *adapter_table_lines(adapters)]
         if doc.get("sheets") and params.ltx.source == "tiny":

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..adapters.recon import VERDICTS
 from ..kinds import KINDS
-from ..params import PointParams
+from ..params import Params, PointParams
 
 PRE_MERGE_KINDS = tuple(kind for kind, info in KINDS.items() if info.pre_merge)
 SPATIAL_KEYS = (
@@ -33,16 +33,22 @@ SPATIAL_KEYS = (
 RANDOM_WEIGHTS = ("tiny-random", "random-init")  # the extractors' labels of seeded random weights
 
 
-def point_order(point: PointParams) -> tuple[int, str, int, int]:
-    """Sort key: the oracle and pixel controls, then Qwen2.5-VL from patch embed to the last LLM layer (a naive-order
-    ablation right after its raster twin), then encoders."""
-    family = getattr(point, "family", "")
+def point_order(point: PointParams) -> tuple[int, str, str, int, int]:
+    """Sort key: the oracle and pixel controls, then the VLM kinds from patch embed to the last LLM layer (the
+    ``model`` section's points before each ``models`` entry's; a naive-order ablation right after its raster twin),
+    then encoders (by family): the order of :data:`foresight_lib.kinds.KINDS`' ``sort``."""
     return (
         KINDS[point.kind].sort,
-        family,
+        getattr(point, "model", None) or "",
+        getattr(point, "family", ""),  # an encoder's
         getattr(point, "layer", -1),
         int(getattr(point, "order", "raster") == "naive"),
     )
+
+
+def vlm_families(params: Params) -> dict[str, str]:
+    """Each VLM point's family: that of the model it reads (:meth:`Params.model_of`)."""
+    return {n: params.model_of(p).family for n, p in params.points.items() if KINDS[p.kind].source == "vlm"}
 
 
 def _num(v: Any) -> float:
@@ -230,6 +236,7 @@ class PointRow:
     name: str
     kind: str
     layer: int | None = None
+    family: str | None = None  # VLM points: the family of the model they read (model.family or models.<m>.family)
     weights: str | None = None
     stride: int | None = None
     heads: dict[str, HeadRow] = field(default_factory=dict)
@@ -260,6 +267,8 @@ class PointRow:
         out: dict[str, Any] = {"kind": self.kind}
         if self.layer is not None:
             out["layer"] = self.layer
+        if self.family is not None:
+            out["family"] = self.family
         out |= {"weights": self.weights, "stride": self.stride}
         out |= {head: row.to_json() for head, row in self.heads.items()}
         shuffled: dict[str, Any] = {head: row.to_json() for head, row in self.shuffled.items()}
@@ -298,6 +307,7 @@ class PointRow:
             name=name,
             kind=point.kind if point is not None else m["kind"],
             layer=getattr(point, "layer", None) if point is not None else m.get("layer"),
+            family=m.get("family"),
             weights=m.get("weights"),
             stride=m.get("stride"),
             heads={h: HeadRow.from_json(m[h]) for h in names if m.get(h)},
@@ -340,9 +350,15 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def point_row(
-    name: str, point: PointParams, probe: Mapping[str, Any] | None, extract: Mapping[str, Any] | None, heads: list[str]
+    name: str,
+    point: PointParams,
+    probe: Mapping[str, Any] | None,
+    extract: Mapping[str, Any] | None,
+    heads: list[str],
+    family: str | None = None,
 ) -> PointRow:
-    """One point's row from its probe and extraction records (either may be missing: not run yet)."""
+    """One point's row from its probe and extraction records (either may be missing: not run yet); ``family``: the
+    VLM family of the model a VLM point reads."""
     probe = probe or {}
     extract = extract or {}
     shuffled = {h: HeadRow.from_probe(m) for h, m in probe.get("shuffled", {}).items() if h in heads}
@@ -359,6 +375,7 @@ def point_row(
         name=name,
         kind=point.kind,
         layer=getattr(point, "layer", None),
+        family=family,
         weights=probe.get("point", {}).get("weights", extract.get("weights")),
         stride=probe.get("point", {}).get("stride"),
         heads={h: head_row(h) for h in heads if h in probe},
@@ -377,8 +394,14 @@ def point_row(
     )
 
 
-def build_summary(points: Mapping[str, PointParams], heads: list[str], metrics_dir: str | Path) -> Rows:
-    """The row of every point in ``points`` (model order) from ``metrics/probe`` and ``metrics/extract``."""
+def build_summary(
+    points: Mapping[str, PointParams],
+    heads: list[str],
+    metrics_dir: str | Path,
+    families: Mapping[str, str] | None = None,
+) -> Rows:
+    """The row of every point in ``points`` (model order) from ``metrics/probe`` and ``metrics/extract``;
+    ``families``: each VLM point's family (:func:`vlm_families`)."""
     metrics_dir = Path(metrics_dir)
     ordered = sorted(points, key=lambda name: point_order(points[name]))
     return {
@@ -388,6 +411,7 @@ def build_summary(points: Mapping[str, PointParams], heads: list[str], metrics_d
             _read(metrics_dir / "probe" / f"{name}.json"),
             _read(metrics_dir / "extract" / f"{name}.json"),
             heads,
+            (families or {}).get(name),
         )
         for name in ordered
     }

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..params import PointParams
+from ..kinds import KINDS
+from ..params import Params, PointParams
 from .summary import PointRow, Rows
 
 OPTION_ORDER = {"A": 0, "B": 1, "C": 2}
@@ -37,6 +38,54 @@ def _role(row: PointRow, point: PointParams) -> str:
 def point_table(rows: Rows, points: Mapping[str, PointParams]) -> list[PointTableRow]:
     """Every point in model order with its role."""
     return [PointTableRow(row, _role(row, points[name])) for name, row in rows.items()]
+
+
+@dataclass(frozen=True)
+class FamilyTable:
+    """VLM points side by side: one row per kind, one column per model they read (the proposal's Appendix D: is the
+    loss of spatial information Qwen2.5-VL-specific?), each cell the points of that kind and model (model order)."""
+
+    head: str  # whose bbox IoU the cells show
+    models: dict[str, str]  # "model" or a models entry -> its label (family, source)
+    rows: list[tuple[str, dict[str, list[PointRow]]]]  # (kind, {model: its points of that kind})
+
+
+def family_table(rows: Rows, points: Mapping[str, PointParams], params: Params, head: str) -> FamilyTable | None:
+    """The side-by-side table where the VLM points read more than one model, else None."""
+    from ..extract.families import FAMILIES
+
+    vlm = {n: getattr(points[n], "model", None) or "model" for n in rows if KINDS[points[n].kind].source == "vlm"}
+    used = [m for m in ("model", *params.models) if m in vlm.values()]
+    if len(used) < 2:
+        return None
+    models = {}
+    for m in used:
+        spec = params.model if m == "model" else params.models[m]
+        models[m] = f"{FAMILIES[spec.family].title}, {spec.source}"
+    kinds = [k for k in KINDS if any(points[n].kind == k for n in vlm)]
+    table = [(k, {m: [rows[n] for n in vlm if vlm[n] == m and points[n].kind == k] for m in used}) for k in kinds]
+    return FamilyTable(head=head, models=models, rows=table)
+
+
+def family_table_json(table: FamilyTable) -> dict[str, Any]:
+    """The side-by-side table as JSON (``reports/decision.json``): ``{head, models, rows: {kind: {model: {point:
+    [bbox IoU, lo, hi]}}}}``."""
+    return {
+        "head": table.head,
+        "models": table.models,
+        "rows": {
+            kind: {
+                m: {
+                    r.name: None
+                    if (h := r.heads.get(table.head)) is None
+                    else [h.bbox_iou, h.bbox_iou_lo, h.bbox_iou_hi]
+                    for r in points
+                }
+                for m, points in cells.items()
+            }
+            for kind, cells in table.rows
+        },
+    }
 
 
 def point_table_json(table: list[PointTableRow], map_kind: str) -> list[dict[str, Any]]:
