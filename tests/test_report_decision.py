@@ -236,10 +236,9 @@ def test_too_few_test_clips_is_inconclusive():
     for n, expected in ((3, "INCONCLUSIVE"), (DECISION.min_test_clips, "GO")):
         d = decide(summary({**strong, "n_clips": n}), POINTS, DECISION, {}, ["linear"])
         assert d["decision"] == expected and d["test_clips"] == n
-    assert (
-        "too few test clips (3)"
-        in decide(summary({**strong, "n_clips": 3}), POINTS, DECISION, {}, ["linear"])["branch"]
-    )
+    few = decide(summary({**strong, "n_clips": 3}), POINTS, DECISION, {}, ["linear"])
+    assert "too few test clips (3)" in few["branch"]
+    assert few["checks"][0]["text"].endswith("(`decision.min_test_clips`): 3, fails")  # a count, not 3.000
     # The fewest over the pre-merge points decides; the minimum comes from params.
     s = summary({**strong, "n_clips": 12}, {**strong, "n_clips": 8})
     assert decide(s, POINTS, DECISION, {}, ["linear"])["test_clips"] == 8

@@ -96,6 +96,7 @@ class Check:
     op: str  # ">", "<" or ">="
     threshold: float
     key: str  # the params key of the threshold
+    digits: int = 3  # decimals of the value in words (0: a count)
 
     @property
     def holds(self) -> bool:
@@ -109,7 +110,7 @@ class Check:
         verdict = "holds" if self.holds else "fails"
         return (
             f"{self.criterion} needs the {self.quantity} {self.op} {self.threshold:g} (`{self.key}`): "
-            f"{self.value:.3f}, {verdict}"
+            f"{self.value:.{self.digits}f}, {verdict}"
         )
 
 
@@ -335,7 +336,13 @@ def classify(
     n_test = count_test_clips(rows, pre_names)
     if n_test is not None and n_test < params.min_test_clips:
         check = Check(
-            "every verdict", "number of test clips", n_test, ">=", params.min_test_clips, "decision.min_test_clips"
+            "every verdict",
+            "number of test clips",
+            n_test,
+            ">=",
+            params.min_test_clips,
+            "decision.min_test_clips",
+            digits=0,
         )
         return Classification("INCONCLUSIVE", "too_few_clips", best_all, best_all, (check,))
     if the_gate.status == "missing":
