@@ -420,8 +420,11 @@ def _more_clips(data_advice: str | None) -> str:
 
 
 def _earlier_advice(best: Candidate, points: Mapping[str, PointParams], rows: Rows) -> str:
-    """Earlier pre-merge layers to try: configured ones not probed yet, and layers not configured at all."""
-    pre = {n: points[n] for n in _pre_names(points)}
+    """Earlier pre-merge layers of the best point's model to try: configured ones not probed yet, and layers not
+    configured at all."""
+    model = getattr(points[best.point], "model", None)
+    pre = {n: points[n] for n in _pre_names(points) if getattr(points[n], "model", None) == model}
+    of_model = "" if model is None else f", model: {model}"
     earlier = [n for n, p in pre.items() if point_order(p) < point_order(points[best.point])]
     run = [n for n in earlier if n in rows and rows[n].probed]
     not_run = [n for n in earlier if n not in run]
@@ -433,14 +436,14 @@ def _earlier_advice(best: Candidate, points: Mapping[str, PointParams], rows: Ro
         return "; ".join(parts)
     new = []
     if not any(p.kind == "vit_embed" for p in pre.values()):
-        new.append("`{kind: vit_embed}`")
+        new.append(f"`{{kind: vit_embed{of_model}}}`")
     layers = {p.layer for p in pre.values() if p.kind == "vit_block"}
     if best.layer is not None and best.layer > 0:
         k = best.layer // 2
         while k in layers and k > 0:
             k //= 2
         if k not in layers:
-            new.append(f"`vit_l{k}: {{kind: vit_block, layer: {k}}}`")
+            new.append(f"`vit_l{k}: {{kind: vit_block, layer: {k}{of_model}}}`")
     elif best.layer is not None:
         new.append(f"`vit_block` points with layers below {best.layer}")
     if not_run:
