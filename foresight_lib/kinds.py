@@ -6,7 +6,7 @@ sorts, what its layer counts, which VLM families have it, how its extractor and 
 ``check`` needs present. params, extraction, check, cost, adapters and the report read it; none repeats it.
 
 Adding a kind: its params class and :data:`KINDS` entry here, and its extractor (``extractor``: a function
-``(name, point, context) -> Extractor``, :class:`foresight_lib.extract.points.ExtractContext`). Nothing else lists
+``(name, point, context) -> Extractor``, :class:`foresight_lib.extract.base.ExtractContext`). Nothing else lists
 kinds; ``tests/test_kinds.py`` fails when a kind lacks an entry or an entry lacks a working extractor.
 """
 
@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 FAMILIES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl")
 """VLM families (``model.family``); their facts (classes, configs, checkpoint files) are in
-:mod:`foresight_lib.extract.families`."""
+:mod:`foresight_lib.families`."""
 Family = Literal["qwen2_5_vl", "qwen2_vl", "qwen3_vl"]
 
 

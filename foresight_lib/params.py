@@ -731,24 +731,19 @@ def point_depth(params: Params, name: str, point: PointParams) -> tuple[int, str
     what = KINDS[point.kind].layer
     if what is None:
         return None
-    if isinstance(point, EncoderPoint):
-        from .extract import TINY_ENCODER_DEPTH, encoders
+    from .families import encoder_depth, shape
 
+    if isinstance(point, EncoderPoint):
         source = f"points.{name}.source {point.source!r}"
-        if point.source == "tiny":
-            return TINY_ENCODER_DEPTH, f"{point.family} blocks", source
         try:
-            cls = encoders.checkpoint_class(Path(point.source), point.family)
+            depth = encoder_depth(point.source)
         except ForesightError as err:
             raise ForesightError(str(err).replace("encoder source:", f"points.{name}.source:", 1)) from None
-        depth = cls.config_class.from_pretrained(point.source, local_files_only=True).num_hidden_layers
         return depth, f"{point.family} blocks", source
-    from .extract.families import depths
-
     key = "model" if getattr(point, "model", None) is None else f"models.{point.model}"
     model = params.model_of(point)
     try:
-        found = depths(model.family, model.source)
+        found = shape(model.family, model.source).depths
     except ForesightError as err:
         raise ForesightError(str(err).replace("model.source:", f"{key}.source:", 1)) from None
     return found[what], what, f"{key}.source {model.source!r} ({model.family})"

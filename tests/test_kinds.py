@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from foresight_lib import kinds
-from foresight_lib.extract.families import FAMILIES
+from foresight_lib.families import FAMILIES
 from foresight_lib.kinds import FAMILIES as FAMILY_NAMES
 from foresight_lib.kinds import KINDS, Section, load
 from foresight_lib.params import PointParams, parse_params

@@ -4,16 +4,34 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from ..errors import ForesightError
+from ..params import ExtractParams, ModelParams
 
 StoreMode = Literal["image", "video"]
 """How a store's temporal slots were made: ``image``, every frame alone (one slot per frame); ``video``,
 frames paired by the temporal patch (one slot per pair)."""
+
+
+@dataclass(frozen=True)
+class ExtractContext:
+    """What every kind's extractor function may read besides its point: the point's model (``params.model_of``),
+    the extraction params, the clip geometry and the frames stage's stores (an oracle point reads its ground truth
+    from them)."""
+
+    model: ModelParams
+    extract: ExtractParams
+    height: int
+    width: int
+    n_frames: int
+    frames_path: str | Path | None = None
+    annotations_path: str | Path | None = None
+    steps_path: str | Path | None = None
 
 
 @dataclass(kw_only=True)

@@ -46,12 +46,11 @@ from transformers.image_utils import (
 
 from ..device import resolve_device, resolve_dtype
 from ..errors import ForesightError
+from ..families import TINY_ENCODER_DEPTH
 from ..params import EncoderPoint
-from . import TINY_ENCODER_DEPTH
-from .base import Extractor, resolve_layer
+from .base import ExtractContext, Extractor, resolve_layer
 from .checkpoints import CLIP_NORMALIZATION, Normalization, normalize, read_json, read_normalization, weights_identity
 from .flops import encoder_flops_per_frame
-from .points import ExtractContext
 from .truncate import truncated_forward
 
 Family = Literal["dinov2", "owlvit", "owlv2", "siglip"]

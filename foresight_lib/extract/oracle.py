@@ -26,8 +26,7 @@ import torch
 from ..errors import ForesightError
 from ..params import OraclePoint
 from ..store import open_complete
-from .base import Extractor
-from .points import ExtractContext
+from .base import ExtractContext, Extractor
 
 
 def rasterise(boxes: np.ndarray, labels: np.ndarray, gh: int, gw: int, stride: int, n_classes: int) -> np.ndarray:

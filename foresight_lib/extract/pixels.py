@@ -9,8 +9,7 @@ import torch
 
 from ..errors import ForesightError
 from ..params import PixelsPoint
-from .base import Extractor
-from .points import ExtractContext
+from .base import ExtractContext, Extractor
 
 
 def pixel_patches(frames: np.ndarray, patch: int) -> np.ndarray:

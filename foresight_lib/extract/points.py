@@ -3,28 +3,11 @@ in :data:`foresight_lib.kinds.KINDS` names the function that builds it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..kinds import KINDS, load
 from ..params import ExtractParams, ModelParams, PointParams
-from .base import Extractor
-
-
-@dataclass(frozen=True)
-class ExtractContext:
-    """What every kind's extractor function may read besides its point: the point's model (``params.model_of``),
-    the extraction params, the clip geometry and the frames stage's stores (an oracle point reads its ground truth
-    from them)."""
-
-    model: ModelParams
-    extract: ExtractParams
-    height: int
-    width: int
-    n_frames: int
-    frames_path: str | Path | None = None
-    annotations_path: str | Path | None = None
-    steps_path: str | Path | None = None
+from .base import ExtractContext, Extractor
 
 
 def make_extractor(

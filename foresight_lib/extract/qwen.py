@@ -36,10 +36,10 @@ from transformers.utils import is_flash_attn_2_available
 
 from ..device import resolve_device, resolve_dtype
 from ..errors import ForesightError
+from ..families import FAMILIES
 from ..params import ExtractParams, LlmPoint, MergerPoint, ModelParams, PointParams, VitBlockPoint, VitEmbedPoint
-from . import TINY_QWEN_DEPTHS
 from .attention import use_windowed_attention
-from .base import Extractor, resolve_layer
+from .base import ExtractContext, Extractor, resolve_layer
 from .checkpoints import CLIP_NORMALIZATION, Normalization, read_json, read_normalization, weights_identity
 from .flops import qwen_flops_per_frame
 from .order import (
@@ -54,7 +54,6 @@ from .order import (
     unwindow,
     window_index,
 )
-from .points import ExtractContext
 from .truncate import truncated_forward
 
 MODEL_TYPE = "qwen2_5_vl"
@@ -89,7 +88,7 @@ def tiny_config() -> Qwen2_5_VLConfig:
     vocab = 128
     return Qwen2_5_VLConfig(
         vision_config={
-            "depth": TINY_QWEN_DEPTHS[0],
+            "depth": FAMILIES["qwen2_5_vl"].reference["vision_config"]["depth"],
             "hidden_size": 32,
             "intermediate_size": 64,
             "num_heads": 2,
@@ -105,7 +104,7 @@ def tiny_config() -> Qwen2_5_VLConfig:
             "vocab_size": vocab,
             "hidden_size": 64,
             "intermediate_size": 128,
-            "num_hidden_layers": TINY_QWEN_DEPTHS[1],
+            "num_hidden_layers": FAMILIES["qwen2_5_vl"].reference["text_config"]["num_hidden_layers"],
             "num_attention_heads": 4,
             "num_key_value_heads": 2,
             "rope_parameters": {

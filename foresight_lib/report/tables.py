@@ -52,7 +52,7 @@ class FamilyTable:
 
 def family_table(rows: Rows, points: Mapping[str, PointParams], params: Params, head: str) -> FamilyTable | None:
     """The side-by-side table where the VLM points read more than one model, else None."""
-    from ..extract.families import FAMILIES
+    from ..families import FAMILIES
 
     vlm = {n: getattr(points[n], "model", None) or "model" for n in rows if KINDS[points[n].kind].source == "vlm"}
     used = [m for m in ("model", *params.models) if m in vlm.values()]

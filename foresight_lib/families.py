@@ -12,8 +12,10 @@ Every family gives the kinds ``vit_embed``, ``vit_block``, ``merger`` and ``llm`
   and ``deepstack_visual_indexes`` (8, 16, 24): those blocks' outputs go through mergers of their own and are added
   into the LLM's first layers.
 
-Importing this module imports neither torch nor transformers (the params loader reads the depths here); the classes
-are resolved on use.
+The params loader resolves every point's layer against the depths here, for every stage: so this module imports
+neither torch, transformers nor any extraction code (the transformers classes are resolved on use), and reads a
+checkpoint's depths from its config.json as JSON. :class:`VlmShape` is the one normalised view of a family's config
+(the families name their widths differently) that extraction, FLOPs and the cost model read.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ForesightError
-from ..kinds import Family
+from .errors import ForesightError
+from .kinds import Family
+
+TINY_ENCODER_DEPTH = 12
+"""Blocks of every family's tiny encoder (:mod:`foresight_lib.extract.encoders`): the base models' depth."""
 
 
 @dataclass(frozen=True)
@@ -145,21 +150,96 @@ FAMILIES: dict[Family, FamilyInfo] = {
 }
 
 
-def config_depths(config: Any) -> dict[str, int]:
-    """What each kind's ``layer`` counts in ``config`` (keys: :attr:`foresight_lib.kinds.KindInfo.layer`)."""
-    vision = config.vision_config
-    return {
-        "ViT blocks": vision.depth,
-        "LLM layers": config.text_config.num_hidden_layers,
-        "deepstack levels": len(getattr(vision, "deepstack_visual_indexes", None) or ()),
-    }
+@dataclass(frozen=True)
+class VlmShape:
+    """One family's config, normalised (Qwen2-VL's vision config calls the ViT width ``embed_dim`` and the merger's
+    output ``hidden_size``; the others ``hidden_size`` and ``out_hidden_size``)."""
+
+    family: Family
+    vit_depth: int
+    vit_width: int  # d: the pre-merge channels
+    vit_heads: int
+    vit_mlp: int  # I: the ViT MLP's hidden width
+    vit_mlp_gated: bool  # Qwen2.5-VL's SwiGLU (3 projections) or a plain MLP (2)
+    patch: int  # pixels
+    temporal_patch: int  # frames per temporal slot in video mode
+    merge: int  # merge unit side in patches
+    merged_width: int  # the merger's output: the LLM width
+    window: int | None  # window side in pre-merge patches (None: full attention everywhere)
+    full_attention_blocks: tuple[int, ...]  # blocks with full attention when ``window`` is set
+    deepstack_blocks: tuple[int, ...]  # ViT blocks whose outputs feed the deepstack mergers (Qwen3-VL)
+    llm_layers: int
+    llm_width: int
+    llm_mlp: int
+    llm_heads: int
+    llm_kv_heads: int
+    llm_head_dim: int
+
+    @property
+    def depths(self) -> dict[str, int]:
+        """What each kind's ``layer`` counts (keys: :attr:`foresight_lib.kinds.KindInfo.layer`)."""
+        return {
+            "ViT blocks": self.vit_depth,
+            "LLM layers": self.llm_layers,
+            "deepstack levels": len(self.deepstack_blocks),
+        }
+
+
+def _get(section: Any, key: str, default: Any = None) -> Any:
+    return section.get(key, default) if isinstance(section, dict) else getattr(section, key, default)
+
+
+def shape_of(family: Family, config: Any) -> VlmShape:
+    """The normalised view of a ``family`` config: a transformers config, or its dict (a config.json's, or
+    :attr:`FamilyInfo.reference`)."""
+    vision, text = _get(config, "vision_config"), _get(config, "text_config")
+    if family == "qwen2_vl":
+        width, merged = _get(vision, "embed_dim"), _get(vision, "hidden_size")
+        mlp = int(width * _get(vision, "mlp_ratio"))
+    else:
+        width, merged, mlp = (
+            _get(vision, "hidden_size"),
+            _get(vision, "out_hidden_size"),
+            _get(vision, "intermediate_size"),
+        )
+    patch = _get(vision, "patch_size")
+    window = _get(vision, "window_size") if FAMILIES[family].window_attention else None
+    heads = _get(text, "num_attention_heads")
+    return VlmShape(
+        family=family,
+        vit_depth=_get(vision, "depth"),
+        vit_width=width,
+        vit_heads=_get(vision, "num_heads"),
+        vit_mlp=mlp,
+        vit_mlp_gated=family == "qwen2_5_vl",
+        patch=patch,
+        temporal_patch=_get(vision, "temporal_patch_size"),
+        merge=_get(vision, "spatial_merge_size"),
+        merged_width=merged,
+        window=None if window is None else window // patch,
+        full_attention_blocks=tuple(_get(vision, "fullatt_block_indexes", None) or ()),
+        deepstack_blocks=tuple(_get(vision, "deepstack_visual_indexes", None) or ()),
+        llm_layers=_get(text, "num_hidden_layers"),
+        llm_width=_get(text, "hidden_size"),
+        llm_mlp=_get(text, "intermediate_size"),
+        llm_heads=heads,
+        llm_kv_heads=_get(text, "num_key_value_heads"),
+        llm_head_dim=_get(text, "head_dim", None) or _get(text, "hidden_size") // heads,
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ForesightError(f"{path}: cannot read it as JSON ({err})") from None
 
 
 def check_checkpoint_dir(path: Path, family: Family) -> dict[str, Any]:
-    """``path``'s config.json (weights unread); stop with a :class:`ForesightError` unless it is a ``family``
-    checkpoint."""
-    from .checkpoints import read_json
-
+    """``path``'s config.json as a dict (weights unread); stop with a :class:`ForesightError` unless it is a
+    ``family`` checkpoint."""
     info = FAMILIES[family]
     if not path.is_dir():
         raise ForesightError(
@@ -168,7 +248,7 @@ def check_checkpoint_dir(path: Path, family: Family) -> dict[str, Any]:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ForesightError(f"model.source: {path} has no config.json, so it is not a transformers checkpoint")
-    config = read_json(config_file)
+    config = _read_json(config_file)
     if config.get("model_type") != info.model_type:
         other = next((f for f, i in FAMILIES.items() if i.model_type == config.get("model_type")), None)
         hint = f"; set model.family: {other}" if other else ""
@@ -180,23 +260,22 @@ def check_checkpoint_dir(path: Path, family: Family) -> dict[str, Any]:
     return config
 
 
-def load_config(family: Family, source: str) -> Any:
-    """The config of ``source`` ('tiny': the family's tiny config; else a checkpoint directory's config.json)."""
+def shape(family: Family, source: str) -> VlmShape:
+    """The shape of the model ``source`` names ('tiny': the reference's depths; else the checkpoint's config.json)."""
     if source == "tiny":
-        from .qwen import tiny_config
-
-        return tiny_config(family)
-    check_checkpoint_dir(Path(source), family)
-    return FAMILIES[family].classes()[0].from_pretrained(source, local_files_only=True)
+        return shape_of(family, FAMILIES[family].reference)
+    return shape_of(family, check_checkpoint_dir(Path(source), family))
 
 
-def depths(family: Family, source: str) -> dict[str, int]:
-    """What each layer counts in the model ``source`` names (the tiny models have the reference depths)."""
-    if source == "tiny":  # the reference's, read from its dict (no transformers import)
-        vision, text = FAMILIES[family].reference["vision_config"], FAMILIES[family].reference["text_config"]
-        return {
-            "ViT blocks": vision["depth"],
-            "LLM layers": text["num_hidden_layers"],
-            "deepstack levels": len(vision.get("deepstack_visual_indexes", ())),
-        }
-    return config_depths(load_config(family, source))
+def encoder_depth(source: str) -> int:
+    """Blocks of an encoder ``source`` ('tiny' or a checkpoint directory: its config.json's vision tower)."""
+    if source == "tiny":
+        return TINY_ENCODER_DEPTH
+    config_file = Path(source) / "config.json"
+    if not config_file.is_file():
+        raise ForesightError(f"encoder source: {source} has no config.json")
+    config = _read_json(config_file)
+    depth = _get(config.get("vision_config") or config, "num_hidden_layers")
+    if not isinstance(depth, int):
+        raise ForesightError(f"encoder source: {config_file} gives no num_hidden_layers")
+    return depth
