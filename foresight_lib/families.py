@@ -184,9 +184,29 @@ class VlmShape:
             "deepstack levels": len(self.deepstack_blocks),
         }
 
+    def cell(self, kind: str) -> tuple[int, int]:
+        """``(stride in pixels, channels)`` of a VLM point of ``kind``: pre-merge kinds one patch of the ViT width;
+        ``merger`` and ``deepstack`` one merge unit of the merged width; ``llm`` one merge unit of the LLM width."""
+        if kind in ("vit_embed", "vit_block"):
+            return self.patch, self.vit_width
+        if kind in ("merger", "deepstack"):
+            return self.patch * self.merge, self.merged_width
+        if kind == "llm":
+            return self.patch * self.merge, self.llm_width
+        raise ForesightError(f"{kind!r} points are not read from a VLM")
+
 
 def _get(section: Any, key: str, default: Any = None) -> Any:
     return section.get(key, default) if isinstance(section, dict) else getattr(section, key, default)
+
+
+def family_of(config: Any) -> Family:
+    """The family of a config (transformers object or dict) by its ``model_type``."""
+    model_type = _get(config, "model_type")
+    for family, info in FAMILIES.items():
+        if info.model_type == model_type:
+            return family
+    raise ForesightError(f"model_type {model_type!r} is none of the VLM families ({', '.join(FAMILIES)})")
 
 
 def shape_of(family: Family, config: Any) -> VlmShape:
