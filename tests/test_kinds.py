@@ -14,7 +14,7 @@ from foresight_lib.kinds import KINDS, Section, load
 from foresight_lib.params import PointParams, parse_params
 from foresight_lib.report.markdown import family_lines
 from foresight_lib.report.summary import HeadRow, PointRow, point_order
-from foresight_lib.report.tables import family_table
+from foresight_lib.report.tables import family_table, family_table_json
 
 
 def _point_classes() -> dict[str, type]:
@@ -92,6 +92,7 @@ def test_the_family_table_puts_two_models_side_by_side():
                 "vit_l7": {"kind": "vit_block", "layer": 7},
                 "q3_l8": {"kind": "vit_block", "layer": 8, "model": "q3"},
                 "q3_deep": {"kind": "deepstack", "layer": 0, "model": "q3"},
+                "merger": {"kind": "merger"},
                 "pixels": {"kind": "pixels"},
             },
         }
@@ -101,14 +102,19 @@ def test_the_family_table_puts_two_models_side_by_side():
         "vit_l7": _row("vit_l7", "vit_block", 0.3, 7),
         "q3_l8": _row("q3_l8", "vit_block", 0.5, 8, "qwen3_vl"),
         "q3_deep": _row("q3_deep", "deepstack", 0.2, 0, "qwen3_vl"),
+        "merger": _row("merger", "merger", 0.1, None),
     }
     table = family_table(rows, params.points, params, "dense")
-    assert table is not None and table.models == {"model": "Qwen2.5-VL, tiny", "q3": "Qwen3-VL, tiny"}
-    assert [k for k, _ in table.rows] == ["vit_block", "deepstack"]
+    assert table is not None and table.models == {"model": "Qwen2.5-VL (tiny)", "q3": "Qwen3-VL (tiny)"}
+    assert [k for k, _ in table.rows] == ["vit_block", "deepstack", "merger"]
     lines = family_lines(table)
-    assert lines[0] == "| kind | `model`: Qwen2.5-VL, tiny | `q3`: Qwen3-VL, tiny |"
+    assert lines[0] == "| kind | `model`: Qwen2.5-VL (tiny) | `q3`: Qwen3-VL (tiny) |"
     assert lines[2] == "| vit_block | `vit_l7` (7): 0.300 [0.200, 0.400] | `q3_l8` (8): 0.500 [0.400, 0.600] |"
-    assert lines[3] == "| deepstack | not run | `q3_deep` (0): 0.200 [0.100, 0.300] |"
+    assert lines[3] == "| deepstack | no such kind | `q3_deep` (0): 0.200 [0.100, 0.300] |"
+    assert lines[4] == "| merger | `merger`: 0.100 [0.000, 0.200] | not run |"
+    rows_json = family_table_json(table)["rows"]
+    assert rows_json["deepstack"] == {"model": None, "q3": {"q3_deep": pytest.approx([0.2, 0.1, 0.3])}}
+    assert rows_json["merger"]["q3"] == {}
     one_model = {n: r for n, r in rows.items() if not n.startswith("q3")}
     assert family_table(one_model, params.points, params, "dense") is None
 

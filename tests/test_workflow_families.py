@@ -41,7 +41,7 @@ def test_two_families_extract_probe_and_report_side_by_side(tmp_path):
     for point in profile["points"]:
         assert f"extract@{point}" in out and f"probe@{point}" in out, point
 
-    stores = {p: zarr.open_group(str(repo / "features" / f"{p}.zarr"), mode="r").attrs for p in profile["points"]}
+    stores = {p: zarr.open_array(str(repo / "features" / f"{p}.zarr"), mode="r").attrs for p in profile["points"]}
     assert stores["q2_vit_l7"]["weights"]["family"] == "qwen2_vl"
     assert stores["q3_vit_l7"]["weights"]["family"] == "qwen3_vl"
     assert stores["q3_deepstack_last"]["stride"] == 32 and stores["q3_vit_l7"]["stride"] == 16

@@ -225,11 +225,11 @@ def build_report(
     doc["table"] = point_table_json(table, params.decision.map_kind)
     doc["phase2"] = recon
     doc["adapters"] = training
-    write_json_atomic(metrics_dir / "decision.json", decision_metrics(doc))
-    write_json_atomic(reports_dir / "decision.json", doc)
     families = family_table(rows, params.points, params, box_head)
     if families is not None:
         doc["families"] = family_table_json(families)
+    write_json_atomic(metrics_dir / "decision.json", decision_metrics(doc))
+    write_json_atomic(reports_dir / "decision.json", doc)
     markdown = render_markdown(doc, table, adapter_table(recon, training), facts, heads, params, families)
     (reports_dir / "phase1.md").write_text(markdown)
     pd.DataFrame(plot_rows(rows, heads, params.decision.map_kind)).to_json(

@@ -300,7 +300,9 @@ def family_lines(table: FamilyTable) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for kind, cells in table.rows:
         text = [
-            "<br>".join(
+            "no such kind"
+            if points is None
+            else "<br>".join(
                 f"`{r.name}`{'' if r.layer is None else f' ({r.layer})'}: {_ci(r.heads.get(table.head), 'bbox_iou')}"
                 for r in points
             )
@@ -434,7 +436,7 @@ def render_markdown(
     )
     lines += _step_lines(doc.get("steps"), doc["criteria"]["steps"])
     if families is not None:
-        lines.append(f"- Families side by side ({', '.join(families.models.values())}): section below")
+        lines.append(f"- Families side by side: {', '.join(families.models.values())}; section below")
     lines.append(_controls_line(doc["benchmark"]))
     if "lpips" in doc:
         lpips = doc["lpips"]

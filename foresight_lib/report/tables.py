@@ -47,7 +47,7 @@ class FamilyTable:
 
     head: str  # whose bbox IoU the cells show
     models: dict[str, str]  # "model" or a models entry -> its label (family, source)
-    rows: list[tuple[str, dict[str, list[PointRow]]]]  # (kind, {model: its points of that kind})
+    rows: list[tuple[str, dict[str, list[PointRow] | None]]]  # (kind, {model: its points of it; None: no such kind})
 
 
 def family_table(rows: Rows, points: Mapping[str, PointParams], params: Params, head: str) -> FamilyTable | None:
@@ -58,24 +58,35 @@ def family_table(rows: Rows, points: Mapping[str, PointParams], params: Params, 
     used = [m for m in ("model", *params.models) if m in vlm.values()]
     if len(used) < 2:
         return None
-    models = {}
-    for m in used:
-        spec = params.model if m == "model" else params.models[m]
-        models[m] = f"{FAMILIES[spec.family].title}, {spec.source}"
+    specs = {m: params.model if m == "model" else params.models[m] for m in used}
+    models = {m: f"{FAMILIES[spec.family].title} ({spec.source})" for m, spec in specs.items()}
     kinds = [k for k in KINDS if any(points[n].kind == k for n in vlm)]
-    table = [(k, {m: [rows[n] for n in vlm if vlm[n] == m and points[n].kind == k] for m in used}) for k in kinds]
+    table = [
+        (
+            k,
+            {
+                m: [rows[n] for n in vlm if vlm[n] == m and points[n].kind == k]
+                if specs[m].family in KINDS[k].families
+                else None
+                for m in used
+            },
+        )
+        for k in kinds
+    ]
     return FamilyTable(head=head, models=models, rows=table)
 
 
 def family_table_json(table: FamilyTable) -> dict[str, Any]:
     """The side-by-side table as JSON (``reports/decision.json``): ``{head, models, rows: {kind: {model: {point:
-    [bbox IoU, lo, hi]}}}}``."""
+    [bbox IoU, lo, hi]} or null where the model's family has no such kind}}}``."""
     return {
         "head": table.head,
         "models": table.models,
         "rows": {
             kind: {
-                m: {
+                m: None
+                if points is None
+                else {
                     r.name: None
                     if (h := r.heads.get(table.head)) is None
                     else [h.bbox_iou, h.bbox_iou_lo, h.bbox_iou_hi]
