@@ -19,19 +19,27 @@ grids and the models' configs) times its dtype's item size, as the stages write 
   (``hardlink``/``symlink``, or ``reflink`` on a filesystem that has it); the default ``reflink,copy``
   copies on ext4. Both totals are printed.
 
-Widths come from ``config.json`` of each local checkpoint (no weight is read), the tiny configs for
-``tiny``, or, where a checkpoint directory is absent, the real architecture it names by default
-(Qwen2.5-VL-7B; the family's base encoder) -- such rows say ``assumed``.
+Every feature store's grid, channels and FLOPs come from extraction's own definitions, never worked out here:
+a VLM point's stride and width from :meth:`foresight_lib.families.VlmShape.cell` and its slots from
+:func:`foresight_lib.extract.order.n_slots`; an encoder's from :func:`foresight_lib.extract.encoders.encoder_geometry`;
+the FLOPs from the function its kind names (:data:`foresight_lib.kinds.KINDS` ``flops``). Each point is costed with
+the model it is read from (``model``, or its ``models`` entry; the table's ``model`` column): the config.json of a
+local checkpoint (no weight is read); for ``tiny`` the tiny model's widths (what is stored), its GPU time counted at
+the family's reference checkpoint (:data:`foresight_lib.families.FAMILIES`; for an encoder the family's base model);
+where a checkpoint directory is absent, that reference, and the row says ``assumed``.
 
 **GPU-hours** come from the rates in ``benchmarks/rates.json`` (each names its file, machine and date):
 
-- Extraction: H100 frames/s of the stage path measured at 448x672 (1536 patch tokens per frame) for
-  vit_embed, vit_l7, vit_l31, merger and llm_l13; a ViT block k is interpolated linearly in the number
-  of blocks run (0, 8, 32 for those points), an LLM layer L linearly in the layers run between the
-  merger (0) and llm_l13 (14) and extrapolated beyond; time scales with the patch tokens a clip sends
-  through the vision tower (``t x gh x gw``). Encoder points are unmeasured: ESTIMATED as the storage
-  time of vit_embed scaled by stored bytes, plus their block FLOPs at the FLOP rate the Qwen ViT blocks
-  reached in the same benchmark. ``pixels`` needs no GPU.
+- Extraction: H100 frames/s of the stage path measured on Qwen2.5-VL-7B (:data:`MEASURED`) at 448x672 for
+  vit_embed, vit_l7, vit_l31, merger and llm_l13, read as seconds per patch token sent through the vision tower
+  against each point's model FLOPs per patch token (:class:`ExtractionRates`): the ViT blocks' measured FLOP rate
+  (vit_l7 to vit_l31) and the LLM layers' (merger to llm_l13). A point of any family and model is timed at its own
+  FLOPs per patch token: a pre-merge point interpolated between vit_embed, vit_l7 and vit_l31 (beyond vit_l31 at
+  the ViT rate); a merged point (merger, deepstack, llm) as the merger, its vision FLOPs' difference at the ViT rate
+  and its LLM layers' FLOPs at the LLM rate; then times its patch tokens (``t x gh x gw`` per clip). On Qwen2.5-VL-7B
+  this is the measured rates themselves (a block k interpolated between the measured ones); other families are
+  converted through FLOPs (noted). Encoder points are unmeasured: ESTIMATED as the storage time of vit_embed scaled
+  by the values stored, plus their FLOPs at the ViT rate. ``pixels`` needs no GPU.
 - Probing: ESTIMATED (no GPU rate is measured): every head's forward FLOPs counted on the real head at
   the point's grid and width (``torch.utils.flop_counter``), x3 for forward+backward, at the assumed
   ``probe_gpu_achieved_tflops``; per point ``heads x 2 x lrs x seeds`` trainings (features and the shuffled
@@ -247,10 +255,11 @@ def extraction_rates(rates: Mapping[str, Mapping[str, Any]]) -> ExtractionRates:
     shape = shape_of(MEASURED_FAMILY, config)
     height, width = MEASURED_FRAME
     tokens = (height // shape.patch) * (width // shape.patch)
-    flops = load(KINDS["vit_embed"].flops)
     return ExtractionRates(
         seconds={k: 1 / (rates[f"extract_{k}_h100"]["value"] * tokens) for k in MEASURED},
-        flops={k: flops(p, config, height, width, 1, "image") / tokens for k, p in MEASURED.items()},
+        flops={
+            k: load(KINDS[p.kind].flops)(p, config, height, width, 1, "image") / tokens for k, p in MEASURED.items()
+        },
         store_values=shape.cell("vit_embed")[1],
     )
 
@@ -262,6 +271,9 @@ def vlm_store(
     seconds per clip (the timed model's FLOPs through :class:`ExtractionRates`)."""
     f, h, w = data.n_frames, data.height, data.width
     stored, timed = shape_of(family_of(model.stored), model.stored), shape_of(family_of(model.timed), model.timed)
+    unit = stored.patch * stored.merge
+    if h % unit or w % unit:
+        raise ForesightError(f"frame size {h}x{w} must be a multiple of {unit} (patch x merge size of {model.label})")
     stride, channels = stored.cell(point.kind)
     grid = (n_slots(f, mode, stored.temporal_patch), h // stride, w // stride)
     flops = load(KINDS[point.kind].flops)
