@@ -50,29 +50,28 @@ from foresight_lib.families import FAMILIES
 from foresight_lib.params import ExtractParams, MergerPoint, ModelParams, VitBlockPoint, VitEmbedPoint, parse_params
 
 POINTS = MEASURED  # the points whose rates the cost model reads (benchmarks/rates.json)
-WIDTHS = (
-    "hidden_size",
-    "intermediate_size",
-    "out_hidden_size",
-    "num_heads",
-    "num_attention_heads",
-    "num_key_value_heads",
-)
-"""The reference config's keys a ``wide`` model divides by :data:`WIDE_DIVISOR` (heads too: head dims stay)."""
-WIDE_DIVISOR = 4
+WIDE = {
+    "hidden_size": 8,
+    "intermediate_size": 8,
+    "out_hidden_size": 8,
+    "num_heads": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+}
+"""What a ``wide`` model divides the reference config's widths and heads by (head dims halved)."""
 
 
 def config_for(name: str) -> Qwen2_5_VLConfig:
     """``tiny``: the pipeline's tiny model; ``7b``: the Qwen2.5-VL reference of :data:`foresight_lib.families.FAMILIES`
     (vocabulary shrunk to the tiny model's: the embedding table plays no part in vision-token features); ``wide``: that
-    reference with its widths and heads divided by :data:`WIDE_DIVISOR`."""
+    reference with its widths and heads divided as :data:`WIDE` says."""
     base = qwen.tiny_config()
     if name == "tiny":
         return base
-    divisor = WIDE_DIVISOR if name == "wide" else 1
+    divisors = WIDE if name == "wide" else {}
     reference = FAMILIES[MEASURED_FAMILY].reference
     vision, text = (
-        {k: v // divisor if k in WIDTHS else v for k, v in reference[section].items()}
+        {k: v // divisors[k] if k in divisors else v for k, v in reference[section].items()}
         for section in ("vision_config", "text_config")
     )
     head_dim = text["hidden_size"] // text["num_attention_heads"]
