@@ -203,12 +203,12 @@ def encoder_model(point: EncoderPoint) -> CostModel:
 
     label = f"{point.family} / {point.source}"
     reference = encoders.reference_config(point.family)
+    if point.source != "tiny" and not (Path(point.source) / "config.json").is_file():
+        return CostModel(label, reference, reference, f"assumed {point.family} base widths (source not found)")
+    stored = encoders.load_config(point.family, point.source)
     if point.source == "tiny":
-        return CostModel(label, encoders.tiny_config(point.family), reference, "GPU time at the base model's size")
-    if (Path(point.source) / "config.json").is_file():
-        config = encoders.load_config(point.family, point.source)
-        return CostModel(label, config, config)
-    return CostModel(label, reference, reference, f"assumed {point.family} base widths (source not found)")
+        return CostModel(label, stored, reference, "GPU time at the base model's size")
+    return CostModel(label, stored, stored)
 
 
 # ------------------------------------------------------------------------------------ extraction

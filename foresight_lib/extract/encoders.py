@@ -144,14 +144,14 @@ class LoadedEncoder:
         return int(self.model.config.patch_size)
 
     @property
-    def channels(self) -> int:
-        """Feature width ``C``: the encoder's hidden size."""
-        return int(self.model.config.hidden_size)
-
-    @property
     def depth(self) -> int:
         """Blocks in the encoder: valid layers are ``0..depth-1`` (or ``-depth..-1``)."""
         return int(self.model.config.num_hidden_layers)
+
+    @property
+    def channels(self) -> int:
+        """Feature width ``C``: the encoder's hidden size."""
+        return int(self.model.config.hidden_size)
 
     @property
     def dropped_tokens(self) -> list[str]:

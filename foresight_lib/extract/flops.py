@@ -92,10 +92,10 @@ def vlm_flops_per_frame(point: PointParams, s: VlmShape, height: int, width: int
     slots = n_slots(n_frames, mode, s.temporal_patch)
     blocks, deepstack, merger = _vision_run(point, s)
     windows = window_lengths(h // m, w // m, s.window // m, m) if s.window else [n]
+    mlp = (3 if s.vit_mlp_gated else 2) * d * s.vit_mlp  # MACs per token
     per_slot = 2.0 * 3 * s.temporal_patch * p * p * d * n  # patch embedding
     for block in range(blocks):
         lengths = [n] if block in s.full_attention_blocks else windows
-        mlp = (3 if s.vit_mlp_gated else 2) * d * s.vit_mlp
         per_slot += 2.0 * n * (4 * d * d + mlp) + 4.0 * d * sum(ln * ln for ln in lengths)
     c = d * m * m
     per_slot += (deepstack + merger) * 2.0 * merged * (c * c + c * s.merged_width)
