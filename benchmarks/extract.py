@@ -40,66 +40,48 @@ import yaml
 import zarr
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
+from foresight_lib.cost import MEASURED, MEASURED_FAMILY, MEASURED_FRAME
 from foresight_lib.data.frames import write_frames
 from foresight_lib.extract import qwen
 from foresight_lib.extract.attention import use_windowed_attention
 from foresight_lib.extract.qwen import qwen_extractor
 from foresight_lib.extract.writer import write_point
-from foresight_lib.params import (
-    ExtractParams,
-    LlmPoint,
-    MergerPoint,
-    ModelParams,
-    VitBlockPoint,
-    VitEmbedPoint,
-    parse_params,
-)
+from foresight_lib.families import FAMILIES
+from foresight_lib.params import ExtractParams, MergerPoint, ModelParams, VitBlockPoint, VitEmbedPoint, parse_params
 
-POINTS = {
-    "vit_embed": VitEmbedPoint(kind="vit_embed"),
-    "vit_l7": VitBlockPoint(kind="vit_block", layer=7),
-    "vit_l31": VitBlockPoint(kind="vit_block", layer=31),
-    "merger": MergerPoint(kind="merger"),
-    "llm_l13": LlmPoint(kind="llm", layer=13),
+POINTS = MEASURED  # the points whose rates the cost model reads (benchmarks/rates.json)
+WIDE = {
+    "hidden_size": 8,
+    "intermediate_size": 8,
+    "out_hidden_size": 8,
+    "num_heads": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
 }
+"""What a ``wide`` model divides the reference config's widths and heads by (head dims halved)."""
 
 
 def config_for(name: str) -> Qwen2_5_VLConfig:
-    """``tiny``: the pipeline's tiny model; ``wide``: 8x the tiny widths; ``7b``: Qwen2.5-VL-7B's real widths."""
-    if name == "tiny":
-        return qwen.tiny_config()
+    """``tiny``: the pipeline's tiny model; ``7b``: the Qwen2.5-VL reference of :data:`foresight_lib.families.FAMILIES`
+    (vocabulary shrunk to the tiny model's: the embedding table plays no part in vision-token features); ``wide``: that
+    reference with its widths and heads divided as :data:`WIDE` says."""
     base = qwen.tiny_config()
-    vision = {
-        k: getattr(base.vision_config, k)
-        for k in (
-            "depth",
-            "patch_size",
-            "temporal_patch_size",
-            "spatial_merge_size",
-            "window_size",
-            "fullatt_block_indexes",
-            "tokens_per_second",
-        )
+    if name == "tiny":
+        return base
+    divisors = WIDE if name == "wide" else {}
+    reference = FAMILIES[MEASURED_FAMILY].reference
+    vision, text = (
+        {k: v // divisors[k] if k in divisors else v for k, v in reference[section].items()}
+        for section in ("vision_config", "text_config")
+    )
+    head_dim = text["hidden_size"] // text["num_attention_heads"]
+    text |= {
+        "vocab_size": base.text_config.vocab_size,
+        "bos_token_id": base.text_config.bos_token_id,
+        "eos_token_id": base.text_config.eos_token_id,
+        "rope_parameters": base.text_config.rope_parameters
+        | {"mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]},  # sum = head_dim / 2
     }
-    text = base.text_config.to_dict()
-    if name == "wide":
-        vision |= {"hidden_size": 256, "intermediate_size": 512, "num_heads": 4, "out_hidden_size": 512}
-        text |= {
-            "hidden_size": 512,
-            "intermediate_size": 1024,
-            "num_attention_heads": 8,
-            "num_key_value_heads": 2,
-            "rope_parameters": {"rope_type": "default", "mrope_section": [8, 12, 12], "rope_theta": 1e6},
-        }
-    else:  # 7b: docs/design.md section 2 (vocab shrunk: the embedding table plays no part in vision-token features)
-        vision |= {"hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 3584}
-        text |= {
-            "hidden_size": 3584,
-            "intermediate_size": 18944,
-            "num_attention_heads": 28,
-            "num_key_value_heads": 4,
-            "rope_parameters": {"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1e6},
-        }
     return Qwen2_5_VLConfig(
         vision_config=vision,
         text_config=text,
@@ -227,7 +209,7 @@ def main() -> None:
     parser.add_argument("--model", choices=["tiny", "wide", "7b"], default="tiny")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--clips", type=int, default=3, help="synthetic clips of 9 frames at 448x672 (at least 3)")
+    parser.add_argument("--clips", type=int, default=3, help="synthetic clips at the measured frame size (at least 3)")
     parser.add_argument("--batch-frames", type=int, default=9)
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats; the best is reported")
     parser.add_argument("--points", default="vit_l7,merger,llm_l13", help=f"comma-separated, of {', '.join(POINTS)}")
@@ -253,7 +235,8 @@ def main() -> None:
     rows, attention, scale_out = [], None, None
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = parse_params({"data": {"synthetic": {"n_clips": args.clips}}}).data
+        height, width = MEASURED_FRAME
+        data = parse_params({"data": {"height": height, "width": width, "synthetic": {"n_clips": args.clips}}}).data
         write_frames(data, tmp / "data", progress=False)
         frames_all = np.asarray(zarr.open_array(tmp / "data" / "frames.zarr"))  # [clips, F, H, W, 3]
         frames = frames_all.reshape(-1, *frames_all.shape[2:])  # [N, H, W, 3]
@@ -282,7 +265,9 @@ def main() -> None:
                 sync(device)
                 times["bare"].append(time.perf_counter() - start)
                 peaks["bare"] = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-                extractor = qwen_extractor(name, point, ModelParams(), extract, 448, 672, 9, loaded=loaded)
+                extractor = qwen_extractor(
+                    name, point, ModelParams(), extract, height, width, data.n_frames, loaded=loaded
+                )
                 peak_reset(device)
                 start = time.perf_counter()
                 metrics = write_point(
@@ -312,7 +297,14 @@ def main() -> None:
         for row in rows:
             if row["kind"] != "llm":
                 extractor = qwen_extractor(
-                    row["point"], POINTS[row["point"]], ModelParams(), extract, 448, 672, 9, loaded=loaded
+                    row["point"],
+                    POINTS[row["point"]],
+                    ModelParams(),
+                    extract,
+                    height,
+                    width,
+                    data.n_frames,
+                    loaded=loaded,
                 )
                 peak_reset(device)
                 metrics = write_point(
@@ -336,7 +328,7 @@ def main() -> None:
         "torchrun": scale_out,
     }
     print(
-        f"model {args.model} ({n_params / 1e6:.1f}M params, {args.dtype}) on {machine}; {n} frames of 448x672, image mode"
+        f"model {args.model} ({n_params / 1e6:.1f}M params, {args.dtype}) on {machine}; {n} frames of {height}x{width}, image mode"
     )
     if rows:
         print(

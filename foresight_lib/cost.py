@@ -19,19 +19,27 @@ grids and the models' configs) times its dtype's item size, as the stages write 
   (``hardlink``/``symlink``, or ``reflink`` on a filesystem that has it); the default ``reflink,copy``
   copies on ext4. Both totals are printed.
 
-Widths come from ``config.json`` of each local checkpoint (no weight is read), the tiny configs for
-``tiny``, or, where a checkpoint directory is absent, the real architecture it names by default
-(Qwen2.5-VL-7B; the family's base encoder) -- such rows say ``assumed``.
+Every feature store's grid, channels and FLOPs come from extraction's own definitions, never worked out here:
+a VLM point's stride and width from :meth:`foresight_lib.families.VlmShape.cell` and its slots from
+:func:`foresight_lib.extract.order.n_slots`; an encoder's from :func:`foresight_lib.extract.encoders.encoder_geometry`;
+the FLOPs from the function its kind names (:data:`foresight_lib.kinds.KINDS` ``flops``). Each point is costed with
+the model it is read from (``model``, or its ``models`` entry; the table's ``model`` column): the config.json of a
+local checkpoint (no weight is read); for ``tiny`` the tiny model's widths (what is stored), its GPU time counted at
+the family's reference checkpoint (:data:`foresight_lib.families.FAMILIES`; for an encoder the family's base model);
+where a checkpoint directory is absent, that reference, and the row says ``assumed``.
 
 **GPU-hours** come from the rates in ``benchmarks/rates.json`` (each names its file, machine and date):
 
-- Extraction: H100 frames/s of the stage path measured at 448x672 (1536 patch tokens per frame) for
-  vit_embed, vit_l7, vit_l31, merger and llm_l13; a ViT block k is interpolated linearly in the number
-  of blocks run (0, 8, 32 for those points), an LLM layer L linearly in the layers run between the
-  merger (0) and llm_l13 (14) and extrapolated beyond; time scales with the patch tokens a clip sends
-  through the vision tower (``t x gh x gw``). Encoder points are unmeasured: ESTIMATED as the storage
-  time of vit_embed scaled by stored bytes, plus their block FLOPs at the FLOP rate the Qwen ViT blocks
-  reached in the same benchmark. ``pixels`` needs no GPU.
+- Extraction: H100 frames/s of the stage path measured on Qwen2.5-VL-7B (:data:`MEASURED`) at 448x672 for
+  vit_embed, vit_l7, vit_l31, merger and llm_l13, read as seconds per patch token sent through the vision tower
+  against each point's model FLOPs per patch token (:class:`ExtractionRates`): the ViT blocks' measured FLOP rate
+  (vit_l7 to vit_l31) and the LLM layers' (merger to llm_l13). A point of any family and model is timed at its own
+  FLOPs per patch token: a pre-merge point interpolated between vit_embed, vit_l7 and vit_l31 (beyond vit_l31 at
+  the ViT rate); a merged point (merger, deepstack, llm) as the merger, its vision FLOPs' difference at the ViT rate
+  and its LLM layers' FLOPs at the LLM rate; then times its patch tokens (``t x gh x gw`` per clip). On Qwen2.5-VL-7B
+  this is the measured rates themselves (a block k interpolated between the measured ones); other families are
+  converted through FLOPs (noted). Encoder points are unmeasured: ESTIMATED as the storage time of vit_embed scaled
+  by the values stored, plus their FLOPs at the ViT rate. ``pixels`` needs no GPU.
 - Probing: ESTIMATED (no GPU rate is measured): every head's forward FLOPs counted on the real head at
   the point's grid and width (``torch.utils.flop_counter``), x3 for forward+backward, at the assumed
   ``probe_gpu_achieved_tflops``; per point ``heads x 2 x lrs x seeds`` trainings (features and the shuffled
@@ -67,12 +75,16 @@ from .data.coin import COIN_SEGMENTS, COIN_TASKS, COIN_VIDEOS, CoinCount, coin_c
 from .data.splits import assign_splits
 from .data.synthetic import CATEGORIES as SYNTHETIC_CATEGORIES
 from .errors import ForesightError
+from .extract.order import Mode, n_slots
+from .families import FAMILIES, check_checkpoint_dir, family_of, shape_of
+from .kinds import KINDS, Family, load
 from .params import (
     ADAPTER_KINDS,
     DataParams,
     EncoderPoint,
     LlmPoint,
     MergerPoint,
+    ModelParams,
     OraclePoint,
     Params,
     PixelsPoint,
@@ -83,7 +95,15 @@ from .params import (
 )
 
 RATES_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "rates.json"
-REFERENCE_TOKENS = 1536  # patch tokens per frame of the extraction benchmark (448x672, patch 14)
+MEASURED_FAMILY: Family = "qwen2_5_vl"  # the extraction rates were measured on its reference (7B widths)
+MEASURED_FRAME = (448, 672)  # the extraction benchmark's frames (image mode)
+MEASURED = {  # rates.json's extract_<name>_h100: the point benchmarks/extract.py timed
+    "vit_embed": VitEmbedPoint(kind="vit_embed"),
+    "vit_l7": VitBlockPoint(kind="vit_block", layer=7),
+    "vit_l31": VitBlockPoint(kind="vit_block", layer=31),
+    "merger": MergerPoint(kind="merger"),
+    "llm_l13": LlmPoint(kind="llm", layer=13),
+}
 LATENT_CHANNELS, LATENT_SPATIAL, LATENT_TEMPORAL = 128, 32, 8  # LTX-Video VAE (docs/design.md section 4)
 BUDGET_GPU_HOURS = (100.0, 150.0)  # the proposal's Phase 1 budget
 BUDGET_DISK_GB = 200.0
@@ -100,6 +120,7 @@ class StoreCost:
     dtype: str
     gpu_hours: float | None  # None: no rate (not counted)
     note: str = ""
+    model: str = ""  # what a feature store is read from: family / source
 
     @property
     def nbytes(self) -> int:
@@ -141,99 +162,141 @@ def load_rates(path: Path = RATES_FILE) -> dict[str, dict[str, Any]]:
         raise ForesightError(f"{path}: unreadable rate table: {exc}") from None
 
 
-# ------------------------------------------------------------------------------------ model configs
-def _reference_qwen_config() -> Any:
-    """Qwen2.5-VL-7B's geometry (docs/design.md section 2), used when ``model.source`` is absent."""
-    from transformers import Qwen2_5_VLConfig
+# ------------------------------------------------------------------------------------ models
+@dataclass(frozen=True)
+class CostModel:
+    """What a point is read from, as the cost model sees it."""
 
-    return Qwen2_5_VLConfig(
-        vision_config={
-            "depth": 32,
-            "hidden_size": 1280,
-            "intermediate_size": 3420,
-            "num_heads": 16,
-            "out_hidden_size": 3584,
-            "patch_size": 14,
-            "temporal_patch_size": 2,
-            "spatial_merge_size": 2,
-        },
-        text_config={"hidden_size": 3584, "num_hidden_layers": 28, "intermediate_size": 18944},
-    )
+    label: str  # the table's model column: family / source
+    stored: Any  # config of the model extraction runs: the stores' shapes
+    timed: Any  # config whose FLOPs and widths the GPU time is counted at (a tiny model's: its reference)
+    note: str = ""
 
 
-def qwen_config(source: str) -> tuple[Any, str]:
-    """The Qwen2.5-VL config of ``model.source`` (config.json only) and a note when it is assumed."""
-    from transformers import Qwen2_5_VLConfig
-
+def _tiny_vlm_config(family: Family) -> Any:
+    """The tiny model's config (:func:`.extract.qwen.tiny_config`; Qwen2.5-VL's takes no family)."""
     from .extract import qwen
 
-    if source == "tiny":
-        return qwen.tiny_config(), "GPU time at the 7B's rates (the tiny model is far faster)"
-    path = Path(source)
+    return qwen.tiny_config() if family == "qwen2_5_vl" else qwen.tiny_config(family)
+
+
+def vlm_model(model: ModelParams) -> CostModel:
+    """A ``model``/``models`` entry: its checkpoint's config.json (no weight read); 'tiny' stores at the tiny widths
+    and is timed at the family's reference (:data:`.families.FAMILIES`); an absent checkpoint is assumed to be the
+    reference (noted)."""
+    info = FAMILIES[model.family]
+    label = f"{model.family} / {model.source}"
+    if model.source == "tiny":
+        note = f"GPU time at {info.reference_id}'s size (the tiny model is far faster)"
+        return CostModel(label, _tiny_vlm_config(model.family), info.reference_config(), note)
+    path = Path(model.source)
     if (path / "config.json").is_file():
-        qwen.check_checkpoint_dir(path)
-        return Qwen2_5_VLConfig.from_pretrained(path, local_files_only=True), ""
-    return _reference_qwen_config(), "assumed Qwen2.5-VL-7B widths (model.source not found)"
+        config = check_checkpoint_dir(path, model.family)
+        return CostModel(label, config, config)
+    note = f"assumed {info.reference_id} widths (its source not found)"
+    return CostModel(label, info.reference_config(), info.reference_config(), note)
 
 
-_REFERENCE_ENCODERS = {  # family: (config class name, kwargs): the base models (ViT-B) the real profile names
-    "dinov2": ("Dinov2Config", {"hidden_size": 768, "patch_size": 14, "num_hidden_layers": 12, "mlp_ratio": 4}),
-    "owlvit": (
-        "OwlViTVisionConfig",
-        {"hidden_size": 768, "patch_size": 32, "num_hidden_layers": 12, "intermediate_size": 3072},
-    ),
-    "owlv2": (
-        "Owlv2VisionConfig",
-        {"hidden_size": 768, "patch_size": 16, "num_hidden_layers": 12, "intermediate_size": 3072},
-    ),
-    "siglip": (
-        "SiglipVisionConfig",
-        {"hidden_size": 768, "patch_size": 16, "num_hidden_layers": 12, "intermediate_size": 3072},
-    ),
-}
-
-
-def encoder_config(point: EncoderPoint) -> tuple[Any, str]:
-    """The encoder's vision config (config.json only) and a note when it is assumed."""
-    import transformers
-
+def encoder_model(point: EncoderPoint) -> CostModel:
+    """An ``encoder`` point's model: as :func:`vlm_model`, the reference being the family's base model."""
     from .extract import encoders
 
+    label = f"{point.family} / {point.source}"
+    reference = encoders.reference_config(point.family)
+    if point.source != "tiny" and not (Path(point.source) / "config.json").is_file():
+        return CostModel(label, reference, reference, f"assumed {point.family} base widths (source not found)")
+    stored = encoders.load_config(point.family, point.source)
     if point.source == "tiny":
-        return encoders.tiny_config(point.family), ""
-    path = Path(point.source)
-    if (path / "config.json").is_file():
-        cls = encoders.checkpoint_class(path, point.family)
-        return cls.config_class.from_pretrained(path, local_files_only=True), ""
-    name, kwargs = _REFERENCE_ENCODERS[point.family]
-    return getattr(transformers, name)(**kwargs), f"assumed {point.family} base widths (source not found)"
-
-
-def _mlp_width(config: Any) -> int:
-    return int(getattr(config, "intermediate_size", None) or config.hidden_size * config.mlp_ratio)
+        return CostModel(label, stored, reference, "GPU time at the base model's size")
+    return CostModel(label, stored, stored)
 
 
 # ------------------------------------------------------------------------------------ extraction
-def _seconds_per_reference_frame(point: PointParams, rates: Mapping[str, Mapping[str, Any]]) -> float:
-    """H100 seconds per 1536-token frame of a Qwen2.5-VL point (module docstring)."""
-    t = {k: 1.0 / rates[f"extract_{k}_h100"]["value"] for k in ("vit_embed", "vit_l7", "vit_l31", "merger", "llm_l13")}
-    if isinstance(point, VitEmbedPoint):
-        return t["vit_embed"]
-    if isinstance(point, VitBlockPoint):
-        return float(np.interp(point.layer + 1, [0, 8, 32], [t["vit_embed"], t["vit_l7"], t["vit_l31"]]))
-    if isinstance(point, MergerPoint):
-        return t["merger"]
-    assert isinstance(point, LlmPoint)
-    return t["merger"] + (point.layer + 1) * (t["llm_l13"] - t["merger"]) / 14
+@dataclass(frozen=True)
+class ExtractionRates:
+    """The measured extraction rates of the Qwen2.5-VL reference (:data:`MEASURED`) as seconds per patch token, with
+    each measured point's model FLOPs per patch token (:mod:`.extract.flops`) at the benchmark's frames."""
+
+    seconds: dict[str, float]
+    flops: dict[str, float]
+    store_values: int  # values stored per patch token by a pre-merge point (the reference ViT width)
+
+    @property
+    def vit_flop_rate(self) -> float:
+        """FLOP/s of the ViT blocks, measured between ``vit_l7`` and ``vit_l31``."""
+        return (self.flops["vit_l31"] - self.flops["vit_l7"]) / (self.seconds["vit_l31"] - self.seconds["vit_l7"])
+
+    @property
+    def llm_flop_rate(self) -> float:
+        """FLOP/s of the LLM layers, measured between ``merger`` and ``llm_l13``."""
+        return (self.flops["llm_l13"] - self.flops["merger"]) / (self.seconds["llm_l13"] - self.seconds["merger"])
+
+    def vlm_seconds(self, merged: bool, vision: float, llm: float) -> float:
+        """Seconds per patch token of a VLM point that stores pre-merge (``merged`` False) or merged tokens and runs
+        ``vision`` and ``llm`` FLOPs per patch token (module docstring)."""
+        if merged:
+            return (
+                self.seconds["merger"] + (vision - self.flops["merger"]) / self.vit_flop_rate + llm / self.llm_flop_rate
+            )
+        if vision > self.flops["vit_l31"]:
+            return self.seconds["vit_l31"] + (vision - self.flops["vit_l31"]) / self.vit_flop_rate
+        knots = ("vit_embed", "vit_l7", "vit_l31")
+        return float(np.interp(vision, [self.flops[k] for k in knots], [self.seconds[k] for k in knots]))
+
+    def encoder_seconds(self, values: int, flops: float) -> float:
+        """Seconds of an encoder frame storing ``values`` and running ``flops``: ``vit_embed``'s storage time
+        scaled by the values stored, plus the FLOPs at the ViT blocks' measured rate (module docstring)."""
+        return self.seconds["vit_embed"] * values / self.store_values + flops / self.vit_flop_rate
 
 
-def _qwen_vit_tflops(config: Any, rates: Mapping[str, Mapping[str, Any]]) -> float:
-    """FLOP/s the Qwen ViT blocks reached in the extraction benchmark (7B widths: 2 x block params x 1536 tokens per
-    block and frame, over the measured time per block between vit_l7 and vit_l31); block params 4h^2 + 3 h i (SwiGLU)."""
-    ref = _reference_qwen_config().vision_config
-    block_flops = 2 * (4 * ref.hidden_size**2 + 3 * ref.hidden_size * ref.intermediate_size) * REFERENCE_TOKENS
-    per_block = (1 / rates["extract_vit_l31_h100"]["value"] - 1 / rates["extract_vit_l7_h100"]["value"]) / 24
-    return block_flops / per_block
+def extraction_rates(rates: Mapping[str, Mapping[str, Any]]) -> ExtractionRates:
+    """The measured rates of :data:`MEASURED` against their FLOPs on the Qwen2.5-VL reference."""
+    config = FAMILIES[MEASURED_FAMILY].reference_config()
+    shape = shape_of(MEASURED_FAMILY, config)
+    height, width = MEASURED_FRAME
+    tokens = (height // shape.patch) * (width // shape.patch)
+    return ExtractionRates(
+        seconds={k: 1 / (rates[f"extract_{k}_h100"]["value"] * tokens) for k in MEASURED},
+        flops={
+            k: load(KINDS[p.kind].flops)(p, config, height, width, 1, "image") / tokens for k, p in MEASURED.items()
+        },
+        store_values=shape.cell("vit_embed")[1],
+    )
+
+
+def vlm_store(
+    point: PointParams, model: CostModel, data: DataParams, mode: Mode, rates: ExtractionRates
+) -> tuple[tuple[int, int, int], int, float]:
+    """A VLM point's grid ``(T, gh, gw)`` and channels (the stored model's :meth:`.families.VlmShape.cell`) and GPU
+    seconds per clip (the timed model's FLOPs through :class:`ExtractionRates`)."""
+    f, h, w = data.n_frames, data.height, data.width
+    stored, timed = shape_of(family_of(model.stored), model.stored), shape_of(family_of(model.timed), model.timed)
+    unit = stored.patch * stored.merge
+    if h % unit or w % unit:
+        raise ForesightError(f"frame size {h}x{w} must be a multiple of {unit} (patch x merge size of {model.label})")
+    stride, channels = stored.cell(point.kind)
+    grid = (n_slots(f, mode, stored.temporal_patch), h // stride, w // stride)
+    flops = load(KINDS[point.kind].flops)
+    tokens = n_slots(f, mode, timed.temporal_patch) * (h // timed.patch) * (w // timed.patch)  # through the tower
+    total = flops(point, model.timed, h, w, f, mode) * f / tokens  # per patch token
+    vision = (
+        flops(MergerPoint(kind="merger"), model.timed, h, w, f, mode) * f / tokens if point.kind == "llm" else total
+    )
+    return grid, channels, rates.vlm_seconds(KINDS[point.kind].merged, vision, total - vision) * tokens
+
+
+def encoder_store(
+    point: EncoderPoint, model: CostModel, data: DataParams, rates: ExtractionRates
+) -> tuple[tuple[int, int, int], int, float]:
+    """An encoder point's grid ``(F, gh, gw)`` and channels (:func:`.extract.encoders.encoder_geometry` of the
+    stored model) and GPU seconds per clip (the timed model's storage and FLOPs)."""
+    from .extract.encoders import encoder_geometry
+
+    f, h, w = data.n_frames, data.height, data.width
+    stored, timed = encoder_geometry(model.stored, h, w), encoder_geometry(model.timed, h, w)
+    flops = load(KINDS["encoder"].flops)(point, model.timed, h, w, f, "image")
+    values = timed.grid[0] * timed.grid[1] * timed.channels
+    return (f, *stored.grid), stored.channels, f * rates.encoder_seconds(values, flops)
 
 
 # ------------------------------------------------------------------------------------ probing
@@ -292,12 +355,10 @@ def estimate(params: Params, rates: Mapping[str, Mapping[str, Any]] | None = Non
     probe_hours: dict[str, float] = {}
     probe_flops = 0.0
     grids: dict[str, tuple[tuple[int, int, int], int]] = {}  # point: ((t, gh, gw), C)
-    qwen_points = {
-        k: p for k, p in params.points.items() if not isinstance(p, PixelsPoint | EncoderPoint | OraclePoint)
-    }
-    qwen, qwen_note = qwen_config(params.model.source) if qwen_points else (None, "")
+    extraction = extraction_rates(rates)
+    mode = params.extract.mode
     for name, point in params.points.items():
-        note = ""
+        note, label = "", ""
         if isinstance(point, PixelsPoint):
             grid, channels, hours = (f, h // point.patch, w // point.patch), point.patch**2 * 3, 0.0
         elif isinstance(point, OraclePoint) and point.target == "steps":  # the step one-hot: no model
@@ -314,31 +375,28 @@ def estimate(params: Params, rates: Mapping[str, Mapping[str, Any]] | None = Non
             if data.source != "synthetic":
                 note = "class channels counted as 1 (the category count is known after the frames stage)"
         elif isinstance(point, EncoderPoint):
-            config, note = encoder_config(point)
-            p = int(config.patch_size)
-            grid, channels = (f, h // p, w // p), int(config.hidden_size)
-            blocks = point.layer  # hidden_states[layer]: `layer` blocks run
-            block_flops = 2 * (4 * channels**2 + 2 * channels * _mlp_width(config)) * (grid[1] * grid[2] + 1)
-            storage = (
-                (1 / rates["extract_vit_embed_h100"]["value"])
-                * (grid[1] * grid[2] * channels)
-                / (REFERENCE_TOKENS * 1280)
-            )
-            per_frame = storage + blocks * block_flops / _qwen_vit_tflops(_reference_qwen_config(), rates)
-            hours = n_clips * f * per_frame / 3600
-            note = "; ".join(x for x in (note, "GPU time ESTIMATED (no encoder rate measured)") if x)
+            model = encoder_model(point)
+            grid, channels, seconds = encoder_store(point, model, data, extraction)
+            hours, label = n_clips * seconds / 3600, model.label
+            note = "; ".join(x for x in (model.note, "GPU time ESTIMATED (no encoder rate measured)") if x)
         else:
-            from .extract import qwen as Q
-
-            geometry = Q.point_geometry(point, qwen, h, w, f, params.extract.mode)
-            grid, channels, note = geometry.grid, geometry.channels, qwen_note
-            patch = qwen.vision_config.patch_size
-            tokens_per_clip = geometry.grid[0] * (h // patch) * (w // patch)  # through the vision tower
-            per_clip = _seconds_per_reference_frame(point, rates) * tokens_per_clip / REFERENCE_TOKENS
-            hours = n_clips * per_clip / 3600
+            vlm = params.model_of(point)
+            model = vlm_model(vlm)
+            grid, channels, seconds = vlm_store(point, model, data, mode, extraction)
+            hours, label = n_clips * seconds / 3600, model.label
+            converted = (
+                "" if vlm.family == MEASURED_FAMILY else f"GPU time converted from {MEASURED_FAMILY} through FLOPs"
+            )
+            note = "; ".join(x for x in (model.note, converted) if x)
         grids[name] = (grid, channels)
         store = StoreCost(
-            f"extract@{name}", f"features/{name}.zarr", (n_clips, *grid, channels), params.extract.dtype, hours, note
+            f"extract@{name}",
+            f"features/{name}.zarr",
+            (n_clips, *grid, channels),
+            params.extract.dtype,
+            hours,
+            note,
+            label,
         )
         stores.append(store)
         if coin is not None:  # no boxes: only the step probes, linear heads on one vector per clip
@@ -556,6 +614,7 @@ def format_cost(cost: Cost, params_path: str) -> str:
         (
             s.stage,
             s.path,
+            s.model,
             str(list(s.shape)),
             s.dtype,
             f"{s.nbytes / GB:.2f}",
@@ -565,12 +624,12 @@ def format_cost(cost: Cost, params_path: str) -> str:
         for s in cost.stores
     ]
     rows += [
-        (f"probe@{p}", f"probes/{p}/", "", "", "", f"{h:.2f}", "ESTIMATED (FLOPs at an assumed GPU rate)")
+        (f"probe@{p}", f"probes/{p}/", "", "", "", "", f"{h:.2f}", "ESTIMATED (FLOPs at an assumed GPU rate)")
         for p, h in cost.probe_gpu_hours.items()
     ]
-    header = ("stage", "store", "shape", "dtype", "disk GB", "GPU h", "note")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(6)]
-    fmt = "  ".join(f"{{:{'>' if i >= 4 else '<'}{w}}}" for i, w in enumerate(widths)) + "  {}"
+    header = ("stage", "store", "model", "shape", "dtype", "disk GB", "GPU h", "note")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(7)]
+    fmt = "  ".join(f"{{:{'>' if i >= 5 else '<'}{w}}}" for i, w in enumerate(widths)) + "  {}"
     probe = sum(cost.probe_gpu_hours.values())
     total = cost.gpu_hours
     disk = cost.disk_bytes
@@ -586,7 +645,9 @@ def format_cost(cost: Cost, params_path: str) -> str:
         f"{'fits' if disk <= budget else 'OVER'} (Blosc gains 1.05-1.7x on float16 features; not counted)",
         f"  + the DVC cache copy:     {2 * disk / GB:8.1f} GB   budget {BUDGET_DISK_GB:.0f} GB: "
         f"{'fits' if 2 * disk <= budget else 'OVER'} (unless .dvc cache.type links: hardlink, symlink or reflink)",
-        f"GPU-hours, extraction:      {cost.extract_gpu_hours:8.2f} h    H100 rates measured; encoder points estimated",
+        f"GPU-hours, extraction:      {cost.extract_gpu_hours:8.2f} h    H100 rates measured on "
+        f"{FAMILIES[MEASURED_FAMILY].reference_id}; other families and encoders converted through FLOPs "
+        "(measured FLOP rate = its FLOPs / measured time); tiny models timed at their reference's size",
         f"GPU-hours, probing:         {probe:8.2f} h    ESTIMATED: no GPU probe rate is measured "
         f"(on the 2-core CPU at probe_dense_cpu's FLOP rate: {cost.probe_flops / cost.cpu_flops_per_s / 3600:,.0f} h)",
         f"GPU-hours, VAE, adapters:   {cost.generation_gpu_hours:8.2f} h    ESTIMATED: FLOPs at "

@@ -14,14 +14,20 @@ import runpy
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 import zarr
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import Dinov2Model
 
 from foresight_lib.check import main
 from foresight_lib.cli import run
-from foresight_lib.cost import BUDGET_DISK_GB, GB, estimate, head_forward_flops, load_rates
+from foresight_lib.cost import BUDGET_DISK_GB, GB, StoreCost, estimate, extraction_rates, head_forward_flops, load_rates
 from foresight_lib.errors import ForesightError
-from foresight_lib.params import ProbeParams, load_params
+from foresight_lib.extract.flops import qwen_flops_per_frame
+from foresight_lib.extract.truncate import truncated_forward
+from foresight_lib.families import FAMILIES
+from foresight_lib.params import ProbeParams, load_params, parse_params
 
 SMALL = {
     "data": {"height": 224, "width": 224, "n_frames": 9, "synthetic": {"n_clips": 3}},
@@ -236,3 +242,123 @@ def test_coin_counts_videos_and_their_segments_and_the_steps_oracle_a_channel_pe
     )
     shapes = {s.stage: s.shape for s in estimate(real.model_copy(update={"data": data})).stores}
     assert shapes["frames"][0] == (2 + 3 + 1) * 2 and shapes["extract@oracle_steps"][-1] == 3  # t1-0, t1-1, t1-2
+
+
+# ------------------------------------------------------------------------------------ every family, from extract
+def _checkpoint(root: Path, family: str) -> str:
+    """A checkpoint directory of the family's reference: its config.json only (the cost model reads no weight)."""
+    path = root / family
+    path.mkdir()
+    info = FAMILIES[family]
+    (path / "config.json").write_text(json.dumps({"model_type": info.model_type, **info.reference}))
+    return str(path)
+
+
+def _stores(params) -> dict[str, StoreCost]:
+    return {s.stage.removeprefix("extract@"): s for s in estimate(params).stores}
+
+
+FRAME = {"height": 448, "width": 672, "n_frames": 9, "synthetic": {"n_clips": 10}}
+
+
+def test_every_family_costs_with_its_model_and_extracts_geometry_and_flops(tmp_path):
+    """Qwen2-VL in the model section, Qwen3-VL in a models entry (a deepstack point among them): each point's grid,
+    channels and model column from its own model; the LLM's time is its layers' FLOPs (counted by torch on the 7B's
+    text model, meta tensors) at the measured LLM rate, a deepstack level's its FLOPs below the merger's at the ViT's."""
+    params = parse_params(
+        {
+            "data": FRAME,
+            "model": {"family": "qwen2_vl", "source": _checkpoint(tmp_path, "qwen2_vl")},
+            "models": {"q3": {"family": "qwen3_vl", "source": _checkpoint(tmp_path, "qwen3_vl")}},
+            "points": {
+                "q2_l31": {"kind": "vit_block", "layer": 31},
+                "q2_merger": {"kind": "merger"},
+                "q2_llm": {"kind": "llm", "layer": 5},
+                "q3_last": {"kind": "vit_block", "layer": -1, "model": "q3"},
+                "q3_deep": {"kind": "deepstack", "layer": 1, "model": "q3"},
+                "q3_merger": {"kind": "merger", "model": "q3"},
+            },
+        }
+    )
+    stores = _stores(params)
+    for name, point in params.points.items():
+        model = params.model_of(point)
+        reference = FAMILIES[model.family].reference
+        vision, text = reference["vision_config"], reference["text_config"]
+        if point.kind == "vit_block":  # one patch of the ViT width
+            stride, width = vision["patch_size"], vision["embed_dim" if model.family == "qwen2_vl" else "hidden_size"]
+        else:  # one merge unit of the LLM width
+            stride, width = vision["patch_size"] * vision["spatial_merge_size"], text["hidden_size"]
+        store = stores[name]
+        assert store.shape == (10, 9, 448 // stride, 672 // stride, width), name
+        assert store.model == f"{model.family} / {model.source}"
+        assert "converted from qwen2_5_vl through FLOPs" in store.note
+    assert params.points["q3_last"].layer == 26
+
+    rates = extraction_rates(load_rates())
+    config = FAMILIES["qwen2_vl"].reference_config()
+    with torch.device("meta"):
+        model = FAMILIES["qwen2_vl"].classes()[1]._from_config(config)
+        embeds = torch.zeros(9, 2 + 16 * 24, config.text_config.hidden_size)  # one prompt per frame
+    model.set_attn_implementation("eager")
+    text = model.model.language_model
+    with FlopCounterMode(display=False) as counter:
+        truncated_forward(lambda: text(inputs_embeds=embeds, use_cache=False), [text.layers[5]])
+    llm_hours = 10 * counter.get_total_flops() / rates.llm_flop_rate / 3600
+    assert stores["q2_llm"].gpu_hours - stores["q2_merger"].gpu_hours == pytest.approx(llm_hours, rel=1e-9)
+
+    q3 = FAMILIES["qwen3_vl"].reference_config()
+    flops = {n: qwen_flops_per_frame(params.points[n], q3, 448, 672, 9, "image") for n in ("q3_deep", "q3_merger")}
+    below = 10 * 9 * (flops["q3_merger"] - flops["q3_deep"]) / rates.vit_flop_rate / 3600
+    assert stores["q3_merger"].gpu_hours - stores["q3_deep"].gpu_hours == pytest.approx(below, rel=1e-9)
+
+
+def test_the_last_block_costs_like_the_last_block_whatever_its_source(tmp_path):
+    """layer -1 of an absent checkpoint (left as written at load, the 7B assumed) and of a tiny model (resolved at
+    load) cost what layer depth-1 costs, far above the embedding."""
+    for source in ("tiny", str(tmp_path / "absent")):
+        params = parse_params(
+            {
+                "data": FRAME,
+                "model": {"source": source},
+                "points": {
+                    "last": {"kind": "vit_block", "layer": -1},
+                    "l31": {"kind": "vit_block", "layer": 31},
+                    "embed": {"kind": "vit_embed"},
+                },
+            }
+        )
+        stores = _stores(params)
+        assert stores["last"].gpu_hours == stores["l31"].gpu_hours > 2 * stores["embed"].gpu_hours, source
+
+
+def test_encoder_time_counts_the_encoders_flops(tmp_path):
+    """An encoder's GPU time is its stored values at vit_embed's storage rate plus its FLOPs at the ViT's measured
+    rate; the FLOPs are every block 0..k with attention, as torch counts the base model's truncated forward (meta
+    tensors), at the base model's size for a tiny encoder."""
+    from foresight_lib.extract.encoders import reference_config
+
+    params = parse_params({"data": FRAME, "points": {"d": {"kind": "encoder", "family": "dinov2", "layer": 7}}})
+    config = reference_config("dinov2")
+    with torch.device("meta"):
+        model = Dinov2Model(config).eval()
+        pixels = torch.zeros(1, 3, 448, 672)
+    model.set_attn_implementation("eager")
+    with FlopCounterMode(display=False) as counter:
+        truncated_forward(lambda: model(pixel_values=pixels), [model.encoder.layer[7]])
+    rates = extraction_rates(load_rates())
+    values = 32 * 48 * config.hidden_size
+    seconds = rates.seconds["vit_embed"] * values / rates.store_values + counter.get_total_flops() / rates.vit_flop_rate
+    store = _stores(params)["d"]
+    assert store.gpu_hours == pytest.approx(10 * 9 * seconds / 3600, rel=1e-9)
+    assert store.shape[-1] == 32 and store.model == "dinov2 / tiny"  # stored at the tiny model's width
+
+
+def test_the_cost_table_has_a_model_column(tmp_path, capsys):
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml.safe_dump({"data": FRAME, "points": {"m": {"kind": "merger"}}}))
+    assert main(["--cost", str(params)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split()[:4] == ["stage", "store", "model", "shape"]
+    row = next(line for line in lines if line.startswith("extract@m "))
+    assert "qwen2_5_vl / tiny" in row and "GPU time at Qwen/Qwen2.5-VL-7B-Instruct's size" in row

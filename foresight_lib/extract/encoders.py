@@ -10,7 +10,8 @@ patch grid (bicubic, as transformers does): DINOv2 always does it; OWL-ViT, OWLv
 with ``interpolate_pos_encoding=True``, which every forward here passes. The tokens before the
 patch tokens (CLS; DINOv2-with-registers registers; SigLIP has none) are dropped and named in the
 point's definition (``dropped_tokens``); the patch tokens are in raster order and become the grid
-``[N, H/p, W/p, C]``, stride = patch size.
+``[N, H/p, W/p, C]``, stride = patch size. :func:`encoder_geometry` says all of this from a config alone: the
+extractor, the FLOPs (:func:`.flops.encoder_point_flops`) and the cost model read it.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from ..families import TINY_ENCODER_DEPTH
 from ..params import EncoderPoint
 from .base import ExtractContext, Extractor, resolve_layer
 from .checkpoints import CLIP_NORMALIZATION, Normalization, normalize, read_json, read_normalization, weights_identity
-from .flops import encoder_flops_per_frame
+from .flops import encoder_point_flops
 from .truncate import truncated_forward
 
 Family = Literal["dinov2", "owlvit", "owlv2", "siglip"]
@@ -64,6 +65,7 @@ class _FamilySpec:
     tiny_config: Callable[[], PretrainedConfig]
     norm: Normalization  # used when a checkpoint has no preprocessor_config.json (and for tiny models)
     interpolate_flag: bool  # forward needs interpolate_pos_encoding=True off the pre-training size
+    reference: Callable[[], PretrainedConfig]  # the base model's (ViT-B) widths: what the cost model assumes
 
 
 def _small(**real: Any) -> dict[str, Any]:
@@ -81,6 +83,7 @@ _FAMILIES: dict[str, _FamilySpec] = {
         ),
         norm=Normalization(mean=tuple(IMAGENET_DEFAULT_MEAN), std=tuple(IMAGENET_DEFAULT_STD)),
         interpolate_flag=False,
+        reference=lambda: Dinov2Config(hidden_size=768, patch_size=14, num_hidden_layers=12, mlp_ratio=4),
     ),
     "owlvit": _FamilySpec(  # OWL-ViT B/32 at 768 px
         title="OWL-ViT",
@@ -91,6 +94,9 @@ _FAMILIES: dict[str, _FamilySpec] = {
         ),
         norm=CLIP_NORMALIZATION,
         interpolate_flag=True,
+        reference=lambda: OwlViTVisionConfig(
+            hidden_size=768, patch_size=32, num_hidden_layers=12, intermediate_size=3072
+        ),
     ),
     "owlv2": _FamilySpec(  # OWLv2 B/16 at 960 px
         title="OWLv2",
@@ -101,6 +107,9 @@ _FAMILIES: dict[str, _FamilySpec] = {
         ),
         norm=CLIP_NORMALIZATION,
         interpolate_flag=True,
+        reference=lambda: Owlv2VisionConfig(
+            hidden_size=768, patch_size=16, num_hidden_layers=12, intermediate_size=3072
+        ),
     ),
     "siglip": _FamilySpec(  # SigLIP B/16 at 224 px (no CLS token)
         title="SigLIP",
@@ -111,6 +120,9 @@ _FAMILIES: dict[str, _FamilySpec] = {
         ),
         norm=Normalization(mean=tuple(IMAGENET_STANDARD_MEAN), std=tuple(IMAGENET_STANDARD_STD)),
         interpolate_flag=True,
+        reference=lambda: SiglipVisionConfig(
+            hidden_size=768, patch_size=16, num_hidden_layers=12, intermediate_size=3072
+        ),
     ),
 }
 
@@ -144,16 +156,64 @@ class LoadedEncoder:
     @property
     def dropped_tokens(self) -> list[str]:
         """The tokens before the patch tokens, in sequence order; extraction drops them."""
-        if isinstance(self.model, SiglipVisionModel):
-            return []
-        registers = self.model.config.num_register_tokens if isinstance(self.model, Dinov2WithRegistersModel) else 0
-        return ["cls", *(f"register{i}" for i in range(registers))]
+        return list(special_tokens(self.model.config))
+
+
+@dataclass(frozen=True)
+class EncoderGeometry:
+    """An encoder's grid on ``height x width`` frames: one cell per patch."""
+
+    stride: int  # the patch size in pixels
+    grid: tuple[int, int]  # (gh, gw)
+    channels: int  # the hidden size
+    special_tokens: tuple[str, ...]  # before the patch tokens in its sequence, dropped
+
+
+def special_tokens(config: PretrainedConfig) -> tuple[str, ...]:
+    """The tokens an encoder of ``config`` puts before its patch tokens: CLS (and DINOv2-with-registers' registers);
+    SigLIP none."""
+    if config.model_type == SiglipVisionConfig.model_type:
+        return ()
+    registers = config.num_register_tokens if config.model_type == "dinov2_with_registers" else 0
+    return ("cls", *(f"register{i}" for i in range(registers)))
+
+
+def encoder_geometry(config: PretrainedConfig, height: int, width: int) -> EncoderGeometry:
+    """Stride, patch grid, width and special tokens of an encoder of ``config`` on ``height x width`` frames; both
+    must be multiples of the patch size (frames are never resized or cropped)."""
+    p = int(config.patch_size)
+    if height % p or width % p:
+        title = next(f.title for f in _FAMILIES.values() if config.model_type in f.classes)
+        raise ForesightError(
+            f"frame size {height}x{width} is not a multiple of the {title} patch size {p} "
+            "(frames are never resized or cropped)"
+        )
+    return EncoderGeometry(
+        stride=p,
+        grid=(height // p, width // p),
+        channels=int(config.hidden_size),
+        special_tokens=special_tokens(config),
+    )
 
 
 # ------------------------------------------------------------------------------------ models
 def tiny_config(family: Family) -> PretrainedConfig:
     """The family's real patch size, depth and pre-training image size, with hidden size 32 and 2 heads."""
     return _FAMILIES[family].tiny_config()
+
+
+def reference_config(family: Family) -> PretrainedConfig:
+    """The family's base model (ViT-B) widths and depth: what the cost model assumes for a tiny encoder or an absent
+    checkpoint."""
+    return _FAMILIES[family].reference()
+
+
+def load_config(family: Family, source: str) -> PretrainedConfig:
+    """The vision config of ``source``: 'tiny' (:func:`tiny_config`) or a local checkpoint's (weights unread)."""
+    if source == "tiny":
+        return tiny_config(family)
+    path = Path(source)
+    return checkpoint_class(path, family).config_class.from_pretrained(path, local_files_only=True)
 
 
 def build_tiny_encoder(family: Family, seed: int) -> PreTrainedModel:
@@ -262,12 +322,7 @@ def validate_layer(loaded: LoadedEncoder, layer: int) -> int:
 
 def check_geometry(loaded: LoadedEncoder, height: int, width: int) -> tuple[int, int]:
     """The patch grid ``(gh, gw)`` of ``height x width`` frames; both must be multiples of the patch size."""
-    if height % loaded.stride or width % loaded.stride:
-        raise ForesightError(
-            f"frame size {height}x{width} is not a multiple of the {_FAMILIES[loaded.family].title} "
-            f"patch size {loaded.stride} (frames are never resized or cropped)"
-        )
-    return height // loaded.stride, width // loaded.stride
+    return encoder_geometry(loaded.model.config, height, width).grid
 
 
 def _blocks(model: PreTrainedModel) -> nn.ModuleList:
@@ -346,19 +401,19 @@ def encoder_extractor(
     """An ``encoder`` point: the output of block ``layer`` of every frame, ``[F, H/p, W/p, C]``."""
     loaded = load_encoder(point, dtype=dtype, device=device)
     validate_layer(loaded, point.layer)
-    gh, gw = check_geometry(loaded, height, width)
+    geometry = encoder_geometry(loaded.model.config, height, width)
     return EncoderExtractor(
         name=name,
-        definition={**point.model_dump(), "dropped_tokens": loaded.dropped_tokens},
-        stride=loaded.stride,
-        grid=(n_frames, gh, gw),
-        channels=loaded.channels,
+        definition={**point.model_dump(), "dropped_tokens": list(geometry.special_tokens)},
+        stride=geometry.stride,
+        grid=(n_frames, *geometry.grid),
+        channels=geometry.channels,
         slot_frames=[[f] for f in range(n_frames)],
         mode="image",
         weights=loaded.identity,
         clips_per_batch=max(1, batch_frames // n_frames),
         device=loaded.device,
-        flops_per_frame=encoder_flops_per_frame(loaded.model.config, point.layer, (gh, gw), len(loaded.dropped_tokens)),
+        flops_per_frame=encoder_point_flops(point, loaded.model.config, height, width, n_frames, "image"),
         loaded=loaded,
         layer=point.layer,
         batch_frames=batch_frames,

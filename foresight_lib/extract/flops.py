@@ -1,37 +1,52 @@
 """Model FLOPs per frame of a truncated forward, from the model config, and the model FLOPs utilisation (MFU).
 
+The one count of a point's model FLOPs: extraction (MFU), the cost model and the benchmark read it through
+:data:`foresight_lib.kinds.KINDS` (``flops``: :func:`qwen_flops_per_frame` for the VLM kinds,
+:func:`encoder_point_flops` for ``encoder``).
+
 Convention: matrix products only, 2 FLOPs per multiply-add (norms, activations, softmax, rotary
-embeddings and the embedding lookup are left out, as in the usual MFU accounting); attention counts
-every query-key pair of the computed score matrix (``4 * L**2 * d`` per sequence of ``L`` tokens:
-``Q K^T`` and ``A V``), causal or not.
+embeddings, additions such as Qwen3-VL's position embedding and deepstack injection, and the embedding lookup
+are left out, as in the usual MFU accounting); attention counts every query-key pair of the computed score matrix
+(``4 * L**2 * d`` per sequence of ``L`` tokens: ``Q K^T`` and ``A V``), causal or not.
 
-Qwen2.5-VL (vision ``d``, MLP ``I``, patch ``p``, temporal patch ``tp``, merge ``m``, merger output ``o``;
-``n`` pre-merge tokens per temporal slot):
+VLMs (every family, read through :class:`foresight_lib.families.VlmShape`: vision ``d``, MLP ``I``, patch ``p``,
+temporal patch ``tp``, merge ``m``, merger output ``o``; ``n`` pre-merge tokens per temporal slot):
 
-- patch embedding: ``2 * (3 tp p^2) * d`` per token;
-- a ViT block: ``2 * (4 d^2 + 3 d I)`` per token (qkv, proj; gated MLP) plus ``4 d * sum(L_w^2)`` over its
-  attention sequences (windows of 8x8 patches in window blocks; a whole slot in full-attention blocks);
-- merger: ``2 * ((d m^2)^2 + d m^2 o)`` per merged token (``n / m^2`` per slot);
-- an LLM layer (hidden ``D``, MLP ``J``, ``Hq`` query and ``Hk`` key/value heads of ``h`` dims), over a
-  sequence of ``S`` tokens (image mode: ``2 + n/m^2`` per frame; video: ``2 + T n/m^2`` per clip):
-  ``2 S * (D Hq h + 2 D Hk h + Hq h D + 3 D J) + 4 S^2 Hq h``.
+- patch embedding: ``2 * (3 tp p^2) * d`` per token (Qwen3-VL's learned position embedding adds no product);
+- a ViT block: ``2 * (4 d^2 + k d I)`` per token (qkv, proj; ``k`` = 3 for Qwen2.5-VL's gated MLP, 2 for the plain
+  MLP of Qwen2-VL and Qwen3-VL) plus ``4 d * sum(L_w^2)`` over its attention sequences: Qwen2.5-VL windows of
+  ``window`` x ``window`` patches in window blocks (edge windows partial) and a whole slot in its full-attention
+  blocks; Qwen2-VL and Qwen3-VL a whole slot in every block;
+- a merger (the final one, and each of Qwen3-VL's deepstack mergers, of the same shape):
+  ``2 * ((d m^2)^2 + d m^2 o)`` per merged token (``n / m^2`` per slot);
+- an LLM layer (hidden ``D``, MLP ``J`` (gated), ``Hq`` query and ``Hk`` key/value heads of ``h`` dims: Qwen3-VL's
+  explicit ``head_dim``, else ``D / Hq``), over a sequence of ``S`` tokens (image mode: ``2 + n/m^2`` per frame;
+  video: ``2 + T n/m^2`` per clip): ``2 S * (D Hq h + 2 D Hk h + Hq h D + 3 D J) + 4 S^2 Hq h``.
 
-A point costs everything its truncated forward runs: ``vit_block k`` = embedding + blocks 0..k; ``merger`` =
-all blocks + merger; ``llm L`` = that + layers 0..L. Encoders (DINOv2, OWL-ViT, OWLv2, SigLIP; hidden ``d``,
-MLP ``I``, patch ``p``, ``S`` tokens with the special ones): ``2 * 3 p^2 d`` per patch token, and per block
-``2 S (4 d^2 + 2 d I) + 4 S^2 d`` (a SwiGLU DINOv2 MLP of hidden ``g``: ``6 d g`` in place of ``4 d I``).
-Per frame = per clip / frames in the clip.
+A point costs everything its truncated forward runs: ``vit_embed`` = the embedding; ``vit_block k`` = embedding +
+blocks 0..k, and on Qwen3-VL the deepstack mergers of the blocks before ``k`` (the forward runs level j's merger
+right after block ``deepstack_blocks[j]``; the merger of block ``k`` itself comes after the point's output);
+``deepstack i`` (Qwen3-VL) = embedding + blocks 0..``deepstack_blocks[i]`` + deepstack mergers 0..i; ``merger`` =
+all blocks + every deepstack merger + the merger; ``llm L`` = that + layers 0..L (no ``lm_head``).
+
+Encoders (DINOv2, OWL-ViT, OWLv2, SigLIP; hidden ``d``, MLP ``I``, patch ``p``, ``S`` tokens with the special ones
+of :func:`.encoders.encoder_geometry`): ``2 * 3 p^2 d`` per patch token, and per block
+``2 S (4 d^2 + 2 d I) + 4 S^2 d`` (a SwiGLU DINOv2 MLP of hidden ``g``: ``6 d g`` in place of ``4 d I``); block
+``k`` = blocks 0..k. Per frame = per clip / frames in the clip.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
-from transformers import PretrainedConfig, Qwen2_5_VLConfig
+from transformers import PretrainedConfig
 
-from ..params import LlmPoint, MergerPoint, PointParams, VitBlockPoint, VitEmbedPoint
+from ..families import VlmShape, family_of, shape_of
+from ..params import DeepstackPoint, EncoderPoint, LlmPoint, PointParams, VitBlockPoint, VitEmbedPoint
 from .base import resolve_layer
+from .order import Mode, n_slots
 
 PEAK_ENV = "FORESIGHT_PEAK_TFLOPS"
 """Environment variable: the device's dense peak in TFLOPS for the compute dtype, for a device not in :data:`PEAKS`."""
@@ -55,41 +70,54 @@ def window_lengths(hb: int, wb: int, units: int, merge: int) -> list[int]:
     return [r * c * merge * merge for r in rows for c in cols]
 
 
-def qwen_flops_per_frame(
-    point: PointParams, config: Qwen2_5_VLConfig, height: int, width: int, n_frames: int, mode: str
-) -> float:
-    """Model FLOPs per frame of the truncated forward to ``point`` (module docstring)."""
-    v = config.vision_config
-    d, p, tp, m = v.hidden_size, v.patch_size, v.temporal_patch_size, v.spatial_merge_size
+def _vision_run(point: PointParams, s: VlmShape) -> tuple[int, int, bool]:
+    """What the vision tower runs for ``point``: ``(blocks, deepstack mergers, merger)``."""
+    if isinstance(point, VitEmbedPoint):
+        return 0, 0, False
+    if isinstance(point, VitBlockPoint):
+        last = resolve_layer(point.layer, s.vit_depth, "vit_block")
+        return last + 1, sum(b < last for b in s.deepstack_blocks), False
+    if isinstance(point, DeepstackPoint):
+        block = s.deepstack_blocks[resolve_layer(point.layer, len(s.deepstack_blocks), "deepstack")]
+        return block + 1, sum(b <= block for b in s.deepstack_blocks), False
+    return s.vit_depth, len(s.deepstack_blocks), True
+
+
+def vlm_flops_per_frame(point: PointParams, s: VlmShape, height: int, width: int, n_frames: int, mode: Mode) -> float:
+    """Model FLOPs per frame of the truncated forward to a VLM ``point`` of shape ``s`` (module docstring)."""
+    d, p, m = s.vit_width, s.patch, s.merge
     h, w = height // p, width // p
     n = h * w  # pre-merge tokens per slot
-    slots = n_frames if mode == "image" else -(-n_frames // tp)
-    per_slot = 2.0 * 3 * tp * p * p * d * n  # patch embedding
-    if not isinstance(point, VitEmbedPoint):
-        last = resolve_layer(point.layer, v.depth, "vit_block") if isinstance(point, VitBlockPoint) else v.depth - 1
-        windows = window_lengths(h // m, w // m, v.window_size // (p * m), m)
-        for block in range(last + 1):
-            lengths = [n] if block in v.fullatt_block_indexes else windows
-            per_slot += 2.0 * n * (4 * d * d + 3 * d * v.intermediate_size) + 4.0 * d * sum(ln * ln for ln in lengths)
-    if isinstance(point, MergerPoint | LlmPoint):
-        c = d * m * m
-        per_slot += 2.0 * (n // (m * m)) * (c * c + c * v.out_hidden_size)
+    merged = n // (m * m)
+    slots = n_slots(n_frames, mode, s.temporal_patch)
+    blocks, deepstack, merger = _vision_run(point, s)
+    windows = window_lengths(h // m, w // m, s.window // m, m) if s.window else [n]
+    mlp = (3 if s.vit_mlp_gated else 2) * d * s.vit_mlp  # MACs per token
+    per_slot = 2.0 * 3 * s.temporal_patch * p * p * d * n  # patch embedding
+    for block in range(blocks):
+        lengths = [n] if block in s.full_attention_blocks else windows
+        per_slot += 2.0 * n * (4 * d * d + mlp) + 4.0 * d * sum(ln * ln for ln in lengths)
+    c = d * m * m
+    per_slot += (deepstack + merger) * 2.0 * merged * (c * c + c * s.merged_width)
     total = per_slot * slots
     if isinstance(point, LlmPoint):
-        t = config.text_config
-        layers = resolve_layer(point.layer, t.num_hidden_layers, "llm") + 1
-        hd = getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads
-        dq, dkv = t.num_attention_heads * hd, t.num_key_value_heads * hd
-        merged = n // (m * m)
-        seqs = [2 + merged] * n_frames if mode == "image" else [2 + slots * merged]
-        for s in seqs:
-            linear = 2.0 * s * (t.hidden_size * (2 * dq + 2 * dkv) + 3 * t.hidden_size * t.intermediate_size)
-            total += layers * (linear + 4.0 * s * s * dq)
+        layers = resolve_layer(point.layer, s.llm_layers, "llm") + 1
+        dq, dkv = s.llm_heads * s.llm_head_dim, s.llm_kv_heads * s.llm_head_dim
+        for seq in [2 + merged] * n_frames if mode == "image" else [2 + slots * merged]:
+            linear = 2.0 * seq * (s.llm_width * (2 * dq + 2 * dkv) + 3 * s.llm_width * s.llm_mlp)
+            total += layers * (linear + 4.0 * seq * seq * dq)
     return total / n_frames
 
 
+def qwen_flops_per_frame(point: PointParams, config: Any, height: int, width: int, n_frames: int, mode: Mode) -> float:
+    """Model FLOPs per frame of the truncated forward to a VLM ``point`` of a model ``config`` of any family (a
+    transformers config or a config.json's dict)."""
+    return vlm_flops_per_frame(point, shape_of(family_of(config), config), height, width, n_frames, mode)
+
+
 def encoder_flops_per_frame(config: PretrainedConfig, layer: int, grid: tuple[int, int], n_special: int) -> float:
-    """Model FLOPs per frame of an encoder's truncated forward to block ``layer`` (module docstring)."""
+    """Model FLOPs per frame of an encoder's truncated forward to block ``layer`` over a ``grid`` of patches and
+    ``n_special`` special tokens (module docstring)."""
     d, p = config.hidden_size, config.patch_size
     patches = grid[0] * grid[1]
     s = patches + n_special
@@ -100,6 +128,17 @@ def encoder_flops_per_frame(config: PretrainedConfig, layer: int, grid: tuple[in
         mlp = 4 * d * (getattr(config, "intermediate_size", None) or int(d * config.mlp_ratio))
     per_block = 2.0 * s * 4 * d * d + s * mlp + 4.0 * s * s * d
     return 2.0 * 3 * p * p * d * patches + (resolve_layer(layer, config.num_hidden_layers, "encoder") + 1) * per_block
+
+
+def encoder_point_flops(
+    point: EncoderPoint, config: PretrainedConfig, height: int, width: int, n_frames: int, mode: Mode
+) -> float:
+    """Model FLOPs per frame of an ``encoder`` point on ``height x width`` frames, its vision ``config`` given (the
+    :data:`foresight_lib.kinds.KINDS` signature; every frame is its own image, whatever ``n_frames`` and ``mode``)."""
+    from .encoders import encoder_geometry  # encoders imports this module
+
+    geometry = encoder_geometry(config, height, width)
+    return encoder_flops_per_frame(config, point.layer, geometry.grid, len(geometry.special_tokens))
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float | None, str]:
