@@ -178,7 +178,8 @@ def adapter_stages(name: str, points: Sequence[str]) -> dict[str, dict[str, Any]
 
 def multi_scale_points(raw: Mapping[str, Any], origin: str = "params.yaml") -> dict[str, list[str]]:
     """Each ``adapter.multi_scale`` entry of the raw params mapping ``raw`` with its points, in file order."""
-    entries = (raw.get("adapter") or {}).get(KIND) or {}
+    adapter = raw.get("adapter") if isinstance(raw, Mapping) else None
+    entries = (adapter.get(KIND) if isinstance(adapter, Mapping) else None) or {}
     if not isinstance(entries, Mapping):
         raise ForesightError(f"{origin}: adapter.{KIND} must be a mapping of adapter names to entries")
     out = {}
@@ -245,8 +246,11 @@ def stale(dvc_text: str, raw: Mapping[str, Any], where: str = "dvc.yaml", origin
     start, end = _span(dvc_text, where)
     if dvc_text[start:end] == render(raw, origin):
         return []
-    have = yaml.safe_load("stages:\n" + dvc_text[start:end])["stages"] or {}
     want = stages(raw, origin)
+    try:
+        have = yaml.safe_load("stages:\n" + dvc_text[start:end])["stages"] or {}
+    except yaml.YAMLError:
+        return ["the block does not parse as YAML"]
     found = [f"missing stage {n}" for n in want if n not in have]
     found += [f"extra stage {n}" for n in have if n not in want]
     found += [f"changed stage {n}" for n in want if n in have and have[n] != want[n]]

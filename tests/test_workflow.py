@@ -3,8 +3,8 @@
 `dvc repro` from scratch; a second `dvc repro` runs nothing, nor does a probe rerun with the same numbers; editing a module that only `report` imports changes
 only `report`, and editing params.py (whose defaults every stage reads) changes every stage; a killed `frames`
 run that DVC restores from its cache leaves its partial store until the next stage starts; changing one point's
-layer changes (`dvc status`) only stages that read that point and reruns only its chain, the adapters that read it
-(the generated multi_scale stages included: `multi` reads it, `multi_embed` does not) and the report;
+layer changes (`dvc status`) only stages that read that point and reruns only its chain, the adapter that reads it
+(`dual`; not `multi`, whose generated multi_scale stages read another point) and the report;
 `dvc metrics diff` prints one row per point and metric;
 `dvc exp run -S` on a probe parameter reruns probes but no extraction, and `dvc exp show` lists the experiment.
 """
@@ -130,7 +130,6 @@ def test_the_dvc_workflow(repo: Path) -> None:
         "adapter:dual",
         "adapter:single_vit_embed",
         "adapter:multi",
-        "adapter:multi_embed",
     }
     assert "| `single_vit_embed` | A |" in report and "| `dual` | B |" in report and "| `multi` | C |" in report
     assert "Oracle (`oracle`)" in report and "selectivity" in report
@@ -166,11 +165,11 @@ def test_the_dvc_workflow(repo: Path) -> None:
     params["points"]["vit_l7"]["layer"] = 3
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # dvc status lists the stages whose own params or deps changed, each a reader of points.vit_l7: validate (all
-    # of params.yaml), extract@vit_l7, the multi_scale adapter that reads it, and report (all points: their rows and
-    # the cost); not multi_embed, which reads vit_embed only
-    assert _changed(repo) == {"validate", "extract@vit_l7", "train_multi_scale-multi", "report"}
-    multi = {"train_multi_scale-multi", "decode_multi_scale-multi", "recon_multi_scale-multi"}  # reads vit_l7
-    assert _ran(_run(repo, "dvc", "repro")) == {"validate", "extract@vit_l7", "probe@vit_l7", "report", *multi}
+    # of params.yaml), extract@vit_l7, the adapter that reads it, and report (all points: their rows and the cost);
+    # not the multi_scale adapter `multi`, which reads vit_embed only (a foreach stage would depend on all points)
+    assert _changed(repo) == {"validate", "extract@vit_l7", "train_dual_stream@dual", "report"}
+    dual = {"train_dual_stream@dual", "decode_dual_stream@dual", "recon_dual_stream@dual"}  # reads vit_l7
+    assert _ran(_run(repo, "dvc", "repro")) == {"validate", "extract@vit_l7", "probe@vit_l7", "report", *dual}
     assert not (repo / "data" / "frames.zarr.partial").exists(), "the next stage to start removes the partial"
 
     diff = json.loads(
@@ -179,7 +178,7 @@ def test_the_dvc_workflow(repo: Path) -> None:
     rows = diff["metrics/summary.json"]
     assert rows["vit_l7.layer"]["old"] == 7 and rows["vit_l7.layer"]["new"] == 3, rows  # the point says its layer
     assert not any("frames_per_second" in key or "peak_memory" in key for key in rows), "timing is not science"
-    assert all(key.split(".")[0] in ("vit_l7", "adapter:multi") for key in rows), "only the changed point's rows differ"
+    assert all(key.split(".")[0] in ("vit_l7", "adapter:dual") for key in rows), "only the changed point's rows differ"
     table = _run(repo, "dvc", "metrics", "diff", "--targets", "metrics/summary.json", "--all")
     for point in ("pixels", "vit_embed", "vit_l7", "merger"):
         assert re.search(rf"^\S*summary.json\s+{point}\.linear\.bbox_iou\s", table, re.M), table
