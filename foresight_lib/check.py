@@ -8,7 +8,8 @@ Reads no weights and decodes no video: it checks the params (the strict loader),
 each checkpoint directory holds the expected model class and weight files, the LPIPS backbone file and
 the GPU; then the inputs' contents with the check the pipeline's ``validate`` stages run
 (:mod:`foresight_lib.validate`: annotations that parse and hold clips, a video directory holding videos, layers
-within the checkpoints' depths). Each missing input says where to get it (model id and download command, dataset
+within the checkpoints' depths; for ``params.yaml`` beside a ``dvc.yaml``, that its generated stages match the
+multi_scale entries, :mod:`foresight_lib.pipeline`). Each missing input says where to get it (model id and download command, dataset
 page). Exit status 0 when everything is present, 1 when something is missing or wrong, 2 for invalid params.
 """
 
@@ -29,6 +30,7 @@ from .kinds import KINDS
 from .ltx.vae import check_vae_dir, vae_weight_files
 from .metrics.image import lpips_available
 from .params import EncoderPoint, Params, load_params
+from .pipeline import pipeline_problems
 from .validate import data_problems, run_problems
 
 Check = tuple[str, Callable[[], str], str]  # (what, a call that returns a detail or raises, where to get it)
@@ -166,6 +168,17 @@ def _memory_line(params: Params) -> tuple[str, str]:
     return ("ok" if have >= need else "WRONG"), f"GPU memory: at least {need:.0f} GB ({why}); GPU 0 has {have:.0f} GB"
 
 
+def _pipeline_problems(params: str) -> list[str]:
+    """A stale generated block of ``dvc.yaml`` when ``params`` is the ``params.yaml`` DVC reads beside it (a profile
+    is compared once copied there)."""
+    if Path(params).resolve() != Path("params.yaml").resolve() or not Path("dvc.yaml").is_file():
+        return []
+    try:
+        return pipeline_problems(params)
+    except ForesightError as err:
+        return [f"adapter.multi_scale: {err}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("params", nargs="?", default="params.yaml")
@@ -191,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"         {hint}")
     wrong = [
         problem
-        for problem in run_problems(params) + data_problems(params.data)
+        for problem in run_problems(params) + data_problems(params.data) + _pipeline_problems(args.params)
         if not problem.startswith(tuple(missing))  # reported above
     ]
     for problem in dict.fromkeys(wrong):

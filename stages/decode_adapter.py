@@ -1,5 +1,5 @@
-"""Stages `decode_<kind>@<name>`: VAE decode of an adapter's predicted latents, plus a PNG sheet
-(original | ceiling | adapter)."""
+"""Stages `decode_<kind>@<name>` (multi_scale: `decode_multi_scale-<name>`, generated): VAE decode of an adapter's
+predicted latents, plus a PNG sheet (original | ceiling | adapter)."""
 
 from foresight_lib.adapters.sheet import write_sheet
 from foresight_lib.cli import run, stage_parser

@@ -1,5 +1,6 @@
-"""Stages `recon_<kind>@<name>`: an adapter's decoded test clips scored beside the ceiling, CKA of its inputs with
-the VAE latents, and the Phase 2 criteria (convergence read from its training summary)."""
+"""Stages `recon_<kind>@<name>` (multi_scale: `recon_multi_scale-<name>`, generated): an adapter's decoded test
+clips scored beside the ceiling, CKA of its inputs with the VAE latents, and the Phase 2 criteria (convergence read
+from its training summary)."""
 
 import json
 from pathlib import Path

@@ -1,6 +1,8 @@
 """The dry check lists what a real run would miss, without loading anything."""
 
 import json
+import shutil
+from pathlib import Path
 
 import yaml
 
@@ -64,3 +66,20 @@ def test_present_pieces_are_ok_and_invalid_params_stop(tmp_path, capsys):
     assert main([str(tmp_path / "p.yaml")]) == 2
     out = capsys.readouterr().out
     assert out.startswith("invalid") and "points.vit_l7.layer" in out
+
+
+def test_a_stale_generated_block_is_wrong_and_names_the_command(tmp_path, monkeypatch, capsys):
+    """For the params.yaml DVC reads (beside dvc.yaml): a multi_scale entry that dvc.yaml's generated stages lack."""
+    root = Path(__file__).resolve().parents[1]
+    shutil.copy(root / "dvc.yaml", tmp_path / "dvc.yaml")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["adapter"]["multi_scale"]["added"] = {"points": ["vit_l7"]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copy(tmp_path / "params.yaml", tmp_path / "profile.yaml")
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 1
+    out = capsys.readouterr().out
+    assert "WRONG    adapter.multi_scale: dvc.yaml's generated stages do not match params.yaml (missing stage " in out
+    assert out.count("WRONG") == 1 and "run `python -m foresight_lib.pipeline`" in out
+    main(["profile.yaml"])  # a profile is compared once copied to params.yaml
+    assert "adapter.multi_scale" not in capsys.readouterr().out

@@ -7,6 +7,7 @@ extract@pixels, 3 clips at 224x448), in a temporary git repository set up as tes
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ def test_push_clone_pull_and_nothing_reruns(tmp_path: Path) -> None:
     params = overlay(yaml.safe_load((ROOT / "params.yaml").read_text()), yaml.safe_load(PROFILE.read_text()))
     params["data"]["synthetic"]["n_clips"] = 3
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(repo, sys.executable, "-m", "foresight_lib.pipeline")
     _run(repo, "git", "init", "-q")
     for key, value in (("user.email", "test@foresight"), ("user.name", "foresight test")):
         _run(repo, "git", "config", key, value)

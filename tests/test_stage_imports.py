@@ -24,10 +24,12 @@ MARK = '"passed": "foresight_lib/validate.py"'
 
 
 def _checkout(where: Path, mark: str | None = None) -> Path:
-    """A copy of the code (stages/, foresight_lib/, params.yaml); ``mark`` replaces the validate stage's stamp."""
+    """A copy of the code (stages/, foresight_lib/, params.yaml, dvc.yaml); ``mark`` replaces the validate stage's
+    stamp."""
     for item in ("stages", "foresight_lib"):
         shutil.copytree(ROOT / item, where / item, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "params.yaml", where / "params.yaml")
+    for item in ("params.yaml", "dvc.yaml"):
+        shutil.copy(ROOT / item, where / item)
     if mark is not None:
         module = where / "foresight_lib" / "validate.py"
         source = module.read_text()
@@ -40,7 +42,11 @@ def _validate(checkout: Path, *command: str, editable: Path) -> str:
     env = {**os.environ, "PYTHONPATH": str(editable)}
     out = checkout / "run.json"
     res = subprocess.run(
-        [sys.executable, *command, "--out", str(out)], cwd=checkout, env=env, capture_output=True, text=True
+        [sys.executable, *command, "--dvc-yaml", "dvc.yaml", "--out", str(out)],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert res.returncode == 0, res.stderr[-2000:]
     return json.loads(out.read_text())["passed"]

@@ -3,7 +3,9 @@
 `dvc repro` from scratch; a second `dvc repro` runs nothing, nor does a probe rerun with the same numbers; editing a module that only `report` imports changes
 only `report`, and editing params.py (whose defaults every stage reads) changes every stage; a killed `frames`
 run that DVC restores from its cache leaves its partial store until the next stage starts; changing one point's
-layer reruns only that point's chain and the report; `dvc metrics diff` prints one row per point and metric;
+layer changes (`dvc status`) only stages that read that point and reruns only its chain, the adapter that reads it
+(`dual`; not `multi`, whose generated multi_scale stages read another point) and the report;
+`dvc metrics diff` prints one row per point and metric;
 `dvc exp run -S` on a probe parameter reruns probes but no extraction, and `dvc exp show` lists the experiment.
 """
 
@@ -84,7 +86,7 @@ def overlay(base: dict, profile: dict, path: tuple[str, ...] = ()) -> dict:
 
 def make_repo(repo: Path, profile: dict) -> Path:
     """A git + DVC repository in ``repo``: this checkout's pipeline and code, params.yaml with ``profile`` laid over
-    the defaults, one commit."""
+    the defaults, dvc.yaml's generated stages rewritten for it (as after copying a profile), one commit."""
     for item in ("dvc.yaml", "stages", "foresight_lib", "benchmarks"):  # benchmarks: the rates the report costs with
         src = ROOT / item
         (
@@ -94,6 +96,7 @@ def make_repo(repo: Path, profile: dict) -> Path:
         )
     params = overlay(yaml.safe_load((ROOT / "params.yaml").read_text()), profile)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(repo, sys.executable, "-m", "foresight_lib.pipeline")
     _run(repo, "git", "init", "-q")
     _run(repo, "git", "config", "user.email", "test@foresight")
     _run(repo, "git", "config", "user.name", "foresight test")
@@ -161,8 +164,12 @@ def test_the_dvc_workflow(repo: Path) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["points"]["vit_l7"]["layer"] = 3
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    multi = {"train_multi_scale@multi", "decode_multi_scale@multi", "recon_multi_scale@multi"}  # reads vit_l7
-    assert _ran(_run(repo, "dvc", "repro")) == {"validate", "extract@vit_l7", "probe@vit_l7", "report", *multi}
+    # dvc status lists the stages whose own params or deps changed, each a reader of points.vit_l7: validate (all
+    # of params.yaml), extract@vit_l7, the adapter that reads it, and report (all points: their rows and the cost);
+    # not the multi_scale adapter `multi`, which reads vit_embed only (a foreach stage would depend on all points)
+    assert _changed(repo) == {"validate", "extract@vit_l7", "train_dual_stream@dual", "report"}
+    dual = {"train_dual_stream@dual", "decode_dual_stream@dual", "recon_dual_stream@dual"}  # reads vit_l7
+    assert _ran(_run(repo, "dvc", "repro")) == {"validate", "extract@vit_l7", "probe@vit_l7", "report", *dual}
     assert not (repo / "data" / "frames.zarr.partial").exists(), "the next stage to start removes the partial"
 
     diff = json.loads(
@@ -171,7 +178,7 @@ def test_the_dvc_workflow(repo: Path) -> None:
     rows = diff["metrics/summary.json"]
     assert rows["vit_l7.layer"]["old"] == 7 and rows["vit_l7.layer"]["new"] == 3, rows  # the point says its layer
     assert not any("frames_per_second" in key or "peak_memory" in key for key in rows), "timing is not science"
-    assert all(key.split(".")[0] in ("vit_l7", "adapter:multi") for key in rows), "only the changed point's rows differ"
+    assert all(key.split(".")[0] in ("vit_l7", "adapter:dual") for key in rows), "only the changed point's rows differ"
     table = _run(repo, "dvc", "metrics", "diff", "--targets", "metrics/summary.json", "--all")
     for point in ("pixels", "vit_embed", "vit_l7", "merger"):
         assert re.search(rf"^\S*summary.json\s+{point}\.linear\.bbox_iou\s", table, re.M), table
