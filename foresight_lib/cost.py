@@ -93,6 +93,7 @@ from .params import (
     VitBlockPoint,
     VitEmbedPoint,
 )
+from .pipeline import adapter_stage
 
 RATES_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "rates.json"
 MEASURED_FAMILY: Family = "qwen2_5_vl"  # the extraction rates were measured on its reference (7B widths)
@@ -432,7 +433,7 @@ def estimate(params: Params, rates: Mapping[str, Mapping[str, Any]] | None = Non
             note = estimated + ("; the pixel loss's decode not counted" if train.pixel_loss_weight > 0 else "")
             stores += [
                 StoreCost(
-                    f"train_{kind}@{a}",
+                    adapter_stage("train", kind, a),
                     f"adapters/{a}/latents.zarr",
                     (n_split["test"], *latent),
                     "float32",
@@ -440,7 +441,7 @@ def estimate(params: Params, rates: Mapping[str, Mapping[str, Any]] | None = Non
                     note,
                 ),
                 StoreCost(
-                    f"decode_{kind}@{a}",
+                    adapter_stage("decode", kind, a),
                     f"adapters/{a}/decoded.zarr",
                     (n_split["test"], f, h, w, 3),
                     "uint8",

@@ -91,6 +91,12 @@ def stage_name(step: str, adapter: str) -> str:
     return f"{step}_{KIND}{SEPARATOR}{adapter}"
 
 
+def adapter_stage(step: str, kind: str, adapter: str) -> str:
+    """The stage that runs ``step`` for the ``kind`` adapter ``adapter``: generated for multi_scale, else the
+    ``foreach`` stage's ``<step>_<kind>@<adapter>``."""
+    return stage_name(step, adapter) if kind == KIND else f"{step}_{kind}@{adapter}"
+
+
 def _metrics_out(path: str) -> dict[str, dict[str, bool]]:
     return {path: {"cache": False, "persist": True}}
 
