@@ -41,7 +41,7 @@ def windowed_sdpa(
     Sequences are delimited by ``cu_seq_lens_q`` ``[n+1]``; ``max_length_q`` is the longest one.
     """
     if cu_seq_lens_q is None or attention_mask is not None or kwargs.get("is_causal"):
-        raise ValueError(f"{WINDOWED} serves the Qwen VL vision towers only (packed, non-causal, unmasked)")
+        raise ValueError(f"{WINDOWED} serves a Qwen VL vision tower only (packed, non-causal, unmasked)")
     _, heads, seq, dim = query.shape
     n = cu_seq_lens_q.numel() - 1
     if max_length_q is not None and n * max_length_q == seq:  # every sequence is max_length_q long
