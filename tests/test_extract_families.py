@@ -16,6 +16,7 @@ import torch
 import yaml
 from helpers import small_params
 from transformers import Qwen2VLImageProcessor
+from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
 from foresight_lib.check import checks, main
 from foresight_lib.errors import ForesightError
@@ -98,27 +99,13 @@ def _vision(model, inputs: dict[str, torch.Tensor], mode: str):
 
 # ------------------------------------------------------------------------------ the tiny models
 def test_tiny_configs_have_the_real_depths_and_patches(models):
+    expected = {"qwen2_vl": (32, 28, 14, []), "qwen3_vl": (27, 36, 16, [8, 16, 24])}  # ViT, LLM, patch, deepstack
     for family, model in models.items():
         vision, text = model.config.vision_config, model.config.text_config
-        reference = FAMILIES[family].reference
-        assert vision.depth == reference["vision_config"]["depth"]
-        assert text.num_hidden_layers == reference["text_config"]["num_hidden_layers"]
-        assert (vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size) == (
-            reference["vision_config"]["patch_size"],
-            2,
-            2,
-        )
-    assert (models["qwen2_vl"].config.vision_config.depth, models["qwen2_vl"].config.text_config.num_hidden_layers) == (
-        32,
-        28,
-    )
-    qwen3 = models["qwen3_vl"].config
-    assert (qwen3.vision_config.depth, qwen3.text_config.num_hidden_layers, qwen3.vision_config.patch_size) == (
-        27,
-        36,
-        16,
-    )
-    assert list(qwen3.vision_config.deepstack_visual_indexes) == [8, 16, 24]
+        deepstack_blocks = list(getattr(vision, "deepstack_visual_indexes", []))
+        assert (vision.depth, text.num_hidden_layers, vision.patch_size, deepstack_blocks) == expected[family]
+        assert (vision.spatial_merge_size, vision.temporal_patch_size) == (2, 2)
+        assert vision.depth == FAMILIES[family].reference["vision_config"]["depth"]
     assert len(models["qwen3_vl"].model.visual.deepstack_merger_list) == 3
     assert load_config("qwen3_vl", "tiny").to_dict() == tiny_config("qwen3_vl").to_dict()
 
@@ -132,7 +119,7 @@ def test_tiny_model_is_seeded(family):
     assert not all(torch.equal(first[k], other[k]) for k in first)
 
 
-def test_qwen3_patchify_is_bit_exact_with_the_official_processor_at_patch_16():
+def test_qwen3_patchify_is_bit_exact_with_the_official_image_processor_at_patch_16():
     frames = make_frames(64, 96)
     norm = order.Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # Qwen3-VL's processor
     processor = Qwen2VLImageProcessor(
@@ -142,6 +129,18 @@ def test_qwen3_patchify_is_bit_exact_with_the_official_processor_at_patch_16():
     ours, grid = order.patchify(frames, "image", patch_size=16, temporal_patch_size=2, merge_size=2, norm=norm)
     assert torch.equal(grid, official["image_grid_thw"]) and grid.tolist() == [[1, 4, 6]] * 3
     assert torch.equal(ours, official["pixel_values"])
+
+
+def test_qwen3_video_patchify_is_bit_exact_with_the_official_video_processor():
+    frames = make_frames(64, 96, n=4)
+    processor = Qwen3VLVideoProcessor(
+        size={"shortest_edge": 1, "longest_edge": 10**8}, do_sample_frames=False, cap_pixels_per_frame=False
+    )
+    official = processor(videos=[frames.numpy()], return_tensors="pt")
+    norm = order.Normalization(mean=tuple(processor.image_mean), std=tuple(processor.image_std))
+    ours, grid = order.patchify(frames, "video", patch_size=16, temporal_patch_size=2, merge_size=2, norm=norm)
+    assert torch.equal(grid, official["video_grid_thw"]) and grid.tolist() == [[2, 4, 6]]
+    assert torch.equal(ours, official["pixel_values_videos"])
 
 
 # ------------------------------------------------------------------------------ extraction vs the model
