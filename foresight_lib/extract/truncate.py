@@ -12,17 +12,11 @@ from torch import nn
 from ..errors import ForesightError
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class Input:
     """A wanted module's first positional input (taken before the module runs) instead of its output."""
 
-    module: nn.Module
-
-    def __hash__(self) -> int:
-        return hash(("input", id(self.module)))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Input) and other.module is self.module
+    module: nn.Module  # hashed and compared by identity, as modules are
 
 
 class _Truncate(Exception):
