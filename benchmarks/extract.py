@@ -65,7 +65,7 @@ def config_for(name: str) -> Qwen2_5_VLConfig:
     """``tiny``: the pipeline's tiny model; ``7b``: the Qwen2.5-VL reference of :data:`foresight_lib.families.FAMILIES`
     (vocabulary shrunk to the tiny model's: the embedding table plays no part in vision-token features); ``wide``: that
     reference with its widths and heads divided as :data:`WIDE` says."""
-    base = qwen.tiny_config()
+    base = qwen.tiny_config("qwen2_5_vl")
     if name == "tiny":
         return base
     divisors = WIDE if name == "wide" else {}

@@ -24,18 +24,17 @@ import torch
 
 from .cost import estimate, format_cost
 from .errors import ForesightError
-from .extract import qwen
 from .extract.encoders import checkpoint_class
+from .families import FAMILIES, check_checkpoint_dir
 from .kinds import KINDS
 from .ltx.vae import check_vae_dir, vae_weight_files
 from .metrics.image import lpips_available
-from .params import EncoderPoint, Params, load_params
+from .params import EncoderPoint, ModelParams, Params, load_params
 from .pipeline import pipeline_problems
 from .validate import data_problems, run_problems
 
 Check = tuple[str, Callable[[], str], str]  # (what, a call that returns a detail or raises, where to get it)
 
-QWEN_ID = "Qwen/Qwen2.5-VL-7B-Instruct"
 LTX_ID = "Lightricks/LTX-Video"
 ENCODER_IDS = {  # family: the Hugging Face model id of its base checkpoint ({size} from the directory's name)
     "dinov2": "facebook/dinov2-{size}",
@@ -83,13 +82,29 @@ def _path(label: str, path: str, kind: str, hint: str) -> Check:
     return label, check, hint
 
 
-def _qwen(source: str) -> str:
-    path = Path(source)
-    qwen.check_checkpoint_dir(path)
+def _vlm(model: ModelParams, key: str) -> str:
+    """``model``'s checkpoint directory (``key``: its params section): its config.json's model_type (with a hint when
+    it is another family's) and the family's files (:attr:`foresight_lib.families.FamilyInfo.files`)."""
+    path, info = Path(model.source), FAMILIES[model.family]
+    try:
+        check_checkpoint_dir(path, model.family)
+    except ForesightError as err:  # its messages name the `model` section
+        message = str(err).replace("model.source", f"{key}.source").replace("model.family", f"{key}.family")
+        raise ForesightError(message) from None
+    for pattern in info.files:
+        if not any(path.glob(pattern)):
+            raise ForesightError(f"{key}.source: {path} has a {info.title} config.json but no {pattern}")
     weights = sorted(path.glob("*.safetensors"))
-    if not weights:
-        raise ForesightError(f"{path} has a Qwen2.5-VL config.json but no *.safetensors weights")
-    return f"{path} (Qwen2.5-VL, {len(weights)} safetensors files)"
+    return f"{path} ({info.title}, {len(weights)} safetensors files)"
+
+
+def vlm_models(params: Params) -> dict[str, ModelParams]:
+    """The models the VLM points read, by params key (``model`` or ``models.<name>``)."""
+    models = {}
+    for name in qwen_points(params):
+        point = params.points[name]
+        models["model" if point.model is None else f"models.{point.model}"] = params.model_of(point)
+    return models
 
 
 def _vae(source: str) -> str:
@@ -124,9 +139,10 @@ def checks(params: Params) -> list[Check]:
             _path("data.video_dir", params.data.video_dir, "dir", f"get {videos}"),
             _path("data.annotations", params.data.annotations, "any", f"get {annotations}"),
         ]
-    if qwen_points(params) and params.model.source != "tiny":
-        source = params.model.source
-        out.append(("model.source", lambda source=source: _qwen(source), _download(QWEN_ID, source)))
+    for key, model in vlm_models(params).items():
+        if model.source != "tiny":
+            hint = _download(FAMILIES[model.family].reference_id, model.source)
+            out.append((f"{key}.source", lambda m=model, k=key: _vlm(m, k), hint))
     for name, point in params.points.items():
         if isinstance(point, EncoderPoint) and point.source != "tiny":
             hint = _download(_encoder_id(point), point.source)
@@ -141,7 +157,7 @@ def checks(params: Params) -> list[Check]:
 
 
 def qwen_points(params: Params) -> list[str]:
-    """The points read from Qwen2.5-VL."""
+    """The points read from a VLM (any family)."""
     return [n for n, p in params.points.items() if KINDS[p.kind].check == "vlm"]
 
 

@@ -174,13 +174,6 @@ class CostModel:
     note: str = ""
 
 
-def _tiny_vlm_config(family: Family) -> Any:
-    """The tiny model's config (:func:`.extract.qwen.tiny_config`; Qwen2.5-VL's takes no family)."""
-    from .extract import qwen
-
-    return qwen.tiny_config() if family == "qwen2_5_vl" else qwen.tiny_config(family)
-
-
 def vlm_model(model: ModelParams) -> CostModel:
     """A ``model``/``models`` entry: its checkpoint's config.json (no weight read); 'tiny' stores at the tiny widths
     and is timed at the family's reference (:data:`.families.FAMILIES`); an absent checkpoint is assumed to be the
@@ -189,7 +182,9 @@ def vlm_model(model: ModelParams) -> CostModel:
     label = f"{model.family} / {model.source}"
     if model.source == "tiny":
         note = f"GPU time at {info.reference_id}'s size (the tiny model is far faster)"
-        return CostModel(label, _tiny_vlm_config(model.family), info.reference_config(), note)
+        from .extract import qwen
+
+        return CostModel(label, qwen.tiny_config(model.family), info.reference_config(), note)
     path = Path(model.source)
     if (path / "config.json").is_file():
         config = check_checkpoint_dir(path, model.family)

@@ -158,7 +158,7 @@ KINDS: dict[str, KindInfo] = {
         "control", 0, None, (), "foresight_lib.extract.pixels:pixels_point_extractor", None, "",
     ),
     "vit_embed": KindInfo(
-        VitEmbedPoint, "vlm", False, "the ViT patch", "merge-unit", "ViT width",
+        VitEmbedPoint, "vlm", False, "the ViT patch", "window (Qwen2.5-VL), else merge-unit", "ViT width",
         "A", 1, None, FAMILIES, f"{_QWEN}:qwen_point_extractor", f"{_FLOPS}:qwen_flops_per_frame", "vlm",
     ),
     "vit_block": KindInfo(

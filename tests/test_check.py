@@ -39,7 +39,8 @@ def test_the_coin_profile_lists_what_it_needs(capsys):
 
 def test_present_pieces_are_ok_and_invalid_params_stop(tmp_path, capsys):
     ckpt = tmp_path / "qwen"
-    build_tiny_model(0).save_pretrained(ckpt)
+    build_tiny_model("qwen2_5_vl", 0).save_pretrained(ckpt)
+    (ckpt / "preprocessor_config.json").write_text("{}")
     videos = tmp_path / "videos"
     videos.mkdir()
     (tmp_path / "ann.json").write_text(json.dumps({}))

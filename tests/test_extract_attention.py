@@ -23,7 +23,7 @@ TOLERANCE = {"atol": 1e-5, "rtol": 0.0}
 
 @pytest.fixture(scope="module")
 def models():
-    reference = build_tiny_model(0)  # transformers' sdpa: one call per window
+    reference = build_tiny_model("qwen2_5_vl", 0)  # transformers' sdpa: one call per window
     batched = copy.deepcopy(reference)
     assert use_windowed_attention(batched) == {"vision": WINDOWED, "text": "sdpa"}
     return reference, batched

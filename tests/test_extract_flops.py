@@ -36,7 +36,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def model():
-    return qwen.build_tiny_model(0, attn_implementation="eager")
+    return qwen.build_tiny_model("qwen2_5_vl", 0, attn_implementation="eager")
 
 
 def _frames(height: int, width: int, n: int) -> torch.Tensor:

@@ -54,7 +54,7 @@ def make_frames(height: int, width: int, n: int = N_FRAMES, seed: int = 0) -> to
 
 @pytest.fixture(scope="module")
 def model():
-    return build_tiny_model(0)
+    return build_tiny_model("qwen2_5_vl", 0)
 
 
 def _keys(mode: str) -> tuple[str, str]:
@@ -368,11 +368,11 @@ def test_out_of_range_points_name_the_valid_range(model):
 
 def test_tiny_model_is_seeded():
     rng = torch.get_rng_state()
-    first, again, other = (build_tiny_model(seed).state_dict() for seed in (0, 0, 1))
+    first, again, other = (build_tiny_model("qwen2_5_vl", seed).state_dict() for seed in (0, 0, 1))
     assert torch.equal(torch.get_rng_state(), rng)  # the global RNG is left alone
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not all(torch.equal(first[k], other[k]) for k in first)
-    config = build_tiny_model(0).config
+    config = build_tiny_model("qwen2_5_vl", 0).config
     assert config.vision_config.depth == 32 and config.vision_config.fullatt_block_indexes == [7, 15, 23, 31]
     assert config.text_config.num_hidden_layers == 28
 

@@ -49,7 +49,11 @@ def test_two_families_extract_probe_and_report_side_by_side(tmp_path):
     assert stores["q3_deepstack_last"]["definition"]["layer"] == 2  # -1 resolved at load: the last of 3 levels
 
     summary = json.loads((repo / "metrics/summary.json").read_text())
-    assert {summary[p]["family"] for p in ("vit_l7", "q2_vit_l7", "q3_vit_l7")} == {"qwen2_5_vl", "qwen2_vl", "qwen3_vl"}
+    assert {summary[p]["family"] for p in ("vit_l7", "q2_vit_l7", "q3_vit_l7")} == {
+        "qwen2_5_vl",
+        "qwen2_vl",
+        "qwen3_vl",
+    }
     for point in ("q2_vit_l7", "q3_vit_l7", "q3_deepstack_last"):
         assert 0.0 <= summary[point]["linear"]["bbox_iou"] <= 1.0, point
 

@@ -1,6 +1,6 @@
-"""Qwen2.5-VL's vision attention over all windows in one ``scaled_dot_product_attention`` call.
+"""The Qwen VL vision towers' attention over all windows (or images) in one ``scaled_dot_product_attention`` call.
 
-transformers 5.23 (``Qwen2_5_VLVisionAttention.forward``) hands the packed sequence's ``cu_seqlens`` to
+transformers 5.23 (``Qwen2_5_VLVisionAttention.forward``, and Qwen2-VL's and Qwen3-VL's alike) hands the packed sequence's ``cu_seqlens`` to
 the attention function only when the implementation's name contains "flash"; otherwise it splits the
 sequence by window and calls the function once per window in a Python loop (about 5,400 calls per
 forward of 18 frames at 448x672). :data:`WINDOWED` is registered in transformers' ``AttentionInterface``
@@ -41,7 +41,7 @@ def windowed_sdpa(
     Sequences are delimited by ``cu_seq_lens_q`` ``[n+1]``; ``max_length_q`` is the longest one.
     """
     if cu_seq_lens_q is None or attention_mask is not None or kwargs.get("is_causal"):
-        raise ValueError(f"{WINDOWED} serves the Qwen2.5-VL vision tower only (packed, non-causal, unmasked)")
+        raise ValueError(f"{WINDOWED} serves a Qwen VL vision tower only (packed, non-causal, unmasked)")
     _, heads, seq, dim = query.shape
     n = cu_seq_lens_q.numel() - 1
     if max_length_q is not None and n * max_length_q == seq:  # every sequence is max_length_q long

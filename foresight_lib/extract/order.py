@@ -1,16 +1,19 @@
-"""Token-order rules of Qwen2.5-VL: the one place that knows how frames become tokens and back.
+"""Token-order rules of the Qwen VL families: the one place that knows how frames become tokens and back.
 
 Pure tensor functions, no model. Notation (all sizes from the model config, never constants):
-``p`` patch size (14), ``tp`` temporal patch size (2), ``m`` spatial merge size (2), ``T`` temporal
+``p`` patch size (14; Qwen3-VL 16), ``tp`` temporal patch size (2), ``m`` spatial merge size (2), ``T`` temporal
 slots, ``h, w`` patch grid, ``Hb = h/m, Wb = w/m`` merge-unit grid, ``U = m*m`` tokens per merge unit.
 
-1. Merge-unit order (processor, ``patch_embed``): token ``((t*Hb + bh)*Wb + bw)*U + mh*m + mw`` is
-   patch row ``bh*m + mh``, column ``bw*m + mw`` of slot ``t``; its values are laid out ``(3, tp, p, p)``.
-2. Window order (every ViT block output): whole merge units permuted by :func:`window_index`.
-3. Merged tokens (merger output, LLM vision tokens): raster order of merge units ``(t, bh, bw)``.
+1. Merge-unit order (processor, ``patch_embed``; every ViT block output of Qwen2-VL and Qwen3-VL): token
+   ``((t*Hb + bh)*Wb + bw)*U + mh*m + mw`` is patch row ``bh*m + mh``, column ``bw*m + mw`` of slot ``t``; its
+   values are laid out ``(3, tp, p, p)``.
+2. Window order (Qwen2.5-VL only: block 0's input and every ViT block output): whole merge units permuted by
+   :func:`window_index`.
+3. Merged tokens (merger and deepstack merger outputs once un-windowed, LLM vision tokens): raster order of merge
+   units ``(t, bh, bw)``.
 
-The ``order: naive`` ablation (:func:`naive_grid`) skips rules 1-2: it reshapes the window-order sequence of
-the vision tower's ``hidden_states`` straight to ``[T, h, w, C]``, as the research proposal's sketch did.
+The ``order: naive`` ablation (:func:`naive_grid`) skips rules 1-2: it reshapes the sequence of the vision tower's
+``hidden_states`` (window or merge-unit order) straight to ``[T, h, w, C]``, as the research proposal's sketch did.
 
 Image mode: each frame is one image with one temporal slot, the frame repeated ``tp`` times.
 Video mode: slot ``t`` covers frames ``tp*t .. tp*t + tp - 1``; a frame count that is not a multiple
@@ -53,7 +56,7 @@ def patchify(
     merge_size: int,
     norm: Normalization = CLIP_NORMALIZATION,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frames -> Qwen2.5-VL ``pixel_values`` in merge-unit order, and ``grid_thw``.
+    """Frames -> Qwen VL ``pixel_values`` in merge-unit order, and ``grid_thw``.
 
     Args:
         frames: uint8 ``[N, H, W, 3]``; H and W multiples of ``patch_size * merge_size``.
@@ -134,8 +137,8 @@ def to_window_order(x: torch.Tensor, window_index: torch.Tensor) -> torch.Tensor
 
 
 def naive_grid(x: torch.Tensor, t: int, h: int, w: int) -> torch.Tensor:
-    """The proposal's reshape, an ablation: window-order pre-merge tokens ``[T*h*w, C]`` -> ``[T, h, w, C]`` as is,
-    not un-permuted (space scrambled inside every window and merge unit)."""
+    """The proposal's reshape, an ablation: pre-merge tokens as the tower holds them ``[T*h*w, C]`` -> ``[T, h, w, C]``
+    as is, not un-permuted (space scrambled inside every merge unit, and every window of Qwen2.5-VL)."""
     return x.reshape(t, h, w, -1)
 
 

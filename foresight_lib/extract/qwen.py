@@ -1,21 +1,31 @@
-"""Qwen2.5-VL: model loading, extraction-point geometry and truncated feature extraction.
+"""Qwen2.5-VL, Qwen2-VL and Qwen3-VL (``model.family``): model loading, extraction-point geometry and truncated
+feature extraction.
 
-Extraction points and the module whose output each one reads (token order: :mod:`.order`):
+Extraction points and what each one reads (token order: :mod:`.order`; every stored grid is raster):
 
-- ``vit_embed``: ``visual.patch_embed`` (merge-unit order), stride 14 px, ViT width.
-- ``vit_block`` k: ``visual.blocks[k]`` (window order) = the vision tower's ``hidden_states[k+1]``
-  (k < 0 counts from the end: -1 is the last block).
-- ``merger``: ``visual.merger`` (window order of merge units) = the tower's ``pooler_output``, stride 28 px.
-- ``llm`` L: ``language_model.layers[L]`` (L < 0 from the end) at the vision-token positions = ``hidden_states[L+1]`` of
-  ``model(..., output_hidden_states=True)``. For the last layer transformers reports the output of
-  the final RMSNorm there, and so does this point (``language_model.norm``).
+- ``vit_embed``: the input of ``visual.blocks[0]`` = the vision tower's ``hidden_states[0]``: the patch embedding
+  (Qwen3-VL: plus its interpolated learned position embedding), stride one patch (14 px; Qwen3-VL 16 px), ViT width.
+- ``vit_block`` k: ``visual.blocks[k]`` = the tower's ``hidden_states[k+1]`` (k < 0 counts from the end).
+- ``merger``: ``visual.merger`` = the tower's ``pooler_output``, one merge unit (28 px; Qwen3-VL 32 px), LLM width.
+- ``deepstack`` i (Qwen3-VL): ``visual.deepstack_merger_list[i]``, the merger of ViT block
+  ``deepstack_visual_indexes[i]`` = the tower's ``deepstack_features[i]``; merge-unit stride, LLM width.
+- ``llm`` L: ``language_model.layers[L]`` (L < 0 from the end) at the vision-token positions = ``hidden_states[L+1]``
+  of ``model(..., output_hidden_states=True)``. For the last layer transformers reports the output of the final
+  RMSNorm there, and so does this point (``language_model.norm``). Qwen3-VL adds deepstack level i to the vision
+  tokens after layer i (i < 3); ``hidden_states`` (and this point) hold layer L's output before that addition.
 
-One forward serves every requested point (:func:`.truncate.truncated_forward`): nothing past the
-deepest point runs (ViT-only points never run the LLM). With ``attn_implementation: sdpa`` the vision
-tower's window attention runs as one batched call per block (:mod:`.attention`). Image mode: every frame is its own image (one temporal slot, frame repeated along T);
-the vision tower takes a batch of frames as one packed sequence (its attention is per image), and
-the LLM gets one sequence per frame, stacked along the batch dimension, so no frame sees another.
-Video mode: one video per call, the whole clip in one forward.
+Token order inside the tower: Qwen2.5-VL's blocks run in window order (merge units permuted, undone with
+:func:`.order.unwindow`); Qwen2-VL and Qwen3-VL keep merge-unit order throughout. Merged tokens are in raster
+order of merge units once un-windowed.
+
+One forward serves every requested point (:func:`.truncate.truncated_forward`): nothing past the deepest point runs
+(ViT-only points never run the LLM; a deepstack level stops after its block's merger). With ``attn_implementation:
+sdpa`` the vision tower's packed attention runs as one batched call per block (:mod:`.attention`). Image mode: every
+frame is its own image (one temporal slot, frame repeated along T); the vision tower takes a batch of frames as one
+packed sequence (its attention is per image), and the LLM gets one sequence per frame, stacked along the batch
+dimension, so no frame sees another. Video mode: one video per call, the whole clip in one forward. Qwen3-VL's
+``llm`` points refuse video mode: its processor interleaves a timestamp text before every temporal slot, which needs
+the tokenizer this code does not build (see :func:`check_mode`).
 """
 
 from __future__ import annotations
@@ -31,16 +41,26 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+from transformers import PretrainedConfig, PreTrainedModel
 from transformers.utils import is_flash_attn_2_available
 
 from ..device import resolve_device, resolve_dtype
 from ..errors import ForesightError
-from ..families import FAMILIES
-from ..params import ExtractParams, LlmPoint, MergerPoint, ModelParams, PointParams, VitBlockPoint, VitEmbedPoint
+from ..families import FAMILIES, VlmShape, check_checkpoint_dir, family_of, shape_of
+from ..kinds import KINDS, Family
+from ..params import (
+    DeepstackPoint,
+    ExtractParams,
+    LlmPoint,
+    MergerPoint,
+    ModelParams,
+    PointParams,
+    VitBlockPoint,
+    VitEmbedPoint,
+)
 from .attention import use_windowed_attention
 from .base import ExtractContext, Extractor, resolve_layer
-from .checkpoints import CLIP_NORMALIZATION, Normalization, read_json, read_normalization, weights_identity
+from .checkpoints import CLIP_NORMALIZATION, Normalization, read_normalization, weights_identity
 from .flops import qwen_flops_per_frame
 from .order import (
     Mode,
@@ -50,22 +70,48 @@ from .order import (
     naive_grid,
     patchify,
     slot_frames,
-    to_window_order,
     unwindow,
     window_index,
 )
-from .truncate import truncated_forward
+from .truncate import Input, truncated_forward
 
-MODEL_TYPE = "qwen2_5_vl"
 DEFAULT_VIDEO_FPS = 24.0
 """Frame rate assumed when none is given: what the processor assumes for frames without metadata."""
+QWEN3_VIDEO_LLM = (
+    "extract.mode: video with a Qwen3-VL llm point: Qwen3-VL's video prompt puts a timestamp text before every frame "
+    "pair, which needs its tokenizer (not built here); use extract.mode: image for llm points, or the vision points "
+    "(vit_embed, vit_block, deepstack, merger) in video mode"
+)
+"""Why Qwen3-VL's ``llm`` points refuse video mode (:func:`check_mode`)."""
+_TINY_VOCAB = 128
+_TINY_TEXT = {  # LLM widths of every tiny model (depth: the family's reference)
+    "vocab_size": _TINY_VOCAB,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "bos_token_id": 0,
+    "eos_token_id": 1,
+}
+_TINY_ROPE = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e6}  # sum = head_dim/2 = 8
+_TINY_VISION: dict[Family, dict[str, Any]] = {  # ViT width 32, merged width 64 (= the LLM's)
+    "qwen2_5_vl": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "out_hidden_size": 64,
+        "window_size": 112,
+        "tokens_per_second": 2,
+    },
+    "qwen2_vl": {"embed_dim": 32, "hidden_size": 64, "mlp_ratio": 2},
+    "qwen3_vl": {"hidden_size": 32, "intermediate_size": 64, "out_hidden_size": 64},
+}
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     """A model ready for :func:`extract`, with what produced it."""
 
-    model: Qwen2_5_VLForConditionalGeneration
+    model: PreTrainedModel  # a family's ...ForConditionalGeneration
     device: torch.device
     dtype: torch.dtype
     identity: dict[str, Any]  # JSON-serialisable
@@ -83,56 +129,60 @@ class PointGeometry:
 
 
 # ------------------------------------------------------------------------------------ models
-def tiny_config() -> Qwen2_5_VLConfig:
-    """Real Qwen2.5-VL depths and geometry with small widths (ViT 32, LLM 64) and a 128-token vocab."""
-    vocab = 128
-    return Qwen2_5_VLConfig(
-        vision_config={
-            "depth": FAMILIES["qwen2_5_vl"].reference["vision_config"]["depth"],
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "out_hidden_size": 64,  # = text hidden_size
-            "patch_size": 14,
-            "temporal_patch_size": 2,
-            "spatial_merge_size": 2,
-            "window_size": 112,
-            "fullatt_block_indexes": [7, 15, 23, 31],
-            "tokens_per_second": 2,
-        },
-        text_config={
-            "vocab_size": vocab,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": FAMILIES["qwen2_5_vl"].reference["text_config"]["num_hidden_layers"],
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "rope_parameters": {
-                "rope_type": "default",
-                "mrope_section": [2, 3, 3],
-                "rope_theta": 1e6,
-            },  # sum = head_dim/2
-            "bos_token_id": 0,
-            "eos_token_id": 1,
-        },
-        vision_start_token_id=vocab - 5,
-        vision_end_token_id=vocab - 4,
-        image_token_id=vocab - 2,
-        video_token_id=vocab - 1,
+def tiny_config(family: Family) -> PretrainedConfig:
+    """The family's real ViT and LLM depths, patch, merge and temporal patch (and Qwen2.5-VL's windows, Qwen3-VL's
+    deepstack blocks and position-embedding grid) with small widths (ViT 32, LLM 64) and a 128-token vocab."""
+    info = FAMILIES[family]
+    reference = info.reference["vision_config"]
+    geometry = {
+        key: reference[key]
+        for key in (
+            "depth",
+            "patch_size",
+            "temporal_patch_size",
+            "spatial_merge_size",
+            "fullatt_block_indexes",
+            "num_position_embeddings",
+            "deepstack_visual_indexes",
+        )
+        if key in reference
+    }
+    text = _TINY_TEXT | {
+        "num_hidden_layers": info.reference["text_config"]["num_hidden_layers"],
+        "rope_parameters": _TINY_ROPE | ({"mrope_interleaved": True} if family == "qwen3_vl" else {}),
+    }
+    if family == "qwen3_vl":
+        text["head_dim"] = 16
+    return info.classes()[0](
+        vision_config=geometry | {"num_heads": 2} | _TINY_VISION[family],
+        text_config=text,
+        vision_start_token_id=_TINY_VOCAB - 5,
+        vision_end_token_id=_TINY_VOCAB - 4,
+        image_token_id=_TINY_VOCAB - 2,
+        video_token_id=_TINY_VOCAB - 1,
     )
 
 
-def build_tiny_model(seed: int, attn_implementation: str = "sdpa") -> Qwen2_5_VLForConditionalGeneration:
-    """Randomly initialised tiny model (float32, CPU, eval); the same seed gives the same weights.
+def build_tiny_model(family: Family, seed: int = 0, attn_implementation: str = "sdpa") -> PreTrainedModel:
+    """Randomly initialised tiny model of ``family`` (float32, CPU, eval); the same seed gives the same weights.
 
     Initialisation draws from a forked, seeded CPU generator, so the global RNG is left as it was.
     """
-    config = tiny_config()
+    config = tiny_config(family)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Qwen2_5_VLForConditionalGeneration(config)
+        model = FAMILIES[family].classes()[1](config)
     model.set_attn_implementation(attn_implementation)
     return model.eval()
+
+
+def load_config(family: Family, source: str) -> PretrainedConfig:
+    """The config of ``source``: 'tiny' (:func:`tiny_config`) or a local ``family`` checkpoint's (weights unread)."""
+    if source == "tiny":
+        return tiny_config(family)
+    path = Path(source)
+    check_checkpoint_dir(path, family)
+    return FAMILIES[family].classes()[0].from_pretrained(path, local_files_only=True)
 
 
 def _attn_implementation(requested: str, device: torch.device) -> tuple[str, list[str]]:
@@ -143,55 +193,44 @@ def _attn_implementation(requested: str, device: torch.device) -> tuple[str, lis
     return requested, []
 
 
-def check_checkpoint_dir(path: Path) -> None:
-    """Stop with a :class:`ForesightError` unless ``path`` holds a Qwen2.5-VL ``config.json`` (weights unread)."""
-    if not path.is_dir():
-        raise ForesightError(
-            f"model.source: checkpoint directory not found: {path} (use 'tiny' or a local Qwen2.5-VL directory)"
-        )
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise ForesightError(f"model.source: {path} has no config.json, so it is not a transformers checkpoint")
-    config = read_json(config_file)
-    if config.get("model_type") != MODEL_TYPE:
-        raise ForesightError(
-            f"model.source: {config_file} declares model_type {config.get('model_type')!r} "
-            f"(architectures {config.get('architectures')}), not a Qwen2.5-VL checkpoint "
-            f"(model_type {MODEL_TYPE!r}, Qwen2_5_VLForConditionalGeneration)"
-        )
-
-
 def load_model(params: ModelParams, random_weights: bool = False) -> LoadedModel:
-    """Load the tiny random model or a local checkpoint directory (config checked before any weight is read).
+    """Load the tiny random model or a local checkpoint directory of ``params.family`` (config checked before any
+    weight is read; safetensors only, no remote code).
 
     ``random_weights``: the checkpoint's architecture (its config.json) with a seeded random initialisation
     (``model.seed``) instead of its weights: the control that tells learned structure from architecture.
     """
+    family = params.family
+    model_class = FAMILIES[family].classes()[1]
     device = resolve_device(params.device, "model.device")
     dtype = resolve_dtype(params.dtype, device)
     attn, notes = _attn_implementation(params.attn_implementation, device)
     path = Path(params.source)
     if params.source != "tiny" and random_weights:
-        check_checkpoint_dir(path)
-        config = Qwen2_5_VLConfig.from_pretrained(path, local_files_only=True)
+        config = load_config(family, params.source)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(params.seed)
-            model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
+            model = model_class._from_config(config, dtype=dtype)
         model.set_attn_implementation(attn)
         model = model.to(device).eval()
         norm = read_normalization(path)
         weights, extra = "random-init", {"architecture_of": str(path.resolve()), "seed": params.seed}
     elif params.source == "tiny":
-        model = build_tiny_model(params.seed, attn_implementation=attn).to(device=device, dtype=dtype)
+        model = build_tiny_model(family, params.seed, attn_implementation=attn).to(device=device, dtype=dtype)
         norm = CLIP_NORMALIZATION
         weights, extra = (
             "tiny-random",
             {"seed": params.seed, "config": json.loads(model.config.to_json_string(use_diff=False))},
         )
     else:
-        check_checkpoint_dir(path)
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            path, local_files_only=True, dtype=dtype, attn_implementation=attn, device_map=str(device)
+        check_checkpoint_dir(path, family)
+        model = model_class.from_pretrained(
+            path,
+            local_files_only=True,
+            use_safetensors=True,
+            dtype=dtype,
+            attn_implementation=attn,
+            device_map=str(device),
         ).eval()
         norm = read_normalization(path)
         weights, extra = "checkpoint", {}
@@ -203,6 +242,7 @@ def load_model(params: ModelParams, random_weights: bool = False) -> LoadedModel
         attn_implementation=implementation,
         norm=norm,
         path=path if weights == "checkpoint" else None,
+        family=family,
         **extra,
     )
     if notes:
@@ -215,8 +255,8 @@ def load_model(params: ModelParams, random_weights: bool = False) -> LoadedModel
 def drop_llm(loaded: LoadedModel) -> None:
     """Free the language model's weights (moved to the meta device): vision-only points never use them.
 
-    Afterwards only ``vit_embed``, ``vit_block`` and ``merger`` points can be extracted; the peak memory
-    measured for them is the vision tower's, as in a deployment that keeps only the ViT.
+    Afterwards only ``vit_embed``, ``vit_block``, ``merger`` and ``deepstack`` points can be extracted; the peak
+    memory measured for them is the vision tower's, as in a deployment that keeps only the ViT.
     """
     loaded.model.model.language_model.to("meta")
     loaded.model.lm_head.to("meta")
@@ -225,37 +265,46 @@ def drop_llm(loaded: LoadedModel) -> None:
 
 
 # ------------------------------------------------------------------------------------ points
-def validate_point(model_config: Qwen2_5_VLConfig, point: PointParams) -> None:
+def validate_point(model_config: PretrainedConfig, point: PointParams) -> None:
     """Stop with a :class:`ForesightError` if the point is not read from this model or its layer does not exist."""
-    if not isinstance(point, VitEmbedPoint | VitBlockPoint | MergerPoint | LlmPoint):
-        raise ForesightError(
-            f"{point.kind!r} points are not read from Qwen2.5-VL (model points: vit_embed, vit_block, merger, llm)"
-        )
-    if isinstance(point, VitBlockPoint):
-        resolve_layer(point.layer, model_config.vision_config.depth, "vit_block")
-    elif isinstance(point, LlmPoint):
-        resolve_layer(point.layer, model_config.text_config.num_hidden_layers, "llm")
+    family = family_of(model_config)
+    info = FAMILIES[family]
+    if family not in KINDS[point.kind].families:
+        kinds = ", ".join(k for k, kind in KINDS.items() if family in kind.families)
+        owners = ", ".join(FAMILIES[f].title for f in KINDS[point.kind].families)
+        why = f"; {point.kind} is {owners}'s (model.family)" if owners else ""
+        raise ForesightError(f"{point.kind!r} points are not read from {info.title} (its points: {kinds}){why}")
+    label = KINDS[point.kind].layer
+    if label is not None:
+        resolve_layer(point.layer, shape_of(family, model_config).depths[label], point.kind)
+
+
+def check_mode(model_config: PretrainedConfig, point: PointParams, mode: Mode) -> None:
+    """Stop with a :class:`ForesightError` for a point this code cannot make faithfully in ``mode``.
+
+    Qwen3-VL's ``llm`` in video mode: its processor writes a timestamp text (``<t seconds>``) before every temporal
+    slot's ``vision_start``, and the model's M-RoPE positions expect that split (``get_rope_index`` takes one video
+    grid row per slot); a prompt without the tokenizer's timestamps would be a different model input.
+    """
+    if mode == "video" and isinstance(point, LlmPoint) and family_of(model_config) == "qwen3_vl":
+        raise ForesightError(QWEN3_VIDEO_LLM)
 
 
 def point_geometry(
-    point: PointParams, model_config: Qwen2_5_VLConfig, height: int, width: int, n_frames: int, mode: Mode
+    point: PointParams, model_config: PretrainedConfig, height: int, width: int, n_frames: int, mode: Mode
 ) -> PointGeometry:
     """Grid, stride, frames per slot and feature width of ``point`` for ``n_frames`` frames of ``height x width``."""
     validate_point(model_config, point)
-    vision = model_config.vision_config
-    unit = vision.patch_size * vision.spatial_merge_size
+    check_mode(model_config, point, mode)
+    shape = shape_of(family_of(model_config), model_config)
+    unit = shape.patch * shape.merge
     if height % unit or width % unit:
         raise ForesightError(f"frame size {height}x{width} must be a multiple of {unit} (patch x merge size)")
-    if isinstance(point, VitEmbedPoint | VitBlockPoint):
-        stride, channels = vision.patch_size, vision.hidden_size
-    elif isinstance(point, MergerPoint):
-        stride, channels = unit, vision.out_hidden_size
-    else:
-        stride, channels = unit, model_config.text_config.hidden_size
+    stride, channels = shape.cell(point.kind)
     return PointGeometry(
         stride=stride,
-        grid=(n_slots(n_frames, mode, vision.temporal_patch_size), height // stride, width // stride),
-        slot_frames=slot_frames(n_frames, mode, vision.temporal_patch_size),
+        grid=(n_slots(n_frames, mode, shape.temporal_patch), height // stride, width // stride),
+        slot_frames=slot_frames(n_frames, mode, shape.temporal_patch),
         channels=channels,
     )
 
@@ -264,7 +313,7 @@ def point_geometry(
 def build_inputs(
     frames: torch.Tensor | np.ndarray,
     mode: Mode,
-    model_config: Qwen2_5_VLConfig,
+    model_config: PretrainedConfig,
     *,
     norm: Normalization = CLIP_NORMALIZATION,
     fps: float | None = None,
@@ -276,34 +325,36 @@ def build_inputs(
 
     Image mode: ``pixel_values`` ``[N*h*w, 3*tp*p*p]``, ``image_grid_thw`` ``[N, 3]``, and with ``text``
     one prompt per frame: ``input_ids``/``attention_mask``/``mm_token_type_ids`` ``[N, 2 + Hb*Wb]``.
-    Video mode: ``pixel_values_videos``, ``video_grid_thw`` ``[1, 3]``, ``second_per_grid_ts`` ``[1]``
-    (``tp / fps``; fps None or NaN: :data:`DEFAULT_VIDEO_FPS`) and one prompt ``[1, 2 + T*Hb*Wb]``.
+    Video mode: ``pixel_values_videos``, ``video_grid_thw`` ``[1, 3]``, for Qwen2.5-VL ``second_per_grid_ts`` ``[1]``
+    (``tp / fps``; fps None or NaN: :data:`DEFAULT_VIDEO_FPS`) and one prompt ``[1, 2 + T*Hb*Wb]`` (not for Qwen3-VL:
+    :func:`check_mode`).
     A prompt is ``vision_start, placeholder * n_merged, vision_end``; ``mm_token_type_ids`` is 1 (image)
     or 2 (video) at the placeholders and 0 elsewhere: without it transformers falls back to 1-D positions.
     """
-    vision = model_config.vision_config
+    family = family_of(model_config)
+    shape = shape_of(family, model_config)
     pixel_values, grid_thw = patchify(
         torch.as_tensor(frames),
         mode,
-        patch_size=vision.patch_size,
-        temporal_patch_size=vision.temporal_patch_size,
-        merge_size=vision.spatial_merge_size,
+        patch_size=shape.patch,
+        temporal_patch_size=shape.temporal_patch,
+        merge_size=shape.merge,
         norm=norm,
     )
     if mode == "image":
         inputs = {"pixel_values": pixel_values, "image_grid_thw": grid_thw}
         token_id, token_type = model_config.image_token_id, 1
     else:
-        seconds = vision.temporal_patch_size / (DEFAULT_VIDEO_FPS if fps is None or math.isnan(fps) else fps)
-        inputs = {
-            "pixel_values_videos": pixel_values,
-            "video_grid_thw": grid_thw,
-            "second_per_grid_ts": torch.tensor([seconds]),
-        }
+        inputs = {"pixel_values_videos": pixel_values, "video_grid_thw": grid_thw}
+        if family == "qwen2_5_vl":
+            seconds = shape.temporal_patch / (DEFAULT_VIDEO_FPS if fps is None or math.isnan(fps) else fps)
+            inputs["second_per_grid_ts"] = torch.tensor([seconds])
         token_id, token_type = model_config.video_token_id, 2
     if text:
+        if mode == "video" and family == "qwen3_vl":
+            raise ForesightError(QWEN3_VIDEO_LLM)
         n_rows = grid_thw.shape[0]
-        n_tokens = int(grid_thw[0].prod()) // vision.spatial_merge_size**2  # merged tokens per row
+        n_tokens = int(grid_thw[0].prod()) // shape.merge**2  # merged tokens per row
         placeholders = torch.full((n_rows, n_tokens), token_id)
         input_ids = torch.cat(
             [
@@ -322,21 +373,37 @@ def build_inputs(
 
 
 # ------------------------------------------------------------------------------------ extraction
-def _module(model: Qwen2_5_VLForConditionalGeneration, point: PointParams) -> nn.Module:
-    """The module whose forward output is the point (see the module docstring)."""
+def _tap(model: PreTrainedModel, point: PointParams) -> nn.Module | Input:
+    """Where the forward yields the point (see the module docstring): a module's output, or block 0's input."""
     visual, llm = model.model.visual, model.model.language_model
     if isinstance(point, VitEmbedPoint):
-        return visual.patch_embed
+        return Input(visual.blocks[0])
     if isinstance(point, VitBlockPoint):
         return visual.blocks[resolve_layer(point.layer, len(visual.blocks), "vit_block")]
     if isinstance(point, MergerPoint):
         return visual.merger
+    if isinstance(point, DeepstackPoint):
+        mergers = visual.deepstack_merger_list
+        return mergers[resolve_layer(point.layer, len(mergers), "deepstack")]
     layer = resolve_layer(point.layer, len(llm.layers), "llm")
     return llm.norm if layer == len(llm.layers) - 1 else llm.layers[layer]
 
 
+def _to_raster(
+    out: torch.Tensor, point: PointParams, shape: VlmShape, windows: torch.Tensor | None, t: int, h: int, w: int
+) -> torch.Tensor:
+    """A tap's tokens -> the point's raster grid ``[T, gh, gw, C]`` (:mod:`.order`); ``windows``: Qwen2.5-VL's window
+    order of merge units (None: the tower keeps merge-unit order)."""
+    m = shape.merge
+    if isinstance(point, VitEmbedPoint | VitBlockPoint):  # out: [T*h*w, Cv], window or merge-unit order
+        if point.order == "naive":
+            return naive_grid(out, t, h, w)  # as the tower's hidden_states hold it, reshaped as is (the ablation)
+        return merge_order_to_raster(out if windows is None else unwindow(out, windows), t, h, w, merge_size=m)
+    return merged_to_raster(out if windows is None else unwindow(out, windows), t, h // m, w // m)  # [T*Hb*Wb, C]
+
+
 def _forward(
-    model: Qwen2_5_VLForConditionalGeneration,
+    model: PreTrainedModel,
     frames: torch.Tensor,
     points: Mapping[str, PointParams],
     mode: Mode,
@@ -345,7 +412,7 @@ def _forward(
 ) -> dict[str, torch.Tensor]:
     """One truncated forward of frames ``[n, H, W, 3]`` -> ``{name: [T, gh, gw, C]}`` (model dtype, model device)."""
     config = model.config
-    vision = config.vision_config
+    shape = shape_of(family_of(config), config)
     needs_llm = any(isinstance(p, LlmPoint) for p in points.values())
     device = next(model.parameters()).device
     inputs = build_inputs(frames.to(device), mode, config, norm=norm, fps=fps, text=needs_llm)
@@ -354,42 +421,36 @@ def _forward(
         ("pixel_values", "image_grid_thw") if mode == "image" else ("pixel_values_videos", "video_grid_thw")
     )
 
-    modules = {name: _module(model, point) for name, point in points.items()}
+    taps = {name: _tap(model, point) for name, point in points.items()}
     if needs_llm:
-        outputs = truncated_forward(lambda: model.model(**inputs, use_cache=False), modules.values())
+        outputs = truncated_forward(lambda: model.model(**inputs, use_cache=False), taps.values())
     else:
         visual = model.model.visual
         outputs = truncated_forward(
-            lambda: visual(inputs[pixel_key].to(visual.dtype), grid_thw=inputs[grid_key]), modules.values()
+            lambda: visual(inputs[pixel_key].to(visual.dtype), grid_thw=inputs[grid_key]), taps.values()
         )
 
     grid_thw = inputs[grid_key]  # [rows, 3]
-    m = vision.spatial_merge_size
     t, h, w = int(grid_thw[:, 0].sum()), int(grid_thw[0, 1]), int(grid_thw[0, 2])
-    hb, wb = h // m, w // m
-    windows = window_index(t, hb, wb, window_size=vision.window_size, patch_size=vision.patch_size, merge_size=m)
+    m = shape.merge
+    windows = None
+    if shape.window is not None:
+        windows = window_index(
+            t, h // m, w // m, window_size=shape.window * shape.patch, patch_size=shape.patch, merge_size=m
+        )
     token_id = config.image_token_id if mode == "image" else config.video_token_id
     result = {}
     for name, point in points.items():
-        out = outputs[modules[name]]
-        if isinstance(point, VitEmbedPoint) and point.order == "naive":
-            grid = naive_grid(to_window_order(out, windows), t, h, w)  # as hidden_states[0], reshaped as is
-        elif isinstance(point, VitEmbedPoint):
-            grid = merge_order_to_raster(out, t, h, w, merge_size=m)  # out: [T*h*w, Cv] merge-unit order
-        elif isinstance(point, VitBlockPoint) and point.order == "naive":
-            grid = naive_grid(out, t, h, w)  # out: [T*h*w, Cv] window order, reshaped as is (the ablation)
-        elif isinstance(point, VitBlockPoint):
-            grid = merge_order_to_raster(unwindow(out, windows), t, h, w, merge_size=m)  # out: [T*h*w, Cv] window order
-        elif isinstance(point, MergerPoint):
-            grid = merged_to_raster(unwindow(out, windows), t, hb, wb)  # out: [T*Hb*Wb, Co] window order
+        out = outputs[taps[name]]
+        if isinstance(point, LlmPoint):  # out: [rows, seq, Ct]; vision tokens in raster order of merge units
+            result[name] = merged_to_raster(out[inputs["input_ids"] == token_id], t, h // m, w // m)
         else:
-            grid = merged_to_raster(out[inputs["input_ids"] == token_id], t, hb, wb)  # out: [rows, seq, Ct]
-        result[name] = grid
+            result[name] = _to_raster(out, point, shape, windows, t, h, w)
     return result
 
 
 def extract(
-    model: Qwen2_5_VLForConditionalGeneration,
+    model: PreTrainedModel,
     frames: torch.Tensor | np.ndarray,
     points: Mapping[str, PointParams],
     mode: Mode,
@@ -402,12 +463,13 @@ def extract(
     """Features of one clip at every point, in true raster order: ``{name: [T, gh, gw, C]}``.
 
     Args:
-        frames: uint8 ``[N, H, W, 3]``, H and W multiples of 28 (patch x merge).
+        frames: uint8 ``[N, H, W, 3]``, H and W multiples of the merge unit (patch x merge: 28 px; Qwen3-VL 32 px).
         points: name -> point; validated against the model config first.
         mode: ``"image"``: T = N, forwards of ``batch_frames`` frames; ``"video"``: T = ceil(N/tp), one
             forward for the whole clip (``batch_frames`` unused: the LLM must see the clip at once).
         norm: the checkpoint's pixel normalisation (``LoadedModel.norm``).
-        fps: frame rate of ``frames`` (video mode: temporal M-RoPE spacing); None or NaN: :data:`DEFAULT_VIDEO_FPS`.
+        fps: frame rate of ``frames`` (Qwen2.5-VL video mode: temporal M-RoPE spacing); None or NaN:
+            :data:`DEFAULT_VIDEO_FPS`.
         on_device: keep the grids on the model's device in its dtype (the stage's path: its writer casts them
             to the storage dtype there, before the copy); else float32 on the CPU.
 
@@ -417,6 +479,7 @@ def extract(
         return {}
     for point in points.values():
         validate_point(model.config, point)
+        check_mode(model.config, point, mode)
     frames = torch.as_tensor(frames)  # [N, H, W, 3] uint8
     step = batch_frames if mode == "image" else frames.shape[0]
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in points}
@@ -430,7 +493,7 @@ def extract(
 # ------------------------------------------------------------------------------------ the stage's extractor
 @dataclass(kw_only=True)
 class QwenExtractor(Extractor):
-    """A Qwen2.5-VL point: a truncated forward to exactly this point, in true raster order."""
+    """A VLM point: a truncated forward to exactly this point, in true raster order."""
 
     loaded: LoadedModel
     point: PointParams
@@ -465,7 +528,7 @@ def qwen_extractor(
     n_frames: int,
     loaded: LoadedModel | None = None,
 ) -> QwenExtractor:
-    """The extractor of a Qwen2.5-VL point; a model loaded here for a vision-only point keeps only its vision tower."""
+    """The extractor of a VLM point; a model loaded here for a vision-only point keeps only its vision tower."""
     if loaded is None:
         loaded = load_model(model, random_weights=point.weights == "random")
         if not isinstance(point, LlmPoint):
