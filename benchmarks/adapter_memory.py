@@ -30,6 +30,7 @@ import torch
 from foresight_lib.adapters.models import adapter_spec, build_adapter, count_parameters
 from foresight_lib.adapters.resample import GridSpec, LatentSpec
 from foresight_lib.adapters.train import SavedActivations
+from foresight_lib.families import FAMILIES, shape_of
 from foresight_lib.params import ADAPTER_KINDS, MERGED_KINDS, load_params
 
 GIB = 2**30
@@ -63,9 +64,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="profiles/real.yaml")
     parser.add_argument("--adapters", default="", help="comma-separated names (default: every adapter of the profile)")
-    parser.add_argument("--patch", type=int, default=14, help="Qwen2.5-VL patch size (config: vision patch_size)")
-    parser.add_argument("--vit-channels", type=int, default=1280, help="ViT hidden size (7B and 3B)")
-    parser.add_argument("--merged-channels", type=int, default=3584, help="merger output = LLM hidden size (7B)")
+    reference = shape_of("qwen2_5_vl", FAMILIES["qwen2_5_vl"].reference)  # Qwen2.5-VL-7B
+    parser.add_argument("--patch", type=int, default=reference.patch, help="ViT patch size (config: vision patch_size)")
+    parser.add_argument("--vit-channels", type=int, default=reference.vit_width, help="ViT hidden size")
+    parser.add_argument("--merged-channels", type=int, default=reference.merged_width, help="merger output = LLM width")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
     params = load_params(args.profile)

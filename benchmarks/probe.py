@@ -43,6 +43,7 @@ import yaml
 import zarr
 
 from foresight_lib.device import resolve_device
+from foresight_lib.families import FAMILIES, shape_of
 from foresight_lib.features import FeatureStore
 from foresight_lib.features_loader import MemoryBudget
 from foresight_lib.params import ProbeParams, load_params
@@ -53,7 +54,19 @@ from foresight_lib.probes.truth import GroundTruth
 from foresight_lib.workers import Workers
 
 ROOT = Path(__file__).resolve().parent.parent
-WIDE = {"vit_1280": (1280, 32, 48, 14), "merger_3584": (3584, 16, 24, 28)}  # channels, gh, gw, stride
+REFERENCE = shape_of("qwen2_5_vl", FAMILIES["qwen2_5_vl"].reference)  # Qwen2.5-VL-7B, at the real 448x672
+WIDE = {  # channels, gh, gw, stride
+    f"vit_{REFERENCE.vit_width}": (
+        REFERENCE.vit_width,
+        *(side // REFERENCE.patch for side in (448, 672)),
+        REFERENCE.patch,
+    ),
+    f"merger_{REFERENCE.merged_width}": (
+        REFERENCE.merged_width,
+        *(side // (2 * REFERENCE.patch) for side in (448, 672)),
+        2 * REFERENCE.patch,
+    ),
+}
 CATEGORIES = ("a", "b", "c", "d")
 
 

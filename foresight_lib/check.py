@@ -57,9 +57,6 @@ DATA_PAGES = {
         "COIN.json: https://github.com/coin-dataset/annotations (linked from https://coin-dataset.github.io)",
     ),
 }
-QWEN_7B_WEIGHTS_GB = 16.6
-"""Qwen2.5-VL-7B-Instruct's 8.3 billion parameters in bfloat16: what extraction holds when no checkpoint is there
-to measure."""
 
 
 def _download(model_id: str, where: str) -> str:
@@ -167,10 +164,16 @@ def gpu_memory_gb(params: Params) -> tuple[float, str]:
         "probe.gpu_memory_gb (features held by the probes)": params.probe.gpu_memory_gb,
         "adapter.train.gpu_memory_gb (features held by adapter training)": params.adapter.train.gpu_memory_gb,
     }
-    if qwen_points(params) and params.model.source != "tiny":
-        files = sorted(Path(params.model.source).glob("*.safetensors"))
-        weights = sum(f.stat().st_size for f in files) / 1e9 if files else QWEN_7B_WEIGHTS_GB
-        needs["the Qwen2.5-VL weights (extraction)"] = weights
+    for name in qwen_points(params):  # extraction holds one model at a time: the largest counts
+        point = params.points[name]
+        model = params.model_of(point)
+        if model.source == "tiny":
+            continue
+        info = FAMILIES[model.family]
+        files = sorted(Path(model.source).glob("*.safetensors"))
+        weights = sum(f.stat().st_size for f in files) / 1e9 if files else info.reference_weights_gb
+        key = "model" if point.model is None else f"models.{point.model}"
+        needs[f"the {info.title} weights ({key}, extraction)"] = weights
     what, gb = max(needs.items(), key=lambda kv: kv[1])
     return gb, f"{what}, plus working memory (activations of extract.batch_frames frames, heads, the VAE)"
 

@@ -50,6 +50,7 @@ def _lines(a: PointRow, b: PointRow) -> list[tuple[str, str, str, float | None, 
     """``(quantity, cell of a, cell of b, value of a, value of b)`` for every quantity either point has."""
     out: list[tuple[str, str, str, float | None, float | None]] = [
         ("kind, layer", a.label(), b.label(), None, None),
+        *([("family", a.family or "", b.family or "", None, None)] if a.family or b.family else []),
         ("weights", str(a.weights), str(b.weights), None, None),
         ("stride (px)", str(a.stride), str(b.stride), None, None),
     ]

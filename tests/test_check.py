@@ -84,3 +84,23 @@ def test_a_stale_generated_block_is_wrong_and_names_the_command(tmp_path, monkey
     assert out.count("WRONG") == 1 and "run `python -m foresight_lib.pipeline`" in out
     main(["profile.yaml"])  # a profile is compared once copied to params.yaml
     assert "adapter.multi_scale" not in capsys.readouterr().out
+
+
+def test_the_gpu_memory_need_counts_the_largest_model_a_point_reads():
+    from foresight_lib.check import gpu_memory_gb
+    from foresight_lib.families import FAMILIES
+    from foresight_lib.params import parse_params
+
+    raw = {
+        "model": {"source": "/absent/qwen2.5"},
+        "models": {"q3": {"family": "qwen3_vl", "source": "/absent/qwen3"}},
+        "points": {"a": {"kind": "vit_embed"}, "b": {"kind": "vit_embed", "model": "q3"}},
+        "probe": {"gpu_memory_gb": 1},
+        "adapter": {"train": {"gpu_memory_gb": 1}},
+    }
+    need, why = gpu_memory_gb(parse_params(raw))
+    assert need == FAMILIES["qwen3_vl"].reference_weights_gb > FAMILIES["qwen2_5_vl"].reference_weights_gb
+    assert why.startswith("the Qwen3-VL weights (models.q3, extraction)")
+    del raw["points"]["b"]
+    need, why = gpu_memory_gb(parse_params(raw))
+    assert need == FAMILIES["qwen2_5_vl"].reference_weights_gb and why.startswith("the Qwen2.5-VL weights (model,")

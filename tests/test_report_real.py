@@ -108,7 +108,10 @@ def test_a_real_format_run_is_reported_as_itself(tmp_path):
     row = next(line for line in report.splitlines() if line.startswith("| `vit_l7` |"))
     assert "| vit_block, layer 3 |" in row and "| checkpoint |" in row
     # The first screen names the deciding point and head, its numbers and the bound that decided.
-    assert "**Deciding point and head**: `vit_l7` (vit_block, layer 3), linear probe: bbox IoU 0.350" in first_screen
+    assert (
+        "**Deciding point and head**: `vit_l7` (vit_block, layer 3, Qwen2.5-VL), linear probe: bbox IoU 0.350"
+        in first_screen
+    )
     assert "the oracle gate needs the bbox IoU of the oracle point (linear probe, the best head) >= 0.85" in report
     # Timing lives in its own file, not in the summary.
     timing = json.loads((dirs["metrics"] / "timing.json").read_text())
@@ -126,7 +129,7 @@ def test_the_report_stage_prints_the_verdict_and_why(tmp_path, capsys):
     )
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("verdict:  INCONCLUSIVE on 20 Something-Something v2 videos")
-    assert any(line.startswith("deciding: `vit_l7` (vit_block, layer 3), linear probe") for line in out)
+    assert any(line.startswith("deciding: `vit_l7` (vit_block, layer 3, Qwen2.5-VL), linear probe") for line in out)
     assert any(line.startswith("why:      the oracle gate needs") for line in out)
     assert out[-1] == f"report:   {dirs['reports']}/phase1.md" and len(out) <= 12
     assert out == verdict_lines(

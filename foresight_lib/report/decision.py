@@ -75,15 +75,26 @@ class Candidate:
     memory_overhead_vs_merger: float | None
     kind: str = ""
     layer: int | None = None
+    family: str | None = None  # the VLM or encoder family it is read from
 
     def text(self) -> str:
-        where = self.kind if self.layer is None else f"{self.kind}, layer {self.layer}"
         return (
-            f"`{self.point}` ({where}; {self.head} probe: bbox IoU {self.bbox_iou:.3f} [{self.bbox_iou_lo:.3f}, "
+            f"`{self.point}` ({where(asdict(self))}; {self.head} probe: bbox IoU {self.bbox_iou:.3f} [{self.bbox_iou_lo:.3f}, "
             f"{self.bbox_iou_hi:.3f}] (chance {self.chance_iou:.3f}), mAP@0.5 {self.map50:.3f} [{self.map50_lo:.3f}, "
             f"{self.map50_hi:.3f}], selectivity {self.selectivity:.3f} [{self.selectivity_lo:.3f}, "
             f"{self.selectivity_hi:.3f}])"
         )
+
+
+def where(candidate: Mapping[str, Any]) -> str:
+    """``kind[, layer k][, family]`` of a candidate (its JSON form): what the point is and which model made it."""
+    from ..families import FAMILIES
+
+    text = candidate["kind"] if candidate.get("layer") is None else f"{candidate['kind']}, layer {candidate['layer']}"
+    family = candidate.get("family")
+    if family:
+        text += f", {FAMILIES[family].title if family in FAMILIES else family}"
+    return text
 
 
 @dataclass(frozen=True)
@@ -196,6 +207,7 @@ def _candidates(rows: Rows, names: list[str], map_key: str) -> list[Candidate]:
                     row.memory_overhead_vs_merger,
                     row.kind,
                     row.layer,
+                    row.family,
                 )
             )
     return out

@@ -81,8 +81,8 @@ class RunFacts:
         if self.all_random:
             return (
                 f"**Warning: the weights are random** at every model point: {names}. The numbers describe the "
-                f"pipeline on {self.data_text()}, not Qwen2.5-VL: point `model.source` (and encoder points' "
-                "`source`) at checkpoints for a real decision."
+                f"pipeline on {self.data_text()}, not the real models: point `model.source` (and each `models` "
+                "entry's and encoder point's `source`) at checkpoints for a real decision."
             )
         return f"Random weights (controls, not findings) at: {names}."
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..params import Params
+from .decision import where
 from .facts import RunFacts
 from .summary import STEP_TASKS, HeadRow, StepRow
 from .tables import AdapterTable, FamilyTable, PointTableRow, adapter_table
@@ -104,9 +105,8 @@ def deciding_text(doc: Mapping[str, Any]) -> str:
     d = doc.get("deciding")
     if not d:
         return f"none ({doc.get('reason', 'no pre-merge point was probed')})"
-    where = d["kind"] if d.get("layer") is None else f"{d['kind']}, layer {d['layer']}"
     return (
-        f"`{d['point']}` ({where}), {d['head']} probe: bbox IoU {_fmt(d['bbox_iou'])} [{_fmt(d['bbox_iou_lo'])}, "
+        f"`{d['point']}` ({where(d)}), {d['head']} probe: bbox IoU {_fmt(d['bbox_iou'])} [{_fmt(d['bbox_iou_lo'])}, "
         f"{_fmt(d['bbox_iou_hi'])}] (chance {_fmt(d['chance_iou'])}), mAP@0.5 {_fmt(d['map50'])} "
         f"[{_fmt(d['map50_lo'])}, {_fmt(d['map50_hi'])}], selectivity "
         + (
