@@ -154,22 +154,23 @@ def test_head_flops_are_counted_on_the_real_head():
     assert 2 * 1280 * 128 * 32 * 48 < dense < 3 * 2 * 1280 * 128 * 32 * 48
 
 
-def test_the_real_profile_fits_the_phase1_budget(capsys):
-    assert main(["--cost", "profiles/real.yaml"]) == 0
+@pytest.mark.parametrize("profile", ["profiles/real.yaml", "profiles/real_qwen3.yaml"])
+def test_the_real_profiles_fit_the_phase1_budget(profile, capsys):
+    assert main(["--cost", profile]) == 0
     out = capsys.readouterr().out
-    cost = estimate(load_params("profiles/real.yaml"))
+    cost = estimate(load_params(profile))
     assert cost.disk_bytes <= BUDGET_DISK_GB * GB and f"{cost.disk_bytes / GB:8.1f} GB   budget 200 GB: fits" in out
     assert cost.extract_gpu_hours + sum(cost.probe_gpu_hours.values()) <= 100
     assert "ESTIMATED" in out and "benchmarks/results_7b_h100.json" in out
     assert cost.generation_gpu_hours > 0, "latents, adapters and decoding are counted"
-    header = Path("profiles/real.yaml").read_text()
+    header = Path(profile).read_text()
     figures = re.search(
         r"extraction (\d+\.\d+) .*?probing (\d+\.\d+) and VAE, adapters (\d+\.\d+) .*?total (\d+\.\d+)", header, re.S
     )
     assert figures, "the profile's header states the GPU-hours of --cost"
     stated = [float(x) for x in figures.groups()]
     printed = [cost.extract_gpu_hours, sum(cost.probe_gpu_hours.values()), cost.generation_gpu_hours, cost.gpu_hours]
-    assert stated == [round(x, 2) for x in printed], f"profiles/real.yaml's header says {stated}; --cost: {printed}"
+    assert stated == [round(x, 2) for x in printed], f"{profile}'s header says {stated}; --cost: {printed}"
 
 
 @pytest.mark.parametrize("test_fraction", [0.2, 0.1, 0.5])
