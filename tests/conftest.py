@@ -16,8 +16,9 @@ torch.set_num_threads(2)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The files of the slow end-to-end tests first: with ``-n 2 --dist loadfile`` (the README's test command) a
     worker starts on them at once while the other runs the rest, instead of one of them starting last."""
-    slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)  # stable: the order within each group stays
+    seconds = {item.path: m.kwargs.get("seconds", 0) for item in items if (m := item.get_closest_marker("slow"))}
+    # the longest first (a file marked `slow(seconds=...)`), so that the other worker runs the rest beside it
+    items.sort(key=lambda item: (item.path not in seconds, -seconds.get(item.path, 0)))  # stable within a group
 
 
 @pytest.fixture(scope="session")

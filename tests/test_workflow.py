@@ -27,7 +27,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = Path(__file__).with_name("profiles") / "small.yaml"
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=280)  # the longest file: it starts first (conftest.py)
 
 
 def _run(repo: Path, *cmd: str, stdout_only: bool = False) -> str:
