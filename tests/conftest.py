@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from helpers import small_params
 
 from foresight_lib.params import Params
 
-torch.set_num_threads(2)
+# one compute thread per xdist worker (the README's command runs two on the two cores: more would oversubscribe them)
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

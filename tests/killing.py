@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import yaml
 import zarr
 
@@ -194,9 +195,9 @@ def kill_stage(case: Case, work: Path, after_units: int, delay: float = 0.0, tim
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        "OMP_NUM_THREADS": "2",
-        "MKL_NUM_THREADS": "2",
-    }  # the thread count of this process (tests/conftest.py)
+        "OMP_NUM_THREADS": str(torch.get_num_threads()),
+        "MKL_NUM_THREADS": str(torch.get_num_threads()),
+    }  # the thread count of this process (tests/conftest.py): the same float sums as the uninterrupted run
     argv = [
         sys.executable,
         str(ROOT / "stages" / f"{case.stage}.py"),
