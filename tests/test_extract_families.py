@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import small_params
+from helpers import input_dims, input_keys, small_params
 from transformers import Qwen2VLImageProcessor
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
@@ -80,18 +80,9 @@ def models():
     return {family: build_tiny_model(family, 0) for family in FAMILY_NAMES}
 
 
-def _keys(mode: str) -> tuple[str, str]:
-    return ("pixel_values", "image_grid_thw") if mode == "image" else ("pixel_values_videos", "video_grid_thw")
-
-
-def _dims(inputs: dict[str, torch.Tensor], mode: str) -> tuple[int, int, int]:
-    grid = inputs[_keys(mode)[1]]
-    return int(grid[:, 0].sum()), int(grid[0, 1]), int(grid[0, 2])
-
-
 def _vision(model, inputs: dict[str, torch.Tensor], mode: str):
     """The model's own vision forward: hidden_states, pooler_output and (Qwen3-VL) deepstack_features."""
-    pixel_key, grid_key = _keys(mode)
+    pixel_key, grid_key = input_keys(mode)
     features = model.model.get_image_features if mode == "image" else model.model.get_video_features
     with torch.inference_mode():
         return features(inputs[pixel_key], inputs[grid_key], output_hidden_states=True)
@@ -159,7 +150,7 @@ def test_vit_points_equal_vision_hidden_states_in_raster_order(models, family, m
     ours = extract(model, frames, points, mode, batch_frames=2)
     inputs = build_inputs(frames, mode, model.config, text=False)
     reference = _vision(model, inputs, mode).hidden_states
-    t, h, w = _dims(inputs, mode)
+    t, h, w = input_dims(inputs, mode)
     assert len(reference) == depth + 1
 
     def raster(x: torch.Tensor) -> torch.Tensor:
@@ -183,7 +174,7 @@ def test_merger_and_deepstack_equal_the_models_features(models, family, mode):
     ours = extract(model, frames, points, mode, batch_frames=3)
     inputs = build_inputs(frames, mode, model.config, text=False)
     features = _vision(model, inputs, mode)
-    t, h, w = _dims(inputs, mode)
+    t, h, w = input_dims(inputs, mode)
     shape = (t, h // 2, w // 2, model.config.text_config.hidden_size)
     assert ours["m"].shape == shape
     torch.testing.assert_close(ours["m"], torch.cat(features.pooler_output).reshape(shape), atol=0, rtol=0)
@@ -209,7 +200,7 @@ def test_llm_layers_equal_output_hidden_states_at_vision_tokens(models, family, 
         reference = model(**inputs, output_hidden_states=True, use_cache=False).hidden_states
     assert len(reference) == n_layers + 1
     token = model.config.image_token_id if mode == "image" else model.config.video_token_id
-    t, h, w = _dims(inputs, mode)
+    t, h, w = input_dims(inputs, mode)
     for layer in layers:
         expected = reference[layer + 1][inputs["input_ids"] == token].reshape(t, h // 2, w // 2, -1)
         torch.testing.assert_close(ours[f"l{layer}"], expected, atol=1e-6, rtol=1e-5)

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from helpers import input_dims, input_keys
 from transformers import BertConfig, Qwen2VLImageProcessor
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 from transformers.vision_utils import get_vision_window_index
@@ -57,18 +58,8 @@ def model():
     return build_tiny_model("qwen2_5_vl", 0)
 
 
-def _keys(mode: str) -> tuple[str, str]:
-    return ("pixel_values", "image_grid_thw") if mode == "image" else ("pixel_values_videos", "video_grid_thw")
-
-
-def _dims(inputs: dict[str, torch.Tensor], mode: str) -> tuple[int, int, int]:
-    """(T, h, w) of the inputs: total temporal slots and the patch grid."""
-    grid = inputs[_keys(mode)[1]]
-    return int(grid[:, 0].sum()), int(grid[0, 1]), int(grid[0, 2])
-
-
 def _vision_tower(model, inputs: dict[str, torch.Tensor], mode: str):
-    pixel_key, grid_key = _keys(mode)
+    pixel_key, grid_key = input_keys(mode)
     with torch.inference_mode():
         return model.model.visual(inputs[pixel_key], grid_thw=inputs[grid_key], output_hidden_states=True)
 
@@ -146,7 +137,7 @@ def test_window_index_is_the_permutation_the_model_applies(model, height, width)
     _vision_tower(model, inputs, "image")
     for hook in hooks:
         hook.remove()
-    t, h, w = _dims(inputs, "image")
+    t, h, w = input_dims(inputs, "image")
     index = order.window_index(t, h // 2, w // 2, window_size=112, patch_size=14, merge_size=2)
     assert torch.equal(order.unwindow(seen["block0_in"], index), seen["embed"])
     assert not torch.equal(seen["block0_in"], seen["embed"])  # windows really do permute this geometry
@@ -195,7 +186,7 @@ def test_vit_blocks_equal_vision_hidden_states_unpermuted(model, mode, height, w
     ours = extract(model, frames, {"e": EMBED} | {f"b{k}": vit(k) for k in blocks}, mode, batch_frames=3)
     inputs = build_inputs(frames, mode, model.config, text=False)
     reference = _vision_tower(model, inputs, mode).hidden_states
-    t, h, w = _dims(inputs, mode)
+    t, h, w = input_dims(inputs, mode)
     assert len(reference) == model.config.vision_config.depth + 1
     torch.testing.assert_close(_window_to_raster(reference[0], t, h, w, model), ours["e"], atol=0, rtol=0)
     index = order.window_index(t, h // 2, w // 2, window_size=112, patch_size=14, merge_size=2)
@@ -222,7 +213,7 @@ def test_naive_order_is_the_plain_reshape_of_hidden_states(model, mode):
     ours = extract(model, frames, points, mode, batch_frames=3)
     inputs = build_inputs(frames, mode, model.config, text=False)
     reference = _vision_tower(model, inputs, mode).hidden_states
-    t, h, w = _dims(inputs, mode)
+    t, h, w = input_dims(inputs, mode)
     torch.testing.assert_close(ours["en"], reference[0].reshape(t, h, w, -1), atol=0, rtol=0)
     torch.testing.assert_close(ours["bn"], reference[8].reshape(t, h, w, -1), atol=0, rtol=0)
     assert not torch.allclose(ours["bn"], ours["b"], atol=1e-3) and not torch.allclose(ours["en"], ours["e"], atol=1e-3)
@@ -237,11 +228,11 @@ def test_merger_equals_image_or_video_features(model, mode, height, width):
     frames = make_frames(height, width)
     ours = extract(model, frames, {"m": MERGER}, mode, batch_frames=3)["m"]
     inputs = build_inputs(frames, mode, model.config, text=False)
-    pixel_key, grid_key = _keys(mode)
+    pixel_key, grid_key = input_keys(mode)
     get_features = model.get_image_features if mode == "image" else model.get_video_features
     with torch.inference_mode():
         pooled = torch.cat(get_features(inputs[pixel_key], inputs[grid_key]).pooler_output)  # [T*Hb*Wb, C]
-    t, h, w = _dims(inputs, mode)
+    t, h, w = input_dims(inputs, mode)
     assert ours.shape == (t, h // 2, w // 2, model.config.vision_config.out_hidden_size)
     torch.testing.assert_close(pooled.reshape(ours.shape), ours, atol=0, rtol=0)
 
@@ -256,7 +247,7 @@ def test_llm_layers_equal_output_hidden_states_at_vision_tokens(model, mode, hei
     with torch.inference_mode():
         reference = model(**inputs, output_hidden_states=True, use_cache=False).hidden_states
     token = model.config.image_token_id if mode == "image" else model.config.video_token_id
-    t, h, w = _dims(inputs, mode)
+    t, h, w = input_dims(inputs, mode)
     for layer in layers:
         expected = reference[layer + 1][inputs["input_ids"] == token].reshape(t, h // 2, w // 2, -1)
         torch.testing.assert_close(ours[f"l{layer}"], expected, atol=1e-6, rtol=1e-5)
@@ -265,7 +256,7 @@ def test_llm_layers_equal_output_hidden_states_at_vision_tokens(model, mode, hei
 @pytest.mark.parametrize("mode", MODES)
 def test_mm_token_type_ids_give_3d_positions(model, mode):
     inputs = build_inputs(make_frames(140, 196), mode, model.config)
-    pixel_key, grid_key = _keys(mode)
+    pixel_key, grid_key = input_keys(mode)
     positions, _ = model.model.get_rope_index(
         inputs["input_ids"],
         inputs["mm_token_type_ids"],
@@ -274,7 +265,7 @@ def test_mm_token_type_ids_give_3d_positions(model, mode):
         attention_mask=inputs["attention_mask"],
     )  # [3, rows, seq]
     vision = inputs["mm_token_type_ids"] > 0
-    t, h, w = _dims(inputs, mode)
+    t, h, w = input_dims(inputs, mode)
     rows, cols = torch.meshgrid(torch.arange(h // 2), torch.arange(w // 2), indexing="ij")
     expected_h = (1 + rows).flatten().repeat(t)  # raster order of merge units, offset by vision_start
     expected_w = (1 + cols).flatten().repeat(t)

@@ -80,7 +80,7 @@ def test_pixels_extractor_comes_from_the_table(tmp_path):
 
 
 def _row(name: str, kind: str, iou: float, layer: int | None = None, family: str = "qwen2_5_vl") -> PointRow:
-    head = HeadRow(bbox_iou=iou, bbox_iou_lo=iou - 0.1, bbox_iou_hi=iou + 0.1)
+    head = HeadRow(bbox_iou=iou, bbox_iou_lo=iou - 0.1, bbox_iou_hi=iou + 0.1, bbox_iou_chance=0.05)
     return PointRow(name=name, kind=kind, layer=layer, family=family, heads={"dense": head})
 
 
@@ -109,11 +109,14 @@ def test_the_family_table_puts_two_models_side_by_side():
     assert [k for k, _ in table.rows] == ["vit_block", "deepstack", "merger"]
     lines = family_lines(table)
     assert lines[0] == "| kind | `model`: Qwen2.5-VL (tiny) | `q3`: Qwen3-VL (tiny) |"
-    assert lines[2] == "| vit_block | `vit_l7` (7): 0.300 [0.200, 0.400] | `q3_l8` (8): 0.500 [0.400, 0.600] |"
-    assert lines[3] == "| deepstack | no such kind | `q3_deep` (0): 0.200 [0.100, 0.300] |"
-    assert lines[4] == "| merger | `merger`: 0.100 [0.000, 0.200] | not run |"
+    assert (
+        lines[2]
+        == "| vit_block | `vit_l7` (7): 0.300 [0.200, 0.400] (chance 0.050) | `q3_l8` (8): 0.500 [0.400, 0.600] (chance 0.050) |"
+    )
+    assert lines[3] == "| deepstack | no such kind | `q3_deep` (0): 0.200 [0.100, 0.300] (chance 0.050) |"
+    assert lines[4] == "| merger | `merger`: 0.100 [0.000, 0.200] (chance 0.050) | not run |"
     rows_json = family_table_json(table)["rows"]
-    assert rows_json["deepstack"] == {"model": None, "q3": {"q3_deep": pytest.approx([0.2, 0.1, 0.3])}}
+    assert rows_json["deepstack"] == {"model": None, "q3": {"q3_deep": pytest.approx([0.2, 0.1, 0.3, 0.05])}}
     assert rows_json["merger"]["q3"] == {}
     one_model = {n: r for n, r in rows.items() if not n.startswith("q3")}
     assert family_table(one_model, params.points, params, "dense") is None

@@ -303,7 +303,8 @@ def family_lines(table: FamilyTable) -> list[str]:
             "no such kind"
             if points is None
             else "<br>".join(
-                f"`{r.name}`{'' if r.layer is None else f' ({r.layer})'}: {_ci(r.heads.get(table.head), 'bbox_iou')}"
+                f"`{r.name}`{'' if r.layer is None else f' ({r.layer})'}: {_ci(h := r.heads.get(table.head), 'bbox_iou')}"
+                f" (chance {_fmt(None if h is None else h.bbox_iou_chance)})"
                 for r in points
             )
             or "not run"
@@ -313,7 +314,7 @@ def family_lines(table: FamilyTable) -> list[str]:
     return [
         *lines,
         "",
-        f"Cells: the `{table.head}` head's bbox IoU [95% interval] of each point of that kind read from that model "
+        f"Cells: the `{table.head}` head's bbox IoU [95% interval] (chance level) of each point of that kind read from that model "
         "(layer in brackets; the depths differ between families: docs/design.md). The full rows are in the table "
         "above; `python -m foresight_lib.compare <a> <b>` compares two points.",
     ]

@@ -78,7 +78,7 @@ def family_table(rows: Rows, points: Mapping[str, PointParams], params: Params, 
 
 def family_table_json(table: FamilyTable) -> dict[str, Any]:
     """The side-by-side table as JSON (``reports/decision.json``): ``{head, models, rows: {kind: {model: {point:
-    [bbox IoU, lo, hi]} or null where the model's family has no such kind}}}``."""
+    [bbox IoU, lo, hi, chance]} or null where the model's family has no such kind}}}``."""
     return {
         "head": table.head,
         "models": table.models,
@@ -89,7 +89,7 @@ def family_table_json(table: FamilyTable) -> dict[str, Any]:
                 else {
                     r.name: None
                     if (h := r.heads.get(table.head)) is None
-                    else [h.bbox_iou, h.bbox_iou_lo, h.bbox_iou_hi]
+                    else [h.bbox_iou, h.bbox_iou_lo, h.bbox_iou_hi, h.bbox_iou_chance]
                     for r in points
                 }
                 for m, points in cells.items()
